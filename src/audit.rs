@@ -1,0 +1,100 @@
+//! The audit log: one JSON object per line, each hash-chained to the one before, appended
+//! durably (group commit: many records, one `fsync`) before a call is forwarded and after
+//! it returns. [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding
+//! requires, so no call reaches an upstream without its record on disk. It does not
+//! decide anything; `verify` checks a log without trusting it.
+
+mod record;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::policy::Permitted;
+pub use record::{Outcome, Refusal, Stage};
+pub use verify::{VerifyError, verify};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open the audit log `{path}`: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("the audit log could not be written ({0}); the call was not made")]
+    Write(String),
+}
+
+/// A permitted call whose "attempt" record is durably written. Only
+/// [`AuditLog::attempt`] makes one; forwarding requires one.
+#[derive(Debug)]
+pub struct Attested {
+    permitted: Permitted,
+    started: Instant,
+}
+
+impl Attested {
+    pub fn permitted(&self) -> &Permitted {
+        &self.permitted
+    }
+}
+
+type Job = (Map<String, Value>, oneshot::Sender<Result<(), AuditError>>);
+
+/// A handle to the audit log's writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Open (or create) a log, continuing its hash chain. Refuses a log whose last line is
+    /// incomplete or does not verify: run `mcp-warden audit verify` to see why.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let tx = writer::spawn(path)?;
+        Ok(Self {
+            tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write the "attempt" record of a permitted call and wait until it is on disk.
+    pub async fn attempt(&self, permitted: Permitted) -> Result<Attested, (Permitted, AuditError)> {
+        let fields = record::attempt(&permitted);
+        match self.append(fields).await {
+            Ok(()) => Ok(Attested {
+                permitted,
+                started: Instant::now(),
+            }),
+            Err(e) => Err((permitted, e)),
+        }
+    }
+
+    /// Write the "outcome" record of a forwarded call.
+    pub async fn outcome(&self, attested: &Attested, outcome: &Outcome) -> Result<(), AuditError> {
+        let latency = attested.started.elapsed();
+        self.append(record::outcome(&attested.permitted, outcome, latency))
+            .await
+    }
+
+    /// Write the record of a refused call.
+    pub async fn refusal(&self, refusal: &Refusal<'_>) -> Result<(), AuditError> {
+        self.append(record::refusal(refusal)).await
+    }
+
+    async fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send((fields, ack))
+            .await
+            .map_err(|_| AuditError::Write("the audit writer has stopped".into()))?;
+        done.await
+            .map_err(|_| AuditError::Write("the audit writer has stopped".into()))?
+    }
+}

@@ -1,0 +1,134 @@
+//! The audit writer thread: seals records into the hash chain in arrival order, writes a
+//! whole batch, syncs it to disk once, then acknowledges every record in the batch. After
+//! a failed write it refuses everything (the chain's tail is then unknown).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{AuditError, Job};
+use crate::digest;
+
+/// `prev` of the first record in a log.
+pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+/// How each line ends: `,"hash":"sha256:<64 hex>"}`.
+pub const HASH_MARK: &str = ",\"hash\":\"";
+const BATCH: usize = 1024;
+
+pub fn spawn(path: &Path) -> Result<mpsc::Sender<Job>, AuditError> {
+    let open_err = |reason: String| AuditError::Open {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| open_err(e.to_string()))?;
+    let prev = last_hash(&mut file).map_err(open_err)?;
+    let (tx, rx) = mpsc::channel(BATCH * 4);
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || run(file, prev, rx))
+        .map_err(|e| open_err(e.to_string()))?;
+    Ok(tx)
+}
+
+fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
+    let mut broken: Option<String> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = match &broken {
+            Some(reason) => Err(reason.clone()),
+            None => write_batch(&mut file, &mut prev, &mut batch),
+        };
+        if let Err(reason) = &result {
+            tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
+            broken = Some(reason.clone());
+        }
+        for (_, ack) in batch {
+            let _ = ack.send(result.clone().map_err(AuditError::Write));
+        }
+    }
+}
+
+fn write_batch(file: &mut File, prev: &mut String, batch: &mut [Job]) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let mut tail = prev.clone();
+    for (fields, _) in batch.iter_mut() {
+        let (line, hash) = seal(fields, &tail);
+        buf.extend_from_slice(&line);
+        tail = hash;
+    }
+    file.write_all(&buf).map_err(|e| e.to_string())?;
+    file.sync_data().map_err(|e| e.to_string())?;
+    *prev = tail;
+    Ok(())
+}
+
+/// Chain a record to `prev` and render its line: the canonical JSON of the record (with
+/// `prev`), then `hash` = SHA-256 of exactly those bytes, appended as the last member.
+pub fn seal(fields: &mut Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
+    fields.insert("prev".into(), Value::String(prev.to_string()));
+    let body = serde_json_canonicalizer::to_vec(&Value::Object(fields.clone()))
+        .unwrap_or_else(|_| Value::Object(fields.clone()).to_string().into_bytes());
+    let hash = digest::sha256(&body);
+    let mut line = body;
+    line.pop(); // the closing brace
+    line.extend_from_slice(format!("{HASH_MARK}{hash}\"}}\n").as_bytes());
+    (line, hash)
+}
+
+/// Split a line into the hashed body and its stated hash.
+pub fn unseal(line: &[u8]) -> Option<(Vec<u8>, &str)> {
+    let text = std::str::from_utf8(line).ok()?;
+    let at = text.rfind(HASH_MARK)?;
+    let hash = text.get(at + HASH_MARK.len()..)?.strip_suffix("\"}")?;
+    let mut body = text.get(..at)?.as_bytes().to_vec();
+    body.push(b'}');
+    Some((body, hash))
+}
+
+/// The hash of the last record, after checking that the last line is complete and
+/// intact; [`GENESIS`] for an empty log.
+fn last_hash(file: &mut File) -> Result<String, String> {
+    let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    if len == 0 {
+        return Ok(GENESIS.to_string());
+    }
+    let mut tail = Vec::new();
+    let mut pos = len;
+    while pos > 0 {
+        let step = pos.min(64 * 1024);
+        pos -= step;
+        let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
+        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+        file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        if tail.iter().rev().skip(1).any(|b| *b == b'\n') {
+            break;
+        }
+    }
+    let Some(stripped) = tail.strip_suffix(b"\n") else {
+        return Err("its last line is incomplete: run `mcp-warden audit verify` and move the damaged log aside".into());
+    };
+    let last = stripped.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    match unseal(last) {
+        Some((body, hash)) if digest::sha256(&body) == hash => Ok(hash.to_string()),
+        _ => Err("its last record does not verify: run `mcp-warden audit verify` and move the damaged log aside".into()),
+    }
+}

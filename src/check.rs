@@ -1,0 +1,142 @@
+//! `mcp-warden check`: every problem in the config, the manifests and the policy, with
+//! file and line; then, unless offline, each upstream's live tools against its manifest
+//! (missing tools, stale or absent pins, `read` tools the server calls destructive,
+//! schemas that cannot be compiled). Reports; changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::arguments::{self, ArgumentCheck};
+use crate::catalog::effective_tier;
+use crate::config::Config;
+use crate::digest;
+use crate::gateway::load_rules;
+use crate::manifest::{Manifest, Manifests, Tier};
+use crate::problem::Problem;
+use crate::upstream::Upstreams;
+
+/// How long `check` waits for one upstream to list its tools.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Check everything; returns every problem found (errors and warnings).
+pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
+    let (manifests, mut problems) = match load_rules(config).await {
+        Ok((m, _policy, warnings)) => (m, warnings),
+        Err(problems) => return problems,
+    };
+    for m in manifests.iter() {
+        check_constraints(m, &mut problems);
+    }
+    if !offline {
+        check_upstreams(config, &manifests, &mut problems).await;
+    }
+    problems
+}
+
+fn check_constraints(m: &Manifest, out: &mut Vec<Problem>) {
+    for (name, entry) in &m.tools {
+        if entry.constraints.is_empty() {
+            continue;
+        }
+        if let Err(e) = arguments::compile(&arguments::constraints_schema(&entry.constraints)) {
+            out.push(Problem::error(
+                &m.file,
+                Some(entry.line),
+                format!("tool `{name}`: argument constraints are not valid JSON Schema: {e}"),
+            ));
+        }
+    }
+}
+
+async fn check_upstreams(config: &Config, manifests: &Manifests, out: &mut Vec<Problem>) {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let upstreams = Arc::new(Upstreams::new(&config.upstreams, UPSTREAM_TIMEOUT, tx));
+    for upstream in &config.upstreams {
+        let listed =
+            tokio::time::timeout(UPSTREAM_TIMEOUT, upstreams.list_tools(&upstream.id)).await;
+        let live = match listed {
+            Ok(Ok(live)) => live,
+            Ok(Err(e)) => {
+                out.push(Problem::error(&config.source, None, e.to_string()));
+                continue;
+            }
+            Err(_) => {
+                out.push(Problem::error(
+                    &config.source,
+                    None,
+                    format!(
+                        "upstream `{}` did not list its tools within {}s",
+                        upstream.id,
+                        UPSTREAM_TIMEOUT.as_secs()
+                    ),
+                ));
+                continue;
+            }
+        };
+        match manifests.get(&upstream.id) {
+            Some(m) => compare(m, &live, out),
+            None if upstream.expose_unlisted => {}
+            None => out.push(Problem::warning(
+                &config.source,
+                None,
+                format!(
+                    "upstream `{}` has no manifest in `{}`: none of its {} tools is exposed",
+                    upstream.id,
+                    config.manifests.display(),
+                    live.len()
+                ),
+            )),
+        }
+    }
+    upstreams.shutdown().await;
+}
+
+/// Compare a manifest with an upstream's live tools.
+pub fn compare(m: &Manifest, live: &[Value], out: &mut Vec<Problem>) {
+    for (name, entry) in &m.tools {
+        let at = Some(entry.line);
+        let Some(def) = live
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+        else {
+            out.push(Problem::warning(
+                &m.file,
+                at,
+                format!("tool `{name}` is not offered by upstream `{}`", m.server),
+            ));
+            continue;
+        };
+        let pin = digest::tool_pin(def);
+        match &entry.pin {
+            Some(p) if *p != pin => out.push(Problem::error(&m.file, at, format!("tool `{name}` changed since it was pinned: it is quarantined until its owner reviews it and sets `pin = \"{pin}\"`"))),
+            Some(_) => {}
+            None => out.push(Problem::warning(&m.file, at, format!("tool `{name}` is not pinned: after reviewing it, add `pin = \"{pin}\"`"))),
+        }
+        if entry.tier == Tier::Read && effective_tier(Some(entry.tier), def) > Tier::Read {
+            out.push(Problem::warning(&m.file, at, format!("tool `{name}` is tiered `read` but its server annotates it `destructiveHint: true`; the gateway treats it as `act`")));
+        }
+        let schema = def.get("inputSchema").cloned().unwrap_or(Value::Null);
+        if let Err(e) = ArgumentCheck::compile(&schema, &entry.constraints) {
+            out.push(Problem::error(&m.file, at, format!("tool `{name}`: {e}")));
+        }
+    }
+    let unlisted: Vec<&str> = live
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .filter(|n| !m.tools.contains_key(*n))
+        .collect();
+    if !unlisted.is_empty() {
+        out.push(Problem::warning(
+            &m.file,
+            None,
+            format!(
+                "upstream `{}` offers tools this manifest does not list (hidden): {}",
+                m.server,
+                unlisted.join(", ")
+            ),
+        ));
+    }
+}

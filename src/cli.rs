@@ -1,0 +1,250 @@
+//! The command line: `serve`, `check`, `audit verify`, `demo-tools`. Parses arguments,
+//! runs the matching command and turns its result into an exit code; all diagnostics go
+//! to stderr (stdout is the MCP channel under `serve` over stdio).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::gateway::{Gateway, Listener, State};
+use crate::identity::Caller;
+use crate::problem;
+use crate::{check, demo, transport, upstream};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-warden",
+    version,
+    about = "An MCP gateway that authorises every tool call and proves afterwards what happened",
+    long_about = "mcp-warden sits between an LLM client and the MCP tool servers it uses. Every tools/call \
+is checked (tool known and unchanged, intent stated, arguments valid, Casbin policy allows the agent \
+and everyone it acts for), written to a hash-chained audit log, and only then forwarded.",
+    after_help = "First run:\n  mcp-warden serve                 run on the embedded defaults (demo tools) at http://127.0.0.1:8787/mcp\n  mcp-warden check --config warden.toml   find every problem in a configuration\n  mcp-warden audit verify          check the audit log's hash chain\n\nIn an MCP client's config, use `mcp-warden serve --config /path/to/warden.toml` as the stdio command."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: over stdio when a client launched it, over HTTP at [listen] http.
+    #[command(
+        after_help = "With no --config, the embedded defaults front the bundled demo tools, using \
+tool-manifests/ and policies/ in the working directory.\n\n--transport auto (the default) serves stdio when stdin is not a terminal (a client launched the \
+gateway) and HTTP when it is (you ran it by hand)."
+    )]
+    Serve {
+        /// The gateway configuration (warden.toml); default: the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Which transports to serve.
+        #[arg(long, value_enum, default_value_t = TransportChoice::Auto)]
+        transport: TransportChoice,
+    },
+    /// Check the configuration, manifests and policy, and compare manifests with the
+    /// upstreams' live tools; print every problem with its file and line.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Do not start or contact upstreams.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run the bundled demo tool server (stdio, or Streamable HTTP with --http).
+    DemoTools {
+        /// Append every call received to this file (one JSON object per line).
+        #[arg(long)]
+        call_log: Option<PathBuf>,
+        /// Serve Streamable HTTP at this address instead of stdio.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log and name the first bad line.
+    Verify {
+        /// The log; default: the configured audit log.
+        file: Option<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportChoice {
+    Auto,
+    Stdio,
+    Http,
+    Both,
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Config::embedded(Path::new(".")).map_err(|e| e.to_string()),
+    }
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve { config, transport } => serve(config.as_deref(), transport).await,
+        Command::Check { config, offline } => run_check(config.as_deref(), offline).await,
+        Command::Audit {
+            command: AuditCommand::Verify { file, config },
+        } => verify(file, config.as_deref()),
+        Command::DemoTools { call_log, http } => {
+            demo::serve(call_log, http).await.map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), String> {
+    let config = load_config(config)?;
+    let (stdio, http) = match choice {
+        TransportChoice::Auto if std::io::stdin().is_terminal() => (false, true),
+        TransportChoice::Auto | TransportChoice::Stdio => (true, false),
+        TransportChoice::Http => (false, true),
+        TransportChoice::Both => (true, true),
+    };
+    let listen = match (http, &config.http) {
+        (true, Some(l)) => Some(l.addr),
+        (true, None) if !stdio => return Err("nothing to serve: stdin is a terminal and the config has no `[listen] http`; add one, or let an MCP client launch `mcp-warden serve` over stdio".into()),
+        _ => None,
+    };
+    let state = State::start(config)
+        .await
+        .map_err(|e| format!("cannot start:\n{e}"))?;
+    let listener = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    banner(&state, listener.as_ref());
+    let result = run_transports(state.clone(), stdio, listener).await;
+    state.upstreams.shutdown().await;
+    result
+}
+
+async fn run_transports(
+    state: Arc<State>,
+    stdio: bool,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<(), String> {
+    let ctrl_c = || async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let http = listener.map(|l| tokio::spawn(transport::serve_http(state.clone(), l, ctrl_c())));
+    if stdio {
+        transport::serve_stdio(state, ctrl_c())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(h) = &http {
+            h.abort();
+        }
+        return Ok(());
+    }
+    match http {
+        Some(h) => h
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
+fn banner(state: &Arc<State>, listener: Option<&tokio::net::TcpListener>) {
+    let config = &state.config;
+    eprintln!(
+        "mcp-warden {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        config.source.display()
+    );
+    if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
+        eprintln!("  MCP endpoint (Streamable HTTP): http://{addr}/mcp");
+    }
+    eprintln!("  audit log: {}", config.audit_log.display());
+    let catalog = state.catalog();
+    for u in &config.upstreams {
+        let tools: Vec<_> = catalog.tools().filter(|t| t.server == u.id).collect();
+        eprintln!(
+            "  upstream `{}` ({}): {} tools",
+            u.id,
+            upstream::describe(u),
+            tools.len()
+        );
+        for t in tools {
+            eprintln!("    {:<28} {}", t.name, t.tier);
+        }
+    }
+    let identity = if listener.is_some() {
+        &config.http_identity
+    } else {
+        &config.stdio_identity
+    };
+    let caller = Caller::from_config(identity, "banner");
+    let visible =
+        Gateway::new(state.clone(), identity.clone(), Listener::Http).visible_tools(&caller);
+    eprintln!(
+        "  caller `{}` (for `{}`) may use {} of them; every call is audited",
+        identity.agent,
+        identity.on_behalf_of.as_deref().unwrap_or("nobody"),
+        visible.len()
+    );
+    if listener.is_some() {
+        eprintln!("Point an MCP client at the endpoint above; Ctrl-C stops.");
+    }
+}
+
+async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {
+    let config = load_config(config)?;
+    let problems = check::run(&config, offline).await;
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    if !problems.is_empty() {
+        eprintln!("{}", problem::render(&problems));
+    }
+    let summary = format!("{errors} error(s), {} warning(s)", problems.len() - errors);
+    if errors > 0 {
+        return Err(summary);
+    }
+    eprintln!("{summary}: `{}` is ready to serve", config.source.display());
+    Ok(())
+}
+
+fn verify(file: Option<PathBuf>, config: Option<&Path>) -> Result<(), String> {
+    let path = match file {
+        Some(f) => f,
+        None => load_config(config)?.audit_log,
+    };
+    match crate::audit::verify(&path) {
+        Ok(n) => {
+            println!("{}: {n} records, hash chain intact", path.display());
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}

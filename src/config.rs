@@ -1,0 +1,515 @@
+//! `warden.toml`: listeners, upstreams, identities and paths, parsed into `Raw*` structs
+//! and checked once into [`Config`]. Later stages trust a `Config`; this module does not
+//! open connections or read manifests and policies (it only knows where they are).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
+
+/// The separator between a server id and a tool name in a namespaced tool name
+/// (`demo_send_message`). Server ids may not contain it, so the first occurrence always
+/// splits correctly; it is valid in every client's tool-name rule.
+pub const SEPARATOR: char = '_';
+
+/// The environment variable that `${MCP_WARDEN_EXE}` expands to when unset: the path of
+/// the running gateway binary, so a config can start the bundled demo tool server.
+pub const SELF_EXE_VAR: &str = "MCP_WARDEN_EXE";
+
+/// The embedded defaults: the demo tool server behind the shipped demo manifest and policy.
+pub const DEFAULT_CONFIG: &str = include_str!("../examples/warden.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", crate::problem::render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    identity: RawIdentities,
+    #[serde(default)]
+    upstream: Vec<Spanned<RawUpstream>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    manifests: Option<String>,
+    policy_model: Option<String>,
+    policy: Option<String>,
+    state_dir: Option<String>,
+    audit_log: Option<String>,
+    intent_field: Option<String>,
+    call_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    http: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_remote: bool,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    stdio: Option<RawIdentity>,
+    http: Option<RawIdentity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    agent: String,
+    on_behalf_of: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    id: String,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    expose_unlisted: bool,
+}
+
+/// The checked gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (`<embedded defaults>` for the built-in one).
+    pub source: PathBuf,
+    pub manifests: PathBuf,
+    pub policy_model: PathBuf,
+    pub policy: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    pub intent_field: String,
+    pub call_timeout: Duration,
+    pub http: Option<HttpListen>,
+    pub stdio_identity: IdentityConfig,
+    pub http_identity: IdentityConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpListen {
+    pub addr: SocketAddr,
+    /// `Host` header values accepted (DNS-rebinding protection).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A configured caller identity: an agent acting, optionally, for a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    pub agent: String,
+    pub on_behalf_of: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub id: String,
+    pub transport: UpstreamTransport,
+    pub expose_unlisted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamTransport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl Config {
+    /// Load and check a config file; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::parse(&text, path, &base)
+    }
+
+    /// The embedded defaults, with paths taken from `base` (normally the working directory).
+    pub fn embedded(base: &Path) -> Result<Self, ConfigError> {
+        Self::parse(DEFAULT_CONFIG, Path::new("<embedded defaults>"), base)
+    }
+
+    /// Parse and check config text. Every problem is reported, not just the first.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigError::Invalid(vec![Problem::error(
+                file,
+                toml_error_line(text, &e),
+                toml_error_message(&e),
+            )])
+        })?;
+        let mut problems = Vec::new();
+        let config = check(raw, text, file, base, &mut problems);
+        if problems.iter().any(Problem::is_error) {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(config)
+    }
+
+    pub fn upstream(&self, id: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.id == id)
+    }
+}
+
+fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Problem>) -> Config {
+    let path = |value: Option<String>, default: &str| base.join(value.unwrap_or(default.into()));
+    let state_dir = path(raw.gateway.state_dir, ".mcp-warden");
+    let audit_log = match raw.gateway.audit_log {
+        Some(p) => base.join(p),
+        None => state_dir.join("audit.jsonl"),
+    };
+    let intent_field = raw.gateway.intent_field.unwrap_or_else(|| "intent".into());
+    if !valid_property_name(&intent_field) {
+        out.push(Problem::error(
+            file,
+            None,
+            format!("`intent_field` `{intent_field}` must match [A-Za-z_][A-Za-z0-9_]*"),
+        ));
+    }
+    let call_timeout = match raw.gateway.call_timeout {
+        None => Duration::from_secs(300),
+        Some(s) => humantime::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+            let line = Some(line_of(text, s.span().start));
+            out.push(Problem::error(
+                file,
+                line,
+                format!(
+                    "`call_timeout` `{}`: {e} (write e.g. \"60s\" or \"5m\")",
+                    s.get_ref()
+                ),
+            ));
+            Duration::from_secs(300)
+        }),
+    };
+    let http = check_listen(raw.listen, text, file, out);
+    let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
+    let http_identity = identity(raw.identity.http, "agent:http", file, out);
+    let upstreams = check_upstreams(raw.upstream, text, file, base, out);
+    Config {
+        source: file.to_path_buf(),
+        manifests: path(raw.gateway.manifests, "tool-manifests"),
+        policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
+        policy: path(raw.gateway.policy, "policies/policy.csv"),
+        state_dir,
+        audit_log,
+        intent_field,
+        call_timeout,
+        http,
+        stdio_identity,
+        http_identity,
+        upstreams,
+    }
+}
+
+fn check_listen(
+    raw: RawListen,
+    text: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> Option<HttpListen> {
+    let spanned = raw.http?;
+    let line = Some(line_of(text, spanned.span().start));
+    let addr: SocketAddr = match spanned.get_ref().parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            out.push(Problem::error(
+                file,
+                line,
+                format!(
+                    "`listen.http` `{}` is not an address: write e.g. \"127.0.0.1:8787\"",
+                    spanned.get_ref()
+                ),
+            ));
+            return None;
+        }
+    };
+    if !addr.ip().is_loopback() && !raw.allow_remote {
+        out.push(Problem::error(
+            file,
+            line,
+            format!(
+                "`listen.http` `{addr}` is not a loopback address: HTTP callers are not authenticated yet, \
+                 so bind 127.0.0.1, or set `allow_remote = true` if a trusted proxy guards it"
+            ),
+        ));
+    }
+    let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    allowed_hosts.extend(raw.allowed_hosts);
+    Some(HttpListen {
+        addr,
+        allowed_hosts,
+    })
+}
+
+fn identity(
+    raw: Option<RawIdentity>,
+    default_agent: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> IdentityConfig {
+    let raw = raw.unwrap_or(RawIdentity {
+        agent: default_agent.into(),
+        on_behalf_of: None,
+    });
+    for name in std::iter::once(&raw.agent).chain(raw.on_behalf_of.iter()) {
+        if !valid_identity_name(name) {
+            out.push(Problem::error(
+                file,
+                None,
+                format!("identity `{name}` must look like `kind:name` (e.g. `agent:desktop`, `user:alice`)"),
+            ));
+        }
+    }
+    IdentityConfig {
+        agent: raw.agent,
+        on_behalf_of: raw.on_behalf_of,
+    }
+}
+
+fn check_upstreams(
+    raw: Vec<Spanned<RawUpstream>>,
+    text: &str,
+    file: &Path,
+    base: &Path,
+    out: &mut Vec<Problem>,
+) -> Vec<UpstreamConfig> {
+    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    for spanned in raw {
+        let line = Some(line_of(text, spanned.span().start));
+        let u = spanned.into_inner();
+        if let Err(why) = valid_server_id(&u.id) {
+            out.push(Problem::error(
+                file,
+                line,
+                format!("upstream id `{}` {why}", u.id.escape_default()),
+            ));
+        }
+        if upstreams.iter().any(|known| known.id == u.id) {
+            out.push(Problem::error(
+                file,
+                line,
+                format!("upstream id `{}` is used twice", u.id),
+            ));
+        }
+        if let Some(transport) = upstream_transport(&u, base, file, line, out) {
+            upstreams.push(UpstreamConfig {
+                id: u.id,
+                transport,
+                expose_unlisted: u.expose_unlisted,
+            });
+        }
+    }
+    upstreams
+}
+
+fn upstream_transport(
+    u: &RawUpstream,
+    base: &Path,
+    file: &Path,
+    line: Option<usize>,
+    out: &mut Vec<Problem>,
+) -> Option<UpstreamTransport> {
+    let mut expand = |value: &str| match expand_env(value) {
+        Ok(v) => v,
+        Err(e) => {
+            out.push(Problem::error(
+                file,
+                line,
+                format!("upstream `{}`: {e}", u.id),
+            ));
+            String::new()
+        }
+    };
+    match (&u.command, &u.url) {
+        (Some(command), None) => Some(UpstreamTransport::Stdio {
+            command: expand(command),
+            args: u.args.iter().map(|a| expand(a)).collect(),
+            env: u.env.iter().map(|(k, v)| (k.clone(), expand(v))).collect(),
+            cwd: u.cwd.as_ref().map(|c| base.join(expand(c))),
+        }),
+        (None, Some(url)) => Some(UpstreamTransport::Http {
+            url: expand(url),
+            headers: u
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), expand(v)))
+                .collect(),
+        }),
+        _ => {
+            out.push(Problem::error(
+                file,
+                line,
+                format!("upstream `{}` needs exactly one of `command` (stdio) or `url` (Streamable HTTP)", u.id),
+            ));
+            None
+        }
+    }
+}
+
+/// Expand `${NAME}` from the environment; an unset variable is an error, not "".
+pub fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(rest.get(..start).unwrap_or_default());
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else {
+            return Err(format!("unclosed `${{` in `{value}`"));
+        };
+        let name = after.get(..end).unwrap_or_default();
+        out.push_str(&lookup_env(name)?);
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn lookup_env(name: &str) -> Result<String, String> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(v);
+    }
+    if name == SELF_EXE_VAR {
+        return std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .map_err(|e| format!("cannot find this executable for `${{{name}}}`: {e}"));
+    }
+    Err(format!("environment variable `{name}` is not set"))
+}
+
+/// A server id: lowercase ASCII letters, digits and `-`, starting with a letter, at most
+/// 32 characters. It can never contain [`SEPARATOR`].
+pub fn valid_server_id(id: &str) -> Result<(), &'static str> {
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let starts = id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    match (id.len(), ok_chars && starts) {
+        (0, _) => Err("is empty"),
+        (33.., _) => Err("is longer than 32 characters"),
+        (_, false) => Err("must be lowercase letters, digits and `-`, starting with a letter"),
+        _ => Ok(()),
+    }
+}
+
+/// An identity name: `kind:name`, printable ASCII without spaces or commas (which would
+/// break a policy line).
+pub fn valid_identity_name(name: &str) -> bool {
+    let printable = name
+        .chars()
+        .all(|c| c.is_ascii_graphic() && c != ',' && c != '#');
+    matches!(name.split_once(':'), Some((kind, rest)) if !kind.is_empty() && !rest.is_empty())
+        && printable
+}
+
+fn valid_property_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("warden.toml"), Path::new("/base"))
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let config = Config::embedded(Path::new("/base")).unwrap();
+        assert_eq!(config.upstreams.len(), 1);
+        assert_eq!(config.manifests, Path::new("/base/tool-manifests"));
+    }
+
+    #[test]
+    fn server_ids_cannot_contain_the_separator() {
+        assert!(valid_server_id("my_srv").is_err());
+        assert!(valid_server_id("my-srv").is_ok());
+        assert!(valid_server_id("Fs").is_err());
+        assert!(valid_server_id("fѕ").is_err(), "cyrillic homoglyph");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let err =
+            parse("[[upstream]]\nid = \"bad_id\"\ncommand = \"x\"\n\n[[upstream]]\nid = \"ok\"\n")
+                .unwrap_err();
+        let ConfigError::Invalid(problems) = err else {
+            panic!()
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].line, Some(1));
+        assert!(problems[1].message.contains("exactly one of"));
+        assert_eq!(problems[1].line, Some(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_line() {
+        let err = parse("[gateway]\nmanifest = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("warden.toml:2"), "{err}");
+        assert!(err.contains("manifest"), "{err}");
+    }
+
+    #[test]
+    fn env_vars_expand_and_unset_ones_are_errors() {
+        // SAFETY-free: tests only read variables that the process already has.
+        let home = std::env::var("PATH").unwrap();
+        assert_eq!(expand_env("a${PATH}b").unwrap(), format!("a{home}b"));
+        assert!(expand_env("${MCP_WARDEN_SURELY_UNSET_VAR}").is_err());
+        assert!(expand_env("${MCP_WARDEN_EXE}").is_ok());
+        assert!(expand_env("${oops").is_err());
+    }
+
+    #[test]
+    fn remote_http_binding_needs_an_explicit_opt_in() {
+        assert!(parse("[listen]\nhttp = \"0.0.0.0:8787\"\n").is_err());
+        assert!(parse("[listen]\nhttp = \"0.0.0.0:8787\"\nallow_remote = true\n").is_ok());
+        assert!(parse("[listen]\nhttp = \"127.0.0.1:0\"\n").is_ok());
+    }
+}

@@ -1,0 +1,315 @@
+//! The bundled demo tool server (`mcp-warden demo-tools`): an ordinary MCP server with
+//! tools of every tier, so the gateway runs with nothing else installed. It knows nothing
+//! of the gateway. `--call-log FILE` appends every call it receives to a file, which lets
+//! tests prove a refused call never reached it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{Map, Value, json};
+
+/// The demo server's state: notes, sent messages, and whether the extra tool is shown.
+#[derive(Clone, Default)]
+pub struct DemoTools {
+    notes: Arc<Mutex<BTreeMap<String, String>>>,
+    extra: Arc<Mutex<bool>>,
+    call_log: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+impl DemoTools {
+    pub fn new(call_log: Option<PathBuf>) -> std::io::Result<Self> {
+        let log = match call_log {
+            Some(p) => Some(Arc::new(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ))),
+            None => None,
+        };
+        let mut notes = BTreeMap::new();
+        notes.insert(
+            "welcome".to_string(),
+            "Notes live in memory while the demo server runs.".to_string(),
+        );
+        notes.insert(
+            "plan".to_string(),
+            "Refund order 1001 once the customer confirms.".to_string(),
+        );
+        Ok(Self {
+            notes: Arc::new(Mutex::new(notes)),
+            extra: Arc::default(),
+            call_log: log,
+        })
+    }
+
+    fn log_call(&self, name: &str, args: &Map<String, Value>) {
+        if let Some(log) = &self.call_log {
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{}", json!({"tool": name, "args": args}));
+            }
+        }
+    }
+
+    fn tools(&self) -> Vec<Tool> {
+        let mut defs = vec![
+            tool(
+                "list_notes",
+                "List the titles of all notes.",
+                json!({}),
+                &[],
+                json!({"readOnlyHint": true}),
+            ),
+            tool(
+                "read_note",
+                "Read one note by title.",
+                json!({"title": {"type": "string"}}),
+                &["title"],
+                json!({"readOnlyHint": true}),
+            ),
+            tool(
+                "echo",
+                "Return the text it is given.",
+                json!({"text": {"type": "string"}}),
+                &["text"],
+                json!({"readOnlyHint": true}),
+            ),
+            tool(
+                "slow_count",
+                "Count to `steps`, one step every `delay_ms`, reporting progress.",
+                json!({"steps": {"type": "integer", "minimum": 1, "maximum": 100}, "delay_ms": {"type": "integer", "minimum": 0, "maximum": 10000}}),
+                &["steps"],
+                json!({"readOnlyHint": true}),
+            ),
+            tool(
+                "write_note",
+                "Create or replace a note.",
+                json!({"title": {"type": "string"}, "body": {"type": "string"}}),
+                &["title", "body"],
+                json!({"readOnlyHint": false, "destructiveHint": false}),
+            ),
+            tool(
+                "toggle_extra",
+                "Show or hide the `extra` tool (the server then reports that its tool list changed).",
+                json!({}),
+                &[],
+                json!({"readOnlyHint": false}),
+            ),
+            tool(
+                "send_message",
+                "Send a message to someone outside the workspace.",
+                json!({"to": {"type": "string"}, "body": {"type": "string"}}),
+                &["to", "body"],
+                json!({"destructiveHint": true, "openWorldHint": true}),
+            ),
+            tool(
+                "issue_refund",
+                "Refund an order to the customer's card.",
+                json!({"order_id": {"type": "string"}, "amount_cents": {"type": "integer", "minimum": 1}}),
+                &["order_id", "amount_cents"],
+                json!({"destructiveHint": true, "openWorldHint": true}),
+            ),
+        ];
+        if self.extra.lock().map(|e| *e).unwrap_or(false) {
+            defs.push(tool(
+                "extra",
+                "A tool that appears only after toggle_extra.",
+                json!({}),
+                &[],
+                json!({"readOnlyHint": true}),
+            ));
+        }
+        defs
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<String, String> {
+        let text = |k: &str| {
+            args.get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or(format!("`{k}` is required"))
+        };
+        match name {
+            "list_notes" => Ok(self
+                .notes
+                .lock()
+                .map(|n| n.keys().cloned().collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default()),
+            "read_note" => {
+                let title = text("title")?;
+                self.notes
+                    .lock()
+                    .ok()
+                    .and_then(|n| n.get(&title).cloned())
+                    .ok_or(format!("no note `{title}`"))
+            }
+            "echo" => text("text"),
+            "slow_count" => slow_count(args, context).await,
+            "write_note" => {
+                let (title, body) = (text("title")?, text("body")?);
+                if let Ok(mut n) = self.notes.lock() {
+                    n.insert(title.clone(), body);
+                }
+                Ok(format!("saved `{title}`"))
+            }
+            "toggle_extra" => {
+                let shown = self
+                    .extra
+                    .lock()
+                    .map(|mut e| {
+                        *e = !*e;
+                        *e
+                    })
+                    .unwrap_or(false);
+                let _ = context.peer.notify_tool_list_changed().await;
+                Ok(format!(
+                    "extra tool {}",
+                    if shown { "shown" } else { "hidden" }
+                ))
+            }
+            "send_message" => Ok(format!("message sent to {}", text("to")?)),
+            "issue_refund" => {
+                let cents = args
+                    .get("amount_cents")
+                    .and_then(Value::as_i64)
+                    .ok_or("`amount_cents` is required")?;
+                Ok(format!(
+                    "refunded {}.{:02} for order {}",
+                    cents / 100,
+                    cents % 100,
+                    text("order_id")?
+                ))
+            }
+            "extra" => Ok("extra ran".into()),
+            other => Err(format!("unknown tool `{other}`")),
+        }
+    }
+}
+
+async fn slow_count(
+    args: &Map<String, Value>,
+    context: &RequestContext<RoleServer>,
+) -> Result<String, String> {
+    let steps = args.get("steps").and_then(Value::as_u64).unwrap_or(1);
+    let delay = Duration::from_millis(args.get("delay_ms").and_then(Value::as_u64).unwrap_or(100));
+    let token = context.meta.get_progress_token();
+    for step in 1..=steps {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = context.ct.cancelled() => return Err(format!("cancelled at step {step}")),
+        }
+        if let Some(token) = &token {
+            let note =
+                ProgressNotificationParam::new(token.clone(), step as f64).with_total(steps as f64);
+            let _ = context.peer.notify_progress(note).await;
+        }
+    }
+    Ok(format!("counted to {steps}"))
+}
+
+fn tool(
+    name: &'static str,
+    description: &'static str,
+    properties: Value,
+    required: &[&str],
+    annotations: Value,
+) -> Tool {
+    let definition = json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": properties, "required": required, "additionalProperties": false},
+        "annotations": annotations,
+    });
+    serde_json::from_value(definition)
+        .unwrap_or_else(|_| Tool::new(name, description, Arc::new(Map::new())))
+}
+
+impl ServerHandler for DemoTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-warden-demo-tools",
+            env!("CARGO_PKG_VERSION"),
+        ))
+    }
+
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        self.log_call(&request.name, &args);
+        if !self.tools().iter().any(|t| t.name == request.name) {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        let result = match self.run(&request.name, &args, &context).await {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// Serve the demo tools over stdio, or over Streamable HTTP at `/mcp` when `http` is set.
+pub async fn serve(
+    call_log: Option<PathBuf>,
+    http: Option<std::net::SocketAddr>,
+) -> std::io::Result<()> {
+    let tools = DemoTools::new(call_log)?;
+    match http {
+        None => {
+            let running = tools
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(std::io::Error::other)?;
+            running.waiting().await.map_err(std::io::Error::other)?;
+        }
+        Some(addr) => {
+            use rmcp::transport::streamable_http_server::{
+                StreamableHttpServerConfig, StreamableHttpService,
+                session::local::LocalSessionManager,
+            };
+            let service = StreamableHttpService::new(
+                move || Ok(tools.clone()),
+                Arc::new(LocalSessionManager::default()),
+                StreamableHttpServerConfig::default(),
+            );
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!("demo tools at http://{}/mcp", listener.local_addr()?);
+            axum::serve(listener, axum::Router::new().nest_service("/mcp", service)).await?;
+        }
+    }
+    Ok(())
+}

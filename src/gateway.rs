@@ -1,0 +1,124 @@
+//! The MCP server the client talks to: one [`Gateway`] per client session, wiring the
+//! stages into `tools/list` (what this caller may use) and `tools/call` (the decision
+//! pipeline in [`call`]). rmcp types are translated here and in `upstream`, nowhere else.
+
+mod call;
+mod state;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use crate::catalog::ToolState;
+use crate::config::IdentityConfig;
+use crate::identity::Caller;
+use crate::policy::{Effect, object_of};
+pub use state::{StartError, State, load_rules, read_inputs};
+
+/// Where a session's caller identity comes from.
+#[derive(Debug, Clone)]
+pub enum Listener {
+    /// A client that launched the gateway: one session per process.
+    Stdio { session: String },
+    /// Streamable HTTP: the session id comes from each request.
+    Http,
+}
+
+/// The MCP server handler for one client session.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<State>,
+    identity: IdentityConfig,
+    listener: Listener,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<State>, identity: IdentityConfig, listener: Listener) -> Self {
+        Self {
+            state,
+            identity,
+            listener,
+        }
+    }
+
+    /// The caller of a request: the session's configured identity, on its session.
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
+        let session = match &self.listener {
+            Listener::Stdio { session } => session.clone(),
+            Listener::Http => context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .and_then(|p| p.headers.get("mcp-session-id"))
+                .and_then(|v| v.to_str().ok())
+                .map(|s| format!("http:{s}"))
+                .unwrap_or_else(|| "http".into()),
+        };
+        Caller::from_config(&self.identity, session)
+    }
+
+    /// The tools this caller may call or request approval for, as clients see them.
+    pub fn visible_tools(&self, caller: &Caller) -> Vec<Tool> {
+        let catalog = self.state.catalog();
+        catalog
+            .tools()
+            .filter(|t| t.state == ToolState::Ready)
+            .filter(|t| {
+                let decision = self.state.policy.decide(caller, &object_of(t), t.tier);
+                matches!(decision.effect, Effect::Allow | Effect::Approve)
+            })
+            .filter_map(|t| serde_json::from_value(t.listing.clone()).ok())
+            .collect()
+    }
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+            .with_instructions(
+                "Every tool call is authorised and audited by mcp-warden. Give each call an `intent` \
+                 argument: one sentence saying why you are making it. Some calls wait for a human approver.",
+            )
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = self.caller(&context);
+        Ok(ListToolsResult::with_all_items(self.visible_tools(&caller))
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = self.caller(&context);
+        call::run(&self.state, caller, request, context)
+            .await
+            .map(CallToolResponse::from)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.state.add_peer(context.peer);
+    }
+}

@@ -1,0 +1,196 @@
+//! The gateway's shared state: checked config, manifests, policy, catalog, upstream
+//! connections and audit log, built once at start. Keeps the catalog current when an
+//! upstream's tool list changes and tells connected clients.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rmcp::{Peer, RoleServer};
+use tokio::sync::mpsc;
+
+use crate::audit::AuditLog;
+use crate::catalog::{self, Catalog};
+use crate::config::Config;
+use crate::manifest::{self, Manifests};
+use crate::policy::Policy;
+use crate::problem::{self, Problem};
+use crate::upstream::Upstreams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", problem::render(.0))]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// Everything a gateway session needs, shared by all sessions.
+pub struct State {
+    pub config: Config,
+    pub manifests: Manifests,
+    pub policy: Policy,
+    pub audit: AuditLog,
+    pub upstreams: Upstreams,
+    catalog: RwLock<Arc<Catalog>>,
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+}
+
+/// Read the manifest files and policy files a config names.
+pub fn read_inputs(
+    config: &Config,
+) -> Result<(Vec<(std::path::PathBuf, String)>, (String, String)), Vec<Problem>> {
+    let manifests = manifest::read_dir(&config.manifests).map_err(|p| vec![p])?;
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| vec![Problem::error(p, None, format!("cannot read: {e}"))])
+    };
+    Ok((
+        manifests,
+        (read(&config.policy_model)?, read(&config.policy)?),
+    ))
+}
+
+/// Load manifests and policy; every error from both is reported together.
+pub async fn load_rules(
+    config: &Config,
+) -> Result<(Manifests, Policy, Vec<Problem>), Vec<Problem>> {
+    let (files, (model, rules)) = read_inputs(config)?;
+    let (manifests, mut problems) = Manifests::parse(&files);
+    let policy = Policy::load((&config.policy_model, &model), (&config.policy, &rules)).await;
+    for m in manifests.iter() {
+        if config.upstream(&m.server).is_none() {
+            problems.push(Problem::warning(
+                &m.file,
+                Some(1),
+                format!(
+                    "no upstream `{}` is configured; this manifest is unused",
+                    m.server
+                ),
+            ));
+        }
+    }
+    match policy {
+        Err(crate::policy::PolicyError::Invalid(mut p)) => {
+            problems.append(&mut p);
+            Err(problems)
+        }
+        Ok(_) if problems.iter().any(Problem::is_error) => Err(problems),
+        Ok(policy) => Ok((manifests, policy, problems)),
+    }
+}
+
+impl State {
+    /// Load everything, open the audit log, connect to every upstream and build the
+    /// catalog. An invalid config, manifest or policy refuses to start; an unreachable
+    /// upstream does not (its tools appear once it answers).
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let (manifests, policy, warnings) =
+            load_rules(&config).await.map_err(StartError::Invalid)?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let audit = AuditLog::open(&config.audit_log)?;
+        let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+        let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
+        let state = Arc::new(Self {
+            config,
+            manifests,
+            policy,
+            audit,
+            upstreams,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            peers: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<String> = state.upstreams.ids().cloned().collect();
+        futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
+        tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
+        Ok(state)
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Catalogue an upstream; on failure, keep retrying in the background.
+    async fn start_upstream(self: &Arc<Self>, id: &str) {
+        if self.refresh(id).await {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(2);
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(state) = weak.upgrade() else { return };
+                if state.refresh(&id).await {
+                    state.notify_list_changed().await;
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        });
+    }
+
+    /// Re-list one upstream's tools and swap them into the catalog. Returns whether the
+    /// upstream answered (on failure its previous tools are kept).
+    pub async fn refresh(&self, id: &str) -> bool {
+        let Some(upstream) = self.config.upstream(id) else {
+            return false;
+        };
+        let live = match self.upstreams.list_tools(id).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(server = %id, error = %e, "cannot list upstream tools");
+                return false;
+            }
+        };
+        let (tools, warnings) =
+            catalog::build_server(upstream, &live, &self.manifests, &self.config.intent_field);
+        for w in warnings {
+            tracing::warn!(server = %id, "{w}");
+        }
+        for t in &tools {
+            if let catalog::ToolState::Quarantined { pinned, live } = &t.state {
+                tracing::warn!(tool = %t.name, %pinned, %live, "tool quarantined: its definition no longer matches its pin");
+            }
+        }
+        if let Ok(mut catalog) = self.catalog.write() {
+            *catalog = Arc::new(catalog.with_server(id, tools));
+        }
+        true
+    }
+
+    /// Remember a connected client so it hears about tool-list changes.
+    pub fn add_peer(&self, peer: Peer<RoleServer>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|p| !p.is_transport_closed());
+            peers.push(peer);
+        }
+    }
+
+    async fn notify_list_changed(&self) {
+        let peers: Vec<Peer<RoleServer>> = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        for peer in peers.iter().filter(|p| !p.is_transport_closed()) {
+            if let Err(e) = peer.notify_tool_list_changed().await {
+                tracing::debug!(error = %e, "could not notify a client of a tool-list change");
+            }
+        }
+    }
+}
+
+/// Refresh the catalog for each upstream that reports a tool-list change, then pass the
+/// change on to every client.
+async fn watch_changes(
+    state: std::sync::Weak<State>,
+    mut changed: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(id) = changed.recv().await {
+        let Some(state) = state.upgrade() else { return };
+        if state.refresh(&id).await {
+            state.notify_list_changed().await;
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! mcp-warden: an MCP gateway that decides, call by call, whether an agent may use a
+//! tool, and proves afterwards what it did and why.
+//!
+//! One module per stage of a call; data flows down this list and no module reaches back
+//! up:
+//!
+//! | module      | owns |
+//! |-------------|------|
+//! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
+//! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
+//! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
+//! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
+//! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
+//! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
+//! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
+//! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
+//! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
+//! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
+//! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
+//! | [`transport`] | serving the gateway over stdio and Streamable HTTP |
+//! | [`check`]     | `mcp-warden check`: every problem in config, manifests, policy and upstreams |
+//! | [`demo`]      | the bundled demo tool server (`mcp-warden demo-tools`) |
+//! | [`cli`]       | the command line |
+//!
+//! A `tools/call` goes one way through the stages:
+//!
+//! ```text
+//! client ─► transport ─► identity ─► catalog ─► integrity (pin) ─► intent ─► arguments
+//!        ─► policy ── Permitted ──► audit "attempt" ── Attested ──► upstream ─► audit "outcome"
+//! client ◄─ result, or a refusal that says what to do next (always audited)
+//! ```
+//!
+//! The compiler proves the two rules that matter most: [`upstream::Upstreams::forward`]
+//! accepts only an [`audit::Attested`], which only [`audit::AuditLog::attempt`] makes, and
+//! only from a [`policy::Permitted`], which only [`policy::Policy::authorize`] makes.
+#![forbid(unsafe_code)]
+
+pub mod arguments;
+pub mod audit;
+pub mod catalog;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod digest;
+pub mod gateway;
+pub mod identity;
+pub mod intent;
+pub mod manifest;
+pub mod policy;
+pub mod problem;
+pub mod transport;
+pub mod upstream;

@@ -1,0 +1,381 @@
+//! The policy stage: Casbin decides `allow`, `deny` or `approve` for every identity in
+//! the caller's delegation chain, and [`Policy::authorize`] turns the combined decision
+//! into a [`Permitted`] call — the only value forwarding accepts — or a refusal.
+//!
+//! Semantics that hold whatever the model file says: default deny; a matching `deny`
+//! wins over everything; `approve` wins over `allow`; every identity in the chain must be
+//! allowed; a Casbin error is a deny. The model's `[policy_effect]` is not used: each
+//! effect is asked of its own enforcer, built fresh from the checked rules (never
+//! reloaded in place, never disabled).
+
+mod rules;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalog::ToolRef;
+use crate::identity::Caller;
+use crate::manifest::Tier;
+use crate::problem::Problem;
+pub use rules::Rule;
+
+/// What the policy says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Allow,
+    Deny,
+    /// Allowed only with a human approval.
+    Approve,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+            Effect::Approve => "approve",
+        })
+    }
+}
+
+/// The policy's answer for one identity in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub identity: String,
+    /// `None`: no rule matched (default deny) or Casbin failed (see `error`).
+    pub effect: Option<Effect>,
+    pub rule: Option<Arc<Rule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The combined decision for a whole chain, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub effect: Effect,
+    /// The rule that decided (the deny, the approve, or the acting agent's allow).
+    pub rule: Option<Arc<Rule>>,
+    /// One verdict per identity, principal first.
+    pub verdicts: Vec<Verdict>,
+    /// Why, in words, when the call is not simply allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A call that passed every check before policy; what is being decided.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: String,
+    pub caller: Caller,
+    pub tool: Arc<ToolRef>,
+    /// Arguments to forward, intent removed.
+    pub args: Map<String, Value>,
+    pub intent: Option<String>,
+    /// Request `_meta` worth keeping in the audit (trace context).
+    pub trace: Map<String, Value>,
+}
+
+/// A decided call that may go upstream. Only [`Policy::authorize`] makes one.
+#[derive(Debug)]
+pub struct Permitted {
+    call: Call,
+    decision: Decision,
+}
+
+impl Permitted {
+    pub fn call(&self) -> &Call {
+        &self.call
+    }
+
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+/// A call the policy refused, with the decision that refused it.
+#[derive(Debug)]
+pub struct Refused {
+    pub call: Call,
+    pub decision: Decision,
+    /// What the caller is told.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}", crate::problem::render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct Enforcers {
+    allow: Enforcer,
+    deny: Enforcer,
+    approve: Enforcer,
+}
+
+/// A loaded, checked policy. Immutable: a reload builds a new one.
+pub struct Policy {
+    enforcers: Enforcers,
+    rules: HashMap<Vec<String>, Arc<Rule>>,
+    eft_index: usize,
+    cache: RwLock<HashMap<String, Verdict>>,
+}
+
+const CACHE_LIMIT: usize = 100_000;
+
+impl Policy {
+    /// Load a model and a policy file. Every problem in either is reported.
+    pub async fn load(model: (&Path, &str), policy: (&Path, &str)) -> Result<Self, PolicyError> {
+        let (model_file, model_text) = model;
+        let (policy_file, policy_text) = policy;
+        let shape = rules::model_shape(model_file, model_text)
+            .await
+            .map_err(|p| PolicyError::Invalid(vec![p]))?;
+        let (checked, problems) = rules::parse(policy_file, policy_text, &shape);
+        if problems.iter().any(Problem::is_error) {
+            return Err(PolicyError::Invalid(problems));
+        }
+        let err = |e: casbin::Error| {
+            PolicyError::Invalid(vec![Problem::error(
+                model_file,
+                None,
+                format!("invalid model: {e}"),
+            )])
+        };
+        let enforcers = Enforcers {
+            allow: enforcer(model_text, &checked, "allow").await.map_err(err)?,
+            deny: enforcer(model_text, &checked, "deny").await.map_err(err)?,
+            approve: enforcer(model_text, &checked, "approve")
+                .await
+                .map_err(err)?,
+        };
+        let eft_index = checked.eft_index;
+        let rules = checked
+            .policies
+            .into_iter()
+            .map(|r| (r.fields.clone(), Arc::new(r)))
+            .collect();
+        Ok(Self {
+            enforcers,
+            rules,
+            eft_index,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The decision for a caller's whole chain on `server/tool` at `tier`.
+    pub fn decide(&self, caller: &Caller, object: &str, tier: Tier) -> Decision {
+        let verdicts: Vec<Verdict> = caller
+            .chain()
+            .into_iter()
+            .map(|id| self.verdict(id, object, tier.as_str()))
+            .collect();
+        combine(verdicts, object, tier)
+    }
+
+    /// Whether `identity` may approve calls to `object` (permission `approve`).
+    pub fn may_approve(&self, identity: &str, object: &str) -> bool {
+        self.verdict(identity, object, "approve").effect == Some(Effect::Allow)
+    }
+
+    /// Decide a call: [`Permitted`] when the whole chain allows it, else [`Refused`].
+    pub fn authorize(&self, call: Call) -> Result<Permitted, Box<Refused>> {
+        let object = object_of(&call.tool);
+        let decision = self.decide(&call.caller, &object, call.tool.tier);
+        match decision.effect {
+            // Every identity in the chain allows it.
+            Effect::Allow => Ok(Permitted { call, decision }),
+            // A deny, a missing rule, or a Casbin error somewhere in the chain.
+            Effect::Deny => {
+                let message = decision
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "denied by policy".into());
+                Err(Box::new(Refused {
+                    call,
+                    decision,
+                    message,
+                }))
+            }
+            // Allowed only with a human approval, which this gateway cannot grant yet.
+            Effect::Approve => {
+                let rule = decision
+                    .rule
+                    .as_ref()
+                    .map(|r| format!(" (rule {r})"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "`{}` requires approval by a human approver{rule}; no approval was given, so the call was not made",
+                    call.tool.name
+                );
+                Err(Box::new(Refused {
+                    call,
+                    decision,
+                    message,
+                }))
+            }
+        }
+    }
+
+    fn verdict(&self, identity: &str, object: &str, act: &str) -> Verdict {
+        let key = format!("{identity}\0{object}\0{act}");
+        if let Some(v) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+            return v;
+        }
+        let verdict = self.evaluate(identity, object, act);
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, verdict.clone());
+        }
+        verdict
+    }
+
+    fn evaluate(&self, identity: &str, object: &str, act: &str) -> Verdict {
+        let ask = |e: &Enforcer| {
+            e.enforce_ex((identity, object, act))
+                .map(|(hit, rules)| hit.then(|| rules.into_iter().next()))
+        };
+        let results = (
+            ask(&self.enforcers.deny),
+            ask(&self.enforcers.approve),
+            ask(&self.enforcers.allow),
+        );
+        let (effect, rule, error) = match results {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                (None, None, Some(format!("policy evaluation failed: {e}")))
+            }
+            (Ok(Some(r)), _, _) => (Some(Effect::Deny), self.original(r, Effect::Deny), None),
+            (Ok(None), Ok(Some(r)), _) => (
+                Some(Effect::Approve),
+                self.original(r, Effect::Approve),
+                None,
+            ),
+            (Ok(None), Ok(None), Ok(Some(r))) => {
+                (Some(Effect::Allow), self.original(r, Effect::Allow), None)
+            }
+            (Ok(None), Ok(None), Ok(None)) => (None, None, None),
+        };
+        Verdict {
+            identity: identity.to_string(),
+            effect,
+            rule,
+            error,
+        }
+    }
+
+    /// The policy-file rule behind a rule an enforcer matched (whose effect it had
+    /// rewritten to `allow`).
+    fn original(&self, matched: Option<Vec<String>>, effect: Effect) -> Option<Arc<Rule>> {
+        let mut fields = matched?;
+        if let Some(f) = fields.get_mut(self.eft_index) {
+            *f = effect.to_string();
+        }
+        self.rules.get(&fields).cloned()
+    }
+}
+
+/// The Casbin object of a tool: `server/tool`.
+pub fn object_of(tool: &ToolRef) -> String {
+    format!("{}/{}", tool.server, tool.tool)
+}
+
+/// Combine per-identity verdicts: any error or deny or missing rule denies; then any
+/// approve requires approval; otherwise allow.
+fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
+    let failed = verdicts.iter().find(|v| v.error.is_some());
+    let denied = verdicts.iter().find(|v| v.effect == Some(Effect::Deny));
+    let unruled = verdicts.iter().find(|v| v.effect.is_none());
+    let approve = verdicts.iter().find(|v| v.effect == Some(Effect::Approve));
+    let (effect, rule, reason) = match (failed, denied, unruled, approve) {
+        (Some(v), _, _, _) => (
+            Effect::Deny,
+            None,
+            format!(
+                "denied: {} (for `{}`)",
+                v.error.clone().unwrap_or_default(),
+                v.identity
+            ),
+        ),
+        (None, Some(v), _, _) => (
+            Effect::Deny,
+            v.rule.clone(),
+            format!(
+                "denied by policy rule {} for `{}`",
+                describe(&v.rule),
+                v.identity
+            ),
+        ),
+        (None, None, Some(v), _) => (
+            Effect::Deny,
+            None,
+            format!(
+                "denied: no policy rule allows `{}` to use `{object}` (tier `{tier}`); ask your administrator for a rule",
+                v.identity
+            ),
+        ),
+        (None, None, None, Some(v)) => (
+            Effect::Approve,
+            v.rule.clone(),
+            format!("requires approval by policy rule {}", describe(&v.rule)),
+        ),
+        (None, None, None, None) => (
+            Effect::Allow,
+            verdicts.last().and_then(|v| v.rule.clone()),
+            String::new(),
+        ),
+    };
+    let reason = (!reason.is_empty()).then_some(reason);
+    Decision {
+        effect,
+        rule,
+        verdicts,
+        reason,
+    }
+}
+
+fn describe(rule: &Option<Arc<Rule>>) -> String {
+    rule.as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "(unknown)".into())
+}
+
+/// An enforcer holding the `p` rules with effect `effect` (as plain allows) and every
+/// grouping rule, under the model's request, policy, role and matcher definitions.
+async fn enforcer(
+    model_text: &str,
+    checked: &rules::Checked,
+    effect: &str,
+) -> casbin::Result<Enforcer> {
+    let mut model = DefaultModel::from_str(model_text).await?;
+    casbin::Model::add_def(&mut model, "e", "e", "some(where (p.eft == allow))");
+    let mut e = Enforcer::new(model, MemoryAdapter::default()).await?;
+    let eft = checked.eft_index;
+    let policies: Vec<Vec<String>> = checked
+        .policies
+        .iter()
+        .filter(|r| r.fields.get(eft).is_some_and(|f| f == effect))
+        .map(|r| {
+            let mut fields = r.fields.clone();
+            if let Some(f) = fields.get_mut(eft) {
+                *f = "allow".into();
+            }
+            fields
+        })
+        .collect();
+    if !policies.is_empty() {
+        e.add_named_policies("p", policies).await?;
+    }
+    for (ptype, rows) in &checked.groupings {
+        e.add_named_grouping_policies(ptype, rows.clone()).await?;
+    }
+    Ok(e)
+}

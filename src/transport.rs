@@ -1,0 +1,89 @@
+//! Serving the gateway to clients: over stdio (a client launched `mcp-warden serve`) and
+//! over Streamable HTTP at `/mcp`, with `Host`/`Origin` checks against DNS rebinding.
+//! Each takes a shutdown future so tests can run and stop them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{Gateway, Listener, State};
+
+/// The largest request body accepted over HTTP.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Serve one client on stdin/stdout until it disconnects or `shutdown` resolves.
+pub async fn serve_stdio(
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let session = format!("stdio:{}", uuid::Uuid::new_v4());
+    let gateway = Gateway::new(
+        state.clone(),
+        state.config.stdio_identity.clone(),
+        Listener::Stdio { session },
+    );
+    let service = gateway
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let ct = service.cancellation_token();
+    tokio::select! {
+        r = service.waiting() => { r.map_err(|e| std::io::Error::other(e.to_string()))?; }
+        () = shutdown => ct.cancel(),
+    }
+    Ok(())
+}
+
+/// Serve Streamable HTTP at `/mcp` on `listener` until `shutdown` resolves.
+pub async fn serve_http(
+    state: Arc<State>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ct = CancellationToken::new();
+    let router = router(state, ct.clone());
+    let stop = ct.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await
+}
+
+fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
+    let hosts = state
+        .config
+        .http
+        .as_ref()
+        .map(|h| h.allowed_hosts.clone())
+        .unwrap_or_default();
+    let origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+        .map(String::from)
+        .to_vec();
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .with_max_request_body_bytes(MAX_BODY_BYTES)
+        .with_cancellation_token(ct);
+    let identity = state.config.http_identity.clone();
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(Gateway::new(
+                state.clone(),
+                identity.clone(),
+                Listener::Http,
+            ))
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .nest_service("/mcp", service)
+}

@@ -1,0 +1,228 @@
+//! Connections to the tool servers the gateway fronts: child processes over stdio and
+//! Streamable HTTP servers, each an rmcp client. Forwards attested calls (and only those:
+//! [`Upstreams::forward`] takes an [`Attested`]), relays progress back to the caller and
+//! cancellation to the upstream, reports `tools/list_changed`, and reconnects a dead
+//! upstream on the next use. Knows nothing of policy.
+
+mod client;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
+    ProgressToken, Request, ServerResult,
+};
+use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
+use rmcp::{Peer, RoleClient, RoleServer};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Attested;
+use crate::config::{UpstreamConfig, UpstreamTransport};
+pub use client::ProgressRelay;
+use client::UpstreamClient;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error(
+        "upstream `{server}` is unavailable: {reason}; try again later or ask the operator to check it"
+    )]
+    Unavailable { server: String, reason: String },
+    #[error("upstream `{server}` did not answer within {secs}s")]
+    Timeout { server: String, secs: u64 },
+    #[error("the call was cancelled by the caller")]
+    Cancelled,
+    #[error("upstream `{server}` refused the call: {message}")]
+    Refused { server: String, message: String },
+}
+
+/// Where a forwarded call came from, so progress can be relayed and cancellation noticed.
+pub struct Downstream {
+    pub peer: Option<Peer<RoleServer>>,
+    pub progress_token: Option<ProgressToken>,
+    pub cancelled: CancellationToken,
+}
+
+type Service = RunningService<RoleClient, UpstreamClient>;
+
+struct Connection {
+    config: UpstreamConfig,
+    service: Mutex<Option<Arc<Service>>>,
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+/// All upstream connections.
+pub struct Upstreams {
+    connections: HashMap<String, Arc<Connection>>,
+    relay: Arc<ProgressRelay>,
+    changed: mpsc::UnboundedSender<String>,
+    timeout: Duration,
+}
+
+impl Upstreams {
+    /// Prepare connections (nothing is started until [`Self::connect_all`] or first use).
+    /// Each `tools/list_changed` from an upstream sends its id on `changed`.
+    pub fn new(
+        configs: &[UpstreamConfig],
+        timeout: Duration,
+        changed: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        let connections = configs
+            .iter()
+            .map(|c| {
+                let conn = Connection {
+                    config: c.clone(),
+                    service: Mutex::new(None),
+                    last_attempt: Mutex::new(None),
+                };
+                (c.id.clone(), Arc::new(conn))
+            })
+            .collect();
+        Self {
+            connections,
+            relay: Arc::new(ProgressRelay::default()),
+            changed,
+            timeout,
+        }
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.connections.keys()
+    }
+
+    /// The live tool definitions of one upstream, as JSON.
+    pub async fn list_tools(&self, server: &str) -> Result<Vec<Value>, UpstreamError> {
+        let service = self.service(server).await?;
+        let tools = service
+            .peer()
+            .list_all_tools()
+            .await
+            .map_err(|e| unavailable(server, &e))?;
+        Ok(tools
+            .iter()
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect())
+    }
+
+    /// Forward an attested call and wait for its result, relaying progress and
+    /// cancellation.
+    pub async fn forward(
+        &self,
+        attested: &Attested,
+        downstream: Downstream,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let call = attested.permitted().call();
+        let server = call.tool.server.as_str();
+        let service = self.service(server).await?;
+        let params =
+            CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
+        let request = ClientRequest::CallToolRequest(Request::new(params));
+        let options = PeerRequestOptions::with_timeout(self.timeout);
+        let handle = service
+            .peer()
+            .send_request_with_option(request, options)
+            .await
+            .map_err(|e| unavailable(server, &e))?;
+        let _relay = downstream
+            .peer
+            .zip(downstream.progress_token)
+            .map(|(peer, token)| {
+                self.relay
+                    .register(handle.progress_token.clone(), peer, token)
+            });
+        let (id, peer) = (handle.id.clone(), handle.peer.clone());
+        tokio::select! {
+            response = handle.await_response() => self.answer(server, response),
+            () = downstream.cancelled.cancelled() => {
+                let note = CancelledNotificationParam::new(Some(id), Some("cancelled by the caller".into()));
+                let _ = peer.notify_cancelled(note).await;
+                Err(UpstreamError::Cancelled)
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        server: &str,
+        response: Result<ServerResult, ServiceError>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        match response {
+            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(_) => Err(UpstreamError::Refused {
+                server: server.into(),
+                message: "unexpected answer to tools/call".into(),
+            }),
+            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
+                server: server.into(),
+                message: e.message.to_string(),
+            }),
+            Err(ServiceError::Timeout { timeout }) => Err(UpstreamError::Timeout {
+                server: server.into(),
+                secs: timeout.as_secs(),
+            }),
+            Err(e) => Err(unavailable(server, &e)),
+        }
+    }
+
+    /// The running connection to `server`, (re)connecting if it is not running; at most
+    /// one attempt a second.
+    async fn service(&self, server: &str) -> Result<Arc<Service>, UpstreamError> {
+        let conn = self
+            .connections
+            .get(server)
+            .ok_or_else(|| UpstreamError::Unavailable {
+                server: server.into(),
+                reason: "not configured".into(),
+            })?;
+        let mut slot = conn.service.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.peer().is_transport_closed()) {
+            return Ok(s.clone());
+        }
+        let mut last = conn.last_attempt.lock().await;
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return Err(UpstreamError::Unavailable {
+                server: server.into(),
+                reason: "it stopped; reconnecting".into(),
+            });
+        }
+        *last = Some(Instant::now());
+        let handler = UpstreamClient::new(server, self.relay.clone(), self.changed.clone());
+        let service = Arc::new(
+            client::connect(&conn.config, handler)
+                .await
+                .map_err(|reason| UpstreamError::Unavailable {
+                    server: server.into(),
+                    reason,
+                })?,
+        );
+        *slot = Some(service.clone());
+        Ok(service)
+    }
+
+    /// Stop every upstream (child processes are killed).
+    pub async fn shutdown(&self) {
+        for conn in self.connections.values() {
+            if let Some(service) = conn.service.lock().await.take() {
+                service.cancellation_token().cancel();
+            }
+        }
+    }
+}
+
+fn unavailable(server: &str, e: &dyn std::fmt::Display) -> UpstreamError {
+    UpstreamError::Unavailable {
+        server: server.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// A short description of an upstream for banners and `check`.
+pub fn describe(config: &UpstreamConfig) -> String {
+    match &config.transport {
+        UpstreamTransport::Stdio { command, args, .. } => format!("{} {}", command, args.join(" ")),
+        UpstreamTransport::Http { url, .. } => url.clone(),
+    }
+}

@@ -1,0 +1,168 @@
+//! The gateway's rmcp client toward one upstream: starting the transport (child process
+//! with its stderr logged, or Streamable HTTP with gateway-held headers), and the handler
+//! that relays progress and reports tool-list changes.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderName, HeaderValue};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, Peer, RoleClient, RoleServer, ServiceExt};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+use crate::config::{UpstreamConfig, UpstreamTransport};
+
+/// Maps the progress token the gateway used upstream to the caller's peer and token.
+#[derive(Default)]
+pub struct ProgressRelay {
+    routes: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
+}
+
+/// Removes a route when the call it belongs to ends.
+pub struct RouteGuard {
+    relay: Arc<ProgressRelay>,
+    token: ProgressToken,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        if let Ok(mut routes) = self.relay.routes.lock() {
+            routes.remove(&self.token);
+        }
+    }
+}
+
+impl ProgressRelay {
+    pub fn register(
+        self: &Arc<Self>,
+        upstream: ProgressToken,
+        peer: Peer<RoleServer>,
+        downstream: ProgressToken,
+    ) -> RouteGuard {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(upstream.clone(), (peer, downstream));
+        }
+        RouteGuard {
+            relay: self.clone(),
+            token: upstream,
+        }
+    }
+
+    fn route(&self, upstream: &ProgressToken) -> Option<(Peer<RoleServer>, ProgressToken)> {
+        self.routes
+            .lock()
+            .ok()
+            .and_then(|r| r.get(upstream).cloned())
+    }
+}
+
+pub struct UpstreamClient {
+    server: String,
+    relay: Arc<ProgressRelay>,
+    changed: mpsc::UnboundedSender<String>,
+}
+
+impl UpstreamClient {
+    pub fn new(
+        server: &str,
+        relay: Arc<ProgressRelay>,
+        changed: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        Self {
+            server: server.to_string(),
+            relay,
+            changed,
+        }
+    }
+}
+
+impl ClientHandler for UpstreamClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some((peer, token)) = self.relay.route(&params.progress_token) else {
+            return;
+        };
+        let mut relayed = params;
+        relayed.progress_token = token;
+        if let Err(e) = peer.notify_progress(relayed).await {
+            tracing::debug!(server = %self.server, error = %e, "could not relay progress");
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        tracing::info!(server = %self.server, "upstream tool list changed");
+        let _ = self.changed.send(self.server.clone());
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+}
+
+/// Start the transport and run the MCP handshake.
+pub async fn connect(
+    config: &UpstreamConfig,
+    handler: UpstreamClient,
+) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
+    match &config.transport {
+        UpstreamTransport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).envs(env).kill_on_drop(true);
+            if let Some(dir) = cwd {
+                cmd.current_dir(dir);
+            }
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            if let Some(stderr) = stderr {
+                log_stderr(config.id.clone(), stderr);
+            }
+            handler.serve(transport).await.map_err(|e| e.to_string())
+        }
+        UpstreamTransport::Http { url, headers } => {
+            let mut custom = HashMap::new();
+            for (name, value) in headers {
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|e| format!("header `{name}`: {e}"))?;
+                let value = HeaderValue::try_from(value.as_str())
+                    .map_err(|e| format!("header `{name}`: {e}"))?;
+                custom.insert(name, value);
+            }
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
+            );
+            handler.serve(transport).await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Log a child's stderr line by line (never onto the gateway's stdout).
+fn log_stderr(server: String, stderr: tokio::process::ChildStderr) {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(server = %server, "{line}");
+        }
+    });
+}
