@@ -53,10 +53,10 @@ impl DemoTools {
         })
     }
 
-    fn log_call(&self, name: &str, args: &Map<String, Value>) {
+    fn log(&self, event: Value) {
         if let Some(log) = &self.call_log {
             if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{}", json!({"tool": name, "args": args}));
+                let _ = writeln!(f, "{event}");
             }
         }
     }
@@ -267,14 +267,18 @@ impl ServerHandler for DemoTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        self.log_call(&request.name, &args);
+        self.log(json!({"tool": request.name, "args": args}));
         if !self.tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool `{}`", request.name),
                 None,
             ));
         }
-        let result = match self.run(&request.name, &args, &context).await {
+        let outcome = self.run(&request.name, &args, &context).await;
+        if context.ct.is_cancelled() {
+            self.log(json!({"cancelled": request.name}));
+        }
+        let result = match outcome {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Err(text) => CallToolResult::error(vec![ContentBlock::text(text)]),
         };

@@ -1,0 +1,184 @@
+//! Shared test harness: a real rmcp client talking to an in-process gateway that fronts
+//! the bundled demo tool server as a child process (`mcp-warden demo-tools`), with the
+//! shipped manifests and policy copied into a temporary directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use mcp_warden::config::Config;
+use mcp_warden::gateway::{Gateway, Listener, State};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam, Tool};
+use rmcp::service::{NotificationContext, RunningService, ServiceError};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_mcp-warden");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a test changes about the default setup.
+#[derive(Clone)]
+pub struct Setup {
+    pub agent: String,
+    pub on_behalf_of: Option<String>,
+    /// Replace the shipped demo manifest.
+    pub manifest: Option<String>,
+    /// Replace the shipped policy rules.
+    pub policy: Option<String>,
+    /// Extra `[[upstream]]` keys for the demo upstream.
+    pub upstream_extra: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            agent: "agent:desktop".into(),
+            on_behalf_of: Some("user:alice".into()),
+            manifest: None,
+            policy: None,
+            upstream_extra: String::new(),
+        }
+    }
+}
+
+impl Setup {
+    pub fn as_agent(agent: &str, on_behalf_of: Option<&str>) -> Self {
+        Self { agent: agent.into(), on_behalf_of: on_behalf_of.map(String::from), ..Self::default() }
+    }
+}
+
+/// Records what the gateway sends the client besides answers.
+#[derive(Clone, Default)]
+pub struct TestClient {
+    pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    pub list_changed: Arc<Notify>,
+}
+
+impl ClientHandler for TestClient {
+    async fn on_progress(&self, params: ProgressNotificationParam, _c: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _c: NotificationContext<RoleClient>) {
+        self.list_changed.notify_one();
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub state: Arc<State>,
+    pub client: RunningService<RoleClient, TestClient>,
+    pub events: TestClient,
+}
+
+/// Write a config + manifests + policy for `setup` into `dir`; returns the config path.
+pub fn write_setup(dir: &Path, setup: &Setup) -> PathBuf {
+    let manifests = dir.join("tool-manifests");
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    let shipped_manifest = std::fs::read_to_string(repo().join("tool-manifests/demo.toml")).unwrap();
+    std::fs::write(manifests.join("demo.toml"), setup.manifest.clone().unwrap_or(shipped_manifest)).unwrap();
+    std::fs::copy(repo().join("policies/model.conf"), policies.join("model.conf")).unwrap();
+    let rules = setup.policy.clone().unwrap_or_else(|| std::fs::read_to_string(repo().join("policies/policy.csv")).unwrap());
+    std::fs::write(policies.join("policy.csv"), rules).unwrap();
+    let on_behalf_of = setup.on_behalf_of.as_ref().map(|u| format!("on_behalf_of = \"{u}\"\n")).unwrap_or_default();
+    let config = format!(
+        "[gateway]\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n",
+        agent = setup.agent,
+        calls = dir.join("calls.jsonl").display(),
+        extra = setup.upstream_extra,
+    );
+    let path = dir.join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_setup(dir.path(), &setup);
+        let config = Config::load(&path).unwrap();
+        let state = State::start(config).await.unwrap();
+        let (client, events) = connect(&state).await;
+        Self { dir, state, client, events }
+    }
+
+    /// Call a tool; `Err` is a JSON-RPC error.
+    pub async fn call(&self, name: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+        let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
+        self.client.peer().call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args)).await
+    }
+
+    pub async fn tools(&self) -> Vec<Tool> {
+        self.client.peer().list_all_tools().await.unwrap()
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        read_lines(&self.dir.path().join("audit.jsonl"))
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// Every call the demo upstream received.
+    pub fn upstream_calls(&self) -> Vec<Value> {
+        read_lines(&self.dir.path().join("calls.jsonl"))
+    }
+}
+
+/// A new client session on an existing gateway.
+pub async fn connect(state: &Arc<State>) -> (RunningService<RoleClient, TestClient>, TestClient) {
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    let gateway = Gateway::new(state.clone(), state.config.stdio_identity.clone(), Listener::Stdio { session: "test".into() });
+    tokio::spawn(async move {
+        if let Ok(service) = gateway.serve(server_io).await {
+            let _ = service.waiting().await;
+        }
+    });
+    let events = TestClient::default();
+    let client = events.clone().serve(client_io).await.unwrap();
+    (client, events)
+}
+
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The text of a tool result.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Assert a call was refused as a tool error whose text contains `needle`, that the
+/// upstream never saw it, and that the audit log has a `deny` record saying why.
+pub fn assert_refused(h: &Harness, result: &CallToolResult, needle: &str, stage: &str) {
+    assert_eq!(result.is_error, Some(true), "expected a refusal, got {result:?}");
+    let message = text(result);
+    assert!(message.contains(needle), "refusal `{message}` should contain `{needle}`");
+    assert!(h.upstream_calls().is_empty(), "the upstream must not see a refused call: {:?}", h.upstream_calls());
+    let audit = h.audit();
+    let last = audit.last().expect("a refusal must be audited");
+    assert_eq!(last["kind"], "decision");
+    assert_eq!(last["decision"], "deny");
+    assert_eq!(last["stage"], stage);
+    assert_eq!(last["error"], json!(message));
+}
