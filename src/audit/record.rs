@@ -105,12 +105,16 @@ pub fn refusal(r: &Refusal<'_>) -> Map<String, Value> {
     }
     m.insert("intent".into(), json!(r.intent));
     match r.decision {
-        Some(d) => decision_fields(&mut m, d),
+        Some(d) => {
+            decision_fields(&mut m, d);
+            m.insert("policy_effect".into(), json!(d.effect));
+        }
         None => {
-            m.insert("decision".into(), json!("deny"));
             m.insert("rule".into(), Value::Null);
         }
     }
+    // Whatever the policy said, this call was not made.
+    m.insert("decision".into(), json!("deny"));
     m.insert("stage".into(), json!(r.stage));
     m.insert("error".into(), json!(r.error));
     m
