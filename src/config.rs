@@ -274,7 +274,7 @@ fn check_listen(
             ),
         ));
     }
-    let mut allowed_hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    let mut allowed_hosts = loopback_hosts();
     allowed_hosts.extend(raw.allowed_hosts);
     Some(HttpListen {
         addr,
@@ -385,6 +385,11 @@ fn upstream_transport(
             None
         }
     }
+}
+
+/// The `Host` values every HTTP listener accepts: loopback names only.
+pub fn loopback_hosts() -> Vec<String> {
+    vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()]
 }
 
 /// Expand `${NAME}` from the environment; an unset variable is an error, not "".

@@ -57,12 +57,13 @@ pub async fn serve_http(
 }
 
 fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
+    // Never empty: rmcp treats an empty list as "any host".
     let hosts = state
         .config
         .http
         .as_ref()
         .map(|h| h.allowed_hosts.clone())
-        .unwrap_or_default();
+        .unwrap_or_else(crate::config::loopback_hosts);
     let origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
         .map(String::from)
         .to_vec();

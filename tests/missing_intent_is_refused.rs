@@ -9,8 +9,16 @@ use serde_json::json;
 #[tokio::test]
 async fn transform_without_intent_is_refused() {
     let h = Harness::start().await;
-    let result = h.call("demo_write_note", json!({"title": "todo", "body": "b"})).await.unwrap();
-    assert_refused(&h, &result, "missing `intent`: add a `intent` argument with one sentence", "intent");
+    let result = h
+        .call("demo_write_note", json!({"title": "todo", "body": "b"}))
+        .await
+        .unwrap();
+    assert_refused(
+        &h,
+        &result,
+        "missing `intent`: add a `intent` argument with one sentence",
+        "intent",
+    );
 }
 
 #[tokio::test]

@@ -15,16 +15,32 @@ async fn a_deny_rule_wins_over_an_allow() {
     // user:bob is both staff (allow everything) and intern (deny act).
     let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:bob"))).await;
     let result = h.call("demo_send_message", message()).await.unwrap();
-    assert_refused(&h, &result, "denied by policy rule `p, role:intern, */*, act, deny`", "policy");
+    assert_refused(
+        &h,
+        &result,
+        "denied by policy rule `p, role:intern, */*, act, deny`",
+        "policy",
+    );
     let record = h.audit().pop().unwrap();
-    assert!(record["rule"].as_str().unwrap().contains("role:intern, */*, act, deny"), "{record}");
+    assert!(
+        record["rule"]
+            .as_str()
+            .unwrap()
+            .contains("role:intern, */*, act, deny"),
+        "{record}"
+    );
 }
 
 #[tokio::test]
 async fn no_matching_rule_is_a_deny() {
     let h = Harness::with(Setup::as_agent("agent:stranger", None)).await;
     let result = h.call("demo_list_notes", json!({})).await.unwrap();
-    assert_refused(&h, &result, "no policy rule allows `agent:stranger` to use `demo/list_notes`", "policy");
+    assert_refused(
+        &h,
+        &result,
+        "no policy rule allows `agent:stranger` to use `demo/list_notes`",
+        "policy",
+    );
 }
 
 #[tokio::test]
@@ -32,10 +48,18 @@ async fn an_agent_never_exceeds_its_principal() {
     // agent:ops-bot is staff, but user:mallory has no role at all.
     let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:mallory"))).await;
     let result = h.call("demo_list_notes", json!({})).await.unwrap();
-    assert_refused(&h, &result, "no policy rule allows `user:mallory`", "policy");
+    assert_refused(
+        &h,
+        &result,
+        "no policy rule allows `user:mallory`",
+        "policy",
+    );
     let verdicts = h.audit().pop().unwrap()["verdicts"].clone();
     assert_eq!(verdicts[0]["identity"], "user:mallory");
-    assert_eq!(verdicts[1]["effect"], "allow", "the agent alone was allowed: {verdicts}");
+    assert_eq!(
+        verdicts[1]["effect"], "allow",
+        "the agent alone was allowed: {verdicts}"
+    );
 }
 
 #[tokio::test]
@@ -43,9 +67,20 @@ async fn a_principal_never_lends_more_than_its_agent_may_do() {
     // user:alice is staff (act allowed); agent:desktop is an assistant (act needs approval).
     let h = Harness::start().await;
     let result = h.call("demo_send_message", message()).await.unwrap();
-    assert_refused(&h, &result, "requires approval by a human approver", "policy");
+    assert_refused(
+        &h,
+        &result,
+        "requires approval by a human approver",
+        "policy",
+    );
     let record = h.audit().pop().unwrap();
-    assert!(record["rule"].as_str().unwrap().contains("role:assistant, demo/*, act, approve"), "{record}");
+    assert!(
+        record["rule"]
+            .as_str()
+            .unwrap()
+            .contains("role:assistant, demo/*, act, approve"),
+        "{record}"
+    );
 }
 
 #[tokio::test]
@@ -54,5 +89,10 @@ async fn approve_wins_over_allow_for_the_same_identity() {
     let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:alice"))).await;
     let args = json!({"order_id": "1001", "amount_cents": 1200, "intent": "refund the order"});
     let result = h.call("demo_issue_refund", args).await.unwrap();
-    assert_refused(&h, &result, "`demo_issue_refund` requires approval", "policy");
+    assert_refused(
+        &h,
+        &result,
+        "`demo_issue_refund` requires approval",
+        "policy",
+    );
 }

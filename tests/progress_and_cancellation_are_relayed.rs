@@ -6,19 +6,31 @@ mod common;
 use std::time::Duration;
 
 use common::Harness;
-use rmcp::model::{CallToolRequestParams, ClientRequest, NumberOrString, ProgressToken, Request, RequestMetaObject};
+use rmcp::model::{
+    CallToolRequestParams, ClientRequest, NumberOrString, ProgressToken, Request, RequestMetaObject,
+};
 use rmcp::service::PeerRequestOptions;
 use serde_json::json;
 
 fn slow_count(steps: u64, delay_ms: u64) -> ClientRequest {
-    let args = json!({"steps": steps, "delay_ms": delay_ms}).as_object().unwrap().clone();
-    ClientRequest::CallToolRequest(Request::new(CallToolRequestParams::new("demo_slow_count").with_arguments(args)))
+    let args = json!({"steps": steps, "delay_ms": delay_ms})
+        .as_object()
+        .unwrap()
+        .clone();
+    ClientRequest::CallToolRequest(Request::new(
+        CallToolRequestParams::new("demo_slow_count").with_arguments(args),
+    ))
 }
 
 #[tokio::test]
 async fn upstream_progress_reaches_the_caller_with_its_own_token() {
     let h = Harness::start().await;
-    let handle = h.client.peer().send_request_with_option(slow_count(3, 20), PeerRequestOptions::no_options()).await.unwrap();
+    let handle = h
+        .client
+        .peer()
+        .send_request_with_option(slow_count(3, 20), PeerRequestOptions::no_options())
+        .await
+        .unwrap();
     let token = handle.progress_token.clone();
     handle.await_response().await.unwrap();
     let progress = h.events.progress.lock().unwrap().clone();
@@ -30,8 +42,15 @@ async fn upstream_progress_reaches_the_caller_with_its_own_token() {
 #[tokio::test]
 async fn cancelling_a_call_cancels_it_upstream_and_is_audited() {
     let h = Harness::start().await;
-    let options = PeerRequestOptions::no_options().with_meta(RequestMetaObject::with_progress_token(ProgressToken(NumberOrString::Number(7))));
-    let handle = h.client.peer().send_request_with_option(slow_count(50, 100), options).await.unwrap();
+    let options = PeerRequestOptions::no_options().with_meta(
+        RequestMetaObject::with_progress_token(ProgressToken(NumberOrString::Number(7))),
+    );
+    let handle = h
+        .client
+        .peer()
+        .send_request_with_option(slow_count(50, 100), options)
+        .await
+        .unwrap();
     // Wait until the upstream has the call, then cancel it.
     for _ in 0..100 {
         if !h.upstream_calls().is_empty() {
@@ -42,15 +61,29 @@ async fn cancelling_a_call_cancels_it_upstream_and_is_audited() {
     handle.cancel(Some("changed my mind".into())).await.unwrap();
     let mut cancelled = false;
     for _ in 0..200 {
-        cancelled = h.upstream_calls().iter().any(|c| c["cancelled"] == "slow_count");
+        cancelled = h
+            .upstream_calls()
+            .iter()
+            .any(|c| c["cancelled"] == "slow_count");
         let audited = h.audit().iter().any(|r| r["kind"] == "outcome");
         if cancelled && audited {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(cancelled, "the upstream saw the cancellation: {:?}", h.upstream_calls());
-    let outcome = h.audit().into_iter().find(|r| r["kind"] == "outcome").expect("outcome audited");
+    assert!(
+        cancelled,
+        "the upstream saw the cancellation: {:?}",
+        h.upstream_calls()
+    );
+    let outcome = h
+        .audit()
+        .into_iter()
+        .find(|r| r["kind"] == "outcome")
+        .expect("outcome audited");
     assert_eq!(outcome["outcome"], "unknown");
-    assert!(outcome["error"].as_str().unwrap().contains("cancelled"), "{outcome}");
+    assert!(
+        outcome["error"].as_str().unwrap().contains("cancelled"),
+        "{outcome}"
+    );
 }

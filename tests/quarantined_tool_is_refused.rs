@@ -27,11 +27,26 @@ fn manifest_with_stale_pin() -> String {
 
 #[tokio::test]
 async fn a_changed_tool_is_quarantined() {
-    let h = Harness::with(Setup { manifest: Some(manifest_with_stale_pin()), ..Setup::default() }).await;
-    let names: Vec<String> = h.tools().await.into_iter().map(|t| t.name.to_string()).collect();
-    assert!(!names.contains(&"demo_read_note".to_string()), "quarantined tools are not listed: {names:?}");
+    let h = Harness::with(Setup {
+        manifest: Some(manifest_with_stale_pin()),
+        ..Setup::default()
+    })
+    .await;
+    let names: Vec<String> = h
+        .tools()
+        .await
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        !names.contains(&"demo_read_note".to_string()),
+        "quarantined tools are not listed: {names:?}"
+    );
     assert!(names.contains(&"demo_list_notes".to_string()));
-    let result = h.call("demo_read_note", json!({"title": "plan", "intent": "x"})).await.unwrap();
+    let result = h
+        .call("demo_read_note", json!({"title": "plan", "intent": "x"}))
+        .await
+        .unwrap();
     assert_refused(&h, &result, "is quarantined", "integrity");
     let message = common::text(&result);
     assert!(message.contains("update `pin`"), "{message}");

@@ -9,9 +9,15 @@ use serde_json::json;
 #[tokio::test]
 async fn unknown_tool_is_a_protocol_error_that_is_audited() {
     let h = Harness::start().await;
-    let err = h.call("demo_delete_everything", json!({"intent": "x"})).await.unwrap_err();
+    let err = h
+        .call("demo_delete_everything", json!({"intent": "x"}))
+        .await
+        .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("unknown tool `demo_delete_everything`"), "{message}");
+    assert!(
+        message.contains("unknown tool `demo_delete_everything`"),
+        "{message}"
+    );
     assert!(h.upstream_calls().is_empty());
     let audit = h.audit();
     assert_eq!(audit.len(), 1);
@@ -23,12 +29,33 @@ async fn unknown_tool_is_a_protocol_error_that_is_audited() {
 #[tokio::test]
 async fn a_tool_the_manifest_does_not_list_is_hidden_and_uncallable() {
     let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
-    let without_refund = shipped.split("[tools.issue_refund]").next().unwrap().to_string();
-    let setup = Setup { manifest: Some(without_refund), ..Setup::as_agent("agent:ops-bot", Some("user:alice")) };
+    let without_refund = shipped
+        .split("[tools.issue_refund]")
+        .next()
+        .unwrap()
+        .to_string();
+    let setup = Setup {
+        manifest: Some(without_refund),
+        ..Setup::as_agent("agent:ops-bot", Some("user:alice"))
+    };
     let h = Harness::with(setup).await;
-    let names: Vec<String> = h.tools().await.into_iter().map(|t| t.name.to_string()).collect();
-    assert!(!names.contains(&"demo_issue_refund".to_string()), "{names:?}");
-    let err = h.call("demo_issue_refund", json!({"order_id": "1", "amount_cents": 5, "intent": "x"})).await.unwrap_err();
+    let names: Vec<String> = h
+        .tools()
+        .await
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        !names.contains(&"demo_issue_refund".to_string()),
+        "{names:?}"
+    );
+    let err = h
+        .call(
+            "demo_issue_refund",
+            json!({"order_id": "1", "amount_cents": 5, "intent": "x"}),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("unknown tool"));
     assert!(h.upstream_calls().is_empty());
 }
@@ -36,7 +63,11 @@ async fn a_tool_the_manifest_does_not_list_is_hidden_and_uncallable() {
 #[tokio::test]
 async fn an_upstream_configured_to_expose_unlisted_tools_shows_them_as_act() {
     let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
-    let without_refund = shipped.split("[tools.issue_refund]").next().unwrap().to_string();
+    let without_refund = shipped
+        .split("[tools.issue_refund]")
+        .next()
+        .unwrap()
+        .to_string();
     let setup = Setup {
         manifest: Some(without_refund),
         upstream_extra: "expose_unlisted = true".into(),

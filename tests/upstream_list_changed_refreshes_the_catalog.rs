@@ -12,12 +12,23 @@ use serde_json::json;
 async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed() {
     let h = Harness::start().await;
     assert!(h.state.catalog().resolve("demo_extra").is_err());
-    let result = h.call("demo_toggle_extra", json!({"intent": "show the extra tool"})).await.unwrap();
+    let result = h
+        .call(
+            "demo_toggle_extra",
+            json!({"intent": "show the extra tool"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(text(&result), "extra tool shown");
     tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())
         .await
         .expect("the client hears that the tool list changed");
-    let names: Vec<String> = h.tools().await.into_iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = h
+        .tools()
+        .await
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert!(names.contains(&"demo_extra".to_string()), "{names:?}");
     let extra = h.call("demo_extra", json!({})).await.unwrap();
     assert_eq!(text(&extra), "extra ran");

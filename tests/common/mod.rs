@@ -47,7 +47,11 @@ impl Default for Setup {
 
 impl Setup {
     pub fn as_agent(agent: &str, on_behalf_of: Option<&str>) -> Self {
-        Self { agent: agent.into(), on_behalf_of: on_behalf_of.map(String::from), ..Self::default() }
+        Self {
+            agent: agent.into(),
+            on_behalf_of: on_behalf_of.map(String::from),
+            ..Self::default()
+        }
     }
 }
 
@@ -59,7 +63,11 @@ pub struct TestClient {
 }
 
 impl ClientHandler for TestClient {
-    async fn on_progress(&self, params: ProgressNotificationParam, _c: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _c: NotificationContext<RoleClient>,
+    ) {
         self.progress.lock().unwrap().push(params);
     }
 
@@ -81,12 +89,28 @@ pub fn write_setup(dir: &Path, setup: &Setup) -> PathBuf {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::create_dir_all(&policies).unwrap();
-    let shipped_manifest = std::fs::read_to_string(repo().join("tool-manifests/demo.toml")).unwrap();
-    std::fs::write(manifests.join("demo.toml"), setup.manifest.clone().unwrap_or(shipped_manifest)).unwrap();
-    std::fs::copy(repo().join("policies/model.conf"), policies.join("model.conf")).unwrap();
-    let rules = setup.policy.clone().unwrap_or_else(|| std::fs::read_to_string(repo().join("policies/policy.csv")).unwrap());
+    let shipped_manifest =
+        std::fs::read_to_string(repo().join("tool-manifests/demo.toml")).unwrap();
+    std::fs::write(
+        manifests.join("demo.toml"),
+        setup.manifest.clone().unwrap_or(shipped_manifest),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("policies/model.conf"),
+        policies.join("model.conf"),
+    )
+    .unwrap();
+    let rules = setup
+        .policy
+        .clone()
+        .unwrap_or_else(|| std::fs::read_to_string(repo().join("policies/policy.csv")).unwrap());
     std::fs::write(policies.join("policy.csv"), rules).unwrap();
-    let on_behalf_of = setup.on_behalf_of.as_ref().map(|u| format!("on_behalf_of = \"{u}\"\n")).unwrap_or_default();
+    let on_behalf_of = setup
+        .on_behalf_of
+        .as_ref()
+        .map(|u| format!("on_behalf_of = \"{u}\"\n"))
+        .unwrap_or_default();
     let config = format!(
         "[gateway]\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n",
         agent = setup.agent,
@@ -109,13 +133,21 @@ impl Harness {
         let config = Config::load(&path).unwrap();
         let state = State::start(config).await.unwrap();
         let (client, events) = connect(&state).await;
-        Self { dir, state, client, events }
+        Self {
+            dir,
+            state,
+            client,
+            events,
+        }
     }
 
     /// Call a tool; `Err` is a JSON-RPC error.
     pub async fn call(&self, name: &str, args: Value) -> Result<CallToolResult, ServiceError> {
         let args: Map<String, Value> = args.as_object().cloned().unwrap_or_default();
-        self.client.peer().call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args)).await
+        self.client
+            .peer()
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args))
+            .await
     }
 
     pub async fn tools(&self) -> Vec<Tool> {
@@ -139,7 +171,13 @@ impl Harness {
 /// A new client session on an existing gateway.
 pub async fn connect(state: &Arc<State>) -> (RunningService<RoleClient, TestClient>, TestClient) {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let gateway = Gateway::new(state.clone(), state.config.stdio_identity.clone(), Listener::Stdio { session: "test".into() });
+    let gateway = Gateway::new(
+        state.clone(),
+        state.config.stdio_identity.clone(),
+        Listener::Stdio {
+            session: "test".into(),
+        },
+    );
     tokio::spawn(async move {
         if let Ok(service) = gateway.serve(server_io).await {
             let _ = service.waiting().await;
@@ -171,10 +209,21 @@ pub fn text(result: &CallToolResult) -> String {
 /// Assert a call was refused as a tool error whose text contains `needle`, that the
 /// upstream never saw it, and that the audit log has a `deny` record saying why.
 pub fn assert_refused(h: &Harness, result: &CallToolResult, needle: &str, stage: &str) {
-    assert_eq!(result.is_error, Some(true), "expected a refusal, got {result:?}");
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected a refusal, got {result:?}"
+    );
     let message = text(result);
-    assert!(message.contains(needle), "refusal `{message}` should contain `{needle}`");
-    assert!(h.upstream_calls().is_empty(), "the upstream must not see a refused call: {:?}", h.upstream_calls());
+    assert!(
+        message.contains(needle),
+        "refusal `{message}` should contain `{needle}`"
+    );
+    assert!(
+        h.upstream_calls().is_empty(),
+        "the upstream must not see a refused call: {:?}",
+        h.upstream_calls()
+    );
     let audit = h.audit();
     let last = audit.last().expect("a refusal must be audited");
     assert_eq!(last["kind"], "decision");

@@ -1,0 +1,110 @@
+//! `mcp-warden audit verify` accepts an intact log and names the first bad line after a
+//! one-byte edit, a removed line or a truncated tail.
+
+mod common;
+
+use std::process::Command;
+
+use common::{EXE, Harness, Setup};
+use serde_json::json;
+
+async fn log_with_records() -> (Harness, Vec<u8>) {
+    let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:alice"))).await;
+    h.call("demo_list_notes", json!({})).await.unwrap();
+    h.call(
+        "demo_write_note",
+        json!({"title": "a", "body": "b", "intent": "save"}),
+    )
+    .await
+    .unwrap();
+    h.call("demo_write_note", json!({"title": "a", "body": "b"}))
+        .await
+        .unwrap(); // refused
+    let bytes = std::fs::read(h.audit_path()).unwrap();
+    (h, bytes)
+}
+
+fn verify(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(EXE)
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn an_intact_log_verifies() {
+    let (h, _) = log_with_records().await;
+    let (ok, text) = verify(&h.audit_path());
+    assert!(ok, "{text}");
+    assert!(text.contains("5 records, hash chain intact"), "{text}");
+}
+
+#[tokio::test]
+async fn every_one_byte_edit_is_detected_with_its_line() {
+    let (h, original) = log_with_records().await;
+    let path = h.audit_path();
+    let newlines: Vec<usize> = original
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    // Every position of the second line, plus samples across the whole file.
+    let second = (newlines[0] + 1)..newlines[1];
+    let positions: Vec<usize> = second
+        .clone()
+        .chain((0..original.len()).step_by(37))
+        .collect();
+    for pos in positions {
+        let mut edited = original.clone();
+        edited[pos] ^= 0x01;
+        std::fs::write(&path, &edited).unwrap();
+        let line = 1 + newlines.iter().filter(|&&n| n < pos).count();
+        let (ok, text) = verify(&path);
+        assert!(!ok, "edit at byte {pos} went unnoticed");
+        let named = (1..=line).any(|l| text.contains(&format!("line {l}:")));
+        assert!(
+            named,
+            "edit at byte {pos} (line {line}) not located: {text}"
+        );
+        if second.contains(&pos) {
+            assert!(
+                text.contains("line 2:"),
+                "edit inside line 2 at byte {pos}: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_removed_line_is_detected() {
+    let (h, original) = log_with_records().await;
+    let text = String::from_utf8(original).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(h.audit_path(), kept.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(&h.audit_path());
+    assert!(!ok);
+    assert!(out.contains("line 2: `prev` does not match"), "{out}");
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_to_start_on_a_damaged_log() {
+    let (h, original) = log_with_records().await;
+    std::fs::write(h.audit_path(), &original[..original.len() - 5]).unwrap();
+    let err = mcp_warden::audit::AuditLog::open(&h.audit_path())
+        .err()
+        .expect("a damaged log is refused");
+    assert!(err.to_string().contains("incomplete"), "{err}");
+}

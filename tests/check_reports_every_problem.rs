@@ -1,0 +1,126 @@
+//! `mcp-warden check` prints every problem with file and line, and `serve` refuses to
+//! start on an invalid policy or manifest.
+
+mod common;
+
+use std::process::Command;
+
+use common::{EXE, Setup, write_setup};
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(EXE).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_shipped_setup_checks_clean_against_the_live_demo_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    let (ok, out) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 error(s)"), "{out}");
+}
+
+#[test]
+fn every_broken_line_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "p, role:a, demo/*, read, allow\npp, role:a, demo/*, read, allow\np, role:a, demo/*, read\n".to_string();
+    let manifest = "server = \"demo\"\n[tools.echo]\ntier = \"reed\"\n".to_string();
+    let setup = Setup {
+        policy: Some(policy),
+        manifest: Some(manifest),
+        ..Setup::default()
+    };
+    let config = write_setup(dir.path(), &setup);
+    let (ok, out) = run(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("policy.csv:2: unknown rule type `pp`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy.csv:3: `p` rows need 4 fields"),
+        "{out}"
+    );
+    assert!(
+        out.contains("demo.toml:3: tool `echo`: unknown tier `reed`"),
+        "{out}"
+    );
+    assert!(out.contains("3 error(s)"), "{out}");
+}
+
+#[test]
+fn a_stale_pin_is_an_error_that_prints_the_new_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "server = \"demo\"\n[tools.echo]\ntier = \"read\"\npin = \"sha256:{}\"\n",
+        "0".repeat(64)
+    );
+    let config = write_setup(
+        dir.path(),
+        &Setup {
+            manifest: Some(manifest),
+            ..Setup::default()
+        },
+    );
+    let (ok, out) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("demo.toml:2: tool `echo` changed since it was pinned"),
+        "{out}"
+    );
+    assert!(out.contains("pin = \"sha256:"), "{out}");
+}
+
+#[test]
+fn a_read_tool_the_server_calls_destructive_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "server = \"demo\"\n[tools.send_message]\ntier = \"read\"\n".to_string();
+    let config = write_setup(
+        dir.path(),
+        &Setup {
+            manifest: Some(manifest),
+            ..Setup::default()
+        },
+    );
+    let (_, out) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.contains("warning:") && out.contains("annotates it `destructiveHint: true`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_invalid_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        policy: Some("p, role:a, demo/*, read, maybe\n".into()),
+        ..Setup::default()
+    };
+    let config = write_setup(dir.path(), &setup);
+    let out = Command::new(EXE)
+        .args([
+            "serve",
+            "--transport",
+            "stdio",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy.csv:1: unknown effect `maybe`"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
+}

@@ -1,0 +1,51 @@
+//! `mcp-warden serve --config F` launched by a client as a child process: the client
+//! lists and calls tools over its stdin/stdout, and refusals work the same way.
+
+mod common;
+
+use common::{EXE, Setup, TestClient, read_lines, text, write_setup};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_client_launching_the_gateway_over_stdio_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    let mut cmd = tokio::process::Command::new(EXE);
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path());
+    let client = TestClient::default()
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let tools = client.peer().list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "demo_read_note"));
+    let args = json!({"text": "over stdio"}).as_object().unwrap().clone();
+    let result = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("demo_echo").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "over stdio");
+    let refused = client
+        .peer()
+        .call_tool(
+            CallToolRequestParams::new("demo_send_message").with_arguments(
+                json!({"to": "a@example.com", "body": "x", "intent": "y"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("requires approval"));
+    client.cancel().await.unwrap();
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    assert_eq!(audit.len(), 3, "attempt + outcome + refusal: {audit:?}");
+    assert!(audit[0]["session"].as_str().unwrap().starts_with("stdio:"));
+}

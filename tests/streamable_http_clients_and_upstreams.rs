@@ -1,0 +1,186 @@
+//! The gateway over Streamable HTTP: several clients at once, an upstream that is itself
+//! a Streamable HTTP server, and DNS-rebinding protection on the listener.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{EXE, Setup, TestClient, read_lines, text, write_setup};
+use mcp_warden::config::Config;
+use mcp_warden::gateway::State;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// Start the demo tools over HTTP on a free port; returns the child and its URL.
+fn demo_over_http(call_log: &std::path::Path) -> (Killed, String) {
+    let mut child = Command::new(EXE)
+        .args(["demo-tools", "--http", "127.0.0.1:0", "--call-log"])
+        .arg(call_log)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("demo tools at ")
+        .unwrap()
+        .to_string();
+    (Killed(child), url)
+}
+
+async fn gateway_over_http(
+    setup: &Setup,
+    upstream_url: Option<&str>,
+) -> (tempfile::TempDir, String, tokio::sync::oneshot::Sender<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_setup(dir.path(), setup);
+    if let Some(url) = upstream_url {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let head = text.split("[[upstream]]").next().unwrap().to_string();
+        let upstream = format!(
+            "[[upstream]]\nid = \"demo\"\nurl = \"{url}\"\nheaders = {{ X-Gateway-Key = \"${{PATH}}\" }}\n"
+        );
+        std::fs::write(&path, format!("{head}{upstream}")).unwrap();
+    }
+    let state = State::start(Config::load(&path).unwrap()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(mcp_warden::transport::serve_http(
+        state,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (dir, url, stop)
+}
+
+#[tokio::test]
+async fn several_http_clients_call_through_the_gateway_at_once() {
+    let (dir, url, _stop) = gateway_over_http(&Setup::default(), None).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+        clients.push(TestClient::default().serve(transport).await.unwrap());
+    }
+    let calls = clients.iter().enumerate().map(|(i, c)| {
+        let args = json!({"text": format!("hello {i}")})
+            .as_object()
+            .unwrap()
+            .clone();
+        c.peer()
+            .call_tool(CallToolRequestParams::new("demo_echo").with_arguments(args))
+    });
+    let results = futures::future::join_all(calls).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(text(&r.unwrap()), format!("hello {i}"));
+    }
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    assert_eq!(audit.iter().filter(|r| r["kind"] == "attempt").count(), 3);
+    let sessions: std::collections::HashSet<String> = audit
+        .iter()
+        .map(|r| r["session"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sessions.len(),
+        3,
+        "each HTTP session is told apart in the audit: {sessions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_upstream_is_fronted_like_a_child_process() {
+    let upstream_dir = tempfile::tempdir().unwrap();
+    let calls = upstream_dir.path().join("calls.jsonl");
+    let (_child, upstream_url) = demo_over_http(&calls);
+    let (_dir, url, _stop) = gateway_over_http(&Setup::default(), Some(&upstream_url)).await;
+    let client = TestClient::default()
+        .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+        .await
+        .unwrap();
+    let args = json!({"title": "plan", "intent": "check"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let result = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("demo_read_note").with_arguments(args))
+        .await
+        .unwrap();
+    assert!(text(&result).contains("Refund order 1001"), "{result:?}");
+    let refused = client
+        .peer()
+        .call_tool(
+            CallToolRequestParams::new("demo_write_note").with_arguments(
+                json!({"title": "x", "body": "y"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert_eq!(
+        read_lines(&calls).len(),
+        1,
+        "only the permitted call reached the HTTP upstream"
+    );
+}
+
+async fn raw_post(url: &str, host: &str, origin: Option<&str>) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused() {
+    let (_dir, url, _stop) = gateway_over_http(&Setup::default(), None).await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/mcp")
+        .to_string();
+    let good = raw_post(&url, &format!("127.0.0.1:{port}"), None).await;
+    assert!(good.starts_with("HTTP/1.1 200"), "{good}");
+    let rebinding = raw_post(&url, "attacker.example", None).await;
+    assert!(rebinding.starts_with("HTTP/1.1 403"), "{rebinding}");
+    let foreign_origin = raw_post(
+        &url,
+        &format!("localhost:{port}"),
+        Some("https://attacker.example"),
+    )
+    .await;
+    assert!(
+        foreign_origin.starts_with("HTTP/1.1 403"),
+        "{foreign_origin}"
+    );
+}
