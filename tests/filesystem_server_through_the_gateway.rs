@@ -1,0 +1,159 @@
+//! The gateway in front of a real third-party server, npm
+//! `@modelcontextprotocol/server-filesystem` (installed by `.ci/run` with `npm ci`), with
+//! the shipped `tool-manifests/filesystem.toml`: all 14 tools pinned and tiered.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{TestClient, read_lines, repo, text};
+use mcp_warden::config::Config;
+use mcp_warden::gateway::{Gateway, Listener, State};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use serde_json::{Value, json};
+
+fn server_bin() -> PathBuf {
+    let bin = repo().join("node_modules/.bin/mcp-server-filesystem");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `npm ci` in the repository (the CI script does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Fs {
+    dir: tempfile::TempDir,
+    client: RunningService<rmcp::RoleClient, TestClient>,
+}
+
+impl Fs {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("hello.txt"), "hello from disk").unwrap();
+        let config = format!(
+            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{bin}\"\nargs = [\"{data}\"]\n",
+            repo = repo().display(),
+            bin = server_bin().display(),
+            data = data.display(),
+        );
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, config).unwrap();
+        let state = State::start(Config::load(&path).unwrap()).await.unwrap();
+        let (server_io, client_io) = tokio::io::duplex(1 << 20);
+        let gateway = Gateway::new(
+            state.clone(),
+            state.config.stdio_identity.clone(),
+            Listener::Stdio {
+                session: "fs".into(),
+            },
+        );
+        tokio::spawn(async move {
+            let _ = gateway.serve(server_io).await.unwrap().waiting().await;
+        });
+        let client = TestClient::default().serve(client_io).await.unwrap();
+        Self { dir, client }
+    }
+
+    fn data(&self) -> PathBuf {
+        // The server resolves symlinks (macOS /var → /private/var; harmless here).
+        std::fs::canonicalize(self.dir.path().join("data")).unwrap()
+    }
+
+    async fn call(&self, name: &str, args: Value) -> CallToolResult {
+        let args = args.as_object().unwrap().clone();
+        self.client
+            .peer()
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args))
+            .await
+            .unwrap()
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        read_lines(&self.dir.path().join("audit.jsonl"))
+    }
+}
+
+#[tokio::test]
+async fn all_fourteen_tools_are_listed_pinned_and_tiered() {
+    let fs = Fs::start().await;
+    let tools = fs.client.peer().list_all_tools().await.unwrap();
+    assert_eq!(
+        tools.len(),
+        14,
+        "every tool matches its pin: {:?}",
+        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    assert!(tools.iter().all(|t| t.name.starts_with("fs_")));
+}
+
+#[tokio::test]
+async fn reads_and_writes_pass_and_moves_wait_for_approval() {
+    let fs = Fs::start().await;
+    let data = fs.data();
+    let hello = data.join("hello.txt").display().to_string();
+    let read = fs
+        .call(
+            "fs_read_text_file",
+            json!({"path": hello, "intent": "read the greeting"}),
+        )
+        .await;
+    assert_eq!(text(&read), "hello from disk");
+
+    let new = data.join("new.txt").display().to_string();
+    let write = fs
+        .call(
+            "fs_write_file",
+            json!({"path": new, "content": "secret text", "intent": "save the draft"}),
+        )
+        .await;
+    assert_ne!(write.is_error, Some(true), "{write:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("new.txt")).unwrap(),
+        "secret text"
+    );
+
+    let no_intent = fs
+        .call(
+            "fs_write_file",
+            json!({"path": data.join("other.txt").display().to_string(), "content": "x"}),
+        )
+        .await;
+    assert_eq!(no_intent.is_error, Some(true));
+    assert!(text(&no_intent).contains("missing `intent`"));
+    assert!(
+        !data.join("other.txt").exists(),
+        "a refused write never happens"
+    );
+
+    let moved = fs.call("fs_move_file", json!({"source": hello, "destination": data.join("gone.txt").display().to_string(), "intent": "tidy up"})).await;
+    assert_eq!(moved.is_error, Some(true));
+    assert!(
+        text(&moved).contains("requires approval"),
+        "{}",
+        text(&moved)
+    );
+    assert!(
+        data.join("hello.txt").exists(),
+        "a refused move never happens"
+    );
+
+    let audit = fs.audit();
+    let write_attempt = audit
+        .iter()
+        .find(|r| r["kind"] == "attempt" && r["tool"] == "write_file")
+        .unwrap();
+    assert_eq!(write_attempt["args"]["content"], "[redacted]");
+    assert_eq!(write_attempt["tier"], "transform");
+    let move_record = audit
+        .iter()
+        .find(|r| r["requested"] == "fs_move_file")
+        .unwrap();
+    assert_eq!(move_record["tier"], "act");
+    assert_eq!(move_record["decision"], "deny");
+    assert_eq!(move_record["policy_effect"], "approve");
+}
