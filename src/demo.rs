@@ -54,10 +54,8 @@ impl DemoTools {
     }
 
     fn log(&self, event: Value) {
-        if let Some(log) = &self.call_log {
-            if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{event}");
-            }
+        if let Some(Ok(mut f)) = self.call_log.as_ref().map(|l| l.lock()) {
+            let _ = writeln!(f, "{event}");
         }
     }
 

@@ -85,7 +85,7 @@ pub fn toml_error_message(error: &toml::de::Error) -> String {
 /// Render a list of problems, one per line, errors first.
 pub fn render(problems: &[Problem]) -> String {
     let mut sorted: Vec<&Problem> = problems.iter().collect();
-    sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.severity));
     sorted
         .iter()
         .map(|p| p.to_string())

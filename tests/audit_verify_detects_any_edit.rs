@@ -1,5 +1,11 @@
 //! `mcp-warden audit verify` accepts an intact log and names the first bad line after a
 //! one-byte edit, a removed line or a truncated tail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! `mcp-warden check` prints every problem with file and line, and `serve` refuses to
 //! start on an invalid policy or manifest.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! A transform or act call without a stated intent is refused with a message that says
 //! exactly what to add, and never reaches the upstream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! The gateway over Streamable HTTP: several clients at once, an upstream that is itself
 //! a Streamable HTTP server, and DNS-rebinding protection on the listener.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 mod common;
 

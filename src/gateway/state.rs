@@ -37,9 +37,10 @@ pub struct State {
 }
 
 /// Read the manifest files and policy files a config names.
-pub fn read_inputs(
-    config: &Config,
-) -> Result<(Vec<(std::path::PathBuf, String)>, (String, String)), Vec<Problem>> {
+/// The manifest files (path, text) and the policy model and rules texts a config names.
+pub type Inputs = (Vec<(std::path::PathBuf, String)>, (String, String));
+
+pub fn read_inputs(config: &Config) -> Result<Inputs, Vec<Problem>> {
     let manifests = manifest::read_dir(&config.manifests).map_err(|p| vec![p])?;
     let read = |p: &Path| {
         std::fs::read_to_string(p)

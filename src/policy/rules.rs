@@ -190,12 +190,12 @@ fn check_row(ptype: &str, fields: &[String], shape: &ModelShape) -> Result<bool,
                 "unknown effect `{eft}`: use `allow`, `deny` or `approve`"
             ));
         }
-        if let Some(act) = shape.act_index.and_then(|i| fields.get(i)) {
-            if !ACTS.contains(&act.as_str()) {
-                return Err(format!(
-                    "unknown tier `{act}`: use `read`, `transform`, `act`, `approve` (who may approve) or `*`"
-                ));
-            }
+        if let Some(act) = shape.act_index.and_then(|i| fields.get(i))
+            && !ACTS.contains(&act.as_str())
+        {
+            return Err(format!(
+                "unknown tier `{act}`: use `read`, `transform`, `act`, `approve` (who may approve) or `*`"
+            ));
         }
         return Ok(true);
     }
