@@ -4,7 +4,12 @@
 //!
 //! Both paths are real processes over stdio: client → `mcp-warden demo-tools`, and
 //! client → `mcp-warden serve` → `mcp-warden demo-tools`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // bench code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // bench code
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,8 +40,13 @@ struct Figures {
 
 async fn spawn(args: &[&str], dir: &Path) -> Client {
     let mut cmd = tokio::process::Command::new(EXE);
-    cmd.args(args).current_dir(dir).env("MCP_WARDEN_LOG", "warn");
-    let (transport, _stderr) = TokioChildProcess::builder(cmd).stderr(std::process::Stdio::null()).spawn().unwrap();
+    cmd.args(args)
+        .current_dir(dir)
+        .env("MCP_WARDEN_LOG", "warn");
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     Arc::new(().serve(transport).await.unwrap())
 }
 
@@ -45,7 +55,8 @@ async fn call(client: &Client, name: &str, with_intent: bool) {
     if with_intent {
         args["intent"] = json!("measure the gateway");
     }
-    let params = CallToolRequestParams::new(name.to_string()).with_arguments(args.as_object().unwrap().clone());
+    let params = CallToolRequestParams::new(name.to_string())
+        .with_arguments(args.as_object().unwrap().clone());
     let result = client.peer().call_tool(params).await.unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");
 }
@@ -103,8 +114,19 @@ async fn policy_decisions() -> (Duration, Duration) {
     }
     rules.push_str("g, agent:a, role:r9999\ng, user:u, role:r9999\n");
     let rules_path = dir.path().join("policy.csv");
-    let policy = Policy::load((&model, &std::fs::read_to_string(&model).unwrap()), (&rules_path, &rules)).await.unwrap();
-    let caller = Caller::from_config(&IdentityConfig { agent: "agent:a".into(), on_behalf_of: Some("user:u".into()) }, "b");
+    let policy = Policy::load(
+        (&model, &std::fs::read_to_string(&model).unwrap()),
+        (&rules_path, &rules),
+    )
+    .await
+    .unwrap();
+    let caller = Caller::from_config(
+        &IdentityConfig {
+            agent: "agent:a".into(),
+            on_behalf_of: Some("user:u".into()),
+        },
+        "b",
+    );
     let start = Instant::now();
     let first = policy.decide(&caller, "srv9999/tool", Tier::Read);
     let uncached = start.elapsed();
@@ -132,16 +154,54 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let direct = spawn(&["demo-tools"], dir.path()).await;
-    let gateway = spawn(&["serve", "--transport", "stdio", "--config", config.to_str().unwrap()], dir.path()).await;
+    let gateway = spawn(
+        &[
+            "serve",
+            "--transport",
+            "stdio",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        dir.path(),
+    )
+    .await;
     let d = measure(&direct, "echo", false).await;
     let g = measure(&gateway, "demo_echo", true).await;
-    let records = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap().lines().count();
-    println!("tools/call echo, {SEQUENTIAL} sequential calls for latency, {CONCURRENT_CALLS} calls on {CONCURRENT_TASKS} concurrent tasks for throughput");
-    println!("{:<10} {:>12} {:>12} {:>12}", "path", "p50", "p99", "calls/s");
-    println!("{:<10} {:>12} {:>12} {:>12.0}", "direct", ms(d.p50), ms(d.p99), d.calls_per_sec);
-    println!("{:<10} {:>12} {:>12} {:>12.0}", "gateway", ms(g.p50), ms(g.p99), g.calls_per_sec);
-    println!("added p50 latency: {}; throughput ratio gateway/direct: {:.2}", ms(g.p50.saturating_sub(d.p50)), g.calls_per_sec / d.calls_per_sec);
+    let records = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    println!(
+        "tools/call echo, {SEQUENTIAL} sequential calls for latency, {CONCURRENT_CALLS} calls on {CONCURRENT_TASKS} concurrent tasks for throughput"
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12}",
+        "path", "p50", "p99", "calls/s"
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12.0}",
+        "direct",
+        ms(d.p50),
+        ms(d.p99),
+        d.calls_per_sec
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12.0}",
+        "gateway",
+        ms(g.p50),
+        ms(g.p99),
+        g.calls_per_sec
+    );
+    println!(
+        "added p50 latency: {}; throughput ratio gateway/direct: {:.2}",
+        ms(g.p50.saturating_sub(d.p50)),
+        g.calls_per_sec / d.calls_per_sec
+    );
     println!("audit records written (attempt + outcome per call, fsynced): {records}");
     let (uncached, cached) = policy_decisions().await;
-    println!("policy decision, 10,000 rules, chain of 2: first (uncached) {}, repeated p50 {:.2} µs", ms(uncached), cached.as_secs_f64() * 1e6);
+    println!(
+        "policy decision, 10,000 rules, chain of 2: first (uncached) {}, repeated p50 {:.2} µs",
+        ms(uncached),
+        cached.as_secs_f64() * 1e6
+    );
 }
