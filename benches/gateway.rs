@@ -94,11 +94,21 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
     }
 }
 
+/// Where the gateway's audit log goes: `MCP_WARDEN_BENCH_AUDIT_DIR` (e.g. a tmpfs, to
+/// separate the cost of the disk's fsync from the gateway's own) or the bench's temp dir.
+fn audit_path(dir: &Path) -> std::path::PathBuf {
+    let base = std::env::var_os("MCP_WARDEN_BENCH_AUDIT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.to_path_buf());
+    base.join(format!("audit-{}.jsonl", std::process::id()))
+}
+
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = format!(
-        "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\"]\n",
-        repo = repo.display()
+        "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"{audit}\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\"]\n",
+        repo = repo.display(),
+        audit = audit_path(dir).display(),
     );
     let path = dir.join("warden.toml");
     std::fs::write(&path, config).unwrap();
@@ -167,10 +177,9 @@ async fn main() {
     .await;
     let d = measure(&direct, "echo", false).await;
     let g = measure(&gateway, "demo_echo", true).await;
-    let records = std::fs::read_to_string(dir.path().join("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .count();
+    let audit = audit_path(dir.path());
+    let records = std::fs::read_to_string(&audit).unwrap().lines().count();
+    let _ = std::fs::remove_file(&audit);
     println!(
         "tools/call echo, {SEQUENTIAL} sequential calls for latency, {CONCURRENT_CALLS} calls on {CONCURRENT_TASKS} concurrent tasks for throughput"
     );
@@ -197,7 +206,10 @@ async fn main() {
         ms(g.p50.saturating_sub(d.p50)),
         g.calls_per_sec / d.calls_per_sec
     );
-    println!("audit records written (attempt + outcome per call, fsynced): {records}");
+    println!(
+        "audit records written (attempt + outcome per call, fsynced) to {}: {records}",
+        audit.display()
+    );
     let (uncached, cached) = policy_decisions().await;
     println!(
         "policy decision, 10,000 rules, chain of 2: first (uncached) {}, repeated p50 {:.2} µs",

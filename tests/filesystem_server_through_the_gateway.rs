@@ -14,8 +14,7 @@ use std::path::PathBuf;
 
 use common::{TestClient, read_lines, repo, text};
 use mcp_warden::config::Config;
-use mcp_warden::gateway::{Gateway, Listener, State};
-use rmcp::ServiceExt;
+use mcp_warden::gateway::State;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use serde_json::{Value, json};
@@ -50,18 +49,7 @@ impl Fs {
         let path = dir.path().join("warden.toml");
         std::fs::write(&path, config).unwrap();
         let state = State::start(Config::load(&path).unwrap()).await.unwrap();
-        let (server_io, client_io) = tokio::io::duplex(1 << 20);
-        let gateway = Gateway::new(
-            state.clone(),
-            state.config.stdio_identity.clone(),
-            Listener::Stdio {
-                session: "fs".into(),
-            },
-        );
-        tokio::spawn(async move {
-            let _ = gateway.serve(server_io).await.unwrap().waiting().await;
-        });
-        let client = TestClient::default().serve(client_io).await.unwrap();
+        let (client, _) = common::connect(&state).await;
         Self { dir, client }
     }
 

@@ -34,12 +34,7 @@ async fn unknown_tool_is_a_protocol_error_that_is_audited() {
 
 #[tokio::test]
 async fn a_tool_the_manifest_does_not_list_is_hidden_and_uncallable() {
-    let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
-    let without_refund = shipped
-        .split("[tools.issue_refund]")
-        .next()
-        .unwrap()
-        .to_string();
+    let without_refund = manifest_without_refund();
     let setup = Setup {
         manifest: Some(without_refund),
         ..Setup::as_agent("agent:ops-bot", Some("user:alice"))
@@ -68,12 +63,7 @@ async fn a_tool_the_manifest_does_not_list_is_hidden_and_uncallable() {
 
 #[tokio::test]
 async fn an_upstream_configured_to_expose_unlisted_tools_shows_them_as_act() {
-    let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
-    let without_refund = shipped
-        .split("[tools.issue_refund]")
-        .next()
-        .unwrap()
-        .to_string();
+    let without_refund = manifest_without_refund();
     let setup = Setup {
         manifest: Some(without_refund),
         upstream_extra: "expose_unlisted = true".into(),
@@ -82,4 +72,14 @@ async fn an_upstream_configured_to_expose_unlisted_tools_shows_them_as_act() {
     let h = Harness::with(setup).await;
     let tool = h.state.catalog().resolve("demo_issue_refund").unwrap();
     assert_eq!(tool.tier, mcp_warden::manifest::Tier::Act);
+}
+
+/// The shipped demo manifest without its `issue_refund` entry.
+fn manifest_without_refund() -> String {
+    let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
+    shipped
+        .split("[tools.issue_refund]")
+        .next()
+        .unwrap()
+        .to_string()
 }
