@@ -237,6 +237,17 @@ fn tool(
         .unwrap_or_else(|_| Tool::new(name, description, Arc::new(Map::new())))
 }
 
+/// Over HTTP, the headers this server received (so tests can see what a gateway passed on).
+fn received_headers(context: &RequestContext<RoleServer>) -> Option<Value> {
+    let parts = context.extensions.get::<axum::http::request::Parts>()?;
+    let headers: Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .collect();
+    Some(Value::Object(headers))
+}
+
 impl ServerHandler for DemoTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -265,7 +276,11 @@ impl ServerHandler for DemoTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        self.log(json!({"tool": request.name, "args": args}));
+        let mut event = json!({"tool": request.name, "args": args});
+        if let Some(headers) = received_headers(&context) {
+            event["headers"] = headers;
+        }
+        self.log(event);
         if !self.tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool `{}`", request.name),

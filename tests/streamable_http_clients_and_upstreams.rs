@@ -18,6 +18,7 @@ use mcp_warden::gateway::State;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -115,8 +116,11 @@ async fn an_http_upstream_is_fronted_like_a_child_process() {
     let calls = upstream_dir.path().join("calls.jsonl");
     let (_child, upstream_url) = demo_over_http(&calls);
     let (_dir, url, _stop) = gateway_over_http(&Setup::default(), Some(&upstream_url)).await;
+    // The client presents its own credential to the gateway; it must never reach upstream.
+    let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+        .auth_header("client-secret-token");
     let client = TestClient::default()
-        .serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+        .serve(StreamableHttpClientTransport::from_config(config))
         .await
         .unwrap();
     let args = json!({"title": "plan", "intent": "check"})
@@ -142,11 +146,23 @@ async fn an_http_upstream_is_fronted_like_a_child_process() {
         .await
         .unwrap();
     assert_eq!(refused.is_error, Some(true));
+    let received = read_lines(&calls);
     assert_eq!(
-        read_lines(&calls).len(),
+        received.len(),
         1,
         "only the permitted call reached the HTTP upstream"
     );
+    let headers = &received[0]["headers"];
+    assert_eq!(
+        headers["x-gateway-key"],
+        json!(std::env::var("PATH").unwrap()),
+        "gateway-held header, expanded: {headers}"
+    );
+    assert!(
+        !headers.to_string().contains("client-secret-token"),
+        "the client's credential leaked upstream: {headers}"
+    );
+    assert!(headers.get("authorization").is_none(), "{headers}");
 }
 
 async fn raw_post(url: &str, host: &str, origin: Option<&str>) -> String {
