@@ -276,10 +276,10 @@ impl ServerHandler for DemoTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        let mut event = json!({"tool": request.name, "args": args});
-        if let Some(headers) = received_headers(&context) {
-            event["headers"] = headers;
-        }
+        let event = match received_headers(&context) {
+            Some(headers) => json!({"tool": request.name, "args": args, "headers": headers}),
+            None => json!({"tool": request.name, "args": args}),
+        };
         self.log(event);
         if !self.tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
