@@ -41,6 +41,14 @@ impl Problem {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+
+    /// `file:line: message`, without the severity (for log lines that carry their own).
+    pub fn located(&self) -> String {
+        match self.line {
+            Some(line) => format!("{}:{line}: {}", self.file.display(), self.message),
+            None => format!("{}: {}", self.file.display(), self.message),
+        }
+    }
 }
 
 impl fmt::Display for Problem {

@@ -89,7 +89,7 @@ impl State {
         let (manifests, policy, warnings) =
             load_rules(&config).await.map_err(StartError::Invalid)?;
         for w in &warnings {
-            tracing::warn!("{w}");
+            tracing::warn!("{}", w.located());
         }
         let audit = AuditLog::open(&config.audit_log)?;
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
