@@ -307,10 +307,11 @@ pub async fn serve(
     let tools = DemoTools::new(call_log)?;
     match http {
         None => {
-            let running = tools
-                .serve(rmcp::transport::stdio())
-                .await
-                .map_err(std::io::Error::other)?;
+            let started = match crate::transport::stdio_pipes() {
+                Some(pipes) => tools.serve(pipes).await,
+                None => tools.serve(rmcp::transport::stdio()).await,
+            };
+            let running = started.map_err(std::io::Error::other)?;
             running.waiting().await.map_err(std::io::Error::other)?;
         }
         Some(addr) => {

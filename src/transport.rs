@@ -8,7 +8,10 @@ use std::sync::Arc;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::os::fd::AsFd;
+
 use tokio::net::TcpListener;
+use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{Gateway, Listener, State};
@@ -27,16 +30,29 @@ pub async fn serve_stdio(
         state.config.stdio_identity.clone(),
         Listener::Stdio { session },
     );
-    let service = gateway
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let started = match stdio_pipes() {
+        Some(pipes) => gateway.serve(pipes).await,
+        None => gateway.serve(rmcp::transport::stdio()).await,
+    };
+    let service = started.map_err(|e| std::io::Error::other(e.to_string()))?;
     let ct = service.cancellation_token();
     tokio::select! {
         r = service.waiting() => { r.map_err(|e| std::io::Error::other(e.to_string()))?; }
         () = shutdown => ct.cancel(),
     }
     Ok(())
+}
+
+/// When stdin and stdout are pipes (a client launched the gateway), read and write them
+/// through the event loop instead of tokio's stdio, which hands every read and write to a
+/// blocking thread. `None` for terminals and files.
+pub fn stdio_pipes() -> Option<(pipe::Receiver, pipe::Sender)> {
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    Some((
+        pipe::Receiver::from_owned_fd(stdin).ok()?,
+        pipe::Sender::from_owned_fd(stdout).ok()?,
+    ))
 }
 
 /// Serve Streamable HTTP at `/mcp` on `listener` until `shutdown` resolves.
