@@ -9,10 +9,11 @@
 //! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
+//! | [`digest`]    | SHA-256 over RFC 8785 canonical JSON: argument digests, pins, the audit chain |
+//! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
-//! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
 //! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
