@@ -50,6 +50,7 @@ gateway) and HTTP when it is (you ran it by hand)."
     /// Check the configuration, manifests and policy, and compare manifests with the
     /// upstreams' live tools; print every problem with its file and line.
     Check {
+        /// The gateway configuration (warden.toml); default: the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Do not start or contact upstreams.
@@ -78,6 +79,7 @@ pub enum AuditCommand {
     Verify {
         /// The log; default: the configured audit log.
         file: Option<PathBuf>,
+        /// The configuration whose audit log to check; default: the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
