@@ -27,14 +27,7 @@ async fn a_deny_rule_wins_over_an_allow() {
         "denied by policy rule `p, role:intern, */*, act, deny`",
         "policy",
     );
-    let record = h.audit().pop().unwrap();
-    assert!(
-        record["rule"]
-            .as_str()
-            .unwrap()
-            .contains("role:intern, */*, act, deny"),
-        "{record}"
-    );
+    assert_rule(&h, "role:intern, */*, act, deny");
 }
 
 #[tokio::test]
@@ -79,14 +72,7 @@ async fn a_principal_never_lends_more_than_its_agent_may_do() {
         "requires approval by a human approver",
         "policy",
     );
-    let record = h.audit().pop().unwrap();
-    assert!(
-        record["rule"]
-            .as_str()
-            .unwrap()
-            .contains("role:assistant, demo/*, act, approve"),
-        "{record}"
-    );
+    assert_rule(&h, "role:assistant, demo/*, act, approve");
 }
 
 #[tokio::test]
@@ -101,4 +87,10 @@ async fn approve_wins_over_allow_for_the_same_identity() {
         "`demo_issue_refund` requires approval",
         "policy",
     );
+}
+
+/// The last audit record names the deciding rule.
+fn assert_rule(h: &Harness, rule: &str) {
+    let record = h.audit().pop().unwrap();
+    assert!(record["rule"].as_str().unwrap().contains(rule), "{record}");
 }

@@ -38,12 +38,7 @@ async fn a_changed_tool_is_quarantined() {
         ..Setup::default()
     })
     .await;
-    let names: Vec<String> = h
-        .tools()
-        .await
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = h.tool_names().await;
     assert!(
         !names.contains(&"demo_read_note".to_string()),
         "quarantined tools are not listed: {names:?}"

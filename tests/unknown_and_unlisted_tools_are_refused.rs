@@ -40,12 +40,7 @@ async fn a_tool_the_manifest_does_not_list_is_hidden_and_uncallable() {
         ..Setup::as_agent("agent:ops-bot", Some("user:alice"))
     };
     let h = Harness::with(setup).await;
-    let names: Vec<String> = h
-        .tools()
-        .await
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = h.tool_names().await;
     assert!(
         !names.contains(&"demo_issue_refund".to_string()),
         "{names:?}"

@@ -29,12 +29,7 @@ async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed()
     tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())
         .await
         .expect("the client hears that the tool list changed");
-    let names: Vec<String> = h
-        .tools()
-        .await
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = h.tool_names().await;
     assert!(names.contains(&"demo_extra".to_string()), "{names:?}");
     let extra = h.call("demo_extra", json!({})).await.unwrap();
     assert_eq!(text(&extra), "extra ran");

@@ -160,6 +160,15 @@ impl Harness {
         self.client.peer().list_all_tools().await.unwrap()
     }
 
+    /// The names of the tools this client is shown.
+    pub async fn tool_names(&self) -> Vec<String> {
+        self.tools()
+            .await
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect()
+    }
+
     pub fn audit(&self) -> Vec<Value> {
         read_lines(&self.dir.path().join("audit.jsonl"))
     }
