@@ -15,6 +15,7 @@
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
+//! | [`approval`]  | approval requests: SQLite store, separation of duties, quorum, expiry, single use |
 //! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
@@ -36,6 +37,7 @@
 //! only from a [`policy::Permitted`], which only [`policy::Policy::authorize`] makes.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod arguments;
 pub mod audit;
 pub mod catalog;

@@ -1,0 +1,340 @@
+//! Approval requests: the durable store (embedded SQLite) and the rules of their
+//! lifecycle — separation of duties, permission, quorum of distinct approvers, expiry,
+//! single use, binding to the exact tool + argument digest + caller. It does not decide
+//! whether a call needs approval (policy and manifests do) nor wait on one (the gateway
+//! does); it only records and enforces decisions. Times are passed in, so tests control
+//! the clock.
+
+mod store;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::digest;
+pub use store::ApprovalStore;
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    /// Approved and used: the call was forwarded.
+    Executed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+            Status::Executed => "executed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Status::Pending,
+            Status::Approved,
+            Status::Denied,
+            Status::Expired,
+            Status::Executed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// What a new request records about the parked call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRequest {
+    pub call_id: String,
+    pub session: String,
+    pub agent: String,
+    /// Principal first, acting agent last.
+    pub chain: Vec<String>,
+    pub intent: Option<String>,
+    pub server: String,
+    pub tool: String,
+    pub tier: String,
+    /// The arguments with redacted values hidden, for display.
+    pub args_display: Value,
+    /// RFC 8785 digest of the exact arguments: what an approval binds to.
+    pub args_digest: String,
+    pub quorum: u32,
+    pub timeout: Duration,
+}
+
+impl NewRequest {
+    /// The binding key: an approval is good only for this tool, these exact arguments and
+    /// this caller.
+    pub fn binding(&self) -> String {
+        binding(&self.server, &self.tool, &self.args_digest, &self.chain)
+    }
+}
+
+/// The binding key of a call (see [`NewRequest::binding`]).
+pub fn binding(server: &str, tool: &str, args_digest: &str, chain: &[String]) -> String {
+    digest::canonical(
+        &json!({"server": server, "tool": tool, "args_digest": args_digest, "chain": chain}),
+    )
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub approver: String,
+    pub approve: bool,
+    pub comment: Option<String>,
+    /// Unix milliseconds.
+    pub at: u64,
+}
+
+/// A stored approval request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub id: String,
+    #[serde(flatten)]
+    pub call: NewRequest,
+    pub binding: String,
+    pub status: Status,
+    /// Unix milliseconds.
+    pub created: u64,
+    /// Until when approvers may decide; also, once approved, until when the caller may
+    /// use the approval (unix milliseconds).
+    pub expires: u64,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Request {
+    /// The distinct approvers who approved.
+    pub fn approvers(&self) -> Vec<&str> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.approve)
+            .map(|v| v.approver.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no approval request `{0}`")]
+    NotFound(String),
+    #[error(
+        "`{approver}` may not decide request `{id}`: an approver can never be the requesting agent or anyone it acts for"
+    )]
+    SeparationOfDuties { id: String, approver: String },
+    #[error(
+        "`{approver}` may not approve calls to `{object}`: ask for the `approve` permission on it"
+    )]
+    NotPermitted { approver: String, object: String },
+    #[error("`{approver}` has already decided request `{id}`; quorum needs distinct approvers")]
+    AlreadyDecided { id: String, approver: String },
+    #[error("request `{id}` is already {status}; a late decision changes nothing")]
+    Closed { id: String, status: &'static str },
+    #[error("the approval store failed: {0}")]
+    Store(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    fn call(args_digest: &str, quorum: u32) -> NewRequest {
+        NewRequest {
+            call_id: "c1".into(),
+            session: "s".into(),
+            agent: "agent:desktop".into(),
+            chain: vec!["user:alice".into(), "agent:desktop".into()],
+            intent: Some("refund the order".into()),
+            server: "demo".into(),
+            tool: "issue_refund".into(),
+            tier: "act".into(),
+            args_display: json!({"order_id": "1001"}),
+            args_digest: args_digest.into(),
+            quorum,
+            timeout: Duration::from_secs(600),
+        }
+    }
+
+    fn verdict(approver: &str, approve: bool, at: u64) -> Verdict {
+        Verdict {
+            approver: approver.into(),
+            approve,
+            comment: None,
+            at,
+        }
+    }
+
+    #[test]
+    fn an_approval_is_bound_to_its_call_and_used_once() {
+        let store = ApprovalStore::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).unwrap();
+        let approved = store
+            .decide(&r.id, verdict("user:carol", true, 1), true, 1)
+            .unwrap();
+        assert_eq!(approved.status, Status::Approved);
+        assert!(
+            store
+                .find_approved(&call("sha256:b", 1).binding(), 2)
+                .unwrap()
+                .is_none(),
+            "other arguments need their own approval"
+        );
+        let found = store
+            .find_approved(&call("sha256:a", 1).binding(), 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, r.id);
+        assert_eq!(store.consume(&r.id, 3).unwrap().status, Status::Executed);
+        assert!(
+            matches!(
+                store.consume(&r.id, 4),
+                Err(ApprovalError::Closed {
+                    status: "executed",
+                    ..
+                })
+            ),
+            "single use"
+        );
+        assert!(store.find_approved(&r.binding, 5).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_requester_and_its_chain_can_never_approve() {
+        let store = ApprovalStore::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).unwrap();
+        for who in ["agent:desktop", "user:alice"] {
+            let err = store
+                .decide(&r.id, verdict(who, true, 1), true, 1)
+                .unwrap_err();
+            assert!(
+                matches!(err, ApprovalError::SeparationOfDuties { .. }),
+                "{who}: {err}"
+            );
+        }
+        assert_eq!(store.get(&r.id).unwrap().status, Status::Pending);
+    }
+
+    #[test]
+    fn an_approver_without_permission_is_refused() {
+        let store = ApprovalStore::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).unwrap();
+        let err = store
+            .decide(&r.id, verdict("user:dave", true, 1), false, 1)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ApprovalError::NotPermitted {
+                approver: "user:dave".into(),
+                object: "demo/issue_refund".into()
+            }
+        );
+    }
+
+    #[test]
+    fn quorum_needs_distinct_approvers_and_a_deny_closes() {
+        let store = ApprovalStore::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 2), 0).unwrap();
+        assert_eq!(
+            store
+                .decide(&r.id, verdict("user:carol", true, 1), true, 1)
+                .unwrap()
+                .status,
+            Status::Pending
+        );
+        let twice = store
+            .decide(&r.id, verdict("user:carol", true, 2), true, 2)
+            .unwrap_err();
+        assert!(matches!(twice, ApprovalError::AlreadyDecided { .. }));
+        let done = store
+            .decide(&r.id, verdict("user:erin", true, 3), true, 3)
+            .unwrap();
+        assert_eq!(
+            (done.status, done.approvers()),
+            (Status::Approved, vec!["user:carol", "user:erin"])
+        );
+
+        let d = store.create(call("sha256:b", 2), 0).unwrap();
+        assert_eq!(
+            store
+                .decide(&d.id, verdict("user:carol", false, 1), true, 1)
+                .unwrap()
+                .status,
+            Status::Denied
+        );
+        let late = store
+            .decide(&d.id, verdict("user:erin", true, 2), true, 2)
+            .unwrap_err();
+        assert!(matches!(
+            late,
+            ApprovalError::Closed {
+                status: "denied",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn expiry_closes_a_request_and_late_decisions_change_nothing() {
+        let store = ApprovalStore::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).unwrap();
+        assert_eq!(r.expires, 10 * MIN);
+        let late = store
+            .decide(&r.id, verdict("user:carol", true, 10 * MIN), true, 10 * MIN)
+            .unwrap_err();
+        assert!(matches!(
+            late,
+            ApprovalError::Closed {
+                status: "expired",
+                ..
+            }
+        ));
+        assert_eq!(store.get(&r.id).unwrap().status, Status::Expired);
+        let other = store.create(call("sha256:b", 1), 0).unwrap();
+        let expired = store.expire_due(10 * MIN).unwrap();
+        assert_eq!(
+            expired.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            vec![other.id.as_str()]
+        );
+    }
+
+    #[test]
+    fn requests_survive_reopening_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/approvals.db");
+        let id = {
+            let store = ApprovalStore::open(&path).unwrap();
+            store.create(call("sha256:a", 1), 0).unwrap().id
+        };
+        let store = ApprovalStore::open(&path).unwrap();
+        let pending = store.list(Some(Status::Pending)).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, id);
+        assert_eq!(pending[0].call.intent.as_deref(), Some("refund the order"));
+        assert_eq!(
+            store
+                .decide(&id, verdict("user:carol", true, 1), true, 1)
+                .unwrap()
+                .status,
+            Status::Approved
+        );
+    }
+}
