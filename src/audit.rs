@@ -14,8 +14,9 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::approval;
 use crate::policy::Permitted;
-pub use record::{Outcome, Refusal, Stage};
+pub use record::{Outcome, Refusal, Stage, redacted};
 pub use verify::{VerifyError, verify};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,6 +81,19 @@ impl AuditLog {
     pub async fn outcome(&self, attested: &Attested, outcome: &Outcome) -> Result<(), AuditError> {
         let latency = attested.started.elapsed();
         self.append(record::outcome(&attested.permitted, outcome, latency))
+            .await
+    }
+
+    /// Write a step in an approval's life (`requested`, `approved`, `denied`, `expired`,
+    /// `executed`, or a refused decision), with the approver who caused it.
+    pub async fn approval(
+        &self,
+        request: &approval::Request,
+        event: &str,
+        actor: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), AuditError> {
+        self.append(record::approval(request, event, actor, error))
             .await
     }
 

@@ -46,6 +46,15 @@ struct RawConfig {
     identity: RawIdentities,
     #[serde(default)]
     upstream: Vec<Spanned<RawUpstream>>,
+    #[serde(default)]
+    approval: RawApproval,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    timeout: Option<Spanned<String>>,
+    database: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +126,10 @@ pub struct Config {
     pub stdio_identity: IdentityConfig,
     pub http_identity: IdentityConfig,
     pub upstreams: Vec<UpstreamConfig>,
+    /// How long an approval request waits for a decision.
+    pub approval_timeout: Duration,
+    /// The SQLite database of approval requests.
+    pub approvals_db: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -207,20 +220,25 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             format!("`intent_field` `{intent_field}` must match [A-Za-z_][A-Za-z0-9_]*"),
         ));
     }
-    let call_timeout = match raw.gateway.call_timeout {
-        None => Duration::from_secs(300),
-        Some(s) => humantime::parse_duration(s.get_ref()).unwrap_or_else(|e| {
-            let line = Some(line_of(text, s.span().start));
-            out.push(Problem::error(
-                file,
-                line,
-                format!(
-                    "`call_timeout` `{}`: {e} (write e.g. \"60s\" or \"5m\")",
-                    s.get_ref()
-                ),
-            ));
-            Duration::from_secs(300)
-        }),
+    let call_timeout = duration(
+        raw.gateway.call_timeout,
+        "call_timeout",
+        Duration::from_secs(300),
+        text,
+        file,
+        out,
+    );
+    let approval_timeout = duration(
+        raw.approval.timeout,
+        "approval.timeout",
+        Duration::from_secs(600),
+        text,
+        file,
+        out,
+    );
+    let approvals_db = match raw.approval.database {
+        Some(p) => base.join(p),
+        None => state_dir.join("approvals.db"),
     };
     let http = check_listen(raw.listen, text, file, out);
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
@@ -235,11 +253,37 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         audit_log,
         intent_field,
         call_timeout,
+        approval_timeout,
+        approvals_db,
         http,
         stdio_identity,
         http_identity,
         upstreams,
     }
+}
+
+/// A duration such as `"60s"` or `"10m"`; `default` when absent.
+fn duration(
+    value: Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    text: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> Duration {
+    let Some(s) = value else { return default };
+    humantime::parse_duration(s.get_ref()).unwrap_or_else(|e| {
+        let line = Some(line_of(text, s.span().start));
+        out.push(Problem::error(
+            file,
+            line,
+            format!(
+                "`{key}` `{}`: {e} (write e.g. \"60s\" or \"5m\")",
+                s.get_ref()
+            ),
+        ));
+        default
+    })
 }
 
 fn check_listen(

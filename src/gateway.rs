@@ -2,6 +2,7 @@
 //! stages into `tools/list` (what this caller may use) and `tools/call` (the decision
 //! pipeline in [`call`]). rmcp types are translated here and in `upstream`, nowhere else.
 
+mod approve;
 mod call;
 mod state;
 

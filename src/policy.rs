@@ -19,6 +19,7 @@ use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::approval;
 use crate::catalog::ToolRef;
 use crate::identity::Caller;
 use crate::manifest::Tier;
@@ -87,6 +88,14 @@ pub struct Call {
 pub struct Permitted {
     call: Call,
     decision: Decision,
+    approval: Option<Grant>,
+}
+
+/// The approval a permitted call was granted under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub id: String,
+    pub approvers: Vec<String>,
 }
 
 impl Permitted {
@@ -96,6 +105,10 @@ impl Permitted {
 
     pub fn decision(&self) -> &Decision {
         &self.decision
+    }
+
+    pub fn approval(&self) -> Option<&Grant> {
+        self.approval.as_ref()
     }
 }
 
@@ -185,15 +198,23 @@ impl Policy {
         self.verdict(identity, object, "approve").effect == Some(Effect::Allow)
     }
 
-    /// Decide a call: [`Permitted`] when the whole chain allows it, else [`Refused`].
-    pub fn authorize(&self, call: Call) -> Result<Permitted, Box<Refused>> {
+    /// Decide a call: [`Permitted`] when the whole chain allows it, or when policy asks
+    /// for approval and `approval` is a used (executed) approval bound to exactly this
+    /// call; else [`Refused`]. Policy is asked afresh each time, so a rule changed while a
+    /// call waited still applies.
+    pub fn authorize(
+        &self,
+        call: Call,
+        approval: Option<&approval::Request>,
+    ) -> Result<Permitted, Box<Refused>> {
         let object = object_of(&call.tool);
         let decision = self.decide(&call.caller, &object, call.tool.tier);
-        match decision.effect {
-            // Every identity in the chain allows it.
-            Effect::Allow => Ok(Permitted { call, decision }),
-            // A deny, a missing rule, or a Casbin error somewhere in the chain.
-            Effect::Deny => {
+        let bound = approval
+            .filter(|r| r.status == approval::Status::Executed && r.binding == binding_of(&call));
+        match (decision.effect, bound) {
+            // A deny, a missing rule, or a Casbin error somewhere in the chain: nothing
+            // overrides it, not even an approval.
+            (Effect::Deny, _) => {
                 let message = decision
                     .reason
                     .clone()
@@ -204,8 +225,26 @@ impl Policy {
                     message,
                 }))
             }
-            // Allowed only with a human approval, which this gateway cannot grant yet.
-            Effect::Approve => {
+            // Every identity in the chain allows it; no approval is needed.
+            (Effect::Allow, _) => Ok(Permitted {
+                call,
+                decision,
+                approval: None,
+            }),
+            // Approval required, and this call carries one bound to it.
+            (Effect::Approve, Some(r)) => {
+                let grant = Grant {
+                    id: r.id.clone(),
+                    approvers: r.approvers().into_iter().map(String::from).collect(),
+                };
+                Ok(Permitted {
+                    call,
+                    decision,
+                    approval: Some(grant),
+                })
+            }
+            // Approval required and none (or none for this exact call) was given.
+            (Effect::Approve, None) => {
                 let rule = decision
                     .rule
                     .as_ref()
@@ -281,6 +320,22 @@ impl Policy {
         }
         self.rules.get(&fields).cloned()
     }
+}
+
+/// The approval binding of a call: tool, exact-argument digest and caller chain.
+pub fn binding_of(call: &Call) -> String {
+    let digest = crate::digest::canonical(&Value::Object(call.args.clone()));
+    approval::binding(
+        &call.tool.server,
+        &call.tool.tool,
+        &digest,
+        &call
+            .caller
+            .chain()
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The Casbin object of a tool: `server/tool`.

@@ -41,7 +41,7 @@ impl Fs {
         std::fs::create_dir_all(&data).unwrap();
         std::fs::write(data.join("hello.txt"), "hello from disk").unwrap();
         let config = format!(
-            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{bin}\"\nargs = [\"{data}\"]\n",
+            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{bin}\"\nargs = [\"{data}\"]\n",
             repo = repo().display(),
             bin = server_bin().display(),
             data = data.display(),
@@ -127,7 +127,7 @@ async fn reads_and_writes_pass_and_moves_wait_for_approval() {
     let moved = fs.call("fs_move_file", json!({"source": hello, "destination": data.join("gone.txt").display().to_string(), "intent": "tidy up"})).await;
     assert_eq!(moved.is_error, Some(true));
     assert!(
-        text(&moved).contains("requires approval"),
+        text(&moved).contains("expired after 1s without a decision"),
         "{}",
         text(&moved)
     );

@@ -66,12 +66,7 @@ async fn a_principal_never_lends_more_than_its_agent_may_do() {
     // user:alice is staff (act allowed); agent:desktop is an assistant (act needs approval).
     let h = Harness::start().await;
     let result = h.call("demo_send_message", message()).await.unwrap();
-    assert_refused(
-        &h,
-        &result,
-        "requires approval by a human approver",
-        "policy",
-    );
+    assert_refused(&h, &result, "expired after 1s without a decision", "policy");
     assert_rule(&h, "role:assistant, demo/*, act, approve");
 }
 
@@ -81,12 +76,7 @@ async fn approve_wins_over_allow_for_the_same_identity() {
     let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:alice"))).await;
     let args = json!({"order_id": "1001", "amount_cents": 1200, "intent": "refund the order"});
     let result = h.call("demo_issue_refund", args).await.unwrap();
-    assert_refused(
-        &h,
-        &result,
-        "`demo_issue_refund` requires approval",
-        "policy",
-    );
+    assert_refused(&h, &result, "expired after 1s without a decision", "policy");
 }
 
 /// The last audit record names the deciding rule.

@@ -49,9 +49,14 @@ async fn a_client_launching_the_gateway_over_stdio_is_served() {
         .await
         .unwrap();
     assert_eq!(refused.is_error, Some(true));
-    assert!(text(&refused).contains("requires approval"));
+    assert!(text(&refused).contains("expired after 1s without a decision"));
     client.cancel().await.unwrap();
     let audit = read_lines(&dir.path().join("audit.jsonl"));
-    assert_eq!(audit.len(), 3, "attempt + outcome + refusal: {audit:?}");
+    let kinds: Vec<&str> = audit.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["attempt", "outcome", "approval", "approval", "decision"],
+        "{audit:?}"
+    );
     assert!(audit[0]["session"].as_str().unwrap().starts_with("stdio:"));
 }

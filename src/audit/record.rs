@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::approval;
 use crate::catalog::ToolRef;
 use crate::digest;
 use crate::identity::Caller;
@@ -135,7 +136,42 @@ pub fn attempt(p: &Permitted) -> Map<String, Value> {
     let mut m = permitted_fields("attempt", p);
     args_fields(&mut m, &p.call().args, &p.call().tool.redact);
     decision_fields(&mut m, p.decision());
-    m.insert("approval".into(), Value::Null);
+    m.insert("approval".into(), json!(p.approval()));
+    m
+}
+
+/// A step in an approval's life. `actor` is who caused it (an approver), if anyone.
+pub fn approval(
+    request: &approval::Request,
+    event: &str,
+    actor: Option<&str>,
+    error: Option<&str>,
+) -> Map<String, Value> {
+    let call = &request.call;
+    let mut m = Map::new();
+    m.insert(
+        "ts".into(),
+        json!(humantime::format_rfc3339_micros(SystemTime::now()).to_string()),
+    );
+    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("kind".into(), json!("approval"));
+    m.insert("call_id".into(), json!(call.call_id));
+    m.insert("session".into(), json!(call.session));
+    m.insert("agent".into(), json!(call.agent));
+    m.insert("chain".into(), json!(call.chain));
+    m.insert("server".into(), json!(call.server));
+    m.insert("tool".into(), json!(call.tool));
+    m.insert("tier".into(), json!(call.tier));
+    m.insert("intent".into(), json!(call.intent));
+    m.insert("args".into(), call.args_display.clone());
+    m.insert("args_digest".into(), json!(call.args_digest));
+    m.insert("event".into(), json!(event));
+    m.insert("actor".into(), json!(actor));
+    let approval = json!({"id": request.id, "status": request.status, "expires": request.expires, "quorum": call.quorum, "verdicts": request.verdicts});
+    m.insert("approval".into(), approval);
+    if let Some(e) = error {
+        m.insert("error".into(), json!(e));
+    }
     m
 }
 

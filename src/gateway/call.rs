@@ -16,7 +16,7 @@ use crate::catalog::{CatalogError, ToolRef, ToolState};
 use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
-use crate::policy::{Call, Decision};
+use crate::policy::{Call, Decision, Effect};
 use crate::upstream::{Downstream, UpstreamError};
 
 /// Why a call was not made (or did not finish).
@@ -145,7 +145,13 @@ pub async fn run(
         intent: intent.clone(),
         trace: trace(&meta),
     };
-    let permitted = match state.policy.authorize(call) {
+    let authorized = match state.policy.authorize(call, None) {
+        Err(r) if r.decision.effect == Effect::Approve => {
+            super::approve::obtain(state, r, &context).await
+        }
+        other => other,
+    };
+    let permitted = match authorized {
         Ok(p) => p,
         Err(refused) => {
             return refuse(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rmcp::{Peer, RoleServer};
 use tokio::sync::mpsc;
 
+use crate::approval::ApprovalStore;
 use crate::audit::AuditLog;
 use crate::catalog::{self, Catalog};
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub enum StartError {
     Invalid(Vec<Problem>),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("cannot open the approval store: {0}")]
+    Approvals(#[from] crate::approval::ApprovalError),
 }
 
 /// Everything a gateway session needs, shared by all sessions.
@@ -31,6 +34,7 @@ pub struct State {
     pub manifests: Manifests,
     pub policy: Policy,
     pub audit: AuditLog,
+    pub approvals: ApprovalStore,
     pub upstreams: Upstreams,
     catalog: RwLock<Arc<Catalog>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
@@ -92,6 +96,7 @@ impl State {
             tracing::warn!("{}", w.located());
         }
         let audit = AuditLog::open(&config.audit_log)?;
+        let approvals = ApprovalStore::open(&config.approvals_db)?;
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
         let state = Arc::new(Self {
@@ -99,6 +104,7 @@ impl State {
             manifests,
             policy,
             audit,
+            approvals,
             upstreams,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             peers: Mutex::new(Vec::new()),

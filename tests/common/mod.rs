@@ -37,6 +37,8 @@ pub struct Setup {
     pub policy: Option<String>,
     /// Extra `[[upstream]]` keys for the demo upstream.
     pub upstream_extra: String,
+    /// `[approval] timeout`.
+    pub approval_timeout: String,
 }
 
 impl Default for Setup {
@@ -47,6 +49,7 @@ impl Default for Setup {
             manifest: None,
             policy: None,
             upstream_extra: String::new(),
+            approval_timeout: "1s".into(),
         }
     }
 }
@@ -118,10 +121,11 @@ pub fn write_setup(dir: &Path, setup: &Setup) -> PathBuf {
         .map(|u| format!("on_behalf_of = \"{u}\"\n"))
         .unwrap_or_default();
     let config = format!(
-        "[gateway]\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n",
+        "[gateway]\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"{approval_timeout}\"\n\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n",
         agent = setup.agent,
         calls = dir.join("calls.jsonl").display(),
         extra = setup.upstream_extra,
+        approval_timeout = setup.approval_timeout,
     );
     let path = dir.join("warden.toml");
     std::fs::write(&path, config).unwrap();

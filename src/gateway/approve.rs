@@ -1,0 +1,205 @@
+//! Parking a call that policy says needs approval: use an approval already granted for
+//! exactly this call, or create a request and wait for approvers (sending progress so the
+//! client keeps the call open) until it is approved, denied or expires. Every step is
+//! audited. Approvers' decisions come in through [`State::decide_approval`].
+
+use std::time::Duration;
+
+use rmcp::RoleServer;
+use rmcp::model::ProgressNotificationParam;
+use rmcp::service::RequestContext;
+use serde_json::Value;
+
+use super::State;
+use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms};
+use crate::audit::redacted;
+use crate::digest;
+use crate::policy::{Call, Decision, Permitted, Refused, binding_of};
+
+/// How often a waiting call looks at its request.
+const POLL: Duration = Duration::from_millis(200);
+
+type Outcome = Result<Permitted, Box<Refused>>;
+
+fn refused(call: Call, decision: Decision, message: String) -> Outcome {
+    Err(Box::new(Refused {
+        call,
+        decision,
+        message,
+    }))
+}
+
+/// Turn a call refused for want of approval into a permitted one, or a refusal that says
+/// why (denied by whom, expired after how long, cancelled while pending).
+pub async fn obtain(
+    state: &State,
+    waiting: Box<Refused>,
+    context: &RequestContext<RoleServer>,
+) -> Outcome {
+    let Refused { call, decision, .. } = *waiting;
+    match state.approvals.find_approved(&binding_of(&call), now_ms()) {
+        Ok(Some(granted)) => return use_approval(state, call, decision, granted).await,
+        Ok(None) => {}
+        Err(e) => return refused(call, decision, e.to_string()),
+    }
+    let request = match state.approvals.create(new_request(state, &call), now_ms()) {
+        Ok(r) => r,
+        Err(e) => return refused(call, decision, e.to_string()),
+    };
+    if let Err(e) = state
+        .audit
+        .approval(&request, "requested", None, None)
+        .await
+    {
+        return refused(call, decision, e.to_string());
+    }
+    tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
+    wait(state, call, decision, request, context).await
+}
+
+async fn wait(
+    state: &State,
+    call: Call,
+    decision: Decision,
+    request: Request,
+    context: &RequestContext<RoleServer>,
+) -> Outcome {
+    let id = request.id;
+    let token = context.meta.get_progress_token();
+    for tick in 1u32.. {
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = context.ct.cancelled() => {
+                let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
+                return refused(call, decision, message);
+            }
+        }
+        if let Some(token) = token.as_ref().filter(|_| tick % 5 == 0) {
+            let note = ProgressNotificationParam::new(token.clone(), f64::from(tick))
+                .with_message(format!("waiting for a human approver (request `{id}`)"));
+            let _ = context.peer.notify_progress(note).await;
+        }
+        let current = match state.approvals.get(&id) {
+            Ok(r) => r,
+            Err(e) => return refused(call, decision, e.to_string()),
+        };
+        match current.status {
+            Status::Pending if now_ms() < current.expires => {}
+            Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
+            Status::Denied => return denied(call, decision, current),
+            Status::Approved => return use_approval(state, call, decision, current).await,
+            Status::Executed => {
+                return refused(
+                    call,
+                    decision,
+                    format!("approval request `{id}` was already used; ask again"),
+                );
+            }
+        }
+    }
+    refused(call, decision, "approval wait ended".into())
+}
+
+async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Outcome {
+    let _ = state.approvals.expire_due(now_ms());
+    if let Ok(r) = state.approvals.get(id) {
+        let _ = state.audit.approval(&r, "expired", None, None).await;
+    }
+    let after = humantime::format_duration(state.config.approval_timeout);
+    refused(
+        call,
+        decision,
+        format!(
+            "approval request `{id}` expired after {after} without a decision; the call was not made"
+        ),
+    )
+}
+
+fn denied(call: Call, decision: Decision, request: Request) -> Outcome {
+    let by = request.verdicts.iter().find(|v| !v.approve);
+    let who = by.map(|v| v.approver.clone()).unwrap_or_default();
+    let comment = by
+        .and_then(|v| v.comment.clone())
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
+    refused(
+        call,
+        decision,
+        format!(
+            "approval request `{}` was denied by `{who}`{comment}; the call was not made",
+            request.id
+        ),
+    )
+}
+
+/// Use an approval (once), write that down, and ask policy again with it.
+async fn use_approval(state: &State, call: Call, decision: Decision, granted: Request) -> Outcome {
+    let used = match state.approvals.consume(&granted.id, now_ms()) {
+        Ok(r) => r,
+        Err(e) => return refused(call, decision, e.to_string()),
+    };
+    if let Err(e) = state.audit.approval(&used, "executed", None, None).await {
+        return refused(call, decision, e.to_string());
+    }
+    state.policy.authorize(call, Some(&used))
+}
+
+fn new_request(state: &State, call: &Call) -> NewRequest {
+    let args = Value::Object(call.args.clone());
+    NewRequest {
+        call_id: call.id.clone(),
+        session: call.caller.session.clone(),
+        agent: call.caller.agent().to_string(),
+        chain: call.caller.chain().into_iter().map(String::from).collect(),
+        intent: call.intent.clone(),
+        server: call.tool.server.clone(),
+        tool: call.tool.tool.clone(),
+        tier: call.tool.tier.to_string(),
+        args_digest: digest::canonical(&args),
+        args_display: redacted(args, &call.tool.redact),
+        quorum: 1,
+        timeout: state.config.approval_timeout,
+    }
+}
+
+impl State {
+    /// An approver's decision on a request, checked against every rule (separation of
+    /// duties, `approve` permission, one verdict per approver, still pending) and audited
+    /// whether it counts or not.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Result<Request, ApprovalError> {
+        let request = self.approvals.get(id)?;
+        let object = format!("{}/{}", request.call.server, request.call.tool);
+        let permitted = self.policy.may_approve(approver, &object);
+        let verdict = Verdict {
+            approver: approver.to_string(),
+            approve,
+            comment,
+            at: now_ms(),
+        };
+        let result = self.approvals.decide(id, verdict, permitted, now_ms());
+        let (record, event, error) = match &result {
+            Ok(r) => (r.clone(), r.status.as_str(), None),
+            Err(e) => (
+                self.approvals.get(id)?,
+                "refused-decision",
+                Some(e.to_string()),
+            ),
+        };
+        let event = if event == "pending" {
+            if approve { "approved-partly" } else { "denied" }
+        } else {
+            event
+        };
+        self.audit
+            .approval(&record, event, Some(approver), error.as_deref())
+            .await
+            .map_err(|e| ApprovalError::Store(e.to_string()))?;
+        result
+    }
+}

@@ -1,0 +1,226 @@
+//! A call whose policy effect is `approve` waits for a human approver: approved, it is
+//! forwarded once with exactly the bound arguments; denied or expired, it is refused and
+//! never forwarded; the requester and its chain can never approve, nor can anyone
+//! without the `approve` permission; an approval granted while nobody waits is honoured
+//! by the identical call only, once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Harness, Setup, text};
+use mcp_warden::approval::{ApprovalError, Status};
+use serde_json::{Value, json};
+
+fn refund(amount: u64) -> Value {
+    json!({"order_id": "1001", "amount_cents": amount, "intent": "refund the damaged order"})
+}
+
+async fn harness() -> Arc<Harness> {
+    Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "30s".into(),
+            ..Setup::default()
+        })
+        .await,
+    )
+}
+
+/// The id of the pending request, once the waiting call has created it.
+async fn pending_id(h: &Harness) -> String {
+    for _ in 0..100 {
+        if let Some(r) = h
+            .state
+            .approvals
+            .list(Some(Status::Pending))
+            .unwrap()
+            .first()
+        {
+            return r.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no approval request was created");
+}
+
+#[tokio::test]
+async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
+    let h = harness().await;
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move {
+        caller
+            .call("demo_issue_refund", refund(1200))
+            .await
+            .unwrap()
+    });
+    let id = pending_id(&h).await;
+    assert!(
+        h.upstream_calls().is_empty(),
+        "nothing is forwarded before approval"
+    );
+    let approved = h
+        .state
+        .decide_approval(&id, "user:carol", true, Some("checked the order".into()))
+        .await
+        .unwrap();
+    assert_eq!(approved.status, Status::Approved);
+    let result = waiting.await.unwrap();
+    assert_eq!(text(&result), "refunded 12.00 for order 1001");
+    assert_eq!(
+        h.upstream_calls(),
+        vec![json!({"tool": "issue_refund", "args": {"order_id": "1001", "amount_cents": 1200}})]
+    );
+    let attempt = h
+        .audit()
+        .into_iter()
+        .find(|r| r["kind"] == "attempt")
+        .unwrap();
+    assert_eq!(
+        attempt["approval"],
+        json!({"id": id, "approvers": ["user:carol"]})
+    );
+    let events: Vec<String> = h
+        .audit()
+        .iter()
+        .filter(|r| r["kind"] == "approval")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["requested", "approved", "executed"]);
+    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Executed);
+}
+
+#[tokio::test]
+async fn a_denied_call_is_refused_naming_the_approver() {
+    let h = harness().await;
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move {
+        caller
+            .call("demo_issue_refund", refund(1200))
+            .await
+            .unwrap()
+    });
+    let id = pending_id(&h).await;
+    h.state
+        .decide_approval(&id, "user:carol", false, Some("not damaged".into()))
+        .await
+        .unwrap();
+    let result = waiting.await.unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("was denied by `user:carol`: not damaged"),
+        "{}",
+        text(&result)
+    );
+    assert!(h.upstream_calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
+    let h = harness().await;
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move {
+        caller
+            .call("demo_issue_refund", refund(1200))
+            .await
+            .unwrap()
+    });
+    let id = pending_id(&h).await;
+    for who in ["agent:desktop", "user:alice"] {
+        let err = h
+            .state
+            .decide_approval(&id, who, true, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ApprovalError::SeparationOfDuties { .. }),
+            "{who}: {err}"
+        );
+    }
+    let err = h
+        .state
+        .decide_approval(&id, "user:bob", true, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApprovalError::NotPermitted { .. }), "{err}");
+    let refused = h
+        .audit()
+        .iter()
+        .filter(|r| r["event"] == "refused-decision")
+        .count();
+    assert_eq!(refused, 3, "refused decisions are audited too");
+    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Pending);
+    h.state
+        .decide_approval(&id, "user:carol", false, None)
+        .await
+        .unwrap();
+    waiting.await.unwrap();
+    assert!(h.upstream_calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "30s".into(),
+            ..Setup::default()
+        })
+        .await,
+    );
+    // The caller gives up waiting (cancels); the request stays pending.
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move { caller.call("demo_issue_refund", refund(1200)).await });
+    let id = pending_id(&h).await;
+    waiting.abort();
+    h.state
+        .decide_approval(&id, "user:carol", true, None)
+        .await
+        .unwrap();
+
+    // Different arguments: a new request, which here expires unapproved.
+    let other = h.clone();
+    let changed = tokio::spawn(async move {
+        other
+            .call("demo_issue_refund", refund(99_00))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pending = h.state.approvals.list(Some(Status::Pending)).unwrap();
+    assert_eq!(pending.len(), 1, "changed arguments need a new approval");
+    h.state
+        .decide_approval(&pending[0].id, "user:carol", false, None)
+        .await
+        .unwrap();
+    assert_eq!(changed.await.unwrap().is_error, Some(true));
+
+    // The identical call uses the approval without waiting, once.
+    let first = h.call("demo_issue_refund", refund(1200)).await.unwrap();
+    assert_eq!(text(&first), "refunded 12.00 for order 1001");
+    let calls = h.upstream_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let caller = h.clone();
+    let again = tokio::spawn(async move {
+        caller
+            .call("demo_issue_refund", refund(1200))
+            .await
+            .unwrap()
+    });
+    let replay = pending_id(&h).await;
+    assert_ne!(
+        replay, id,
+        "a used approval is never reused: the replay needs a new one"
+    );
+    h.state
+        .decide_approval(&replay, "user:carol", false, None)
+        .await
+        .unwrap();
+    assert_eq!(again.await.unwrap().is_error, Some(true));
+    assert_eq!(h.upstream_calls().len(), 1);
+}
