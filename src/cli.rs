@@ -16,6 +16,8 @@ use crate::identity::Caller;
 use crate::problem;
 use crate::{check, demo, transport, upstream};
 
+mod approvals;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mcp-warden",
@@ -61,6 +63,17 @@ gateway) and HTTP when it is (you ran it by hand)."
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Decide approval requests through the admin API (as an approver).
+    #[command(
+        after_help = "Authenticates with $MCP_WARDEN_APPROVER_TOKEN, --token-file, or the token the running \
+gateway generated for --as IDENTITY (or for its only approver without a configured token)."
+    )]
+    Approvals {
+        #[command(flatten)]
+        connection: approvals::Connection,
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
     },
     /// Run the bundled demo tool server (stdio, or Streamable HTTP with --http).
     DemoTools {
@@ -108,6 +121,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file, config },
         } => verify(file, config.as_deref()),
+        Command::Approvals {
+            connection,
+            command,
+        } => match load_config(connection.config.as_deref()) {
+            Ok(config) => approvals::run(command, connection, config).await,
+            Err(e) => Err(e),
+        },
         Command::DemoTools { call_log, http } => {
             demo::serve(call_log, http).await.map_err(|e| e.to_string())
         }
@@ -146,7 +166,14 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         None => None,
     };
     banner(&state, listener.as_ref());
+    let admin = start_admin(&state).await?;
+    if listener.is_some() {
+        eprintln!("Point an MCP client at the endpoint above; Ctrl-C stops.");
+    }
     let result = run_transports(state.clone(), stdio, listener).await;
+    if let Some(a) = admin {
+        a.abort();
+    }
     state.upstreams.shutdown().await;
     result
 }
@@ -176,6 +203,42 @@ async fn run_transports(
             .map_err(|e| e.to_string()),
         None => Ok(()),
     }
+}
+
+/// Start the admin listener when configured, and say how approvers sign in.
+async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(addr) = state.config.admin else {
+        return Ok(None);
+    };
+    let (approvers, fresh) = crate::admin::Approvers::from_config(&state.config)
+        .map_err(|e| format!("cannot write approver tokens: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?;
+    let bound = listener.local_addr().ok();
+    let page = crate::admin::page_url(state, bound).unwrap_or_default();
+    state.set_page_url(page.clone());
+    eprintln!("  approvals page: {page}/");
+    for t in &fresh {
+        eprintln!(
+            "    sign in as `{}`: {page}/#token={} (token also in {})",
+            t.identity,
+            t.token,
+            t.file.display()
+        );
+    }
+    if state.config.approval.approvers.is_empty() {
+        eprintln!("    no `[[approver]]` is configured, so nobody can sign in to decide");
+    }
+    let admin = crate::admin::Admin::new(state.clone(), approvers);
+    Ok(Some(tokio::spawn(async move {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if let Err(e) = crate::admin::serve(admin, listener, stop).await {
+            tracing::error!(error = %e, "the admin listener stopped");
+        }
+    })))
 }
 
 /// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
@@ -217,9 +280,6 @@ fn banner(state: &Arc<State>, listener: Option<&tokio::net::TcpListener>) {
         identity.on_behalf_of.as_deref().unwrap_or("nobody"),
         visible.len()
     );
-    if listener.is_some() {
-        eprintln!("Point an MCP client at the endpoint above; Ctrl-C stops.");
-    }
 }
 
 async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {

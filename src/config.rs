@@ -12,6 +12,9 @@ use toml::Spanned;
 
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
+mod approval;
+pub use approval::{ActDefault, ApprovalConfig, ApproverConfig};
+
 /// The separator between a server id and a tool name in a namespaced tool name
 /// (`demo_send_message`). Server ids may not contain it, so the first occurrence always
 /// splits correctly; it is valid in every client's tool-name rule.
@@ -47,14 +50,9 @@ struct RawConfig {
     #[serde(default)]
     upstream: Vec<Spanned<RawUpstream>>,
     #[serde(default)]
-    approval: RawApproval,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproval {
-    timeout: Option<Spanned<String>>,
-    database: Option<String>,
+    approval: approval::RawApproval,
+    #[serde(default)]
+    approver: Vec<approval::RawApprover>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +71,7 @@ struct RawGateway {
 #[serde(deny_unknown_fields)]
 struct RawListen {
     http: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
     #[serde(default)]
     allow_remote: bool,
     #[serde(default)]
@@ -126,10 +125,9 @@ pub struct Config {
     pub stdio_identity: IdentityConfig,
     pub http_identity: IdentityConfig,
     pub upstreams: Vec<UpstreamConfig>,
-    /// How long an approval request waits for a decision.
-    pub approval_timeout: Duration,
-    /// The SQLite database of approval requests.
-    pub approvals_db: PathBuf,
+    /// Where approvers work: the approvals page and API (loopback unless allowed).
+    pub admin: Option<SocketAddr>,
+    pub approval: ApprovalConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -228,18 +226,18 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         file,
         out,
     );
-    let approval_timeout = duration(
-        raw.approval.timeout,
-        "approval.timeout",
-        Duration::from_secs(600),
+    let cx = approval::Context {
         text,
         file,
-        out,
-    );
-    let approvals_db = match raw.approval.database {
-        Some(p) => base.join(p),
-        None => state_dir.join("approvals.db"),
+        base,
+        state_dir: &state_dir,
     };
+    let approval = approval::check(raw.approval, raw.approver, &cx, out);
+    let admin = raw
+        .listen
+        .admin
+        .as_ref()
+        .and_then(|a| address(a, "listen.admin", raw.listen.allow_remote, text, file, out));
     let http = check_listen(raw.listen, text, file, out);
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
@@ -253,8 +251,8 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         audit_log,
         intent_field,
         call_timeout,
-        approval_timeout,
-        approvals_db,
+        admin,
+        approval,
         http,
         stdio_identity,
         http_identity,
@@ -292,38 +290,54 @@ fn check_listen(
     file: &Path,
     out: &mut Vec<Problem>,
 ) -> Option<HttpListen> {
-    let spanned = raw.http?;
-    let line = Some(line_of(text, spanned.span().start));
-    let addr: SocketAddr = match spanned.get_ref().parse() {
-        Ok(addr) => addr,
-        Err(_) => {
-            out.push(Problem::error(
-                file,
-                line,
-                format!(
-                    "`listen.http` `{}` is not an address: write e.g. \"127.0.0.1:8787\"",
-                    spanned.get_ref()
-                ),
-            ));
-            return None;
-        }
-    };
-    if !addr.ip().is_loopback() && !raw.allow_remote {
-        out.push(Problem::error(
-            file,
-            line,
-            format!(
-                "`listen.http` `{addr}` is not a loopback address: HTTP callers are not authenticated yet, \
-                 so bind 127.0.0.1, or set `allow_remote = true` if a trusted proxy guards it"
-            ),
-        ));
-    }
+    let addr = address(
+        raw.http.as_ref()?,
+        "listen.http",
+        raw.allow_remote,
+        text,
+        file,
+        out,
+    )?;
     let mut allowed_hosts = loopback_hosts();
     allowed_hosts.extend(raw.allowed_hosts);
     Some(HttpListen {
         addr,
         allowed_hosts,
     })
+}
+
+/// A listener address; off loopback only with `allow_remote`.
+fn address(
+    spanned: &Spanned<String>,
+    key: &str,
+    allow_remote: bool,
+    text: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> Option<SocketAddr> {
+    let line = Some(line_of(text, spanned.span().start));
+    let Ok(addr) = spanned.get_ref().parse::<SocketAddr>() else {
+        out.push(Problem::error(
+            file,
+            line,
+            format!(
+                "`{key}` `{}` is not an address: write e.g. \"127.0.0.1:8787\"",
+                spanned.get_ref()
+            ),
+        ));
+        return None;
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        out.push(Problem::error(
+            file,
+            line,
+            format!(
+                "`{key}` `{addr}` is not a loopback address: HTTP callers are not authenticated yet, \
+                 so bind 127.0.0.1, or set `allow_remote = true` if a trusted proxy guards it"
+            ),
+        ));
+    }
+    Some(addr)
 }
 
 fn identity(

@@ -20,6 +20,7 @@
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
 //! | [`transport`] | serving the gateway over stdio and Streamable HTTP |
+//! | [`admin`]     | the approvers' listener: approvals page, JSON API, sign-in, health |
 //! | [`check`]     | `mcp-warden check`: every problem in config, manifests, policy and upstreams |
 //! | [`demo`]      | the bundled demo tool server (`mcp-warden demo-tools`) |
 //! | [`cli`]       | the command line |
@@ -37,6 +38,7 @@
 //! only from a [`policy::Permitted`], which only [`policy::Policy::authorize`] makes.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod approval;
 pub mod arguments;
 pub mod audit;

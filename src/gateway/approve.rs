@@ -101,11 +101,8 @@ async fn wait(
 }
 
 async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Outcome {
-    let _ = state.approvals.expire_due(now_ms());
-    if let Ok(r) = state.approvals.get(id) {
-        let _ = state.audit.approval(&r, "expired", None, None).await;
-    }
-    let after = humantime::format_duration(state.config.approval_timeout);
+    state.expire_approvals().await;
+    let after = humantime::format_duration(state.config.approval.timeout);
     refused(
         call,
         decision,
@@ -158,11 +155,32 @@ fn new_request(state: &State, call: &Call) -> NewRequest {
         args_digest: digest::canonical(&args),
         args_display: redacted(args, &call.tool.redact),
         quorum: 1,
-        timeout: state.config.approval_timeout,
+        timeout: state.config.approval.timeout,
     }
 }
 
 impl State {
+    /// Close every pending request whose time is up, each with an audit record.
+    pub async fn expire_approvals(&self) {
+        let expired = match self.approvals.expire_due(now_ms()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot expire approval requests");
+                return;
+            }
+        };
+        for r in expired {
+            if let Err(e) = self.audit.approval(&r, "expired", None, None).await {
+                tracing::error!(approval = %r.id, error = %e, "an expired approval request could not be audited");
+            }
+        }
+    }
+
+    /// Whether `approver` may decide `request` on `object`: the `approve` permission.
+    pub fn may_approve(&self, approver: &str, object: &str, _request: &Request) -> bool {
+        self.policy.may_approve(approver, object)
+    }
+
     /// An approver's decision on a request, checked against every rule (separation of
     /// duties, `approve` permission, one verdict per approver, still pending) and audited
     /// whether it counts or not.
@@ -175,7 +193,7 @@ impl State {
     ) -> Result<Request, ApprovalError> {
         let request = self.approvals.get(id)?;
         let object = format!("{}/{}", request.call.server, request.call.tool);
-        let permitted = self.policy.may_approve(approver, &object);
+        let permitted = self.may_approve(approver, &object, &request);
         let verdict = Verdict {
             approver: approver.to_string(),
             approve,

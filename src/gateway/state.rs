@@ -38,6 +38,8 @@ pub struct State {
     pub upstreams: Upstreams,
     catalog: RwLock<Arc<Catalog>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// The approvals page's address, once the admin listener is up (for links).
+    page_url: std::sync::OnceLock<String>,
 }
 
 /// Read the manifest files and policy files a config names.
@@ -96,7 +98,7 @@ impl State {
             tracing::warn!("{}", w.located());
         }
         let audit = AuditLog::open(&config.audit_log)?;
-        let approvals = ApprovalStore::open(&config.approvals_db)?;
+        let approvals = ApprovalStore::open(&config.approval.database)?;
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
         let state = Arc::new(Self {
@@ -108,11 +110,21 @@ impl State {
             upstreams,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             peers: Mutex::new(Vec::new()),
+            page_url: std::sync::OnceLock::new(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
         tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
         Ok(state)
+    }
+
+    /// Where approvers decide, for links in notifications.
+    pub fn page_url(&self) -> Option<&str> {
+        self.page_url.get().map(String::as_str)
+    }
+
+    pub fn set_page_url(&self, url: String) {
+        let _ = self.page_url.set(url);
     }
 
     /// The current catalog.

@@ -39,6 +39,10 @@ pub struct Setup {
     pub upstream_extra: String,
     /// `[approval] timeout`.
     pub approval_timeout: String,
+    /// More `[approval]` keys.
+    pub approval_extra: String,
+    /// Tables appended to the config (e.g. `[[approver]]`).
+    pub config_extra: String,
 }
 
 impl Default for Setup {
@@ -50,6 +54,8 @@ impl Default for Setup {
             policy: None,
             upstream_extra: String::new(),
             approval_timeout: "1s".into(),
+            approval_extra: String::new(),
+            config_extra: String::new(),
         }
     }
 }
@@ -121,11 +127,13 @@ pub fn write_setup(dir: &Path, setup: &Setup) -> PathBuf {
         .map(|u| format!("on_behalf_of = \"{u}\"\n"))
         .unwrap_or_default();
     let config = format!(
-        "[gateway]\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"{approval_timeout}\"\n\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n",
+        "[gateway]\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"{approval_timeout}\"\n{approval_extra}\n[identity.stdio]\nagent = \"{agent}\"\n{on_behalf_of}\n[identity.http]\nagent = \"{agent}\"\n{on_behalf_of}\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\", \"--call-log\", \"{calls}\"]\n{extra}\n\n{config_extra}\n",
         agent = setup.agent,
         calls = dir.join("calls.jsonl").display(),
         extra = setup.upstream_extra,
         approval_timeout = setup.approval_timeout,
+        approval_extra = setup.approval_extra,
+        config_extra = setup.config_extra,
     );
     let path = dir.join("warden.toml");
     std::fs::write(&path, config).unwrap();
@@ -171,6 +179,21 @@ impl Harness {
             .into_iter()
             .map(|t| t.name.to_string())
             .collect()
+    }
+
+    /// Serve the admin listener on a free loopback port; returns its base URL.
+    pub async fn serve_admin(&self) -> String {
+        let (approvers, _) = mcp_warden::admin::Approvers::from_config(&self.state.config).unwrap();
+        let admin = mcp_warden::admin::Admin::new(self.state.clone(), approvers);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        self.state.set_page_url(url.clone());
+        tokio::spawn(mcp_warden::admin::serve(
+            admin,
+            listener,
+            std::future::pending(),
+        ));
+        url
     }
 
     pub fn audit(&self) -> Vec<Value> {

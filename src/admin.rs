@@ -1,0 +1,209 @@
+//! The admin listener, where approvers work: the approvals page, its JSON API, sign-in,
+//! and `/healthz`. Every request passes a `Host` check (DNS rebinding) and every change a
+//! same-origin check; every API call needs an approver credential. It records decisions
+//! through [`State::decide_approval`]; it never forwards a call itself.
+
+mod api;
+pub mod auth;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State as Extract};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::gateway::State;
+pub use auth::{Approvers, FreshToken};
+
+/// What the admin handlers share.
+pub struct Admin {
+    pub state: Arc<State>,
+    pub approvers: Approvers,
+    /// `Host` values accepted.
+    hosts: Vec<String>,
+}
+
+impl Admin {
+    pub fn new(state: Arc<State>, approvers: Approvers) -> Arc<Self> {
+        let mut hosts = crate::config::loopback_hosts();
+        if let Some(extra) = state.config.http.as_ref() {
+            hosts.extend(extra.allowed_hosts.iter().cloned());
+        }
+        if let Some(public) = &state.config.approval.public_url {
+            hosts.extend(host_of(public));
+        }
+        Arc::new(Self {
+            state,
+            approvers,
+            hosts,
+        })
+    }
+}
+
+/// The page's address as approvers reach it, for links.
+pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
+    if let Some(public) = &state.config.approval.public_url {
+        return Some(public.clone());
+    }
+    bound
+        .or(state.config.admin)
+        .map(|addr| format!("http://{addr}"))
+}
+
+/// Serve the admin listener until `shutdown` resolves.
+pub async fn serve(
+    admin: Arc<Admin>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(admin))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/", get(api::page))
+        .route("/app.js", get(api::script))
+        .route("/app.css", get(api::style))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/approvals", get(api::list))
+        .route("/approvals/{id}", get(api::show))
+        .route("/approvals/{id}/{verdict}", post(api::decide))
+        .layer(middleware::from_fn_with_state(admin.clone(), guard))
+        .with_state(admin)
+}
+
+/// DNS-rebinding and cross-site guards, and headers that keep the page out of frames and
+/// caches.
+async fn guard(Extract(admin): Extract<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|h| admin.allows_host(h)) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "this `Host` is not allowed here (DNS-rebinding protection); add it to `[listen] allowed_hosts`",
+        );
+    }
+    if request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.to_ascii_lowercase().contains("token"))
+    }) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "credentials in the query string are refused: send `Authorization: Bearer <token>`",
+        );
+    }
+    let origin = headers.get(ORIGIN).and_then(|h| h.to_str().ok());
+    let changes = request.method() != Method::GET && request.method() != Method::HEAD;
+    if changes && origin.is_some_and(|o| !host_of(o).is_some_and(|h| admin.allows_host(&h))) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "cross-site requests are refused: decide on the approvals page itself",
+        );
+    }
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
+impl Admin {
+    fn allows_host(&self, host: &str) -> bool {
+        let name = strip_port(host);
+        self.hosts.iter().any(|h| h == host || h == name)
+    }
+}
+
+/// `host[:port]` of a URL (`scheme://host[:port]/…`).
+fn host_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split('/').next().unwrap_or(rest).to_string())
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        return bracketed.split_once(']').map(|(h, _)| h).unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// `s` with control, bidi and invisible characters shown as `\u{…}` escapes, for
+/// terminals and logs an approver reads.
+pub fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{3164}' | '\u{feff}'
+            | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+            | '\u{fe00}'..='\u{fe0f}' | '\u{fff9}'..='\u{fffb}')
+}
+
+/// A JSON error body: `{"error": "…"}`.
+pub(crate) fn problem(status: StatusCode, message: &str) -> Response {
+    let mut r = (status, Json(json!({ "error": message }))).into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_characters_are_shown_escaped() {
+        assert_eq!(
+            visible("pay \u{202e}evil\u{1b}[2J ok\n"),
+            "pay \\u{202E}evil\\u{001B}[2J ok\\u{000A}"
+        );
+        assert_eq!(visible("plain é 日本"), "plain é 日本");
+    }
+
+    #[test]
+    fn hosts_are_compared_without_their_port() {
+        assert_eq!(strip_port("127.0.0.1:8788"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:8788"), "::1");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert_eq!(
+            host_of("http://evil.example:80/x").as_deref(),
+            Some("evil.example:80")
+        );
+    }
+}
