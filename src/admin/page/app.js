@@ -9,18 +9,22 @@ const $ = (id) => document.getElementById(id);
 let deadlines = new Map();
 let timer = null;
 
-function visible(parent, text) {
+function visible(parent, text, multiline = false) {
   parent.textContent = "";
   const s = String(text ?? "");
   let last = 0;
   for (const m of s.matchAll(HIDDEN)) {
     parent.append(document.createTextNode(s.slice(last, m.index)));
+    last = m.index + m[0].length;
+    if (multiline && m[0] === "\n") {
+      parent.append(document.createTextNode("\n"));
+      continue;
+    }
     const esc = document.createElement("span");
     esc.className = "esc";
     esc.title = "hidden or control character";
     esc.textContent = "\\u{" + m[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "}";
     parent.append(esc);
-    last = m.index + m[0].length;
   }
   parent.append(document.createTextNode(s.slice(last)));
 }
@@ -60,7 +64,7 @@ function fill(article, r) {
   visible(q(".principal"), r.on_behalf_of ?? "nobody (the agent acts for itself)");
   visible(q(".chain"), r.chain.join(" → "));
   visible(q(".intent"), r.intent ?? "(none given)");
-  visible(q(".args"), JSON.stringify(r.arguments, null, 2));
+  visible(q(".args"), JSON.stringify(r.arguments, null, 2), true);
   visible(q(".quorum"), `${r.approved_by.length} of ${r.quorum}` + (r.approved_by.length ? " (" + r.approved_by.join(", ") + ")" : ""));
   q(".id").textContent = r.id;
   const blocked = r.cannot_decide ?? "";
