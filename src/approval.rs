@@ -69,6 +69,10 @@ pub struct NewRequest {
     pub args_digest: String,
     pub quorum: u32,
     pub timeout: Duration,
+    /// An identity or role every approver must have (the tool owner's rule), on top of
+    /// the `approve` permission.
+    #[serde(default)]
+    pub approvers: Option<String>,
 }
 
 impl NewRequest {
@@ -135,6 +139,14 @@ pub enum ApprovalError {
         "`{approver}` may not approve calls to `{object}`: ask for the `approve` permission on it"
     )]
     NotPermitted { approver: String, object: String },
+    #[error(
+        "`{approver}` may not approve calls to `{object}`: its owner requires approvers with `{role}`"
+    )]
+    NotInRole {
+        approver: String,
+        role: String,
+        object: String,
+    },
     #[error("`{approver}` has already decided request `{id}`; quorum needs distinct approvers")]
     AlreadyDecided { id: String, approver: String },
     #[error("request `{id}` is already {status}; a late decision changes nothing")]
@@ -171,6 +183,7 @@ mod tests {
             args_digest: args_digest.into(),
             quorum,
             timeout: Duration::from_secs(600),
+            approvers: None,
         }
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::arguments::ArgumentCheck;
 use crate::config::{SEPARATOR, UpstreamConfig};
 use crate::digest;
+use crate::manifest::ApprovalRule;
 use crate::manifest::{Manifests, Tier, ToolEntry, valid_tool_name};
 
 /// The description of the intent property the gateway adds to every listed tool.
@@ -44,6 +45,8 @@ pub struct ToolRef {
     pub state: ToolState,
     pub args: Option<ArgumentCheck>,
     pub redact: Vec<String>,
+    /// The owner's approval rule, if any.
+    pub approval: Option<Arc<ApprovalRule>>,
     /// The manifest file that governs this tool (for messages), if any.
     pub manifest_file: Option<String>,
     /// Whether the gateway added the intent property to the schema (and strips it).
@@ -185,6 +188,7 @@ fn catalog_tool(
         state,
         args,
         redact: entry.map(|e| e.redact.clone()).unwrap_or_default(),
+        approval: entry.and_then(|e| e.approval.clone()),
         manifest_file,
         intent_injected,
         listing,

@@ -1,18 +1,22 @@
 //! Tool manifests (`tool-manifests/*.toml`), one per upstream, written by the tool's
-//! owner: each tool's tier, extra argument constraints, redacted arguments and pin.
-//! This module parses and checks them; it does not talk to upstreams or compile schemas
-//! (the catalog joins manifests with live tools, `arguments` compiles constraints).
+//! owner: each tool's tier, extra argument constraints, redacted arguments, pin and
+//! approval rule. This module parses and checks them; it does not talk to upstreams (the
+//! catalog joins manifests with live tools, `arguments` compiles constraints).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
+
+mod approval_rule;
+pub use approval_rule::{ApprovalRule, MAX_QUORUM};
 
 /// How much harm a tool can do; ordered from least to most strict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -74,6 +78,7 @@ struct RawTool {
     arguments: BTreeMap<String, toml::Value>,
     #[serde(default)]
     redact: Vec<Spanned<String>>,
+    approval: Option<Spanned<approval_rule::RawApprovalRule>>,
 }
 
 /// One upstream's manifest.
@@ -95,6 +100,8 @@ pub struct ToolEntry {
     pub constraints: Map<String, Value>,
     /// JSON pointers into the arguments kept out of the audit log (digest only).
     pub redact: Vec<String>,
+    /// When calls need a human approval beyond what policy says.
+    pub approval: Option<Arc<ApprovalRule>>,
     /// Where the tool's table starts, for diagnostics.
     pub line: usize,
 }
@@ -265,11 +272,23 @@ fn check_tool(
         }
         redact.push(pointer.into_inner());
     }
+    let approval = raw.approval.and_then(|a| {
+        let line = at(a.span());
+        approval_rule::check(a.into_inner())
+            .map_err(|errs| {
+                for e in errs {
+                    out.push(Problem::error(file, line, format!("tool `{name}`: {e}")));
+                }
+            })
+            .ok()
+            .map(Arc::new)
+    });
     Some(ToolEntry {
         tier: tier?,
         pin,
         constraints,
         redact,
+        approval,
         line,
     })
 }

@@ -15,12 +15,13 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::approval;
 use crate::catalog::ToolRef;
+use crate::config::ActDefault;
 use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::problem::Problem;
@@ -129,6 +130,8 @@ pub enum PolicyError {
 
 struct Enforcers {
     allow: Enforcer,
+    /// Only the `allow` rules that name the `act` tier itself (not `*`).
+    allow_act: Enforcer,
     deny: Enforcer,
     approve: Enforcer,
 }
@@ -138,6 +141,7 @@ pub struct Policy {
     enforcers: Enforcers,
     rules: HashMap<Vec<String>, Arc<Rule>>,
     eft_index: usize,
+    act_default: ActDefault,
     cache: RwLock<HashMap<String, Verdict>>,
 }
 
@@ -163,9 +167,16 @@ impl Policy {
             )])
         };
         let enforcers = Enforcers {
-            allow: enforcer(model_text, &checked, "allow").await.map_err(err)?,
-            deny: enforcer(model_text, &checked, "deny").await.map_err(err)?,
-            approve: enforcer(model_text, &checked, "approve")
+            allow: enforcer(model_text, &checked, "allow", false)
+                .await
+                .map_err(err)?,
+            allow_act: enforcer(model_text, &checked, "allow", true)
+                .await
+                .map_err(err)?,
+            deny: enforcer(model_text, &checked, "deny", false)
+                .await
+                .map_err(err)?,
+            approve: enforcer(model_text, &checked, "approve", false)
                 .await
                 .map_err(err)?,
         };
@@ -179,8 +190,15 @@ impl Policy {
             enforcers,
             rules,
             eft_index,
+            act_default: ActDefault::Approve,
             cache: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// What an `act` call that policy simply allows needs (`[approval] act`).
+    pub fn with_act_default(mut self, act: ActDefault) -> Self {
+        self.act_default = act;
+        self
     }
 
     /// The decision for a caller's whole chain on `server/tool` at `tier`.
@@ -198,6 +216,17 @@ impl Policy {
         self.verdict(identity, object, "approve").effect == Some(Effect::Allow)
     }
 
+    /// Whether `identity` is `who` or holds role `who` (directly or through other roles).
+    pub fn is_or_has_role(&self, identity: &str, who: &str) -> bool {
+        identity == who
+            || self
+                .enforcers
+                .allow
+                .get_implicit_roles_for_user(identity, None)
+                .iter()
+                .any(|r| r == who)
+    }
+
     /// Decide a call: [`Permitted`] when the whole chain allows it, or when policy asks
     /// for approval and `approval` is a used (executed) approval bound to exactly this
     /// call; else [`Refused`]. Policy is asked afresh each time, so a rule changed while a
@@ -208,7 +237,7 @@ impl Policy {
         approval: Option<&approval::Request>,
     ) -> Result<Permitted, Box<Refused>> {
         let object = object_of(&call.tool);
-        let decision = self.decide(&call.caller, &object, call.tool.tier);
+        let decision = self.escalate(self.decide(&call.caller, &object, call.tool.tier), &call);
         let bound = approval
             .filter(|r| r.status == approval::Status::Executed && r.binding == binding_of(&call));
         match (decision.effect, bound) {
@@ -261,6 +290,49 @@ impl Policy {
                 }))
             }
         }
+    }
+
+    /// Turn an `allow` into `approve` when the tool owner's approval rule applies to these
+    /// arguments, or, with no owner rule, when the tier is `act`, the `act` default is
+    /// `approve`, and not every identity's allowing rule names the `act` tier itself.
+    fn escalate(&self, decision: Decision, call: &Call) -> Decision {
+        if decision.effect != Effect::Allow {
+            return decision;
+        }
+        let reason = match &call.tool.approval {
+            Some(rule) if rule.applies(&Value::Object(call.args.clone())) => Some(match rule.condition() {
+                Some(c) => format!("requires approval: its owner's approval rule applies to these arguments (`when` {c})"),
+                None => "requires approval: its owner's approval rule covers every call".into(),
+            }),
+            // The owner's rule says when approval is needed, and it is not needed now.
+            Some(_) => None,
+            None if call.tool.tier == Tier::Act
+                && self.act_default == ActDefault::Approve
+                && !self.names_act(&decision, &object_of(&call.tool)) =>
+            {
+                Some("requires approval: `act` calls need a human approver unless a policy rule for the `act` tier itself allows them".into())
+            }
+            None => None,
+        };
+        match reason {
+            Some(r) => Decision {
+                effect: Effect::Approve,
+                reason: Some(r),
+                ..decision
+            },
+            None => decision,
+        }
+    }
+
+    /// Whether every identity in the chain is allowed by a rule that names the `act` tier
+    /// itself (not `*`). A Casbin error counts as no.
+    fn names_act(&self, decision: &Decision, object: &str) -> bool {
+        decision.verdicts.iter().all(|v| {
+            self.enforcers
+                .allow_act
+                .enforce((v.identity.as_str(), object, "act"))
+                .unwrap_or(false)
+        })
     }
 
     fn verdict(&self, identity: &str, object: &str, act: &str) -> Verdict {
@@ -409,6 +481,7 @@ async fn enforcer(
     model_text: &str,
     checked: &rules::Checked,
     effect: &str,
+    only_act: bool,
 ) -> casbin::Result<Enforcer> {
     let mut model = DefaultModel::from_str(model_text).await?;
     casbin::Model::add_def(&mut model, "e", "e", "some(where (p.eft == allow))");
@@ -418,6 +491,13 @@ async fn enforcer(
         .policies
         .iter()
         .filter(|r| r.fields.get(eft).is_some_and(|f| f == effect))
+        .filter(|r| {
+            !only_act
+                || checked
+                    .act_index
+                    .and_then(|i| r.fields.get(i))
+                    .is_some_and(|f| f == "act")
+        })
         .map(|r| {
             let mut fields = r.fields.clone();
             if let Some(f) = fields.get_mut(eft) {

@@ -229,9 +229,9 @@ fn unauthorized() -> Response {
 fn failure(e: &ApprovalError) -> Response {
     let status = match e {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApprovalError::SeparationOfDuties { .. } | ApprovalError::NotPermitted { .. } => {
-            StatusCode::FORBIDDEN
-        }
+        ApprovalError::SeparationOfDuties { .. }
+        | ApprovalError::NotPermitted { .. }
+        | ApprovalError::NotInRole { .. } => StatusCode::FORBIDDEN,
         ApprovalError::AlreadyDecided { .. } | ApprovalError::Closed { .. } => StatusCode::CONFLICT,
         ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

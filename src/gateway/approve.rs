@@ -102,7 +102,11 @@ async fn wait(
 
 async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Outcome {
     state.expire_approvals().await;
-    let after = humantime::format_duration(state.config.approval.timeout);
+    let after = state
+        .approvals
+        .get(id)
+        .map(|r| humantime::format_duration(r.call.timeout).to_string())
+        .unwrap_or_else(|_| "its timeout".into());
     refused(
         call,
         decision,
@@ -143,6 +147,7 @@ async fn use_approval(state: &State, call: Call, decision: Decision, granted: Re
 
 fn new_request(state: &State, call: &Call) -> NewRequest {
     let args = Value::Object(call.args.clone());
+    let rule = call.tool.approval.as_deref();
     NewRequest {
         call_id: call.id.clone(),
         session: call.caller.session.clone(),
@@ -154,8 +159,11 @@ fn new_request(state: &State, call: &Call) -> NewRequest {
         tier: call.tool.tier.to_string(),
         args_digest: digest::canonical(&args),
         args_display: redacted(args, &call.tool.redact),
-        quorum: 1,
-        timeout: state.config.approval.timeout,
+        quorum: rule.map_or(1, |r| r.quorum),
+        timeout: rule
+            .and_then(|r| r.timeout)
+            .unwrap_or(state.config.approval.timeout),
+        approvers: rule.and_then(|r| r.approvers.clone()),
     }
 }
 
@@ -177,8 +185,13 @@ impl State {
     }
 
     /// Whether `approver` may decide `request` on `object`: the `approve` permission.
-    pub fn may_approve(&self, approver: &str, object: &str, _request: &Request) -> bool {
+    pub fn may_approve(&self, approver: &str, object: &str, request: &Request) -> bool {
         self.policy.may_approve(approver, object)
+            && request
+                .call
+                .approvers
+                .as_deref()
+                .is_none_or(|who| self.policy.is_or_has_role(approver, who))
     }
 
     /// An approver's decision on a request, checked against every rule (separation of
@@ -193,14 +206,23 @@ impl State {
     ) -> Result<Request, ApprovalError> {
         let request = self.approvals.get(id)?;
         let object = format!("{}/{}", request.call.server, request.call.tool);
-        let permitted = self.may_approve(approver, &object, &request);
+        let permitted = self.policy.may_approve(approver, &object);
         let verdict = Verdict {
             approver: approver.to_string(),
             approve,
             comment,
             at: now_ms(),
         };
-        let result = self.approvals.decide(id, verdict, permitted, now_ms());
+        let result = match request.call.approvers.as_deref() {
+            Some(role) if permitted && !self.policy.is_or_has_role(approver, role) => {
+                Err(ApprovalError::NotInRole {
+                    approver: approver.into(),
+                    role: role.into(),
+                    object,
+                })
+            }
+            _ => self.approvals.decide(id, verdict, permitted, now_ms()),
+        };
         let (record, event, error) = match &result {
             Ok(r) => (r.clone(), r.status.as_str(), None),
             Err(e) => (

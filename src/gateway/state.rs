@@ -83,7 +83,11 @@ pub async fn load_rules(
             Err(problems)
         }
         Ok(_) if problems.iter().any(Problem::is_error) => Err(problems),
-        Ok(policy) => Ok((manifests, policy, problems)),
+        Ok(policy) => Ok((
+            manifests,
+            policy.with_act_default(config.approval.act),
+            problems,
+        )),
     }
 }
 

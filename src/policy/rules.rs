@@ -60,6 +60,8 @@ pub struct Checked {
     pub policies: Vec<Rule>,
     pub groupings: BTreeMap<String, Vec<Vec<String>>>,
     pub eft_index: usize,
+    /// Which field is the tier, when the model has one.
+    pub act_index: Option<usize>,
 }
 
 const EFFECTS: [&str; 3] = ["allow", "deny", "approve"];
@@ -132,6 +134,7 @@ pub async fn model_shape(file: &Path, text: &str) -> Result<ModelShape, Problem>
 pub fn parse(file: &Path, text: &str, shape: &ModelShape) -> (Checked, Vec<Problem>) {
     let mut checked = Checked {
         eft_index: shape.eft_index,
+        act_index: shape.act_index,
         ..Checked::default()
     };
     let mut problems = Vec::new();
