@@ -166,6 +166,21 @@ impl ApprovalStore {
         })
     }
 
+    /// A pending request for exactly this call (same binding) still open at `now`.
+    pub fn find_pending(&self, binding: &str, now: u64) -> Result<Option<Request>, ApprovalError> {
+        self.with(|tx| {
+            let id: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM requests WHERE binding = ?1 AND status = 'pending' AND expires > ?2 ORDER BY created LIMIT 1",
+                    params![binding, to_sql(now)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(store_err)?;
+            id.map(|id| load(tx, &id)).transpose()
+        })
+    }
+
     /// Use an approval: `approved` → `executed`, exactly once. A second use, or a use of
     /// anything not approved, is refused.
     pub fn consume(&self, id: &str, now: u64) -> Result<Request, ApprovalError> {

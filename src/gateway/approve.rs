@@ -30,15 +30,23 @@ fn refused(call: Call, decision: Decision, message: String) -> Outcome {
 }
 
 /// Turn a call refused for want of approval into a permitted one, or a refusal that says
-/// why (denied by whom, expired after how long, cancelled while pending).
+/// why (denied by whom, expired after how long, cancelled while pending). The identical
+/// call retried (after a cancel or a gateway restart) uses its approval if granted, or
+/// waits on its still-pending request instead of asking again.
 pub async fn obtain(
     state: &State,
     waiting: Box<Refused>,
     context: &RequestContext<RoleServer>,
 ) -> Outcome {
     let Refused { call, decision, .. } = *waiting;
-    match state.approvals.find_approved(&binding_of(&call), now_ms()) {
+    let binding = binding_of(&call);
+    match state.approvals.find_approved(&binding, now_ms()) {
         Ok(Some(granted)) => return use_approval(state, call, decision, granted).await,
+        Ok(None) => {}
+        Err(e) => return refused(call, decision, e.to_string()),
+    }
+    match state.approvals.find_pending(&binding, now_ms()) {
+        Ok(Some(open)) => return wait(state, call, decision, open, context).await,
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
