@@ -6,6 +6,7 @@
 //! the clock.
 
 mod store;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -332,8 +332,8 @@ fn address(
             file,
             line,
             format!(
-                "`{key}` `{addr}` is not a loopback address: HTTP callers are not authenticated yet, \
-                 so bind 127.0.0.1, or set `allow_remote = true` if a trusted proxy guards it"
+                "`{key}` `{addr}` is not a loopback address: bind 127.0.0.1, or set \
+                 `allow_remote = true` if a trusted proxy (with TLS) guards it"
             ),
         ));
     }

@@ -170,3 +170,57 @@ fn error(cx: &Context<'_>, at: Option<&Spanned<String>>, message: String) -> Pro
     let line = at.map(|s| line_of(cx.text, s.span().start));
     Problem::error(cx.file, line, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ActDefault, Config, ConfigError};
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("warden.toml"), Path::new("/base"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid(p)) => p.into_iter().map(|p| p.to_string()).collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn approvers_and_approval_keys_are_checked() {
+        let hash = "a".repeat(64);
+        let ok = parse(&format!(
+            "[approval]\nact = \"policy\"\nwebhook = \"https://hooks.example/a\"\n\n[listen]\nadmin = \"127.0.0.1:8788\"\n\n[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.approval.act, ActDefault::Policy);
+        assert_eq!(ok.approval.approvers.len(), 2);
+        assert_eq!(ok.approval.approvers[1].sha256, None);
+        assert_eq!(ok.admin.map(|a| a.port()), Some(8788));
+
+        let errs = errors(&format!(
+            "[approval]\nact = \"always\"\nwebhook = \"ftp://x\"\n\n[[approver]]\nidentity = \"carol\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\nsha256 = \"xyz\"\n"
+        ));
+        assert_eq!(errs.len(), 6, "{errs:#?}");
+        for needle in [
+            "act",
+            "webhook",
+            "kind:name",
+            "shares its token",
+            "listed twice",
+            "64 hex",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "{needle}: {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_stays_on_loopback_unless_allowed() {
+        assert!(parse("[listen]\nadmin = \"0.0.0.0:8788\"\n").is_err());
+        assert!(parse("[listen]\nadmin = \"0.0.0.0:8788\"\nallow_remote = true\n").is_ok());
+    }
+}

@@ -11,7 +11,7 @@ use rmcp::service::RequestContext;
 use serde_json::Value;
 
 use super::State;
-use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms};
+use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms, webhook};
 use crate::audit::redacted;
 use crate::digest;
 use crate::policy::{Call, Decision, Permitted, Refused, binding_of};
@@ -62,6 +62,10 @@ pub async fn obtain(
         return refused(call, decision, e.to_string());
     }
     tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
+    if let Some(url) = &state.config.approval.webhook {
+        let notice = webhook::notice(&request, state.page_url());
+        tokio::spawn(webhook::deliver(url.clone(), notice));
+    }
     wait(state, call, decision, request, context).await
 }
 

@@ -75,6 +75,7 @@ function fill(article, r) {
 function card(r) {
   const article = $("request-template").content.firstElementChild.cloneNode(true);
   article.dataset.id = r.id;
+  article.id = "request-" + r.id;
   article.querySelector(".approve").addEventListener("click", () => decide(article, r.id, "approve"));
   article.querySelector(".deny").addEventListener("click", () => decide(article, r.id, "deny"));
   return article;

@@ -1,0 +1,63 @@
+//! Telling people a request is waiting: an HTTP POST of a small JSON notice to the
+//! configured webhook, with the link to the approvals page. It carries who asks, for
+//! whom, why and which tool — never the arguments (approvers see those after signing in).
+//! Delivery is best effort and never delays or decides the call.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Request;
+
+/// How long one delivery may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The notice for a new request.
+pub fn notice(request: &Request, page: Option<&str>) -> Value {
+    let call = &request.call;
+    let chain = &call.chain;
+    let link = page.map(|p| format!("{p}/#request-{}", request.id));
+    let text = format!(
+        "{} asks to call {}/{} ({}){}: {}",
+        call.agent,
+        call.server,
+        call.tool,
+        call.tier,
+        chain
+            .first()
+            .filter(|_| chain.len() > 1)
+            .map(|p| format!(" for {p}"))
+            .unwrap_or_default(),
+        call.intent.as_deref().unwrap_or("no intent given"),
+    );
+    json!({
+        "event": "approval.requested",
+        "id": request.id,
+        "agent": call.agent,
+        "chain": chain,
+        "server": call.server,
+        "tool": call.tool,
+        "tier": call.tier,
+        "intent": call.intent,
+        "quorum": call.quorum,
+        "expires": request.expires,
+        "url": link,
+        "text": text,
+    })
+}
+
+/// POST `notice` to `url`; failures are logged, never raised.
+pub async fn deliver(url: String, notice: Value) {
+    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the webhook client");
+            return;
+        }
+    };
+    match client.post(&url).json(&notice).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(status = %r.status(), "the approval webhook refused the notice"),
+        Err(e) => tracing::warn!(error = %e, "cannot deliver the approval webhook notice"),
+    }
+}

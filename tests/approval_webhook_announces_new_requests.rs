@@ -1,0 +1,80 @@
+//! A new approval request is announced to the configured webhook: a JSON notice with who
+//! asks, for whom, why, which tool, and the link to the approvals page, but never the
+//! call's arguments.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::routing::post;
+use common::{Harness, Setup, text};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
+    let (tx, mut notices) = mpsc::unbounded_channel::<Value>();
+    let hook = axum::Router::new().route(
+        "/hook",
+        post(move |Json(body): Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "1m".into(),
+            approval_extra: format!("webhook = \"{hook_url}\"\n"),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let page = h.serve_admin().await;
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move {
+        caller
+            .call(
+                "demo_issue_refund",
+                json!({"order_id": "secret-order-77", "amount_cents": 1200, "intent": "refund the broken kettle"}),
+            )
+            .await
+            .unwrap()
+    });
+    let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    let id = notice["id"].as_str().unwrap().to_string();
+    assert_eq!(notice["event"], "approval.requested");
+    assert_eq!(notice["agent"], "agent:desktop");
+    assert_eq!(notice["chain"], json!(["user:alice", "agent:desktop"]));
+    assert_eq!(notice["tool"], "issue_refund");
+    assert_eq!(notice["tier"], "act");
+    assert_eq!(notice["intent"], "refund the broken kettle");
+    assert_eq!(notice["url"], format!("{page}/#request-{id}"));
+    assert!(
+        !notice.to_string().contains("secret-order-77"),
+        "arguments stay behind sign-in: {notice}"
+    );
+
+    h.state
+        .decide_approval(&id, "user:carol", false, None)
+        .await
+        .unwrap();
+    assert!(text(&waiting.await.unwrap()).contains("denied by `user:carol`"));
+}
