@@ -5,6 +5,7 @@
 //! decide anything; `verify` checks a log without trusting it.
 
 mod record;
+mod show;
 mod verify;
 mod writer;
 
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::approval;
 use crate::policy::Permitted;
 pub use record::{Outcome, Refusal, Stage, redacted};
+pub use show::describe;
 pub use verify::{VerifyError, verify};
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -17,6 +17,7 @@ use crate::problem;
 use crate::{check, demo, transport, upstream};
 
 mod approvals;
+mod call;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,6 +76,17 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
+    /// Try a running gateway as an MCP client (Streamable HTTP): list the tools you may
+    /// use, or call one and wait for its result.
+    Call {
+        /// The gateway's MCP endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8787/mcp")]
+        url: String,
+        /// The tool to call; without it, list the tools.
+        tool: Option<String>,
+        /// The arguments, a JSON object (include `intent` for transform and act tools).
+        args: Option<String>,
+    },
     /// Run the bundled demo tool server (stdio, or Streamable HTTP with --http).
     DemoTools {
         /// Append every call received to this file (one JSON object per line).
@@ -88,6 +100,17 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Print the audit log as one readable line a record (agent text escaped).
+    Show {
+        /// The log; default: the configured audit log.
+        file: Option<PathBuf>,
+        /// The configuration whose audit log to show; default: the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only the last N records.
+        #[arg(long)]
+        last: Option<usize>,
+    },
     /// Check the hash chain of an audit log and name the first bad line.
     Verify {
         /// The log; default: the configured audit log.
@@ -121,6 +144,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file, config },
         } => verify(file, config.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Show { file, config, last },
+        } => show(file, config.as_deref(), last),
         Command::Approvals {
             connection,
             command,
@@ -128,6 +154,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(config) => approvals::run(command, connection, config).await,
             Err(e) => Err(e),
         },
+        Command::Call { url, tool, args } => call::run(&url, tool, args).await,
         Command::DemoTools { call_log, http } => {
             demo::serve(call_log, http).await.map_err(|e| e.to_string())
         }
@@ -294,6 +321,24 @@ async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {
         return Err(summary);
     }
     eprintln!("{summary}: `{}` is ready to serve", config.source.display());
+    Ok(())
+}
+
+fn show(file: Option<PathBuf>, config: Option<&Path>, last: Option<usize>) -> Result<(), String> {
+    let path = match file {
+        Some(f) => f,
+        None => load_config(config)?.audit_log,
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
+    for (n, line) in lines.iter().enumerate().skip(skip) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(record) => println!("{}", crate::audit::describe(&record)),
+            Err(e) => println!("line {}: not a record ({e})", n + 1),
+        }
+    }
     Ok(())
 }
 

@@ -268,7 +268,14 @@ fn print_one(r: &Value) {
                 f(r, "quorum")
             ),
         ),
-        ("arguments", visible(&pretty)),
+        (
+            "arguments",
+            pretty
+                .lines()
+                .map(visible)
+                .collect::<Vec<_>>()
+                .join("\n               "),
+        ),
     ];
     for (k, v) in rows {
         println!("{k:>13}: {v}");

@@ -78,18 +78,24 @@ async fn wait(
 ) -> Outcome {
     let id = request.id;
     let token = context.meta.get_progress_token();
-    for tick in 1u32.. {
+    let note = match state.page_url() {
+        Some(page) => {
+            format!("waiting for a human approver (request `{id}`, {page}/#request-{id})")
+        }
+        None => format!("waiting for a human approver (request `{id}`)"),
+    };
+    for tick in 0u32.. {
+        if let Some(token) = token.as_ref().filter(|_| tick % 5 == 0) {
+            let progress = ProgressNotificationParam::new(token.clone(), f64::from(tick))
+                .with_message(note.clone());
+            let _ = context.peer.notify_progress(progress).await;
+        }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
             () = context.ct.cancelled() => {
                 let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
                 return refused(call, decision, message);
             }
-        }
-        if let Some(token) = token.as_ref().filter(|_| tick % 5 == 0) {
-            let note = ProgressNotificationParam::new(token.clone(), f64::from(tick))
-                .with_message(format!("waiting for a human approver (request `{id}`)"));
-            let _ = context.peer.notify_progress(note).await;
         }
         let current = match state.approvals.get(&id) {
             Ok(r) => r,
