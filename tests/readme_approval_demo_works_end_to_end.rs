@@ -73,7 +73,7 @@ async fn an_act_call_waits_is_approved_from_the_cli_and_the_audit_tells_the_stor
     );
     tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
 
-    let mut call = tokio::process::Command::new(EXE)
+    let call = tokio::process::Command::new(EXE)
         .args(["call", "--url", &endpoint, "demo_issue_refund"])
         .arg(r#"{"order_id": "1001", "amount_cents": 1200, "intent": "refund the damaged kettle"}"#)
         .stdout(Stdio::piped())
