@@ -33,34 +33,11 @@ async fn harness() -> Arc<Harness> {
     )
 }
 
-/// The id of the pending request, once the waiting call has created it.
-async fn pending_id(h: &Harness) -> String {
-    for _ in 0..100 {
-        if let Some(r) = h
-            .state
-            .approvals
-            .list(Some(Status::Pending))
-            .unwrap()
-            .first()
-        {
-            return r.id.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no approval request was created");
-}
-
 #[tokio::test]
 async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
     let h = harness().await;
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call("demo_issue_refund", refund(1200))
-            .await
-            .unwrap()
-    });
-    let id = pending_id(&h).await;
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
+    let id = common::first_pending(&h).await.id;
     assert!(
         h.upstream_calls().is_empty(),
         "nothing is forwarded before approval"
@@ -99,14 +76,8 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
 #[tokio::test]
 async fn a_denied_call_is_refused_naming_the_approver() {
     let h = harness().await;
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call("demo_issue_refund", refund(1200))
-            .await
-            .unwrap()
-    });
-    let id = pending_id(&h).await;
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
+    let id = common::first_pending(&h).await.id;
     h.state
         .decide_approval(&id, "user:carol", false, Some("not damaged".into()))
         .await
@@ -124,14 +95,8 @@ async fn a_denied_call_is_refused_naming_the_approver() {
 #[tokio::test]
 async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
     let h = harness().await;
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call("demo_issue_refund", refund(1200))
-            .await
-            .unwrap()
-    });
-    let id = pending_id(&h).await;
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
+    let id = common::first_pending(&h).await.id;
     for who in ["agent:desktop", "user:alice"] {
         let err = h
             .state
@@ -176,7 +141,7 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
     // The caller gives up waiting (cancels); the request stays pending.
     let caller = h.clone();
     let waiting = tokio::spawn(async move { caller.call("demo_issue_refund", refund(1200)).await });
-    let id = pending_id(&h).await;
+    let id = common::first_pending(&h).await.id;
     waiting.abort();
     h.state
         .decide_approval(&id, "user:carol", true, None)
@@ -205,14 +170,8 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
     assert_eq!(text(&first), "refunded 12.00 for order 1001");
     let calls = h.upstream_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    let caller = h.clone();
-    let again = tokio::spawn(async move {
-        caller
-            .call("demo_issue_refund", refund(1200))
-            .await
-            .unwrap()
-    });
-    let replay = pending_id(&h).await;
+    let again = common::spawn_call(&h, "demo_issue_refund", refund(1200));
+    let replay = common::first_pending(&h).await.id;
     assert_ne!(
         replay, id,
         "a used approval is never reused: the replay needs a new one"

@@ -49,16 +49,6 @@ fn refund(amount: u64) -> Value {
     json!({"order_id": "1001", "amount_cents": amount, "intent": "refund the order"})
 }
 
-async fn pending(h: &Harness) -> mcp_warden::approval::Request {
-    for _ in 0..100 {
-        if let Some(r) = h.state.approvals.list(Some(Status::Pending)).unwrap().pop() {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no approval request was created");
-}
-
 #[tokio::test]
 async fn an_act_call_allowed_only_by_a_wildcard_tier_waits_for_a_human() {
     let h = Harness::with(setup(&[], "")).await;
@@ -106,14 +96,8 @@ async fn an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two() {
         "below the threshold the owner's rule says no approval is needed"
     );
 
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call("demo_issue_refund", refund(25000))
-            .await
-            .unwrap()
-    });
-    let r = pending(&h).await;
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(25000));
+    let r = common::first_pending(&h).await;
     assert_eq!(
         (r.call.quorum, r.call.timeout),
         (2, Duration::from_secs(30))
@@ -161,17 +145,12 @@ async fn an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two() {
 async fn an_owner_rule_can_require_approvers_with_a_role() {
     let rule = "{ approvers = \"role:data-owner\", timeout = \"30s\" }";
     let h = Arc::new(Harness::with(setup(&[("write_note", rule)], "")).await);
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call(
-                "demo_write_note",
-                json!({"title": "plan", "body": "b", "intent": "save the plan"}),
-            )
-            .await
-            .unwrap()
-    });
-    let r = pending(&h).await;
+    let waiting = common::spawn_call(
+        &h,
+        "demo_write_note",
+        json!({"title": "plan", "body": "b", "intent": "save the plan"}),
+    );
+    let r = common::first_pending(&h).await;
     assert_eq!(r.call.tier, "transform", "an owner rule holds any tier");
     let carol = h
         .state

@@ -45,16 +45,11 @@ async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
         .await,
     );
     let page = h.serve_admin().await;
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call(
-                "demo_issue_refund",
-                json!({"order_id": "secret-order-77", "amount_cents": 1200, "intent": "refund the broken kettle"}),
-            )
-            .await
-            .unwrap()
-    });
+    let waiting = common::spawn_call(
+        &h,
+        "demo_issue_refund",
+        json!({"order_id": "secret-order-77", "amount_cents": 1200, "intent": "refund the broken kettle"}),
+    );
     let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
         .await
         .expect("the webhook is called")

@@ -97,11 +97,6 @@ async fn listed(url: &str) -> Value {
     panic!("the waiting call never showed up in the API");
 }
 
-fn park(h: &Arc<Harness>, args: Value) -> tokio::task::JoinHandle<rmcp::model::CallToolResult> {
-    let h = h.clone();
-    tokio::spawn(async move { h.call("demo_issue_refund", args).await.unwrap() })
-}
-
 #[tokio::test]
 async fn the_api_lets_in_only_authenticated_approvers_from_this_site() {
     let (_h, url) = harness().await;
@@ -151,7 +146,7 @@ async fn the_api_lets_in_only_authenticated_approvers_from_this_site() {
 #[tokio::test]
 async fn an_approval_through_the_api_lets_the_waiting_call_finish() {
     let (h, url) = harness().await;
-    let waiting = park(&h, refund(1200));
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
     let r = listed(&url).await;
     assert_eq!(
         (
@@ -212,7 +207,7 @@ async fn an_approval_through_the_api_lets_the_waiting_call_finish() {
 #[tokio::test]
 async fn the_requesters_chain_and_approvers_without_permission_are_refused() {
     let (h, url) = harness().await;
-    let waiting = park(&h, refund(900));
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(900));
     let id = listed(&url).await["id"].as_str().unwrap().to_string();
 
     let (status, body) = post(&format!("{url}/approvals/{id}/approve"), ALICE, json!({})).await;
@@ -281,8 +276,9 @@ fn cli(url: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn the_cli_lists_and_approves_through_the_api() {
     let (h, url) = harness().await;
-    let waiting = park(
+    let waiting = common::spawn_call(
         &h,
+        "demo_issue_refund",
         json!({"order_id": "77\u{202e}1", "amount_cents": 500, "intent": "refund\u{1b}[2J order"}),
     );
     let id = listed(&url).await["id"].as_str().unwrap().to_string();

@@ -63,16 +63,11 @@ async fn clicking_approve_on_the_page_lets_the_waiting_call_finish() {
         "the token leaves the address bar"
     );
 
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move {
-        caller
-            .call(
-                "demo_issue_refund",
-                json!({"order_id": "10\u{202e}01", "amount_cents": 4200, "intent": "refund order 1001\u{200b} as promised"}),
-            )
-            .await
-            .unwrap()
-    });
+    let waiting = common::spawn_call(
+        &h,
+        "demo_issue_refund",
+        json!({"order_id": "10\u{202e}01", "amount_cents": 4200, "intent": "refund order 1001\u{200b} as promised"}),
+    );
     let seen = next(&mut lines).await["seen"].clone();
     assert_eq!(seen["tool"], "demo/issue_refund");
     assert_eq!(seen["tier"], "act");

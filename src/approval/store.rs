@@ -151,28 +151,27 @@ impl ApprovalStore {
         })?
     }
 
-    /// The approved, unused, unexpired request for this binding, if any.
+    /// An approved, unused, unexpired request for exactly this call (same binding).
     pub fn find_approved(&self, binding: &str, now: u64) -> Result<Option<Request>, ApprovalError> {
-        self.with(|tx| {
-            let id: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM requests WHERE binding = ?1 AND status = 'approved' AND expires > ?2 ORDER BY created LIMIT 1",
-                    params![binding, to_sql(now)],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(store_err)?;
-            id.map(|id| load(tx, &id)).transpose()
-        })
+        self.find(binding, Status::Approved, now)
     }
 
     /// A pending request for exactly this call (same binding) still open at `now`.
     pub fn find_pending(&self, binding: &str, now: u64) -> Result<Option<Request>, ApprovalError> {
+        self.find(binding, Status::Pending, now)
+    }
+
+    fn find(
+        &self,
+        binding: &str,
+        status: Status,
+        now: u64,
+    ) -> Result<Option<Request>, ApprovalError> {
         self.with(|tx| {
             let id: Option<String> = tx
                 .query_row(
-                    "SELECT id FROM requests WHERE binding = ?1 AND status = 'pending' AND expires > ?2 ORDER BY created LIMIT 1",
-                    params![binding, to_sql(now)],
+                    "SELECT id FROM requests WHERE binding = ?1 AND status = ?2 AND expires > ?3 ORDER BY created LIMIT 1",
+                    params![binding, status.as_str(), to_sql(now)],
                     |r| r.get(0),
                 )
                 .optional()

@@ -273,3 +273,29 @@ pub fn assert_refused(h: &Harness, result: &CallToolResult, needle: &str, stage:
     assert_eq!(last["stage"], stage);
     assert_eq!(last["error"], json!(message));
 }
+
+/// Make a call in the background (it may wait for an approval); its result when done.
+pub fn spawn_call(
+    h: &Arc<Harness>,
+    name: &str,
+    args: Value,
+) -> tokio::task::JoinHandle<CallToolResult> {
+    let (h, name) = (h.clone(), name.to_string());
+    tokio::spawn(async move { h.call(&name, args).await.unwrap() })
+}
+
+/// The oldest pending approval request, once a waiting call has made one.
+pub async fn first_pending(h: &Harness) -> mcp_warden::approval::Request {
+    for _ in 0..200 {
+        let pending = h
+            .state
+            .approvals
+            .list(Some(mcp_warden::approval::Status::Pending))
+            .unwrap();
+        if let Some(r) = pending.into_iter().last() {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no approval request was created");
+}
