@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::digest;
 use crate::gateway::load_rules;
 use crate::manifest::{Manifest, Manifests, Tier};
+use crate::policy::Policy;
 use crate::problem::Problem;
 use crate::upstream::Upstreams;
 
@@ -24,7 +25,11 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Check everything; returns every problem found (errors and warnings).
 pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
     let (manifests, mut problems) = match load_rules(config).await {
-        Ok((m, _policy, warnings)) => (m, warnings),
+        Ok((m, policy, warnings)) => {
+            let mut problems = warnings;
+            check_approvers(config, &m, &policy, &mut problems);
+            (m, problems)
+        }
         Err(problems) => return problems,
     };
     for m in manifests.iter() {
@@ -34,6 +39,28 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
         check_upstreams(config, &manifests, &mut problems).await;
     }
     problems
+}
+
+/// Approvers who can sign in but may approve nothing, or who have nowhere to sign in.
+fn check_approvers(
+    config: &Config,
+    manifests: &Manifests,
+    policy: &Policy,
+    out: &mut Vec<Problem>,
+) {
+    let approvers = &config.approval.approvers;
+    if !approvers.is_empty() && config.admin.is_none() {
+        out.push(Problem::warning(&config.source, None, "`[[approver]]` entries are configured but `[listen] admin` is not: approvers have nowhere to decide".to_string()));
+    }
+    let objects: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.tools.keys().map(move |t| format!("{}/{t}", m.server)))
+        .collect();
+    for a in approvers {
+        if !objects.iter().any(|o| policy.may_approve(&a.identity, o)) {
+            out.push(Problem::warning(&config.source, None, format!("approver `{}` may approve no listed tool: add a policy row such as `p, {}, server/*, approve, allow`", a.identity, a.identity)));
+        }
+    }
 }
 
 fn check_constraints(m: &Manifest, out: &mut Vec<Problem>) {

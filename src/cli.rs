@@ -205,14 +205,39 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
     result
 }
 
+/// On SIGINT or SIGTERM: tell calls waiting for approval that the gateway is stopping
+/// (their requests stay pending), give them a moment to answer, then stop the transports.
+fn stop_on_signal(state: Arc<State>) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        eprintln!("stopping: calls waiting for approval are told to retry once approved");
+        state.stop_waiting();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel();
+    });
+    stop
+}
+
 async fn run_transports(
     state: Arc<State>,
     stdio: bool,
     listener: Option<tokio::net::TcpListener>,
 ) -> Result<(), String> {
-    let ctrl_c = || async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let stop = stop_on_signal(state.clone());
+    let ctrl_c = || stop.clone().cancelled_owned();
     let http = listener.map(|l| tokio::spawn(transport::serve_http(state.clone(), l, ctrl_c())));
     if stdio {
         transport::serve_stdio(state, ctrl_c())

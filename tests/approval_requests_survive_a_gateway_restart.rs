@@ -24,16 +24,15 @@ use serde_json::{Value, json};
 
 const CAROL: &str = "carol-restart-token";
 
-async fn launch(dir: &Path, config: &Path) -> RunningService<RoleClient, TestClient> {
+async fn launch(dir: &Path, config: &Path) -> (RunningService<RoleClient, TestClient>, u32) {
     let mut cmd = tokio::process::Command::new(EXE);
     cmd.args(["serve", "--transport", "stdio", "--config"])
         .arg(config)
         .current_dir(dir)
         .stderr(std::process::Stdio::null());
-    TestClient::default()
-        .serve(TokioChildProcess::new(cmd).unwrap())
-        .await
-        .unwrap()
+    let child = TokioChildProcess::new(cmd).unwrap();
+    let pid = child.id().unwrap();
+    (TestClient::default().serve(child).await.unwrap(), pid)
 }
 
 async fn refund(
@@ -90,7 +89,7 @@ async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_aft
         },
     );
 
-    let first = launch(dir.path(), &config).await;
+    let (first, pid) = launch(dir.path(), &config).await;
     let parked = tokio::spawn(async move {
         let r = refund(&first).await;
         (r, first)
@@ -98,8 +97,21 @@ async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_aft
     let before = pending(&admin).await;
     assert_eq!(before.len(), 1);
     let id = before[0]["id"].as_str().unwrap().to_string();
-    parked.abort(); // the client goes away and its gateway process with it
-    let _ = parked.await;
+    // The operator stops the gateway (SIGTERM): the waiting caller is told what to do.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let (told, first) = parked.await.unwrap();
+    let told = told.unwrap();
+    assert_eq!(told.is_error, Some(true));
+    assert!(
+        text(&told).contains(&format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call")),
+        "{}",
+        text(&told)
+    );
+    drop(first);
     // Wait for the first process to let go of the admin port.
     for _ in 0..100 {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -108,7 +120,7 @@ async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_aft
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let second = launch(dir.path(), &config).await;
+    let (second, _) = launch(dir.path(), &config).await;
     let after = pending(&admin).await;
     assert_eq!(after.len(), 1);
     assert_eq!(

@@ -130,3 +130,26 @@ fn serve_refuses_to_start_on_an_invalid_policy() {
     );
     assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
 }
+
+#[test]
+fn approvers_who_can_approve_nothing_or_cannot_sign_in_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        config_extra:
+            "[[approver]]\nidentity = \"user:carol\"\n\n[[approver]]\nidentity = \"user:zed\"\n"
+                .into(),
+        ..Setup::default()
+    };
+    let config = write_setup(dir.path(), &setup);
+    let (ok, out) = run(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert!(ok, "warnings do not fail the check: {out}");
+    assert!(out.contains("`[listen] admin` is not"), "{out}");
+    assert!(
+        out.contains("approver `user:zed` may approve no listed tool"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("approver `user:carol` may approve no"),
+        "{out}"
+    );
+}

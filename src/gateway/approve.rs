@@ -96,6 +96,10 @@ async fn wait(
                 let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
                 return refused(call, decision, message);
             }
+            () = state.stopping() => {
+                let message = format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call and it will be made");
+                return refused(call, decision, message);
+            }
         }
         let current = match state.approvals.get(&id) {
             Ok(r) => r,

@@ -40,6 +40,8 @@ pub struct State {
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// The approvals page's address, once the admin listener is up (for links).
     page_url: std::sync::OnceLock<String>,
+    /// Cancelled when the gateway is stopping: waiting calls answer and let go.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Read the manifest files and policy files a config names.
@@ -115,11 +117,23 @@ impl State {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             peers: Mutex::new(Vec::new()),
             page_url: std::sync::OnceLock::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
         tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
         Ok(state)
+    }
+
+    /// The gateway is stopping: every call waiting for approval answers its client now
+    /// (its request stays pending for after the restart).
+    pub fn stop_waiting(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Resolves once [`State::stop_waiting`] was called.
+    pub fn stopping(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.stopping.cancelled()
     }
 
     /// Where approvers decide, for links in notifications.
