@@ -1,6 +1,7 @@
 //! Fifty calls wait at once while two approvers race to approve each of them: every
 //! request gets exactly one winning decision, and every call is forwarded exactly once
-//! with its own arguments.
+//! with its own arguments. Two identical calls share one request, and its approval runs
+//! one of them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -95,4 +96,37 @@ async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
     assert_eq!(executed.len(), CALLS);
     let attempts = h.audit().iter().filter(|r| r["kind"] == "attempt").count();
     assert_eq!(attempts, CALLS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_call_waits_on_the_same_request_and_one_approval_runs_one_call() {
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "2m".into(),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let args = json!({"order_id": "1001", "amount_cents": 700, "intent": "refund"});
+    let first = common::spawn_call(&h, "demo_issue_refund", args.clone());
+    let request = common::first_pending(&h).await;
+    let second = common::spawn_call(&h, "demo_issue_refund", args);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.state.approvals.list(None).unwrap().len(),
+        1,
+        "the retry joins the pending request instead of asking again"
+    );
+    h.state
+        .decide_approval(&request.id, "user:carol", true, None)
+        .await
+        .unwrap();
+    let mut texts = vec![text(&first.await.unwrap()), text(&second.await.unwrap())];
+    texts.sort();
+    assert_eq!(texts[1], "refunded 7.00 for order 1001");
+    assert!(
+        texts[0].contains("was already used by an identical call"),
+        "{texts:?}"
+    );
+    assert_eq!(h.upstream_calls().len(), 1);
 }

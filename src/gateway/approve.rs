@@ -114,7 +114,9 @@ async fn wait(
                 return refused(
                     call,
                     decision,
-                    format!("approval request `{id}` was already used; ask again"),
+                    format!(
+                        "approval request `{id}` was already used by an identical call; an approval is good for one call, so ask again"
+                    ),
                 );
             }
         }
@@ -159,6 +161,15 @@ fn denied(call: Call, decision: Decision, request: Request) -> Outcome {
 async fn use_approval(state: &State, call: Call, decision: Decision, granted: Request) -> Outcome {
     let used = match state.approvals.consume(&granted.id, now_ms()) {
         Ok(r) => r,
+        Err(ApprovalError::Closed {
+            id,
+            status: "executed",
+        }) => {
+            let message = format!(
+                "approval request `{id}` was already used by an identical call; an approval is good for one call, so ask again"
+            );
+            return refused(call, decision, message);
+        }
         Err(e) => return refused(call, decision, e.to_string()),
     };
     if let Err(e) = state.audit.approval(&used, "executed", None, None).await {
@@ -169,7 +180,8 @@ async fn use_approval(state: &State, call: Call, decision: Decision, granted: Re
 
 fn new_request(state: &State, call: &Call) -> NewRequest {
     let args = Value::Object(call.args.clone());
-    let rule = call.tool.approval.as_deref();
+    // The owner's quorum, timeout and approvers count only when their rule applies.
+    let rule = call.tool.approval.as_deref().filter(|r| r.applies(&args));
     NewRequest {
         call_id: call.id.clone(),
         session: call.caller.session.clone(),
