@@ -15,7 +15,7 @@
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
-//! | [`approval`]  | approval requests: SQLite store, separation of duties, quorum, expiry, single use |
+//! | [`approval`]  | approval requests: SQLite store, separation of duties, quorum, expiry, single use, webhook |
 //! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
@@ -29,7 +29,8 @@
 //!
 //! ```text
 //! client ─► transport ─► identity ─► catalog ─► integrity (pin) ─► intent ─► arguments
-//!        ─► policy ── Permitted ──► audit "attempt" ── Attested ──► upstream ─► audit "outcome"
+//!        ─► policy (─► approval: park, wait for approvers, ask policy again with the grant)
+//!        ── Permitted ──► audit "attempt" ── Attested ──► upstream ─► audit "outcome"
 //! client ◄─ result, or a refusal that says what to do next (always audited)
 //! ```
 //!
