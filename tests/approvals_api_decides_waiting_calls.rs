@@ -2,7 +2,8 @@
 //! query string; foreign `Host` and cross-site `Origin` refused); they see the waiting
 //! request with everything needed to decide, and their approval or denial reaches the
 //! waiting call. The requester's own chain and approvers without permission are refused,
-//! and every refused decision is audited. The CLI does the same through the API.
+//! and every refused decision is audited. The page signs in with a strict cookie and can
+//! decide only with JSON. The CLI does the same through the API.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -331,4 +332,66 @@ async fn the_cli_lists_and_approves_through_the_api() {
         .unwrap();
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("no approval request"));
+}
+
+#[tokio::test]
+async fn the_page_signs_in_with_a_strict_cookie_and_decides_only_with_json() {
+    let (h, url) = harness().await;
+    let client = reqwest::Client::new();
+    let wrong = client
+        .post(format!("{url}/login"))
+        .json(&json!({"token": "guess"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let login = client
+        .post(format!("{url}/login"))
+        .json(&json!({"token": CAROL}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let me: Value = client
+        .get(format!("{url}/me"))
+        .header("Cookie", &pair)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["identity"], "user:carol");
+
+    let waiting = common::spawn_call(&h, "demo_issue_refund", refund(300));
+    let id = listed(&url).await["id"].as_str().unwrap().to_string();
+    let form = client
+        .post(format!("{url}/approvals/{id}/approve"))
+        .header("Cookie", &pair)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("comment=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        form.status().as_u16(),
+        415,
+        "a cross-site form cannot decide"
+    );
+    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Pending);
+    let json_post = client
+        .post(format!("{url}/approvals/{id}/deny"))
+        .header("Cookie", &pair)
+        .json(&json!({"comment": "not today"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_post.status().as_u16(), 200);
+    assert!(text(&waiting.await.unwrap()).contains("not today"));
 }

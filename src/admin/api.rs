@@ -50,9 +50,17 @@ pub async fn login(Extract(admin): Extract<Arc<Admin>>, Json(login): Json<Login>
     let Some(identity) = admin.approvers.identify(login.token.trim()) else {
         return unauthorized();
     };
+    let secure = admin
+        .state
+        .config
+        .approval
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     let cookie = format!(
-        "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/",
-        login.token.trim()
+        "{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/{}",
+        login.token.trim(),
+        if secure { "; Secure" } else { "" }
     );
     let mut r = Json(json!({ "identity": identity })).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
