@@ -67,17 +67,21 @@ pub async fn load_rules(
     let (files, (model, rules)) = read_inputs(config)?;
     let (manifests, mut problems) = Manifests::parse(&files);
     let policy = Policy::load((&config.policy_model, &model), (&config.policy, &rules)).await;
-    for m in manifests.iter() {
-        if config.upstream(&m.server).is_none() {
-            problems.push(Problem::warning(
-                &m.file,
-                Some(1),
-                format!(
-                    "no upstream `{}` is configured; this manifest is unused",
-                    m.server
-                ),
-            ));
-        }
+    let mut unused: Vec<String> = manifests
+        .iter()
+        .filter(|m| config.upstream(&m.server).is_none())
+        .map(|m| format!("`{}` ({})", m.server, m.file.display()))
+        .collect();
+    unused.sort();
+    if !unused.is_empty() {
+        problems.push(Problem::warning(
+            &config.manifests,
+            None,
+            format!(
+                "manifests for servers with no configured upstream are unused: {}",
+                unused.join(", ")
+            ),
+        ));
     }
     match policy {
         Err(crate::policy::PolicyError::Invalid(mut p)) => {

@@ -1,0 +1,274 @@
+//! Real third-party MCP servers behind the gateway, each with its shipped manifest (every
+//! tool tiered and pinned): npm `@modelcontextprotocol/server-memory` and
+//! `server-everything` (installed by `npm ci`), PyPI `mcp-server-time` and
+//! `mcp-server-git` (installed into `.venv` by `.ci/run`). For each: the tools are listed,
+//! none quarantined; an allowed call returns the server's real answer; a call policy does
+//! not simply allow is refused, audited, and never changes the server's state.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{TestClient, read_lines, repo, text};
+use mcp_warden::config::Config;
+use mcp_warden::gateway::State;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use serde_json::{Value, json};
+
+/// Agents may read and write; `act` tools wait for an approver (none comes here).
+const POLICY: &str = "p, role:assistant, */*, read, allow\n\
+p, role:assistant, */*, transform, allow\n\
+p, role:assistant, */*, act, approve\n\
+g, agent:desktop, role:assistant\n\
+g, user:alice, role:assistant\n";
+
+fn installed(relative: &str, how: &str) -> PathBuf {
+    let bin = repo().join(relative);
+    assert!(
+        bin.exists(),
+        "{} is missing: {how} (.ci/run does)",
+        bin.display()
+    );
+    bin
+}
+
+fn npm(name: &str) -> PathBuf {
+    installed(&format!("node_modules/.bin/{name}"), "run `npm ci`")
+}
+
+fn pypi(name: &str) -> PathBuf {
+    installed(
+        &format!(".venv/bin/{name}"),
+        "run `python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt`",
+    )
+}
+
+struct Gateway {
+    dir: tempfile::TempDir,
+    client: RunningService<rmcp::RoleClient, TestClient>,
+}
+
+impl Gateway {
+    /// A gateway with the shipped manifests in front of one upstream (`[[upstream]]` body).
+    async fn start(upstream: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.csv"), POLICY).unwrap();
+        let config = format!(
+            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\n{}\n",
+            upstream(dir.path()),
+            repo = repo().display(),
+        );
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, config).unwrap();
+        let state = State::start(Config::load(&path).unwrap()).await.unwrap();
+        let (client, _) = common::connect(&state).await;
+        Self { dir, client }
+    }
+
+    async fn names(&self) -> Vec<String> {
+        let tools = self.client.peer().list_all_tools().await.unwrap();
+        tools.into_iter().map(|t| t.name.to_string()).collect()
+    }
+
+    async fn call(&self, name: &str, args: Value) -> CallToolResult {
+        let args = args.as_object().unwrap().clone();
+        self.client
+            .peer()
+            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args))
+            .await
+            .unwrap()
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        read_lines(&self.dir.path().join("audit.jsonl"))
+    }
+
+    /// Assert a call was refused for want of approval and audited, with no attempt.
+    fn assert_held(&self, result: &CallToolResult, tool: &str) {
+        assert_eq!(result.is_error, Some(true), "{result:?}");
+        assert!(
+            text(result).contains("expired after 1s without a decision"),
+            "{}",
+            text(result)
+        );
+        let audit = self.audit();
+        assert!(
+            !audit
+                .iter()
+                .any(|r| r["kind"] == "attempt" && r["tool"] == tool)
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["kind"] == "decision" && r["tool"] == tool)
+        );
+    }
+}
+
+fn manifest_tools(file: &str) -> usize {
+    let text = std::fs::read_to_string(repo().join("tool-manifests").join(file)).unwrap();
+    text.lines().filter(|l| l.starts_with("[tools.")).count()
+}
+
+#[tokio::test]
+async fn server_memory_reads_and_writes_but_never_deletes_without_a_human() {
+    let gw = Gateway::start(|dir| {
+        format!(
+            "id = \"memory\"\ncommand = \"{}\"\nenv = {{ MEMORY_FILE_PATH = \"{}\" }}",
+            npm("mcp-server-memory").display(),
+            dir.join("memory.jsonl").display()
+        )
+    })
+    .await;
+    assert_eq!(gw.names().await.len(), manifest_tools("memory.toml"));
+    let created = gw
+        .call(
+            "memory_create_entities",
+            json!({"entities": [{"name": "kettle", "entityType": "product", "observations": ["arrived broken"]}], "intent": "remember the complaint"}),
+        )
+        .await;
+    assert_ne!(created.is_error, Some(true), "{created:?}");
+    let found = gw
+        .call("memory_search_nodes", json!({"query": "kettle"}))
+        .await;
+    assert!(text(&found).contains("arrived broken"), "{}", text(&found));
+    let delete = gw
+        .call(
+            "memory_delete_entities",
+            json!({"entityNames": ["kettle"], "intent": "tidy up"}),
+        )
+        .await;
+    gw.assert_held(&delete, "delete_entities");
+    let still = gw
+        .call("memory_open_nodes", json!({"names": ["kettle"]}))
+        .await;
+    assert!(
+        text(&still).contains("kettle"),
+        "the server never saw the delete"
+    );
+}
+
+#[tokio::test]
+async fn server_everything_answers_through_the_gateway_and_keeps_its_environment_to_itself() {
+    let gw = Gateway::start(|_| {
+        format!(
+            "id = \"everything\"\ncommand = \"{}\"",
+            npm("mcp-server-everything").display()
+        )
+    })
+    .await;
+    let names = gw.names().await;
+    assert_eq!(names.len(), manifest_tools("everything.toml"), "{names:?}");
+    let echo = gw
+        .call("everything_echo", json!({"message": "through the gateway"}))
+        .await;
+    assert!(
+        text(&echo).contains("through the gateway"),
+        "{}",
+        text(&echo)
+    );
+    let sum = gw.call("everything_get-sum", json!({"a": 2, "b": 3})).await;
+    assert!(text(&sum).contains('5'), "{}", text(&sum));
+    let structured = gw
+        .call(
+            "everything_get-structured-content",
+            json!({"location": "New York"}),
+        )
+        .await;
+    assert!(
+        structured.structured_content.is_some(),
+        "structured content passes through: {structured:?}"
+    );
+    let env = gw
+        .call("everything_get-env", json!({"intent": "debug the config"}))
+        .await;
+    gw.assert_held(&env, "get-env");
+}
+
+#[tokio::test]
+async fn mcp_server_time_from_pypi_answers_through_the_gateway() {
+    let gw = Gateway::start(|_| {
+        format!(
+            "id = \"time\"\ncommand = \"{}\"",
+            pypi("mcp-server-time").display()
+        )
+    })
+    .await;
+    assert_eq!(
+        gw.names().await,
+        ["time_get_current_time", "time_convert_time"]
+    );
+    let now = gw
+        .call("time_get_current_time", json!({"timezone": "Europe/Paris"}))
+        .await;
+    assert_ne!(now.is_error, Some(true), "{now:?}");
+    assert!(text(&now).contains("Europe/Paris"), "{}", text(&now));
+    let bad = gw.call("time_get_current_time", json!({})).await;
+    assert_eq!(
+        bad.is_error,
+        Some(true),
+        "the server's own schema is enforced by the gateway"
+    );
+    assert!(gw.audit().iter().any(|r| r["stage"] == "arguments"));
+}
+
+#[tokio::test]
+async fn mcp_server_git_from_pypi_reads_the_repository_and_holds_a_reset() {
+    let repo_dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo_dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo_dir.path().join("a.txt"), "one").unwrap();
+    git(&["add", "a.txt"]);
+    git(&["commit", "-q", "-m", "first commit through the gateway"]);
+    std::fs::write(repo_dir.path().join("b.txt"), "two").unwrap();
+    git(&["add", "b.txt"]);
+    let path = repo_dir.path().display().to_string();
+    let gw = Gateway::start(|_| {
+        format!(
+            "id = \"git\"\ncommand = \"{}\"\nargs = [\"--repository\", \"{path}\"]",
+            pypi("mcp-server-git").display()
+        )
+    })
+    .await;
+    assert_eq!(gw.names().await.len(), manifest_tools("git.toml"));
+    let log = gw.call("git_git_log", json!({"repo_path": path})).await;
+    assert!(
+        text(&log).contains("first commit through the gateway"),
+        "{}",
+        text(&log)
+    );
+    let reset = gw
+        .call(
+            "git_git_reset",
+            json!({"repo_path": path, "intent": "start over"}),
+        )
+        .await;
+    gw.assert_held(&reset, "git_reset");
+    let staged = gw
+        .call("git_git_diff_staged", json!({"repo_path": path}))
+        .await;
+    assert!(
+        text(&staged).contains("b.txt"),
+        "the staged file is still staged: {}",
+        text(&staged)
+    );
+}
