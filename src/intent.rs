@@ -15,7 +15,7 @@ pub const MAX_LEN: usize = 2000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IntentError {
     #[error(
-        "missing `{field}`: add a `{field}` argument with one sentence saying why you are making this \
+        "missing `{field}`: add the `{field}` argument with one sentence saying why you are making this \
          call (or put it in `_meta[\"{META_KEY}\"]`); `{tier}` tools require it"
     )]
     Missing { field: String, tier: Tier },
@@ -101,7 +101,7 @@ mod tests {
             .unwrap_err();
             assert!(
                 err.to_string()
-                    .starts_with("missing `intent`: add a `intent` argument"),
+                    .starts_with("missing `intent`: add the `intent` argument"),
                 "{err}"
             );
         }

@@ -22,7 +22,7 @@ async fn transform_without_intent_is_refused() {
     assert_refused(
         &h,
         &result,
-        "missing `intent`: add a `intent` argument with one sentence",
+        "missing `intent`: add the `intent` argument with one sentence",
         "intent",
     );
 }
