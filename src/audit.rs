@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::approval;
-use crate::policy::Permitted;
+use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
 pub use record::{Outcome, Refusal, Stage, redacted};
 pub use show::describe;
 pub use verify::{VerifyError, verify};
@@ -40,6 +40,19 @@ pub struct Attested {
 impl Attested {
     pub fn permitted(&self) -> &Permitted {
         &self.permitted
+    }
+}
+
+/// A permitted access (a prompt) whose record is durably written. Only
+/// [`AuditLog::access`] makes one; the upstream requires one.
+#[derive(Debug)]
+pub struct AttestedAccess {
+    permitted: PermittedAccess,
+}
+
+impl AttestedAccess {
+    pub fn access(&self) -> &Access {
+        self.permitted.access()
     }
 }
 
@@ -84,6 +97,25 @@ impl AuditLog {
         let latency = attested.started.elapsed();
         self.append(record::outcome(&attested.permitted, outcome, latency))
             .await
+    }
+
+    /// Write the record of a permitted access (one record: accesses are lighter than tool
+    /// calls and have no outcome record).
+    pub async fn access(
+        &self,
+        permitted: PermittedAccess,
+    ) -> Result<AttestedAccess, (PermittedAccess, AuditError)> {
+        let fields = record::access(permitted.access(), permitted.decision(), None);
+        match self.append(fields).await {
+            Ok(()) => Ok(AttestedAccess { permitted }),
+            Err(e) => Err((permitted, e)),
+        }
+    }
+
+    /// Write the record of a refused access.
+    pub async fn access_refused(&self, refused: &RefusedAccess) -> Result<(), AuditError> {
+        let fields = record::access(&refused.access, &refused.decision, Some(&refused.message));
+        self.append(fields).await
     }
 
     /// Write a step in an approval's life (`requested`, `approved`, `denied`, `expired`,

@@ -4,14 +4,16 @@
 
 mod approve;
 mod call;
+mod prompts;
 mod state;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -83,6 +85,7 @@ impl ServerHandler for Gateway {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
+            .enable_prompts()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")))
@@ -117,6 +120,30 @@ impl ServerHandler for Gateway {
         call::run(&self.state, caller, request, context)
             .await
             .map(CallToolResponse::from)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let caller = self.caller(&context);
+        Ok(
+            ListPromptsResult::with_all_items(prompts::list(&self.state, &caller).await)
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let caller = self.caller(&context);
+        prompts::get(&self.state, caller, request)
+            .await
+            .map(GetPromptResponse::from)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {

@@ -67,6 +67,14 @@ struct RawManifest {
     owner: Option<String>,
     #[serde(default)]
     tools: BTreeMap<String, Spanned<RawTool>>,
+    #[serde(default)]
+    prompts: BTreeMap<String, Spanned<RawPrompt>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrompt {
+    tier: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +96,8 @@ pub struct Manifest {
     pub owner: Option<String>,
     pub file: PathBuf,
     pub tools: BTreeMap<String, ToolEntry>,
+    /// Prompts the owner tiers (any other prompt is `read`).
+    pub prompts: BTreeMap<String, Tier>,
 }
 
 /// What the owner says about one tool.
@@ -203,12 +213,27 @@ fn parse_one(file: &Path, text: &str, out: &mut Vec<Problem>) -> Option<Manifest
             tools.insert(name, entry);
         }
     }
+    let mut prompts = BTreeMap::new();
+    for (name, raw) in raw.prompts {
+        let tier = raw.into_inner().tier;
+        match tier.get_ref().parse::<Tier>() {
+            Ok(t) => {
+                prompts.insert(name, t);
+            }
+            Err(e) => out.push(Problem::error(
+                file,
+                Some(line_of(text, tier.span().start)),
+                format!("prompt `{name}`: {e}"),
+            )),
+        }
+    }
     let failed = out.iter().filter(|p| p.is_error()).count() > before;
     (!failed).then(|| Manifest {
         server: raw.server.into_inner(),
         owner: raw.owner,
         file: file.to_path_buf(),
         tools,
+        prompts,
     })
 }
 

@@ -8,6 +8,7 @@
 //! effect is asked of its own enforcer, built fresh from the checked rules (never
 //! reloaded in place, never disabled).
 
+mod access;
 mod rules;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::config::ActDefault;
 use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::problem::Problem;
+pub use access::{Access, AccessKind, PermittedAccess, RefusedAccess};
 pub use rules::Rule;
 
 /// What the policy says about one request.

@@ -5,6 +5,7 @@
 //! upstream on the next use. Knows nothing of policy.
 
 mod client;
+mod prompts;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use crate::approval;
 use crate::catalog::ToolRef;
 use crate::digest;
 use crate::identity::Caller;
-use crate::policy::{Decision, Permitted};
+use crate::policy::{Access, Decision, Permitted};
 
 /// The stage that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,6 +191,29 @@ pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> Map<Strin
         }
     }
     m.insert("latency_ms".into(), json!(latency.as_secs_f64() * 1000.0));
+    m
+}
+
+/// A prompt (or other non-tool) request: who, what, the decision and, when refused, why.
+pub fn access(access: &Access, decision: &Decision, error: Option<&str>) -> Map<String, Value> {
+    let call_id = uuid::Uuid::new_v4().to_string();
+    let mut m = base("access", &call_id, &access.caller);
+    m.insert("method".into(), json!(access.kind.method()));
+    m.insert("server".into(), json!(access.server));
+    m.insert("name".into(), json!(access.name));
+    m.insert("tier".into(), json!(access.tier));
+    let args = Value::Object(access.args.clone());
+    m.insert("args_digest".into(), json!(digest::canonical(&args)));
+    match error {
+        None => decision_fields(&mut m, decision),
+        Some(e) => {
+            m.insert("policy_effect".into(), json!(decision.effect));
+            m.insert("decision".into(), json!("deny"));
+            m.insert("rule".into(), json!(decision.rule));
+            m.insert("verdicts".into(), json!(decision.verdicts));
+            m.insert("error".into(), json!(e));
+        }
+    }
     m
 }
 

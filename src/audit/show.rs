@@ -27,6 +27,20 @@ pub fn describe(r: &Value) -> String {
             s("error")
         ),
         "approval" => event(r, &tool, &who),
+        "access" if s("decision") == "deny" => format!(
+            "REFUSED  {} {}/{} by {who}: {}",
+            s("method"),
+            s("server"),
+            s("name"),
+            s("error")
+        ),
+        "access" => format!(
+            "ALLOWED  {} {}/{} by {who}{}",
+            s("method"),
+            s("server"),
+            s("name"),
+            rule(r)
+        ),
         other => format!("{other} record"),
     };
     let intent = r
@@ -124,6 +138,12 @@ mod tests {
         assert_eq!(
             describe(&denied),
             "2026-11-22T20:00:01  DENIED   request 01234567 by user:carol: \"no\""
+        );
+        let access = json!({"ts": "2026-11-22T20:00:02Z", "kind": "access", "method": "prompts/get", "server": "demo",
+            "name": "customer_reply", "agent": "agent:desktop", "chain": ["agent:desktop"], "decision": "deny", "error": "denied"});
+        assert_eq!(
+            describe(&access),
+            "2026-11-22T20:00:02  REFUSED  prompts/get demo/customer_reply by agent:desktop: denied"
         );
     }
 }

@@ -1,0 +1,107 @@
+//! `prompts/list` and `prompts/get` through the gateway: prompts are namespaced like
+//! tools (`server_prompt`), tiered by the owner's manifest (`read` unless it says
+//! otherwise), shown only when policy allows the whole chain, and every get is decided
+//! and audited (one `access` record) before it is forwarded. A refusal is a JSON-RPC
+//! error: prompts have no tool-error result.
+
+use rmcp::ErrorData;
+use rmcp::model::{GetPromptRequestParams, GetPromptResult, Prompt};
+use serde_json::json;
+
+use super::State;
+use crate::config::SEPARATOR;
+use crate::identity::Caller;
+use crate::manifest::Tier;
+use crate::policy::{Access, AccessKind, Effect};
+
+/// The prompts this caller may get, from every upstream that answers.
+pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
+    let mut visible = Vec::new();
+    for server in state.upstreams.ids() {
+        let prompts = match state.upstreams.list_prompts(server).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e, "cannot list upstream prompts");
+                continue;
+            }
+        };
+        for mut prompt in prompts {
+            let access = access(state, caller, server, &prompt.name, Default::default());
+            if state
+                .policy
+                .decide(caller, &access.object(), access.tier)
+                .effect
+                == Effect::Allow
+            {
+                prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
+                visible.push(prompt);
+            }
+        }
+    }
+    visible
+}
+
+/// Decide, audit, then get one prompt.
+pub async fn get(
+    state: &State,
+    caller: Caller,
+    request: GetPromptRequestParams,
+) -> Result<GetPromptResult, ErrorData> {
+    let unknown = || {
+        ErrorData::invalid_params(
+            format!(
+                "unknown prompt `{}`: call prompts/list to see the prompts you may use",
+                request.name
+            ),
+            None,
+        )
+    };
+    let (server, name) = request.name.split_once(SEPARATOR).ok_or_else(unknown)?;
+    if state.config.upstream(server).is_none() {
+        return Err(unknown());
+    }
+    let args = request.arguments.clone().unwrap_or_default();
+    let permitted = match state
+        .policy
+        .authorize_access(access(state, &caller, server, name, args))
+    {
+        Ok(p) => p,
+        Err(refused) => {
+            if let Err(e) = state.audit.access_refused(&refused).await {
+                tracing::error!(error = %e, "a refused prompt request could not be audited");
+            }
+            let data = json!({"object": refused.access.object()});
+            return Err(ErrorData::invalid_request(refused.message, Some(data)));
+        }
+    };
+    let attested = state.audit.access(permitted).await.map_err(|(_, e)| {
+        ErrorData::internal_error(format!("{e}; the prompt was not fetched"), None)
+    })?;
+    state
+        .upstreams
+        .get_prompt(&attested)
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+fn access(
+    state: &State,
+    caller: &Caller,
+    server: &str,
+    name: &str,
+    args: serde_json::Map<String, serde_json::Value>,
+) -> Access {
+    let tier = state
+        .manifests
+        .get(server)
+        .and_then(|m| m.prompts.get(name).copied())
+        .unwrap_or(Tier::Read);
+    Access {
+        caller: caller.clone(),
+        kind: AccessKind::Prompt,
+        server: server.to_string(),
+        name: name.to_string(),
+        tier,
+        args,
+    }
+}

@@ -1,0 +1,104 @@
+//! Requests other than tool calls (prompts today): decided by the same policy, for every
+//! identity in the chain, at the tier the owner's manifest gives (`read` by default).
+//! They have no approval path: an `approve` effect refuses them with a message saying so.
+//! [`PermittedAccess`] is the only value the upstream accepts for them, and only
+//! [`Policy::authorize_access`] makes one.
+
+use serde_json::{Map, Value};
+
+use super::{Decision, Effect, Policy};
+use crate::identity::Caller;
+use crate::manifest::Tier;
+
+/// What kind of thing is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    Prompt,
+}
+
+impl AccessKind {
+    /// The MCP method, for the audit record.
+    pub fn method(self) -> &'static str {
+        match self {
+            AccessKind::Prompt => "prompts/get",
+        }
+    }
+
+    fn segment(self) -> &'static str {
+        match self {
+            AccessKind::Prompt => "prompts",
+        }
+    }
+}
+
+/// One request to decide.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub caller: Caller,
+    pub kind: AccessKind,
+    pub server: String,
+    /// The name on the upstream.
+    pub name: String,
+    pub tier: Tier,
+    pub args: Map<String, Value>,
+}
+
+impl Access {
+    /// The Casbin object: `server/prompts/name` (so `server/*` rules cover it, and rules
+    /// can single prompts out).
+    pub fn object(&self) -> String {
+        format!("{}/{}/{}", self.server, self.kind.segment(), self.name)
+    }
+}
+
+/// A decided access that may go upstream.
+#[derive(Debug)]
+pub struct PermittedAccess {
+    access: Access,
+    decision: Decision,
+}
+
+impl PermittedAccess {
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+/// A refused access, with what the caller is told.
+#[derive(Debug)]
+pub struct RefusedAccess {
+    pub access: Access,
+    pub decision: Decision,
+    pub message: String,
+}
+
+impl Policy {
+    /// Decide an access: allowed for the whole chain, or refused with the reason.
+    pub fn authorize_access(&self, access: Access) -> Result<PermittedAccess, Box<RefusedAccess>> {
+        let decision = self.decide(&access.caller, &access.object(), access.tier);
+        let message = match decision.effect {
+            // Every identity in the chain allows it.
+            Effect::Allow => return Ok(PermittedAccess { access, decision }),
+            // A deny, a missing rule or a Casbin error somewhere in the chain.
+            Effect::Deny => decision
+                .reason
+                .clone()
+                .unwrap_or_else(|| "denied by policy".into()),
+            // Only tool calls can wait for a human approver.
+            Effect::Approve => format!(
+                "`{}` requires a human approval by policy, which a {} request cannot wait for; ask for an `allow` rule",
+                access.object(),
+                access.kind.method()
+            ),
+        };
+        Err(Box::new(RefusedAccess {
+            access,
+            decision,
+            message,
+        }))
+    }
+}

@@ -1,0 +1,139 @@
+//! Prompts through the gateway: namespaced like tools, tiered by the owner's manifest
+//! (`read` unless it says otherwise), listed only when policy allows the caller's whole
+//! chain, and every get decided and audited before it reaches the upstream. A refused get
+//! is an error that says why, is audited, and never reaches the upstream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use common::{Harness, Setup};
+use rmcp::model::GetPromptRequestParams;
+use serde_json::json;
+
+/// This agent and its user may read everything of the demo server, and nothing more.
+const READ_ONLY: &str = "p, role:reader, demo/*, read, allow\n\
+g, agent:desktop, role:reader\n\
+g, user:alice, role:reader\n";
+
+fn get(name: &str) -> GetPromptRequestParams {
+    GetPromptRequestParams::new(name.to_string())
+        .with_arguments(json!({"title": "plan"}).as_object().unwrap().clone())
+}
+
+#[tokio::test]
+async fn prompts_are_namespaced_and_listed_by_policy_and_tier() {
+    let reader = Harness::with(Setup {
+        policy: Some(READ_ONLY.into()),
+        ..Setup::default()
+    })
+    .await;
+    let names: Vec<String> = reader
+        .client
+        .peer()
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["demo_summarize_note"],
+        "customer_reply is `transform` by its manifest"
+    );
+
+    let assistant = Harness::start().await;
+    let names: Vec<String> = assistant
+        .client
+        .peer()
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["demo_summarize_note", "demo_customer_reply"]);
+}
+
+#[tokio::test]
+async fn an_allowed_prompt_is_audited_then_fetched() {
+    let h = Harness::start().await;
+    let result = h
+        .client
+        .peer()
+        .get_prompt(get("demo_summarize_note"))
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&result.messages).unwrap();
+    assert!(
+        text.contains("Refund order 1001 once the customer confirms."),
+        "{text}"
+    );
+    assert_eq!(
+        h.upstream_calls(),
+        vec![json!({"prompt": "summarize_note", "args": {"title": "plan"}})]
+    );
+    let record = &h.audit()[0];
+    assert_eq!(
+        (
+            &record["kind"],
+            &record["method"],
+            &record["name"],
+            &record["decision"]
+        ),
+        (
+            &json!("access"),
+            &json!("prompts/get"),
+            &json!("summarize_note"),
+            &json!("allow")
+        )
+    );
+    assert_eq!(
+        record["args_digest"],
+        json!(mcp_warden::digest::canonical(&json!({"title": "plan"})))
+    );
+}
+
+#[tokio::test]
+async fn a_prompt_policy_does_not_allow_is_refused_audited_and_never_fetched() {
+    let h = Harness::with(Setup {
+        policy: Some(READ_ONLY.into()),
+        ..Setup::default()
+    })
+    .await;
+    let err = h
+        .client
+        .peer()
+        .get_prompt(get("demo_customer_reply"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no policy rule allows"), "{err}");
+    assert!(err.contains("demo/prompts/customer_reply"), "{err}");
+    assert!(h.upstream_calls().is_empty());
+    let record = &h.audit()[0];
+    assert_eq!(
+        (&record["kind"], &record["decision"]),
+        (&json!("access"), &json!("deny"))
+    );
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("no policy rule allows")
+    );
+
+    let unknown = h
+        .client
+        .peer()
+        .get_prompt(get("nope_x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown prompt `nope_x`"), "{unknown}");
+}
