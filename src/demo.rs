@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -257,6 +258,7 @@ impl ServerHandler for DemoTools {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_prompts()
+                .enable_completions()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -282,6 +284,23 @@ impl ServerHandler for DemoTools {
         self.log(json!({"prompt": request.name, "args": args}));
         let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
         prompts::get(&request.name, &args, &notes).map(GetPromptResponse::from)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.log(json!({"complete": request.argument.name, "value": request.argument.value}));
+        let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        let titles = notes
+            .keys()
+            .filter(|t| t.starts_with(&request.argument.value))
+            .cloned()
+            .collect();
+        let completion = CompletionInfo::new(titles)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(CompleteResult::new(completion))
     }
 
     async fn list_tools(

@@ -1,7 +1,8 @@
 //! Prompts through the gateway: namespaced like tools, tiered by the owner's manifest
 //! (`read` unless it says otherwise), listed only when policy allows the caller's whole
 //! chain, and every get decided and audited before it reaches the upstream. A refused get
-//! is an error that says why, is audited, and never reaches the upstream.
+//! is an error that says why, is audited, and never reaches the upstream. Completing a
+//! prompt's argument is decided like getting the prompt.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -136,4 +137,49 @@ async fn a_prompt_policy_does_not_allow_is_refused_audited_and_never_fetched() {
         .unwrap_err()
         .to_string();
     assert!(unknown.contains("unknown prompt `nope_x`"), "{unknown}");
+}
+
+#[tokio::test]
+async fn prompt_argument_completion_is_decided_like_the_prompt_and_audited() {
+    use rmcp::model::{ArgumentInfo, CompleteRequestParams, Reference};
+    let complete = |prompt: &str| {
+        CompleteRequestParams::new(
+            Reference::for_prompt(prompt),
+            ArgumentInfo::new("title", "pl"),
+        )
+    };
+    let h = Harness::with(Setup {
+        policy: Some(READ_ONLY.into()),
+        ..Setup::default()
+    })
+    .await;
+    let done = h
+        .client
+        .peer()
+        .complete(complete("demo_summarize_note"))
+        .await
+        .unwrap();
+    assert_eq!(done.completion.values, ["plan"]);
+    let record = &h.audit()[0];
+    assert_eq!(
+        (&record["method"], &record["name"], &record["decision"]),
+        (
+            &json!("completion/complete"),
+            &json!("summarize_note"),
+            &json!("allow")
+        )
+    );
+    let refused = h
+        .client
+        .peer()
+        .complete(complete("demo_customer_reply"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no policy rule allows"), "{refused}");
+    assert_eq!(
+        h.upstream_calls(),
+        vec![json!({"complete": "title", "value": "pl"})],
+        "the refused completion never reached the upstream"
+    );
 }

@@ -1,14 +1,18 @@
-//! `prompts/list` and `prompts/get` through the gateway: prompts are namespaced like
+//! `prompts/list`, `prompts/get` and prompt-argument `completion/complete` through the gateway: prompts are namespaced like
 //! tools (`server_prompt`), tiered by the owner's manifest (`read` unless it says
 //! otherwise), shown only when policy allows the whole chain, and every get is decided
 //! and audited (one `access` record) before it is forwarded. A refusal is a JSON-RPC
 //! error: prompts have no tool-error result.
 
 use rmcp::ErrorData;
-use rmcp::model::{GetPromptRequestParams, GetPromptResult, Prompt};
+use rmcp::model::{
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResult, Prompt,
+    Reference,
+};
 use serde_json::json;
 
 use super::State;
+use crate::audit::AttestedAccess;
 use crate::config::SEPARATOR;
 use crate::identity::Caller;
 use crate::manifest::Tier;
@@ -26,7 +30,14 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
             }
         };
         for mut prompt in prompts {
-            let access = access(state, caller, server, &prompt.name, Default::default());
+            let access = access(
+                state,
+                caller,
+                server,
+                &prompt.name,
+                AccessKind::Prompt,
+                Default::default(),
+            );
             if state
                 .policy
                 .decide(caller, &access.object(), access.tier)
@@ -47,36 +58,10 @@ pub async fn get(
     caller: Caller,
     request: GetPromptRequestParams,
 ) -> Result<GetPromptResult, ErrorData> {
-    let unknown = || {
-        ErrorData::invalid_params(
-            format!(
-                "unknown prompt `{}`: call prompts/list to see the prompts you may use",
-                request.name
-            ),
-            None,
-        )
-    };
-    let (server, name) = request.name.split_once(SEPARATOR).ok_or_else(unknown)?;
-    if state.config.upstream(server).is_none() {
-        return Err(unknown());
-    }
     let args = request.arguments.clone().unwrap_or_default();
-    let permitted = match state
-        .policy
-        .authorize_access(access(state, &caller, server, name, args))
-    {
-        Ok(p) => p,
-        Err(refused) => {
-            if let Err(e) = state.audit.access_refused(&refused).await {
-                tracing::error!(error = %e, "a refused prompt request could not be audited");
-            }
-            let data = json!({"object": refused.access.object()});
-            return Err(ErrorData::invalid_request(refused.message, Some(data)));
-        }
-    };
-    let attested = state.audit.access(permitted).await.map_err(|(_, e)| {
-        ErrorData::internal_error(format!("{e}; the prompt was not fetched"), None)
-    })?;
+    let (server, name) = route(state, &request.name)?;
+    let access = access(state, &caller, server, name, AccessKind::Prompt, args);
+    let attested = attest(state, access).await?;
     state
         .upstreams
         .get_prompt(&attested)
@@ -84,11 +69,76 @@ pub async fn get(
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
+/// Decide (as a get of the prompt), audit, then complete one of a prompt's arguments.
+pub async fn complete(
+    state: &State,
+    caller: Caller,
+    request: CompleteRequestParams,
+) -> Result<CompleteResult, ErrorData> {
+    let Reference::Prompt(prompt) = &request.r#ref else {
+        return Err(ErrorData::invalid_params(
+            "completion of resource templates is not passed through: the gateway does not front resources yet",
+            None,
+        ));
+    };
+    let (server, name) = route(state, &prompt.name)?;
+    let mut args = serde_json::Map::new();
+    args.insert(request.argument.name.clone(), json!(request.argument.value));
+    let access = access(
+        state,
+        &caller,
+        server,
+        name,
+        AccessKind::PromptCompletion,
+        args,
+    );
+    let attested = attest(state, access).await?;
+    state
+        .upstreams
+        .complete_prompt(&attested, request.argument, request.context)
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+/// `server_prompt` → (server, prompt) for a configured server.
+fn route<'a>(state: &State, name: &'a str) -> Result<(&'a str, &'a str), ErrorData> {
+    let unknown = || {
+        ErrorData::invalid_params(
+            format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use"),
+            None,
+        )
+    };
+    let (server, prompt) = name.split_once(SEPARATOR).ok_or_else(unknown)?;
+    if state.config.upstream(server).is_none() {
+        return Err(unknown());
+    }
+    Ok((server, prompt))
+}
+
+/// Policy, then the audit record: an attested access, or the error the caller gets (the
+/// refusal audited too).
+async fn attest(state: &State, access: Access) -> Result<AttestedAccess, ErrorData> {
+    let permitted = match state.policy.authorize_access(access) {
+        Ok(p) => p,
+        Err(refused) => {
+            if let Err(e) = state.audit.access_refused(&refused).await {
+                tracing::error!(error = %e, "a refused request could not be audited");
+            }
+            let data = json!({"object": refused.access.object()});
+            return Err(ErrorData::invalid_request(refused.message, Some(data)));
+        }
+    };
+    state.audit.access(permitted).await.map_err(|(_, e)| {
+        ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)
+    })
+}
+
 fn access(
     state: &State,
     caller: &Caller,
     server: &str,
     name: &str,
+    kind: AccessKind,
     args: serde_json::Map<String, serde_json::Value>,
 ) -> Access {
     let tier = state
@@ -98,7 +148,7 @@ fn access(
         .unwrap_or(Tier::Read);
     Access {
         caller: caller.clone(),
-        kind: AccessKind::Prompt,
+        kind,
         server: server.to_string(),
         name: name.to_string(),
         tier,

@@ -14,6 +14,8 @@ use crate::manifest::Tier;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessKind {
     Prompt,
+    /// Completion of a prompt's argument: decided on the prompt itself.
+    PromptCompletion,
 }
 
 impl AccessKind {
@@ -21,12 +23,13 @@ impl AccessKind {
     pub fn method(self) -> &'static str {
         match self {
             AccessKind::Prompt => "prompts/get",
+            AccessKind::PromptCompletion => "completion/complete",
         }
     }
 
     fn segment(self) -> &'static str {
         match self {
-            AccessKind::Prompt => "prompts",
+            AccessKind::Prompt | AccessKind::PromptCompletion => "prompts",
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Prompts on the upstreams: listing them (when the server offers prompts at all) and
 //! getting one, which takes an [`AttestedAccess`]: decided by policy and audited first.
 
-use rmcp::model::{GetPromptRequestParams, GetPromptResult, Prompt};
+use rmcp::model::{
+    ArgumentInfo, CompleteRequestParams, CompleteResult, CompletionContext, GetPromptRequestParams,
+    GetPromptResult, Prompt, Reference,
+};
 use rmcp::service::ServiceError;
 
 use super::{UpstreamError, Upstreams, unavailable};
@@ -23,6 +26,37 @@ impl Upstreams {
             .list_all_prompts()
             .await
             .map_err(|e| unavailable(server, &e))
+    }
+
+    /// Complete an argument of an attested prompt; nothing when the upstream offers no
+    /// completions.
+    pub async fn complete_prompt(
+        &self,
+        attested: &AttestedAccess,
+        argument: ArgumentInfo,
+        context: Option<CompletionContext>,
+    ) -> Result<CompleteResult, UpstreamError> {
+        let access = attested.access();
+        let server = access.server.as_str();
+        let service = self.service(server).await?;
+        let offers = service
+            .peer()
+            .peer_info()
+            .is_some_and(|info| info.capabilities.completions.is_some());
+        if !offers {
+            return Ok(CompleteResult::default());
+        }
+        let mut params =
+            CompleteRequestParams::new(Reference::for_prompt(access.name.clone()), argument);
+        params.context = context;
+        match service.peer().complete(params).await {
+            Ok(result) => Ok(result),
+            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
+                server: server.into(),
+                message: e.message.to_string(),
+            }),
+            Err(e) => Err(unavailable(server, &e)),
+        }
     }
 
     /// Get an attested prompt from its upstream.
