@@ -159,7 +159,11 @@ impl DemoTools {
                     .and_then(|n| n.get(&title).cloned())
                     .ok_or(format!("no note `{title}`"))
             }
-            "echo" => text("text"),
+            "echo" => {
+                let said = text("text")?;
+                log_entry(context, json!({"echoed": said})).await;
+                Ok(said)
+            }
             "slow_count" => slow_count(args, context).await,
             "write_note" => {
                 let (title, body) = (text("title")?, text("body")?);
@@ -251,7 +255,17 @@ fn received_headers(context: &RequestContext<RoleServer>) -> Option<Value> {
     Some(Value::Object(headers))
 }
 
+/// Send the client one `info` log entry (logger `demo-tools`).
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+async fn log_entry(context: &RequestContext<RoleServer>, data: Value) {
+    let entry =
+        rmcp::model::LoggingMessageNotificationParam::new(rmcp::model::LoggingLevel::Info, data)
+            .with_logger("demo-tools");
+    let _ = context.peer.notify_logging_message(entry).await;
+}
+
 impl ServerHandler for DemoTools {
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -259,6 +273,7 @@ impl ServerHandler for DemoTools {
                 .enable_tool_list_changed()
                 .enable_prompts()
                 .enable_completions()
+                .enable_logging()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -301,6 +316,16 @@ impl ServerHandler for DemoTools {
         let completion = CompletionInfo::new(titles)
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         Ok(CompleteResult::new(completion))
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log(json!({"set_level": request.level}));
+        Ok(())
     }
 
     async fn list_tools(

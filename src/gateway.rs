@@ -4,6 +4,7 @@
 
 mod approve;
 mod call;
+mod logging;
 mod prompts;
 mod state;
 
@@ -81,12 +82,14 @@ impl Gateway {
 }
 
 impl ServerHandler for Gateway {
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
             .enable_prompts()
             .enable_completions()
+            .enable_logging()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")))
@@ -154,6 +157,19 @@ impl ServerHandler for Gateway {
     ) -> Result<CompleteResult, ErrorData> {
         let caller = self.caller(&context);
         prompts::complete(&self.state, caller, request).await
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context);
+        self.state
+            .subscribe_logs(context.peer.clone(), caller, request.level)
+            .await;
+        Ok(())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {

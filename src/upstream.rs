@@ -5,6 +5,7 @@
 //! upstream on the next use. Knows nothing of policy.
 
 mod client;
+mod logging;
 mod prompts;
 
 use std::collections::HashMap;
@@ -25,6 +26,16 @@ use crate::audit::Attested;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 pub use client::ProgressRelay;
 use client::UpstreamClient;
+
+/// What upstreams tell the gateway on their own.
+#[derive(Debug, Clone)]
+pub enum UpstreamEvent {
+    /// `notifications/tools/list_changed` from this upstream.
+    ToolsChanged(String),
+    /// A `notifications/message` log entry from this upstream.
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
+    Log(String, rmcp::model::LoggingMessageNotificationParam),
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -59,17 +70,17 @@ struct Connection {
 pub struct Upstreams {
     connections: HashMap<String, Arc<Connection>>,
     relay: Arc<ProgressRelay>,
-    changed: mpsc::UnboundedSender<String>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
     timeout: Duration,
 }
 
 impl Upstreams {
     /// Prepare connections (nothing is started until [`Self::connect_all`] or first use).
-    /// Each `tools/list_changed` from an upstream sends its id on `changed`.
+    /// Tool-list changes and log entries from upstreams arrive on `events`.
     pub fn new(
         configs: &[UpstreamConfig],
         timeout: Duration,
-        changed: mpsc::UnboundedSender<String>,
+        events: mpsc::UnboundedSender<UpstreamEvent>,
     ) -> Self {
         let connections = configs
             .iter()
@@ -85,7 +96,7 @@ impl Upstreams {
         Self {
             connections,
             relay: Arc::new(ProgressRelay::default()),
-            changed,
+            events,
             timeout,
         }
     }
@@ -190,7 +201,7 @@ impl Upstreams {
             });
         }
         *last = Some(Instant::now());
-        let handler = UpstreamClient::new(server, self.relay.clone(), self.changed.clone());
+        let handler = UpstreamClient::new(server, self.relay.clone(), self.events.clone());
         let service = Arc::new(
             client::connect(&conn.config, handler)
                 .await

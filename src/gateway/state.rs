@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::manifest::{self, Manifests};
 use crate::policy::Policy;
 use crate::problem::{self, Problem};
-use crate::upstream::Upstreams;
+use crate::upstream::{UpstreamEvent, Upstreams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,6 +42,8 @@ pub struct State {
     page_url: std::sync::OnceLock<String>,
     /// Cancelled when the gateway is stopping: waiting calls answer and let go.
     stopping: tokio_util::sync::CancellationToken,
+    /// Clients that asked for upstream log entries.
+    pub(super) logs: super::logging::LogSubscribers,
 }
 
 /// Read the manifest files and policy files a config names.
@@ -122,6 +124,7 @@ impl State {
             peers: Mutex::new(Vec::new()),
             page_url: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
+            logs: Default::default(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
@@ -223,15 +226,20 @@ impl State {
 }
 
 /// Refresh the catalog for each upstream that reports a tool-list change, then pass the
-/// change on to every client.
+/// change on to every client; relay log entries to the clients that asked for them.
 async fn watch_changes(
     state: std::sync::Weak<State>,
-    mut changed: mpsc::UnboundedReceiver<String>,
+    mut events: mpsc::UnboundedReceiver<UpstreamEvent>,
 ) {
-    while let Some(id) = changed.recv().await {
+    while let Some(event) = events.recv().await {
         let Some(state) = state.upgrade() else { return };
-        if state.refresh(&id).await {
-            state.notify_list_changed().await;
+        match event {
+            UpstreamEvent::ToolsChanged(id) => {
+                if state.refresh(&id).await {
+                    state.notify_list_changed().await;
+                }
+            }
+            UpstreamEvent::Log(id, entry) => state.relay_log(&id, entry).await,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
+use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
     ProtocolVersion,
@@ -18,6 +20,7 @@ use rmcp::{ClientHandler, Peer, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use super::UpstreamEvent;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 
 /// Maps the progress token the gateway used upstream to the caller's peer and token.
@@ -67,19 +70,19 @@ impl ProgressRelay {
 pub struct UpstreamClient {
     server: String,
     relay: Arc<ProgressRelay>,
-    changed: mpsc::UnboundedSender<String>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
 }
 
 impl UpstreamClient {
     pub fn new(
         server: &str,
         relay: Arc<ProgressRelay>,
-        changed: mpsc::UnboundedSender<String>,
+        events: mpsc::UnboundedSender<UpstreamEvent>,
     ) -> Self {
         Self {
             server: server.to_string(),
             relay,
-            changed,
+            events,
         }
     }
 }
@@ -102,7 +105,20 @@ impl ClientHandler for UpstreamClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::info!(server = %self.server, "upstream tool list changed");
-        let _ = self.changed.send(self.server.clone());
+        let _ = self
+            .events
+            .send(UpstreamEvent::ToolsChanged(self.server.clone()));
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .events
+            .send(UpstreamEvent::Log(self.server.clone(), params));
     }
 
     fn get_info(&self) -> ClientConfig {

@@ -75,6 +75,9 @@ impl Setup {
 pub struct TestClient {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     pub list_changed: Arc<Notify>,
+    /// Log entries (`notifications/message`) received, as JSON.
+    pub logs: Arc<Mutex<Vec<Value>>>,
+    pub logged: Arc<Notify>,
 }
 
 impl ClientHandler for TestClient {
@@ -88,6 +91,19 @@ impl ClientHandler for TestClient {
 
     async fn on_tool_list_changed(&self, _c: NotificationContext<RoleClient>) {
         self.list_changed.notify_one();
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but still relayed
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _c: NotificationContext<RoleClient>,
+    ) {
+        self.logs
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(params).unwrap());
+        self.logged.notify_one();
     }
 }
 
@@ -217,7 +233,7 @@ pub async fn connect(state: &Arc<State>) -> (RunningService<RoleClient, TestClie
         state.clone(),
         state.config.stdio_identity.clone(),
         Listener::Stdio {
-            session: "test".into(),
+            session: format!("test:{}", uuid::Uuid::new_v4()),
         },
     );
     tokio::spawn(async move {
