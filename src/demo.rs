@@ -12,14 +12,16 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
     CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
-    ListPromptsResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig, Tool,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Map, Value, json};
 
 mod prompts;
+mod resources;
 
 /// The demo server's state: notes, sent messages, and whether the extra tool is shown.
 #[derive(Clone, Default)]
@@ -274,6 +276,7 @@ impl ServerHandler for DemoTools {
                 .enable_prompts()
                 .enable_completions()
                 .enable_logging()
+                .enable_resources()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -326,6 +329,35 @@ impl ServerHandler for DemoTools {
     ) -> Result<(), ErrorData> {
         self.log(json!({"set_level": request.level}));
         Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        Ok(ListResourcesResult::with_all_items(resources::list(&notes)))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.log(json!({"resource": request.uri}));
+        let notes = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        resources::read(&request.uri, &notes).map(ReadResourceResponse::from)
     }
 
     async fn list_tools(

@@ -6,6 +6,7 @@ mod approve;
 mod call;
 mod logging;
 mod prompts;
+mod resources;
 mod state;
 
 use std::borrow::Cow;
@@ -13,8 +14,10 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -90,6 +93,7 @@ impl ServerHandler for Gateway {
             .enable_prompts()
             .enable_completions()
             .enable_logging()
+            .enable_resources()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")))
@@ -148,6 +152,42 @@ impl ServerHandler for Gateway {
         prompts::get(&self.state, caller, request)
             .await
             .map(GetPromptResponse::from)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let caller = self.caller(&context);
+        Ok(
+            ListResourcesResult::with_all_items(resources::list(&self.state, &caller).await)
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private),
+        )
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let caller = self.caller(&context);
+        let templates = resources::templates(&self.state, &caller).await;
+        Ok(ListResourceTemplatesResult::with_all_items(templates)
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = self.caller(&context);
+        resources::read(&self.state, caller, request)
+            .await
+            .map(ReadResourceResponse::from)
     }
 
     async fn complete(

@@ -7,6 +7,7 @@
 mod client;
 mod logging;
 mod prompts;
+mod resources;
 
 use std::collections::HashMap;
 use std::sync::Arc;

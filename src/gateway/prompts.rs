@@ -117,7 +117,7 @@ fn route<'a>(state: &State, name: &'a str) -> Result<(&'a str, &'a str), ErrorDa
 
 /// Policy, then the audit record: an attested access, or the error the caller gets (the
 /// refusal audited too).
-async fn attest(state: &State, access: Access) -> Result<AttestedAccess, ErrorData> {
+pub(super) async fn attest(state: &State, access: Access) -> Result<AttestedAccess, ErrorData> {
     let permitted = match state.policy.authorize_access(access) {
         Ok(p) => p,
         Err(refused) => {

@@ -16,6 +16,8 @@ pub enum AccessKind {
     Prompt,
     /// Completion of a prompt's argument: decided on the prompt itself.
     PromptCompletion,
+    /// `resources/read`; the name is the upstream's own URI.
+    Resource,
 }
 
 impl AccessKind {
@@ -24,12 +26,14 @@ impl AccessKind {
         match self {
             AccessKind::Prompt => "prompts/get",
             AccessKind::PromptCompletion => "completion/complete",
+            AccessKind::Resource => "resources/read",
         }
     }
 
     fn segment(self) -> &'static str {
         match self {
             AccessKind::Prompt | AccessKind::PromptCompletion => "prompts",
+            AccessKind::Resource => "resources",
         }
     }
 }
@@ -47,8 +51,8 @@ pub struct Access {
 }
 
 impl Access {
-    /// The Casbin object: `server/prompts/name` (so `server/*` rules cover it, and rules
-    /// can single prompts out).
+    /// The Casbin object: `server/prompts/NAME` or `server/resources/URI` (so `server/*`
+    /// rules cover it, and rules can single prompts or resources out).
     pub fn object(&self) -> String {
         format!("{}/{}/{}", self.server, self.kind.segment(), self.name)
     }

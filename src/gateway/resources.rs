@@ -1,0 +1,122 @@
+//! `resources/list`, `resources/templates/list` and `resources/read` through the gateway.
+//! A resource's URI is namespaced by putting its upstream's id before its scheme
+//! (`note://plan` on upstream `demo` is `demo+note://plan`; ids cannot contain `+`, so
+//! the first `+` always splits correctly). Resources are `read`, shown only when policy
+//! allows the caller's whole chain (object `server/resources/URI`), and every read is
+//! decided and audited (one `access` record) before it is forwarded.
+
+use rmcp::ErrorData;
+use rmcp::model::{ReadResourceRequestParams, ReadResourceResult, Resource, ResourceTemplate};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::State;
+use super::prompts::attest;
+use crate::identity::Caller;
+use crate::manifest::Tier;
+use crate::policy::{Access, AccessKind, Effect};
+
+/// The URI a client sees for an upstream's `uri`.
+pub fn outer(server: &str, uri: &str) -> String {
+    format!("{server}+{uri}")
+}
+
+/// The resources this caller may read, from every upstream that answers.
+pub async fn list(state: &State, caller: &Caller) -> Vec<Resource> {
+    let mut visible = Vec::new();
+    for server in state.upstreams.ids() {
+        match state.upstreams.list_resources(server).await {
+            Ok(items) => visible.extend(renamed(state, caller, server, items, "uri")),
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e, "cannot list upstream resources")
+            }
+        }
+    }
+    visible
+}
+
+/// The resource templates this caller may use, from every upstream that answers.
+pub async fn templates(state: &State, caller: &Caller) -> Vec<ResourceTemplate> {
+    let mut visible = Vec::new();
+    for server in state.upstreams.ids() {
+        match state.upstreams.list_resource_templates(server).await {
+            Ok(items) => visible.extend(renamed(state, caller, server, items, "uriTemplate")),
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e, "cannot list upstream resource templates")
+            }
+        }
+    }
+    visible
+}
+
+/// Items whose `key` (a URI or URI template) policy lets this caller read, renamed.
+fn renamed<T: DeserializeOwned>(
+    state: &State,
+    caller: &Caller,
+    server: &str,
+    items: Vec<Value>,
+    key: &str,
+) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|mut item| {
+            let uri = item.get(key)?.as_str()?.to_string();
+            let object = access(caller, server, &uri).object();
+            if state.policy.decide(caller, &object, Tier::Read).effect != Effect::Allow {
+                return None;
+            }
+            *item.get_mut(key)? = Value::String(outer(server, &uri));
+            serde_json::from_value(item).ok()
+        })
+        .collect()
+}
+
+/// Decide, audit, then read one resource; the contents' URIs are renamed too.
+pub async fn read(
+    state: &State,
+    caller: Caller,
+    request: ReadResourceRequestParams,
+) -> Result<ReadResourceResult, ErrorData> {
+    let unknown = || {
+        ErrorData::resource_not_found(
+            format!(
+                "unknown resource `{}`: call resources/list to see the resources you may read",
+                request.uri
+            ),
+            None,
+        )
+    };
+    let (server, uri) = request.uri.split_once('+').ok_or_else(unknown)?;
+    if state.config.upstream(server).is_none() {
+        return Err(unknown());
+    }
+    let attested = attest(state, access(&caller, server, uri)).await?;
+    let result = state
+        .upstreams
+        .read_resource(&attested)
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let mut value = serde_json::to_value(&result).unwrap_or_default();
+    if let Some(contents) = value.get_mut("contents").and_then(Value::as_array_mut) {
+        for c in contents {
+            if let Some(uri) = c.get_mut("uri") {
+                let inner = uri.as_str().unwrap_or_default().to_string();
+                *uri = Value::String(outer(server, &inner));
+            }
+        }
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ErrorData::internal_error(format!("cannot rename the resource's contents: {e}"), None)
+    })
+}
+
+fn access(caller: &Caller, server: &str, uri: &str) -> Access {
+    Access {
+        caller: caller.clone(),
+        kind: AccessKind::Resource,
+        server: server.to_string(),
+        name: uri.to_string(),
+        tier: Tier::Read,
+        args: Default::default(),
+    }
+}

@@ -1,0 +1,124 @@
+//! Resources through the gateway: URIs namespaced by their upstream (`demo+note://plan`),
+//! listed (with templates) only as policy allows the caller's whole chain, and every read
+//! decided and audited before it reaches the upstream, with the contents' URIs renamed
+//! too. A refused or unknown read is an error that says why and never reaches the
+//! upstream.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use common::{Harness, Setup};
+use rmcp::model::ReadResourceRequestParams;
+use serde_json::json;
+
+fn read(uri: &str) -> ReadResourceRequestParams {
+    ReadResourceRequestParams::new(uri.to_string())
+}
+
+#[tokio::test]
+async fn resources_and_templates_are_listed_under_their_upstreams_name() {
+    let h = Harness::start().await;
+    let uris: Vec<String> = h
+        .client
+        .peer()
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(uris, ["demo+note://plan", "demo+note://welcome"]);
+    let templates: Vec<String> = h
+        .client
+        .peer()
+        .list_all_resource_templates()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.uri_template.clone())
+        .collect();
+    assert_eq!(templates, ["demo+note://{title}"]);
+}
+
+#[tokio::test]
+async fn an_allowed_read_is_audited_then_forwarded_with_uris_renamed() {
+    let h = Harness::start().await;
+    let result = h
+        .client
+        .peer()
+        .read_resource(read("demo+note://plan"))
+        .await
+        .unwrap();
+    let contents = serde_json::to_value(&result.contents).unwrap();
+    assert_eq!(
+        contents,
+        json!([{"uri": "demo+note://plan", "mimeType": "text/plain", "text": "Refund order 1001 once the customer confirms."}])
+    );
+    assert_eq!(h.upstream_calls(), vec![json!({"resource": "note://plan"})]);
+    let record = &h.audit()[0];
+    assert_eq!(
+        (
+            &record["kind"],
+            &record["method"],
+            &record["name"],
+            &record["decision"]
+        ),
+        (
+            &json!("access"),
+            &json!("resources/read"),
+            &json!("note://plan"),
+            &json!("allow")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_resource_policy_denies_is_hidden_refused_audited_and_never_read() {
+    let shipped = std::fs::read_to_string(common::repo().join("policies/policy.csv")).unwrap();
+    let h = Harness::with(Setup {
+        policy: Some(format!(
+            "{shipped}\np, role:assistant, demo/resources/note://plan, read, deny\n"
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let uris: Vec<String> = h
+        .client
+        .peer()
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(uris, ["demo+note://welcome"]);
+    let err = h
+        .client
+        .peer()
+        .read_resource(read("demo+note://plan"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("denied by policy rule"), "{err}");
+    let record = &h.audit()[0];
+    assert_eq!(
+        (&record["kind"], &record["decision"]),
+        (&json!("access"), &json!("deny"))
+    );
+    for bad in ["note://plan", "nope+note://plan"] {
+        let err = h
+            .client
+            .peer()
+            .read_resource(read(bad))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("unknown resource `{bad}`")), "{err}");
+    }
+    assert!(h.upstream_calls().is_empty(), "{:?}", h.upstream_calls());
+}
