@@ -3,7 +3,7 @@
 //! callers, their effective tier, whether they are quarantined (live definition no longer
 //! matches the pin), and what definition clients are shown. It does not authorise.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -62,6 +62,10 @@ pub struct ToolRef {
 pub enum CatalogError {
     #[error("unknown tool `{0}`: call tools/list to see the tools you may use")]
     Unknown(String),
+    #[error(
+        "tool `{0}` is offered by more than one upstream, so it is hidden; ask the operator to namespace them"
+    )]
+    Ambiguous(String),
 }
 
 /// All tools from all upstreams.
@@ -69,6 +73,9 @@ pub enum CatalogError {
 pub struct Catalog {
     by_server: BTreeMap<String, Vec<Arc<ToolRef>>>,
     by_name: HashMap<String, Arc<ToolRef>>,
+    /// Names two upstreams both offer (possible only with an upstream that has no
+    /// namespace): neither is listed or callable.
+    ambiguous: HashSet<String>,
 }
 
 impl Catalog {
@@ -76,24 +83,44 @@ impl Catalog {
     pub fn with_server(&self, server: &str, tools: Vec<Arc<ToolRef>>) -> Self {
         let mut by_server = self.by_server.clone();
         by_server.insert(server.to_string(), tools);
-        let by_name = by_server
-            .values()
-            .flatten()
-            .map(|t| (t.name.clone(), t.clone()))
-            .collect();
-        Self { by_server, by_name }
+        let mut by_name = HashMap::new();
+        let mut ambiguous = HashSet::new();
+        for t in by_server.values().flatten() {
+            if by_name.insert(t.name.clone(), t.clone()).is_some() {
+                ambiguous.insert(t.name.clone());
+            }
+        }
+        for name in &ambiguous {
+            by_name.remove(name);
+        }
+        Self {
+            by_server,
+            by_name,
+            ambiguous,
+        }
     }
 
     pub fn resolve(&self, name: &str) -> Result<Arc<ToolRef>, CatalogError> {
+        if self.ambiguous.contains(name) {
+            return Err(CatalogError::Ambiguous(name.to_string()));
+        }
         self.by_name
             .get(name)
             .cloned()
             .ok_or_else(|| CatalogError::Unknown(name.to_string()))
     }
 
-    /// Every tool, in server then upstream order.
+    /// Every tool but the ambiguous ones, in server then upstream order.
     pub fn tools(&self) -> impl Iterator<Item = &Arc<ToolRef>> {
-        self.by_server.values().flatten()
+        self.by_server
+            .values()
+            .flatten()
+            .filter(|t| !self.ambiguous.contains(&t.name))
+    }
+
+    /// Names offered by more than one upstream (hidden).
+    pub fn ambiguous(&self) -> impl Iterator<Item = &String> {
+        self.ambiguous.iter()
     }
 }
 
@@ -121,7 +148,11 @@ pub fn build_server(
         if entry.is_none() && !upstream.expose_unlisted {
             continue;
         }
-        let name = format!("{}{SEPARATOR}{tool}", upstream.id);
+        let name = if upstream.namespace {
+            format!("{}{SEPARATOR}{tool}", upstream.id)
+        } else {
+            tool.to_string()
+        };
         if !valid_tool_name(tool) || !valid_tool_name(&name) {
             warnings.push(format!("upstream `{}`: tool `{}` is hidden: its name must be 1-128 of A-Z a-z 0-9 _ - . once namespaced", upstream.id, tool.escape_default()));
             continue;
@@ -264,6 +295,7 @@ mod tests {
                 headers: Default::default(),
             },
             expose_unlisted,
+            namespace: true,
         }
     }
 
@@ -289,6 +321,38 @@ mod tests {
         let (exposed, _) = build_server(&upstream(true), &live, &m, "intent");
         assert_eq!(exposed[1].name, "fs_delete");
         assert_eq!(exposed[1].tier, Tier::Act);
+    }
+
+    #[test]
+    fn a_name_two_upstreams_offer_is_hidden_and_refused() {
+        let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
+        let (namespaced, _) = build_server(&upstream(false), &[tool("read")], &m, "intent");
+        let bare_upstream = UpstreamConfig {
+            id: "bare".into(),
+            namespace: false,
+            ..upstream(true)
+        };
+        let (bare, _) = build_server(
+            &bare_upstream,
+            &[tool("fs_read"), tool("other")],
+            &m,
+            "intent",
+        );
+        assert_eq!(
+            bare[0].name, "fs_read",
+            "no namespace: the upstream's own name"
+        );
+        let catalog = Catalog::default()
+            .with_server("fs", namespaced)
+            .with_server("bare", bare);
+        assert_eq!(
+            catalog.resolve("fs_read").unwrap_err(),
+            CatalogError::Ambiguous("fs_read".into())
+        );
+        assert_eq!(
+            catalog.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            vec!["other"]
+        );
     }
 
     #[test]

@@ -107,6 +107,7 @@ struct RawUpstream {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     expose_unlisted: bool,
+    namespace: Option<bool>,
 }
 
 /// The checked gateway configuration.
@@ -149,6 +150,9 @@ pub struct UpstreamConfig {
     pub id: String,
     pub transport: UpstreamTransport,
     pub expose_unlisted: bool,
+    /// Whether its tools, prompts and resources are shown under its id (`id_tool`,
+    /// `id+uri`); at most one upstream may go without.
+    pub namespace: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +204,15 @@ impl Config {
 
     pub fn upstream(&self, id: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.id == id)
+    }
+
+    /// The upstream a name belongs to: `id` + `separator` + rest for a namespaced
+    /// upstream, else the one upstream without a namespace, with the whole name.
+    pub fn route<'a>(&self, name: &'a str, separator: char) -> Option<(&UpstreamConfig, &'a str)> {
+        let namespaced = name
+            .split_once(separator)
+            .and_then(|(id, rest)| Some((self.upstream(id).filter(|u| u.namespace)?, rest)));
+        namespaced.or_else(|| Some((self.upstreams.iter().find(|u| !u.namespace)?, name)))
     }
 }
 
@@ -390,11 +403,20 @@ fn check_upstreams(
                 format!("upstream id `{}` is used twice", u.id),
             ));
         }
+        let namespace = u.namespace.unwrap_or(true);
+        if !namespace && upstreams.iter().any(|known| !known.namespace) {
+            out.push(Problem::error(
+                file,
+                line,
+                format!("upstream `{}`: only one upstream may set `namespace = false` (its names are shown as they are, and names from two would collide)", u.id),
+            ));
+        }
         if let Some(transport) = upstream_transport(&u, base, file, line, out) {
             upstreams.push(UpstreamConfig {
                 id: u.id,
                 transport,
                 expose_unlisted: u.expose_unlisted,
+                namespace,
             });
         }
     }

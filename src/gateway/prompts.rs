@@ -44,7 +44,9 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
                 .effect
                 == Effect::Allow
             {
-                prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
+                if state.config.upstream(server).is_none_or(|u| u.namespace) {
+                    prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
+                }
                 visible.push(prompt);
             }
         }
@@ -101,18 +103,15 @@ pub async fn complete(
 }
 
 /// `server_prompt` → (server, prompt) for a configured server.
-fn route<'a>(state: &State, name: &'a str) -> Result<(&'a str, &'a str), ErrorData> {
+fn route<'a>(state: &'a State, name: &'a str) -> Result<(&'a str, &'a str), ErrorData> {
     let unknown = || {
         ErrorData::invalid_params(
             format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use"),
             None,
         )
     };
-    let (server, prompt) = name.split_once(SEPARATOR).ok_or_else(unknown)?;
-    if state.config.upstream(server).is_none() {
-        return Err(unknown());
-    }
-    Ok((server, prompt))
+    let (upstream, prompt) = state.config.route(name, SEPARATOR).ok_or_else(unknown)?;
+    Ok((upstream.id.as_str(), prompt))
 }
 
 /// Policy, then the audit record: an attested access, or the error the caller gets (the

@@ -16,9 +16,13 @@ use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind, Effect};
 
-/// The URI a client sees for an upstream's `uri`.
-pub fn outer(server: &str, uri: &str) -> String {
-    format!("{server}+{uri}")
+/// The URI a client sees for an upstream's `uri` (unchanged for the upstream without a
+/// namespace).
+fn outer(state: &State, server: &str, uri: &str) -> String {
+    match state.config.upstream(server) {
+        Some(u) if !u.namespace => uri.to_string(),
+        _ => format!("{server}+{uri}"),
+    }
 }
 
 /// The resources this caller may read, from every upstream that answers.
@@ -65,7 +69,7 @@ fn renamed<T: DeserializeOwned>(
             if state.policy.decide(caller, &object, Tier::Read).effect != Effect::Allow {
                 return None;
             }
-            *item.get_mut(key)? = Value::String(outer(server, &uri));
+            *item.get_mut(key)? = Value::String(outer(state, server, &uri));
             serde_json::from_value(item).ok()
         })
         .collect()
@@ -86,10 +90,8 @@ pub async fn read(
             None,
         )
     };
-    let (server, uri) = request.uri.split_once('+').ok_or_else(unknown)?;
-    if state.config.upstream(server).is_none() {
-        return Err(unknown());
-    }
+    let (upstream, uri) = state.config.route(&request.uri, '+').ok_or_else(unknown)?;
+    let server = upstream.id.as_str();
     let attested = attest(state, access(&caller, server, uri)).await?;
     let result = state
         .upstreams
@@ -101,7 +103,7 @@ pub async fn read(
         for c in contents {
             if let Some(uri) = c.get_mut("uri") {
                 let inner = uri.as_str().unwrap_or_default().to_string();
-                *uri = Value::String(outer(server, &inner));
+                *uri = Value::String(outer(state, server, &inner));
             }
         }
     }

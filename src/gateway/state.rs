@@ -203,6 +203,9 @@ impl State {
         }
         if let Ok(mut catalog) = self.catalog.write() {
             *catalog = Arc::new(catalog.with_server(id, tools));
+            for name in catalog.ambiguous() {
+                tracing::warn!(tool = %name, "more than one upstream offers this tool name; it is hidden");
+            }
         }
         true
     }
