@@ -172,6 +172,9 @@ impl DemoTools {
                 if let Ok(mut n) = self.notes.lock() {
                     n.insert(title.clone(), body);
                 }
+                let updated =
+                    rmcp::model::ResourceUpdatedNotificationParam::new(format!("note://{title}"));
+                let _ = context.peer.notify_resource_updated(updated).await;
                 Ok(format!("saved `{title}`"))
             }
             "toggle_extra" => {
@@ -277,6 +280,7 @@ impl ServerHandler for DemoTools {
                 .enable_completions()
                 .enable_logging()
                 .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -348,6 +352,24 @@ impl ServerHandler for DemoTools {
         Ok(ListResourceTemplatesResult::with_all_items(
             resources::templates(),
         ))
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log(json!({"subscribe": request.uri}));
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log(json!({"unsubscribe": request.uri}));
+        Ok(())
     }
 
     async fn read_resource(

@@ -8,6 +8,7 @@ mod logging;
 mod prompts;
 mod resources;
 mod state;
+mod subscriptions;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ impl ServerHandler for Gateway {
             .enable_completions()
             .enable_logging()
             .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .enable_prompts_list_changed()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")))
@@ -188,6 +192,26 @@ impl ServerHandler for Gateway {
         resources::read(&self.state, caller, request)
             .await
             .map(ReadResourceResponse::from)
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context);
+        self.state
+            .subscribe_resource(context.peer.clone(), caller, request)
+            .await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = self.caller(&context);
+        self.state.unsubscribe_resource(&caller, request).await
     }
 
     async fn complete(

@@ -33,6 +33,10 @@ use client::UpstreamClient;
 pub enum UpstreamEvent {
     /// `notifications/tools/list_changed` from this upstream.
     ToolsChanged(String),
+    /// `notifications/resources/list_changed` or `prompts/list_changed`.
+    ListsChanged(String),
+    /// `notifications/resources/updated` for this upstream's URI.
+    ResourceUpdated(String, String),
     /// A `notifications/message` log entry from this upstream.
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
     Log(String, rmcp::model::LoggingMessageNotificationParam),

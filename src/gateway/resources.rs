@@ -18,7 +18,7 @@ use crate::policy::{Access, AccessKind, Effect};
 
 /// The URI a client sees for an upstream's `uri` (unchanged for the upstream without a
 /// namespace).
-fn outer(state: &State, server: &str, uri: &str) -> String {
+pub(super) fn outer(state: &State, server: &str, uri: &str) -> String {
     match state.config.upstream(server) {
         Some(u) if !u.namespace => uri.to_string(),
         _ => format!("{server}+{uri}"),
@@ -112,7 +112,7 @@ pub async fn read(
     })
 }
 
-fn access(caller: &Caller, server: &str, uri: &str) -> Access {
+pub(super) fn access(caller: &Caller, server: &str, uri: &str) -> Access {
     Access {
         caller: caller.clone(),
         kind: AccessKind::Resource,

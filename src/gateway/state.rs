@@ -44,6 +44,8 @@ pub struct State {
     stopping: tokio_util::sync::CancellationToken,
     /// Clients that asked for upstream log entries.
     pub(super) logs: super::logging::LogSubscribers,
+    /// Clients subscribed to resources.
+    pub(super) subscriptions: super::subscriptions::Subscriptions,
 }
 
 /// Read the manifest files and policy files a config names.
@@ -125,6 +127,7 @@ impl State {
             page_url: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
             logs: Default::default(),
+            subscriptions: Default::default(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
@@ -218,9 +221,17 @@ impl State {
         }
     }
 
-    async fn notify_list_changed(&self) {
+    /// The connected clients.
+    pub(super) fn peers(&self) -> Vec<Peer<RoleServer>> {
         let peers: Vec<Peer<RoleServer>> = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
-        for peer in peers.iter().filter(|p| !p.is_transport_closed()) {
+        peers
+            .into_iter()
+            .filter(|p| !p.is_transport_closed())
+            .collect()
+    }
+
+    async fn notify_list_changed(&self) {
+        for peer in self.peers() {
             if let Err(e) = peer.notify_tool_list_changed().await {
                 tracing::debug!(error = %e, "could not notify a client of a tool-list change");
             }
@@ -243,6 +254,10 @@ async fn watch_changes(
                 }
             }
             UpstreamEvent::Log(id, entry) => state.relay_log(&id, entry).await,
+            UpstreamEvent::ResourceUpdated(id, uri) => {
+                state.relay_resource_updated(&id, &uri).await
+            }
+            UpstreamEvent::ListsChanged(_) => state.relay_lists_changed().await,
         }
     }
 }

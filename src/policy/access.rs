@@ -18,6 +18,8 @@ pub enum AccessKind {
     PromptCompletion,
     /// `resources/read`; the name is the upstream's own URI.
     Resource,
+    /// `resources/subscribe`: reading every future update, decided like a read.
+    Subscription,
 }
 
 impl AccessKind {
@@ -27,13 +29,14 @@ impl AccessKind {
             AccessKind::Prompt => "prompts/get",
             AccessKind::PromptCompletion => "completion/complete",
             AccessKind::Resource => "resources/read",
+            AccessKind::Subscription => "resources/subscribe",
         }
     }
 
     fn segment(self) -> &'static str {
         match self {
             AccessKind::Prompt | AccessKind::PromptCompletion => "prompts",
-            AccessKind::Resource => "resources",
+            AccessKind::Resource | AccessKind::Subscription => "resources",
         }
     }
 }

@@ -110,6 +110,27 @@ impl ClientHandler for UpstreamClient {
             .send(UpstreamEvent::ToolsChanged(self.server.clone()));
     }
 
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let event = UpstreamEvent::ResourceUpdated(self.server.clone(), params.uri);
+        let _ = self.events.send(event);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self
+            .events
+            .send(UpstreamEvent::ListsChanged(self.server.clone()));
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self
+            .events
+            .send(UpstreamEvent::ListsChanged(self.server.clone()));
+    }
+
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
     async fn on_logging_message(
         &self,

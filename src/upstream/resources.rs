@@ -49,6 +49,37 @@ impl Upstreams {
             .collect())
     }
 
+    /// Subscribe to an attested resource's updates (when the upstream offers
+    /// subscriptions; otherwise nothing will come, which is not an error).
+    #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to subscribe
+    pub async fn subscribe(&self, attested: &AttestedAccess) -> Result<(), UpstreamError> {
+        let access = attested.access();
+        let server = access.server.as_str();
+        let Some(service) = self.with_resources(server).await? else {
+            return Ok(());
+        };
+        let params = rmcp::model::SubscribeRequestParams::new(access.name.clone());
+        service
+            .peer()
+            .subscribe(params)
+            .await
+            .map_err(|e| unavailable(server, &e))
+    }
+
+    /// Stop an upstream's updates for `uri` (nobody is subscribed any more).
+    #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to subscribe
+    pub async fn unsubscribe(&self, server: &str, uri: &str) -> Result<(), UpstreamError> {
+        let Some(service) = self.with_resources(server).await? else {
+            return Ok(());
+        };
+        let params = rmcp::model::UnsubscribeRequestParams::new(uri.to_string());
+        service
+            .peer()
+            .unsubscribe(params)
+            .await
+            .map_err(|e| unavailable(server, &e))
+    }
+
     /// Read an attested resource (its name is the upstream's own URI).
     pub async fn read_resource(
         &self,

@@ -78,6 +78,9 @@ pub struct TestClient {
     /// Log entries (`notifications/message`) received, as JSON.
     pub logs: Arc<Mutex<Vec<Value>>>,
     pub logged: Arc<Notify>,
+    /// URIs of `notifications/resources/updated` received.
+    pub updated: Arc<Mutex<Vec<String>>>,
+    pub update: Arc<Notify>,
 }
 
 impl ClientHandler for TestClient {
@@ -91,6 +94,15 @@ impl ClientHandler for TestClient {
 
     async fn on_tool_list_changed(&self, _c: NotificationContext<RoleClient>) {
         self.list_changed.notify_one();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _c: NotificationContext<RoleClient>,
+    ) {
+        self.updated.lock().unwrap().push(params.uri);
+        self.update.notify_one();
     }
 
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but still relayed
