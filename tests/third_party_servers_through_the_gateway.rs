@@ -186,6 +186,33 @@ async fn server_everything_answers_through_the_gateway_and_keeps_its_environment
         structured.structured_content.is_some(),
         "structured content passes through: {structured:?}"
     );
+    let links = gw
+        .call("everything_get-resource-links", json!({"count": 2}))
+        .await;
+    let content = serde_json::to_value(&links.content).unwrap();
+    let uris: Vec<String> = content
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "resource_link")
+        .map(|c| c["uri"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(uris.len(), 2, "{content}");
+    assert!(
+        uris.iter().all(|u| u.starts_with("everything+")),
+        "links are renamed: {uris:?}"
+    );
+    let read = gw
+        .client
+        .peer()
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(uris[0].clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&read.contents).unwrap()[0]["uri"],
+        uris[0].as_str(),
+        "a renamed link reads through the gateway"
+    );
     let env = gw
         .call("everything_get-env", json!({"intent": "debug the config"}))
         .await;

@@ -172,7 +172,11 @@ pub async fn run(
         progress_token: context.meta.get_progress_token(),
         cancelled: context.ct.clone(),
     };
-    let result = state.upstreams.forward(&attested, downstream).await;
+    let result = state
+        .upstreams
+        .forward(&attested, downstream)
+        .await
+        .map(|r| super::resources::rename_links(state, &tool.server, r));
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),

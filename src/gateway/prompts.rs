@@ -68,6 +68,7 @@ pub async fn get(
         .upstreams
         .get_prompt(&attested)
         .await
+        .map(|r| super::resources::rename_links(state, server, r))
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 

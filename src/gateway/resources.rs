@@ -122,3 +122,44 @@ pub(super) fn access(caller: &Caller, server: &str, uri: &str) -> Access {
         args: Default::default(),
     }
 }
+
+/// `value` with the URIs of its resource links and embedded resources renamed for
+/// `server` (tool results, prompt messages), so a client can read what it is pointed at.
+/// `structuredContent` is the tool's own data and is left alone.
+pub(super) fn rename_links<T>(state: &State, server: &str, value: T) -> T
+where
+    T: serde::Serialize + DeserializeOwned,
+{
+    if state.config.upstream(server).is_some_and(|u| !u.namespace) {
+        return value;
+    }
+    let Ok(mut json) = serde_json::to_value(&value) else {
+        return value;
+    };
+    rename_in(state, server, &mut json);
+    serde_json::from_value(json).unwrap_or(value)
+}
+
+fn rename_in(state: &State, server: &str, json: &mut Value) {
+    match json {
+        Value::Array(items) => items.iter_mut().for_each(|i| rename_in(state, server, i)),
+        Value::Object(map) => {
+            let kind = map.get("type").and_then(Value::as_str).map(str::to_string);
+            let target = match kind.as_deref() {
+                Some("resource_link") => map.get_mut("uri"),
+                Some("resource") => map.get_mut("resource").and_then(|r| r.get_mut("uri")),
+                _ => None,
+            };
+            if let Some(uri) = target {
+                let inner = uri.as_str().unwrap_or_default().to_string();
+                *uri = Value::String(outer(state, server, &inner));
+            }
+            for (key, v) in map.iter_mut() {
+                if key != "structuredContent" {
+                    rename_in(state, server, v);
+                }
+            }
+        }
+        _ => {}
+    }
+}
