@@ -176,7 +176,16 @@ pub async fn run(
         .upstreams
         .forward(&attested, downstream)
         .await
-        .map(|r| super::resources::rename_links(state, &tool.server, r));
+        .map(|r| {
+            let links = r
+                .content
+                .iter()
+                .any(|c| c.as_resource_link().is_some() || c.as_resource().is_some());
+            match links {
+                true => super::resources::rename_links(state, &tool.server, r),
+                false => r,
+            }
+        });
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
