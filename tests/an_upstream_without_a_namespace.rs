@@ -34,15 +34,7 @@ async fn tools_prompts_and_resources_keep_their_own_names() {
         (&json!("demo"), &json!("echo"))
     );
 
-    let prompts: Vec<String> = h
-        .client
-        .peer()
-        .list_all_prompts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let prompts: Vec<String> = h.prompt_names().await;
     assert_eq!(prompts, ["summarize_note", "customer_reply"]);
     let args = json!({"title": "plan"}).as_object().unwrap().clone();
     let prompt = h
@@ -57,15 +49,7 @@ async fn tools_prompts_and_resources_keep_their_own_names() {
             .contains("Refund order 1001")
     );
 
-    let uris: Vec<String> = h
-        .client
-        .peer()
-        .list_all_resources()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.uri.clone())
-        .collect();
+    let uris: Vec<String> = h.resource_uris().await;
     assert_eq!(uris, ["note://plan", "note://welcome"]);
     let read = h
         .client

@@ -15,8 +15,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{EXE, Setup, repo, write_setup};
-use mcp_warden::config::Config;
-use mcp_warden::gateway::State;
 use serde_json::Value;
 
 fn node24() -> PathBuf {
@@ -123,16 +121,7 @@ fn the_inspector_cli_works_over_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_cli_works_over_streamable_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_setup(dir.path(), &Setup::default());
-    let state = State::start(Config::load(&config).unwrap()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(mcp_warden::transport::serve_http(
-        state,
-        listener,
-        std::future::pending(),
-    ));
+    let (dir, url) = common::http_gateway(&Setup::default()).await;
     let path = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || check(&path, &[url.as_str()]))
         .await

@@ -33,15 +33,7 @@ async fn prompts_are_namespaced_and_listed_by_policy_and_tier() {
         ..Setup::default()
     })
     .await;
-    let names: Vec<String> = reader
-        .client
-        .peer()
-        .list_all_prompts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names: Vec<String> = reader.prompt_names().await;
     assert_eq!(
         names,
         ["demo_summarize_note"],
@@ -49,15 +41,7 @@ async fn prompts_are_namespaced_and_listed_by_policy_and_tier() {
     );
 
     let assistant = Harness::start().await;
-    let names: Vec<String> = assistant
-        .client
-        .peer()
-        .list_all_prompts()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let names: Vec<String> = assistant.prompt_names().await;
     assert_eq!(names, ["demo_summarize_note", "demo_customer_reply"]);
 }
 

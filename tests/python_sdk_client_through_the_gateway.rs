@@ -16,8 +16,6 @@ mod common;
 use std::path::Path;
 
 use common::{EXE, Setup, read_lines, repo, write_setup};
-use mcp_warden::config::Config;
-use mcp_warden::gateway::State;
 use serde_json::Value;
 
 fn python_client(args: &[&str]) -> Value {
@@ -93,16 +91,7 @@ fn the_python_sdk_client_works_over_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_client_works_over_streamable_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_setup(dir.path(), &Setup::default());
-    let state = State::start(Config::load(&config).unwrap()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(mcp_warden::transport::serve_http(
-        state,
-        listener,
-        std::future::pending(),
-    ));
+    let (dir, url) = common::http_gateway(&Setup::default()).await;
     let seen = tokio::task::spawn_blocking(move || python_client(&["http", &url]))
         .await
         .unwrap();

@@ -23,15 +23,7 @@ fn read(uri: &str) -> ReadResourceRequestParams {
 #[tokio::test]
 async fn resources_and_templates_are_listed_under_their_upstreams_name() {
     let h = Harness::start().await;
-    let uris: Vec<String> = h
-        .client
-        .peer()
-        .list_all_resources()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.uri.clone())
-        .collect();
+    let uris: Vec<String> = h.resource_uris().await;
     assert_eq!(uris, ["demo+note://plan", "demo+note://welcome"]);
     let templates: Vec<String> = h
         .client
@@ -87,15 +79,7 @@ async fn a_resource_policy_denies_is_hidden_refused_audited_and_never_read() {
         ..Setup::default()
     })
     .await;
-    let uris: Vec<String> = h
-        .client
-        .peer()
-        .list_all_resources()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.uri.clone())
-        .collect();
+    let uris: Vec<String> = h.resource_uris().await;
     assert_eq!(uris, ["demo+note://welcome"]);
     let err = h
         .client

@@ -327,3 +327,33 @@ pub async fn first_pending(h: &Harness) -> mcp_warden::approval::Request {
     }
     panic!("no approval request was created");
 }
+
+impl Harness {
+    /// The names of the prompts this client is shown.
+    pub async fn prompt_names(&self) -> Vec<String> {
+        let prompts = self.client.peer().list_all_prompts().await.unwrap();
+        prompts.into_iter().map(|p| p.name).collect()
+    }
+
+    /// The URIs of the resources this client is shown.
+    pub async fn resource_uris(&self) -> Vec<String> {
+        let resources = self.client.peer().list_all_resources().await.unwrap();
+        resources.into_iter().map(|r| r.uri.clone()).collect()
+    }
+}
+
+/// A gateway for `setup` served over Streamable HTTP on a free loopback port, running
+/// until the test ends; returns its directory and its `/mcp` URL.
+pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), setup);
+    let state = State::start(Config::load(&config).unwrap()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(mcp_warden::transport::serve_http(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    (dir, url)
+}
