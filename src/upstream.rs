@@ -1,8 +1,10 @@
 //! Connections to the tool servers the gateway fronts: child processes over stdio and
 //! Streamable HTTP servers, each an rmcp client. Forwards attested calls (and only those:
-//! [`Upstreams::forward`] takes an [`Attested`]), relays progress back to the caller and
-//! cancellation to the upstream, reports `tools/list_changed`, and reconnects a dead
-//! upstream on the next use. Knows nothing of policy.
+//! [`Upstreams::forward`] takes an [`Attested`]; prompts and resources take an
+//! [`crate::audit::AttestedAccess`]), relays progress back to the caller and cancellation
+//! to the upstream, reports list changes, resource updates and log entries as
+//! [`UpstreamEvent`]s, and reconnects a dead upstream on the next use. Knows nothing of
+//! policy.
 
 mod client;
 mod logging;
