@@ -68,12 +68,15 @@ struct RawManifest {
     #[serde(default)]
     tools: BTreeMap<String, Spanned<RawTool>>,
     #[serde(default)]
-    prompts: BTreeMap<String, Spanned<RawPrompt>>,
+    prompts: BTreeMap<String, Spanned<RawTiered>>,
+    #[serde(default)]
+    resources: BTreeMap<String, Spanned<RawTiered>>,
 }
 
+/// A prompt's or resource prefix's entry: only a tier.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPrompt {
+struct RawTiered {
     tier: Spanned<String>,
 }
 
@@ -98,6 +101,20 @@ pub struct Manifest {
     pub tools: BTreeMap<String, ToolEntry>,
     /// Prompts the owner tiers (any other prompt is `read`).
     pub prompts: BTreeMap<String, Tier>,
+    /// Resource URI prefixes the owner tiers; the longest matching prefix wins (any other
+    /// resource is `read`).
+    pub resources: BTreeMap<String, Tier>,
+}
+
+impl Manifest {
+    /// The tier of a resource: its longest tiered URI prefix's, else `read`.
+    pub fn resource_tier(&self, uri: &str) -> Tier {
+        self.resources
+            .iter()
+            .filter(|(prefix, _)| uri.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(Tier::Read, |(_, tier)| *tier)
+    }
 }
 
 /// What the owner says about one tool.
@@ -213,20 +230,8 @@ fn parse_one(file: &Path, text: &str, out: &mut Vec<Problem>) -> Option<Manifest
             tools.insert(name, entry);
         }
     }
-    let mut prompts = BTreeMap::new();
-    for (name, raw) in raw.prompts {
-        let tier = raw.into_inner().tier;
-        match tier.get_ref().parse::<Tier>() {
-            Ok(t) => {
-                prompts.insert(name, t);
-            }
-            Err(e) => out.push(Problem::error(
-                file,
-                Some(line_of(text, tier.span().start)),
-                format!("prompt `{name}`: {e}"),
-            )),
-        }
-    }
+    let prompts = tiers("prompt", raw.prompts, text, file, out);
+    let resources = tiers("resources", raw.resources, text, file, out);
     let failed = out.iter().filter(|p| p.is_error()).count() > before;
     (!failed).then(|| Manifest {
         server: raw.server.into_inner(),
@@ -234,7 +239,33 @@ fn parse_one(file: &Path, text: &str, out: &mut Vec<Problem>) -> Option<Manifest
         file: file.to_path_buf(),
         tools,
         prompts,
+        resources,
     })
+}
+
+/// Checked `[prompts.NAME]` or `[resources."PREFIX"]` tiers.
+fn tiers(
+    what: &str,
+    raw: BTreeMap<String, Spanned<RawTiered>>,
+    text: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> BTreeMap<String, Tier> {
+    let mut checked = BTreeMap::new();
+    for (name, entry) in raw {
+        let tier = entry.into_inner().tier;
+        match tier.get_ref().parse::<Tier>() {
+            Ok(t) => {
+                checked.insert(name, t);
+            }
+            Err(e) => out.push(Problem::error(
+                file,
+                Some(line_of(text, tier.span().start)),
+                format!("{what} `{name}`: {e}"),
+            )),
+        }
+    }
+    checked
 }
 
 fn check_tool(

@@ -106,3 +106,30 @@ async fn a_resource_policy_denies_is_hidden_refused_audited_and_never_read() {
     }
     assert!(h.upstream_calls().is_empty(), "{:?}", h.upstream_calls());
 }
+
+#[tokio::test]
+async fn an_owner_can_tier_resources_by_uri_prefix() {
+    let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
+    let h = Harness::with(Setup {
+        manifest: Some(format!(
+            "{shipped}\n[resources.\"note://pl\"]\ntier = \"act\"\n"
+        )),
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(
+        h.resource_uris().await,
+        ["demo+note://welcome"],
+        "the assistant's `act` calls need approval, which reads cannot wait for"
+    );
+    let err = h
+        .client
+        .peer()
+        .read_resource(read("demo+note://plan"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("requires a human approval by policy"), "{err}");
+    assert_eq!(h.audit()[0]["tier"], "act");
+    assert!(h.upstream_calls().is_empty());
+}

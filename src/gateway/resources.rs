@@ -65,8 +65,13 @@ fn renamed<T: DeserializeOwned>(
         .into_iter()
         .filter_map(|mut item| {
             let uri = item.get(key)?.as_str()?.to_string();
-            let object = access(caller, server, &uri).object();
-            if state.policy.decide(caller, &object, Tier::Read).effect != Effect::Allow {
+            let wanted = access(state, caller, server, &uri);
+            if state
+                .policy
+                .decide(caller, &wanted.object(), wanted.tier)
+                .effect
+                != Effect::Allow
+            {
                 return None;
             }
             *item.get_mut(key)? = Value::String(outer(state, server, &uri));
@@ -92,7 +97,7 @@ pub async fn read(
     };
     let (upstream, uri) = state.config.route(&request.uri, '+').ok_or_else(unknown)?;
     let server = upstream.id.as_str();
-    let attested = attest(state, access(&caller, server, uri)).await?;
+    let attested = attest(state, access(state, &caller, server, uri)).await?;
     let result = state
         .upstreams
         .read_resource(&attested)
@@ -112,13 +117,19 @@ pub async fn read(
     })
 }
 
-pub(super) fn access(caller: &Caller, server: &str, uri: &str) -> Access {
+/// A read of `uri` on `server`, at the tier the owner's manifest gives it (`read`
+/// unless a `[resources."PREFIX"]` entry says otherwise).
+pub(super) fn access(state: &State, caller: &Caller, server: &str, uri: &str) -> Access {
+    let tier = state
+        .manifests
+        .get(server)
+        .map_or(Tier::Read, |m| m.resource_tier(uri));
     Access {
         caller: caller.clone(),
         kind: AccessKind::Resource,
         server: server.to_string(),
         name: uri.to_string(),
-        tier: Tier::Read,
+        tier,
         args: Default::default(),
     }
 }

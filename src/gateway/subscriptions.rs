@@ -15,7 +15,6 @@ use super::State;
 use super::prompts::attest;
 use super::resources::{access, outer};
 use crate::identity::Caller;
-use crate::manifest::Tier;
 use crate::policy::{AccessKind, Effect};
 
 struct Subscription {
@@ -40,7 +39,7 @@ impl State {
         request: SubscribeRequestParams,
     ) -> Result<(), ErrorData> {
         let (server, uri) = self.route_resource(&request.uri)?;
-        let mut wanted = access(&caller, &server, &uri);
+        let mut wanted = access(self, &caller, &server, &uri);
         wanted.kind = AccessKind::Subscription;
         let attested = attest(self, wanted).await?;
         let first = {
@@ -95,18 +94,16 @@ impl State {
 
     /// Pass an upstream's update to the clients subscribed that may still read it.
     pub async fn relay_resource_updated(&self, server: &str, uri: &str) {
-        let object = access(
-            &Caller::from_config(&self.config.stdio_identity, ""),
-            server,
-            uri,
-        )
-        .object();
         let targets: Vec<Peer<RoleServer>> = match self.subscriptions.list.lock() {
             Ok(list) => list
                 .iter()
                 .filter(|s| s.server == server && s.uri == uri && !s.peer.is_transport_closed())
                 .filter(|s| {
-                    self.policy.decide(&s.caller, &object, Tier::Read).effect == Effect::Allow
+                    let wanted = access(self, &s.caller, server, uri);
+                    self.policy
+                        .decide(&s.caller, &wanted.object(), wanted.tier)
+                        .effect
+                        == Effect::Allow
                 })
                 .map(|s| s.peer.clone())
                 .collect(),
