@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
-    ProgressToken, Request, ServerResult,
+    ProgressToken, Request, ServerCapabilities, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -174,16 +174,23 @@ impl Upstreams {
                 server: server.into(),
                 message: "unexpected answer to tools/call".into(),
             }),
-            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
-                server: server.into(),
-                message: e.message.to_string(),
-            }),
-            Err(ServiceError::Timeout { timeout }) => Err(UpstreamError::Timeout {
-                server: server.into(),
-                secs: timeout.as_secs(),
-            }),
-            Err(e) => Err(unavailable(server, &e)),
+            Err(e) => Err(failed(server, e)),
         }
+    }
+
+    /// The running connection to `server` if it declares the capability `offers` looks
+    /// for; `None` when it does not (asking would only get "method not found").
+    async fn offering(
+        &self,
+        server: &str,
+        offers: impl Fn(&ServerCapabilities) -> bool,
+    ) -> Result<Option<Arc<Service>>, UpstreamError> {
+        let service = self.service(server).await?;
+        let declared = service
+            .peer()
+            .peer_info()
+            .is_some_and(|info| offers(&info.capabilities));
+        Ok(declared.then_some(service))
     }
 
     /// The running connection to `server`, (re)connecting if it is not running; at most
@@ -228,6 +235,22 @@ impl Upstreams {
                 service.cancellation_token().cancel();
             }
         }
+    }
+}
+
+/// A request the upstream did not answer with a result: its own refusal, a timeout, or
+/// the connection failing.
+fn failed(server: &str, e: ServiceError) -> UpstreamError {
+    match e {
+        ServiceError::McpError(e) => UpstreamError::Refused {
+            server: server.into(),
+            message: e.message.to_string(),
+        },
+        ServiceError::Timeout { timeout } => UpstreamError::Timeout {
+            server: server.into(),
+            secs: timeout.as_secs(),
+        },
+        e => unavailable(server, &e),
     }
 }
 

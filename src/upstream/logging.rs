@@ -11,16 +11,9 @@ impl Upstreams {
     /// Upstreams that are down or refuse are skipped (logged), never an error.
     pub async fn set_level(&self, level: LoggingLevel) {
         for server in self.ids() {
-            let Ok(service) = self.service(server).await else {
+            let Ok(Some(service)) = self.offering(server, |c| c.logging.is_some()).await else {
                 continue;
             };
-            let offers = service
-                .peer()
-                .peer_info()
-                .is_some_and(|info| info.capabilities.logging.is_some());
-            if !offers {
-                continue;
-            }
             if let Err(e) = service
                 .peer()
                 .set_level(SetLevelRequestParams::new(level))

@@ -5,27 +5,18 @@ use rmcp::model::{
     ArgumentInfo, CompleteRequestParams, CompleteResult, CompletionContext, GetPromptRequestParams,
     GetPromptResult, Prompt, Reference,
 };
-use rmcp::service::ServiceError;
 
-use super::{UpstreamError, Upstreams, unavailable};
+use super::{UpstreamError, Upstreams, failed};
 use crate::audit::AttestedAccess;
 
 impl Upstreams {
     /// The prompts one upstream offers; none when it does not offer prompts.
     pub async fn list_prompts(&self, server: &str) -> Result<Vec<Prompt>, UpstreamError> {
-        let service = self.service(server).await?;
-        let offers = service
-            .peer()
-            .peer_info()
-            .is_some_and(|info| info.capabilities.prompts.is_some());
-        if !offers {
+        let Some(service) = self.offering(server, |c| c.prompts.is_some()).await? else {
             return Ok(Vec::new());
-        }
-        service
-            .peer()
-            .list_all_prompts()
-            .await
-            .map_err(|e| unavailable(server, &e))
+        };
+        let listed = service.peer().list_all_prompts().await;
+        listed.map_err(|e| failed(server, e))
     }
 
     /// Complete an argument of an attested prompt; nothing when the upstream offers no
@@ -38,25 +29,14 @@ impl Upstreams {
     ) -> Result<CompleteResult, UpstreamError> {
         let access = attested.access();
         let server = access.server.as_str();
-        let service = self.service(server).await?;
-        let offers = service
-            .peer()
-            .peer_info()
-            .is_some_and(|info| info.capabilities.completions.is_some());
-        if !offers {
+        let Some(service) = self.offering(server, |c| c.completions.is_some()).await? else {
             return Ok(CompleteResult::default());
-        }
+        };
         let mut params =
             CompleteRequestParams::new(Reference::for_prompt(access.name.clone()), argument);
         params.context = context;
-        match service.peer().complete(params).await {
-            Ok(result) => Ok(result),
-            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
-                server: server.into(),
-                message: e.message.to_string(),
-            }),
-            Err(e) => Err(unavailable(server, &e)),
-        }
+        let completed = service.peer().complete(params).await;
+        completed.map_err(|e| failed(server, e))
     }
 
     /// Get an attested prompt from its upstream.
@@ -71,13 +51,7 @@ impl Upstreams {
         if !access.args.is_empty() {
             params = params.with_arguments(access.args.clone());
         }
-        match service.peer().get_prompt(params).await {
-            Ok(result) => Ok(result),
-            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
-                server: server.into(),
-                message: e.message.to_string(),
-            }),
-            Err(e) => Err(unavailable(server, &e)),
-        }
+        let got = service.peer().get_prompt(params).await;
+        got.map_err(|e| failed(server, e))
     }
 }

@@ -1,83 +1,70 @@
 //! Resources on the upstreams: listing resources and templates (when the server offers
-//! resources at all) and reading one, which takes an [`AttestedAccess`]: decided by
-//! policy and audited first. Lists come back as JSON for the gateway to rename.
+//! resources at all), and reading or subscribing to one, which takes an
+//! [`AttestedAccess`]: decided by policy and audited first. Lists come back as JSON for
+//! the gateway to rename.
 
-use rmcp::model::{ReadResourceRequestParams, ReadResourceResult};
-use rmcp::service::ServiceError;
+use rmcp::model::{
+    ReadResourceRequestParams, ReadResourceResult, SubscribeRequestParams, UnsubscribeRequestParams,
+};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{Service, UpstreamError, Upstreams, unavailable};
+use super::{UpstreamError, Upstreams, failed};
 use crate::audit::AttestedAccess;
 
-impl Upstreams {
-    /// The running connection, if the upstream offers resources.
-    async fn with_resources(
-        &self,
-        server: &str,
-    ) -> Result<Option<std::sync::Arc<Service>>, UpstreamError> {
-        let service = self.service(server).await?;
-        let offers = service
-            .peer()
-            .peer_info()
-            .is_some_and(|info| info.capabilities.resources.is_some());
-        Ok(offers.then_some(service))
-    }
+fn as_json<T: Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect()
+}
 
+impl Upstreams {
     /// The resources one upstream lists, as JSON; none when it offers no resources.
     pub async fn list_resources(&self, server: &str) -> Result<Vec<Value>, UpstreamError> {
-        let Some(service) = self.with_resources(server).await? else {
+        let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(Vec::new());
         };
         let listed = service.peer().list_all_resources().await;
-        let items = listed.map_err(|e| unavailable(server, &e))?;
-        Ok(items
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect())
+        listed
+            .map(|items| as_json(&items))
+            .map_err(|e| failed(server, e))
     }
 
     /// The resource templates one upstream lists, as JSON.
     pub async fn list_resource_templates(&self, server: &str) -> Result<Vec<Value>, UpstreamError> {
-        let Some(service) = self.with_resources(server).await? else {
+        let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(Vec::new());
         };
         let listed = service.peer().list_all_resource_templates().await;
-        let items = listed.map_err(|e| unavailable(server, &e))?;
-        Ok(items
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect())
+        listed
+            .map(|items| as_json(&items))
+            .map_err(|e| failed(server, e))
     }
 
-    /// Subscribe to an attested resource's updates (when the upstream offers
-    /// subscriptions; otherwise nothing will come, which is not an error).
+    /// Subscribe to an attested resource's updates (when the upstream offers resources;
+    /// otherwise nothing will come, which is not an error).
     #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to subscribe
     pub async fn subscribe(&self, attested: &AttestedAccess) -> Result<(), UpstreamError> {
         let access = attested.access();
         let server = access.server.as_str();
-        let Some(service) = self.with_resources(server).await? else {
+        let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(());
         };
-        let params = rmcp::model::SubscribeRequestParams::new(access.name.clone());
-        service
-            .peer()
-            .subscribe(params)
-            .await
-            .map_err(|e| unavailable(server, &e))
+        let params = SubscribeRequestParams::new(access.name.clone());
+        let done = service.peer().subscribe(params).await;
+        done.map_err(|e| failed(server, e))
     }
 
     /// Stop an upstream's updates for `uri` (nobody is subscribed any more).
-    #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to subscribe
+    #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to unsubscribe
     pub async fn unsubscribe(&self, server: &str, uri: &str) -> Result<(), UpstreamError> {
-        let Some(service) = self.with_resources(server).await? else {
+        let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(());
         };
-        let params = rmcp::model::UnsubscribeRequestParams::new(uri.to_string());
-        service
-            .peer()
-            .unsubscribe(params)
-            .await
-            .map_err(|e| unavailable(server, &e))
+        let params = UnsubscribeRequestParams::new(uri.to_string());
+        let done = service.peer().unsubscribe(params).await;
+        done.map_err(|e| failed(server, e))
     }
 
     /// Read an attested resource (its name is the upstream's own URI).
@@ -89,13 +76,7 @@ impl Upstreams {
         let server = access.server.as_str();
         let service = self.service(server).await?;
         let params = ReadResourceRequestParams::new(access.name.clone());
-        match service.peer().read_resource(params).await {
-            Ok(result) => Ok(result),
-            Err(ServiceError::McpError(e)) => Err(UpstreamError::Refused {
-                server: server.into(),
-                message: e.message.to_string(),
-            }),
-            Err(e) => Err(unavailable(server, &e)),
-        }
+        let read = service.peer().read_resource(params).await;
+        read.map_err(|e| failed(server, e))
     }
 }
