@@ -5,6 +5,7 @@
 //! (`logging`). rmcp types are translated here and in `upstream`, nowhere else.
 
 mod approve;
+mod asks;
 mod call;
 mod logging;
 mod prompts;

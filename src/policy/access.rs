@@ -1,4 +1,5 @@
-//! Requests other than tool calls (prompts today): decided by the same policy, for every
+//! Requests other than tool calls (prompts, resources, and the requests an upstream puts
+//! to the caller during a call): decided by the same policy, for every
 //! identity in the chain, at the tier the owner's manifest gives (`read` by default).
 //! They have no approval path: an `approve` effect refuses them with a message saying so.
 //! [`PermittedAccess`] is the only value the upstream accepts for them, and only
@@ -20,6 +21,13 @@ pub enum AccessKind {
     Resource,
     /// `resources/subscribe`: reading every future update, decided like a read.
     Subscription,
+    /// An upstream asking the caller's model (`sampling/createMessage`) during a call
+    /// to the tool named.
+    Sampling,
+    /// An upstream asking the caller's user (`elicitation/create`) during a call.
+    Elicitation,
+    /// An upstream asking for the caller's roots (`roots/list`) during a call.
+    Roots,
 }
 
 impl AccessKind {
@@ -30,6 +38,9 @@ impl AccessKind {
             AccessKind::PromptCompletion => "completion/complete",
             AccessKind::Resource => "resources/read",
             AccessKind::Subscription => "resources/subscribe",
+            AccessKind::Sampling => "sampling/createMessage",
+            AccessKind::Elicitation => "elicitation/create",
+            AccessKind::Roots => "roots/list",
         }
     }
 
@@ -37,6 +48,9 @@ impl AccessKind {
         match self {
             AccessKind::Prompt | AccessKind::PromptCompletion => "prompts",
             AccessKind::Resource | AccessKind::Subscription => "resources",
+            AccessKind::Sampling => "sampling",
+            AccessKind::Elicitation => "elicitation",
+            AccessKind::Roots => "roots",
         }
     }
 }
@@ -54,8 +68,9 @@ pub struct Access {
 }
 
 impl Access {
-    /// The Casbin object: `server/prompts/NAME` or `server/resources/URI` (so `server/*`
-    /// rules cover it, and rules can single prompts or resources out).
+    /// The Casbin object: `server/prompts/NAME`, `server/resources/URI`, or
+    /// `server/sampling/TOOL` (likewise `elicitation`, `roots`) for the tool whose call
+    /// asked; so `server/*` rules cover it, and rules can single each out.
     pub fn object(&self) -> String {
         format!("{}/{}/{}", self.server, self.kind.segment(), self.name)
     }

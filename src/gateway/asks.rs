@@ -1,0 +1,104 @@
+//! Forwarding a decided call while answering what its upstream asks the caller on the way
+//! (`sampling/createMessage`, `elicitation/create`, `roots/list`). Each request is put
+//! only to this call's client, only if that client offers the capability, and only if
+//! policy lets the whole chain be asked for it by this tool (`server/sampling/TOOL`,
+//! `server/elicitation/TOOL`, `server/roots/TOOL`, at tier `read`); it is audited as one
+//! `access` record (argument digest only) before the client sees it. The client's answer
+//! goes back upstream untouched. An elicitation answer comes from the caller's own side
+//! and never counts as an approval.
+//!
+//! The request is awaited in the call's own handler task, so over Streamable HTTP it
+//! travels on that call's response stream.
+
+use rmcp::model::{CallToolResult, ClientResult, ServerRequest};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleServer};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::State;
+use crate::audit::Attested;
+use crate::manifest::Tier;
+use crate::policy::{Access, AccessKind};
+use crate::upstream::{AskKind, AskRoute, Downstream, UpstreamError};
+
+/// Forward `attested` and answer its upstream's requests until the result arrives.
+pub async fn forward(
+    state: &State,
+    attested: &Attested,
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, UpstreamError> {
+    let call = attested.permitted().call();
+    let (asks, mut asked) = mpsc::channel(4);
+    let downstream = Downstream {
+        peer: Some(context.peer.clone()),
+        progress_token: context.meta.get_progress_token(),
+        cancelled: context.ct.clone(),
+        asks: Some(AskRoute {
+            session: call.caller.session.clone(),
+            asks,
+        }),
+    };
+    let forwarded = state.upstreams.forward(attested, downstream);
+    tokio::pin!(forwarded);
+    loop {
+        tokio::select! {
+            result = &mut forwarded => return result,
+            Some(ask) = asked.recv() => {
+                let answer = put(state, attested, &context.peer, ask.kind, ask.request).await;
+                let _ = ask.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Decide, audit, then put one request to the caller.
+async fn put(
+    state: &State,
+    attested: &Attested,
+    peer: &Peer<RoleServer>,
+    kind: AskKind,
+    request: ServerRequest,
+) -> Result<ClientResult, ErrorData> {
+    let call = attested.permitted().call();
+    offered(peer, kind)?;
+    let args = match serde_json::to_value(&request) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let access = Access {
+        caller: call.caller.clone(),
+        kind: match kind {
+            AskKind::Sampling => AccessKind::Sampling,
+            AskKind::Elicitation => AccessKind::Elicitation,
+            AskKind::Roots => AccessKind::Roots,
+        },
+        server: call.tool.server.clone(),
+        name: call.tool.tool.clone(),
+        tier: Tier::Read,
+        args,
+    };
+    super::prompts::attest(state, access).await?;
+    peer.send_request(request).await.map_err(|e| {
+        ErrorData::internal_error(
+            format!("the calling client did not answer {}: {e}", kind.method()),
+            None,
+        )
+    })
+}
+
+/// Refuse what the caller's client did not say it can do.
+fn offered(peer: &Peer<RoleServer>, kind: AskKind) -> Result<(), ErrorData> {
+    let offered = peer.peer_info().is_some_and(|i| match kind {
+        AskKind::Sampling => i.capabilities.sampling.is_some(),
+        AskKind::Elicitation => i.capabilities.elicitation.is_some(),
+        AskKind::Roots => i.capabilities.roots.is_some(),
+    });
+    match offered {
+        true => Ok(()),
+        false => Err(ErrorData::invalid_request(
+            format!("the calling client does not support {}", kind.method()),
+            None,
+        )),
+    }
+}

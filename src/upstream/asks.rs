@@ -1,0 +1,191 @@
+//! Requests an upstream sends the client (`sampling/createMessage`, `elicitation/create`,
+//! `roots/list`), routed to the one downstream session whose call to that upstream is in
+//! flight. An upstream connection is shared by every client, and MCP does not say which
+//! call a server-to-client request belongs to; so when no call, or calls from more than
+//! one session, are in flight to the upstream, the request is refused rather than put to
+//! a client that may be the wrong one. Deciding whether the caller may be asked is the
+//! gateway's job: an [`Ask`] carries the request and the way to answer it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rmcp::ErrorData;
+use rmcp::model::{ClientResult, ServerRequest};
+use tokio::sync::{mpsc, oneshot};
+
+/// What an upstream asks of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskKind {
+    Sampling,
+    Elicitation,
+    Roots,
+}
+
+impl AskKind {
+    pub fn of(request: &ServerRequest) -> Option<Self> {
+        match request {
+            ServerRequest::CreateMessageRequest(_) => Some(AskKind::Sampling),
+            ServerRequest::ElicitRequest(_) => Some(AskKind::Elicitation),
+            ServerRequest::ListRootsRequest(_) => Some(AskKind::Roots),
+            // Pings are answered by the gateway; anything else is not relayed.
+            _ => None,
+        }
+    }
+
+    /// The MCP method.
+    pub fn method(self) -> &'static str {
+        match self {
+            AskKind::Sampling => "sampling/createMessage",
+            AskKind::Elicitation => "elicitation/create",
+            AskKind::Roots => "roots/list",
+        }
+    }
+}
+
+/// One server-to-client request on its way to the caller, and where its answer goes.
+pub struct Ask {
+    pub kind: AskKind,
+    pub request: ServerRequest,
+    pub reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
+}
+
+/// Where a forwarded call takes the upstream's requests: its session and its channel.
+#[derive(Clone, Debug)]
+pub struct AskRoute {
+    pub session: String,
+    pub asks: mpsc::Sender<Ask>,
+}
+
+/// The calls in flight to each upstream that can take its requests.
+#[derive(Default)]
+pub struct Askers {
+    next: AtomicU64,
+    calls: Mutex<HashMap<String, Vec<(u64, AskRoute)>>>,
+}
+
+/// Forgets a call when it ends.
+pub struct AskerGuard {
+    askers: Arc<Askers>,
+    server: String,
+    id: u64,
+}
+
+impl Drop for AskerGuard {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.askers.calls.lock()
+            && let Some(list) = calls.get_mut(&self.server)
+        {
+            list.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+impl Askers {
+    /// A call to `server` is in flight and takes its requests on `route`.
+    pub fn register(self: &Arc<Self>, server: &str, route: AskRoute) -> AskerGuard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut calls) = self.calls.lock() {
+            calls
+                .entry(server.to_string())
+                .or_default()
+                .push((id, route));
+        }
+        AskerGuard {
+            askers: self.clone(),
+            server: server.to_string(),
+            id,
+        }
+    }
+
+    /// The one session that can be asked on `server`'s behalf, or why there is none.
+    fn route(&self, server: &str, kind: AskKind) -> Result<AskRoute, ErrorData> {
+        let calls = self
+            .calls
+            .lock()
+            .map_err(|_| ErrorData::internal_error("the gateway's call table is unusable", None))?;
+        let routes: Vec<&AskRoute> = calls
+            .get(server)
+            .map(|l| l.iter().map(|(_, r)| r).collect())
+            .unwrap_or_default();
+        let first = routes.first().copied().cloned();
+        match first {
+            None => Err(ErrorData::invalid_request(
+                format!(
+                    "mcp-warden relays {} only during a tools/call to this server, and none is in flight",
+                    kind.method()
+                ),
+                None,
+            )),
+            Some(route) if routes.iter().all(|r| r.session == route.session) => Ok(route),
+            Some(_) => Err(ErrorData::invalid_request(
+                format!(
+                    "mcp-warden cannot tell which of several clients with calls in flight this {} is for, so it asks none of them; retry when this server has one caller",
+                    kind.method()
+                ),
+                None,
+            )),
+        }
+    }
+
+    /// Put `request` to the calling client and wait for its answer.
+    pub async fn ask(
+        &self,
+        server: &str,
+        request: ServerRequest,
+    ) -> Result<ClientResult, ErrorData> {
+        let kind = AskKind::of(&request).ok_or_else(|| {
+            ErrorData::invalid_request("mcp-warden does not relay this request to clients", None)
+        })?;
+        let route = self.route(server, kind).inspect_err(|e| {
+            tracing::warn!(server = %server, method = kind.method(), reason = %e.message, "server-to-client request refused");
+        })?;
+        let (reply, answer) = oneshot::channel();
+        let ended =
+            || ErrorData::invalid_request("the call this request belonged to has ended", None);
+        route
+            .asks
+            .send(Ask {
+                kind,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| ended())?;
+        answer.await.map_err(|_| ended())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(session: &str) -> (AskRoute, mpsc::Receiver<Ask>) {
+        let (asks, rx) = mpsc::channel(1);
+        let session = session.to_string();
+        (AskRoute { session, asks }, rx)
+    }
+
+    #[test]
+    fn one_session_is_routed_and_two_or_none_are_refused() {
+        let askers = Arc::new(Askers::default());
+        assert!(askers.route("s", AskKind::Sampling).is_err());
+        let (a1, _r1) = route("a");
+        let (a2, _r2) = route("a");
+        let g1 = askers.register("s", a1);
+        let _g2 = askers.register("s", a2);
+        assert_eq!(askers.route("s", AskKind::Sampling).unwrap().session, "a");
+        assert!(askers.route("other", AskKind::Sampling).is_err());
+        let (b, _rb) = route("b");
+        let gb = askers.register("s", b);
+        let refused = askers.route("s", AskKind::Elicitation).unwrap_err();
+        assert!(
+            refused.message.contains("several clients"),
+            "{}",
+            refused.message
+        );
+        drop(gb);
+        drop(g1);
+        assert_eq!(askers.route("s", AskKind::Roots).unwrap().session, "a");
+    }
+}

@@ -1,0 +1,477 @@
+//! The conformance fixture: an MCP server over Streamable HTTP with the tools, resources
+//! and prompts that the server scenarios of npm `@modelcontextprotocol/conformance` call
+//! (`test_simple_text`, `test://static-text`, `test_simple_prompt`, …). It knows nothing
+//! of the gateway; the conformance test runs the suite against it directly and through
+//! the gateway, and `cargo run --example conformance-fixture` serves it on its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, CompleteRequestParams,
+    CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Request, ServerCapabilities, ServerConfig,
+    ServerRequest,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+/// A 1×1 red PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+/// Eight samples of silence as an 8-bit mono WAV.
+const WAV: &str = "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
+
+#[derive(Clone, Default)]
+pub struct Fixture;
+
+/// Serve the fixture at `/mcp` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let service = StreamableHttpService::new(
+        || Ok(Fixture),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    axum::serve(listener, axum::Router::new().nest_service("/mcp", service)).await
+}
+
+fn from<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
+    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
+fn text(s: &str) -> Value {
+    json!({"type": "text", "text": s})
+}
+
+fn no_arguments(name: &str, description: &str) -> Value {
+    json!({"name": name, "description": description, "inputSchema": {"type": "object", "properties": {}}})
+}
+
+fn tools() -> Value {
+    json!([
+        no_arguments("test_simple_text", "Returns simple text content"),
+        no_arguments("test_image_content", "Returns image content"),
+        no_arguments("test_audio_content", "Returns audio content"),
+        no_arguments("test_embedded_resource", "Returns an embedded resource"),
+        no_arguments("test_multiple_content_types", "Returns text, image and resource content"),
+        no_arguments("test_tool_with_logging", "Sends three log entries while it runs"),
+        no_arguments("test_error_handling", "Always fails"),
+        no_arguments("test_tool_with_progress", "Reports progress while it runs"),
+        no_arguments("test_reconnection", "Answers after a short pause"),
+        {"name": "test_sampling", "description": "Asks the client's model to answer a prompt",
+         "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}},
+        {"name": "test_elicitation", "description": "Asks the client's user for input",
+         "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
+        no_arguments("test_elicitation_sep1034_defaults", "Elicitation with default values"),
+        no_arguments("test_elicitation_sep1330_enums", "Elicitation with every enum form"),
+        {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
+         "inputSchema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+            "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+            "additionalProperties": false}},
+    ])
+}
+
+fn sep1034_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "name": {"type": "string", "default": "John Doe"},
+        "age": {"type": "integer", "default": 30},
+        "score": {"type": "number", "default": 95.5},
+        "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+        "verified": {"type": "boolean", "default": true},
+    }})
+}
+
+fn sep1330_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+        "titledSingle": {"type": "string", "oneOf": [
+            {"const": "value1", "title": "First Option"},
+            {"const": "value2", "title": "Second Option"},
+            {"const": "value3", "title": "Third Option"}]},
+        "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
+            "enumNames": ["Option One", "Option Two", "Option Three"]},
+        "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+        "titledMulti": {"type": "array", "items": {"anyOf": [
+            {"const": "value1", "title": "First Choice"},
+            {"const": "value2", "title": "Second Choice"},
+            {"const": "value3", "title": "Third Choice"}]}},
+    }})
+}
+
+impl Fixture {
+    async fn run(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        cx: &RequestContext<RoleServer>,
+    ) -> Result<Value, ErrorData> {
+        let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
+        let content = match name {
+            "test_simple_text" => json!([text("This is a simple text response for testing.")]),
+            "test_image_content" => {
+                json!([{"type": "image", "data": PNG, "mimeType": "image/png"}])
+            }
+            "test_audio_content" => {
+                json!([{"type": "audio", "data": WAV, "mimeType": "audio/wav"}])
+            }
+            "test_embedded_resource" => json!([{"type": "resource", "resource": {
+                "uri": "test://embedded-resource", "mimeType": "text/plain",
+                "text": "This is an embedded resource content."}}]),
+            "test_multiple_content_types" => json!([
+                text("Multiple content types test:"),
+                {"type": "image", "data": PNG, "mimeType": "image/png"},
+                {"type": "resource", "resource": {"uri": "test://mixed-content-resource",
+                    "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}"}}]),
+            "test_tool_with_logging" => json!([text(&log_three(cx).await)]),
+            "test_error_handling" => {
+                return Ok(json!({"isError": true, "content": [
+                    text("This tool intentionally returns an error for testing")]}));
+            }
+            "test_tool_with_progress" => json!([text(&progress(cx).await)]),
+            "test_reconnection" => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                json!([text("Reconnection test completed")])
+            }
+            "test_sampling" => json!([text(&sample(cx, arg("prompt")).await?)]),
+            "test_elicitation" => {
+                let schema = json!({"type": "object", "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"}},
+                    "required": ["username", "email"]});
+                json!([text(
+                    &elicit(cx, arg("message"), schema, "User response").await?
+                )])
+            }
+            "test_elicitation_sep1034_defaults" => {
+                let message = "Please review and update the form fields with defaults";
+                json!([text(
+                    &elicit(cx, message, sep1034_schema(), "Elicitation completed").await?
+                )])
+            }
+            "test_elicitation_sep1330_enums" => {
+                let message = "Please select options from the enum fields";
+                json!([text(
+                    &elicit(cx, message, sep1330_schema(), "Elicitation completed").await?
+                )])
+            }
+            "json_schema_2020_12_tool" => {
+                json!([text(&format!("received {}", Value::Object(args.clone())))])
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{other}`"),
+                    None,
+                ));
+            }
+        };
+        Ok(json!({"content": content}))
+    }
+}
+
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
+async fn log_three(cx: &RequestContext<RoleServer>) -> String {
+    let steps = [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ];
+    for (i, message) in steps.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let entry = rmcp::model::LoggingMessageNotificationParam::new(
+            rmcp::model::LoggingLevel::Info,
+            json!(message),
+        )
+        .with_logger("conformance-fixture");
+        let _ = cx.peer.notify_logging_message(entry).await;
+    }
+    "Tool with logging executed successfully".into()
+}
+
+async fn progress(cx: &RequestContext<RoleServer>) -> String {
+    let token = cx.meta.get_progress_token();
+    for (i, done) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(token) = &token {
+            let note = ProgressNotificationParam::new(token.clone(), done).with_total(100.0);
+            let _ = cx.peer.notify_progress(note).await;
+        }
+    }
+    "Tool with progress executed successfully".into()
+}
+
+#[allow(deprecated)] // sampling is deprecated by SEP-2577 but the suite still tests it
+async fn sample(cx: &RequestContext<RoleServer>, prompt: &str) -> Result<String, ErrorData> {
+    if cx
+        .peer
+        .peer_info()
+        .is_none_or(|i| i.capabilities.sampling.is_none())
+    {
+        return Err(ErrorData::invalid_request(
+            "the client does not support sampling",
+            None,
+        ));
+    }
+    let params =
+        from(json!({"messages": [{"role": "user", "content": text(prompt)}], "maxTokens": 100}))?;
+    let answer = cx
+        .peer
+        .create_message(params)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
+    let said = serde_json::to_value(&answer.message.content).unwrap_or_default();
+    let said = said
+        .get("text")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| said.to_string());
+    Ok(format!("LLM response: {said}"))
+}
+
+async fn elicit(
+    cx: &RequestContext<RoleServer>,
+    message: &str,
+    schema: Value,
+    label: &str,
+) -> Result<String, ErrorData> {
+    if cx
+        .peer
+        .peer_info()
+        .is_none_or(|i| i.capabilities.elicitation.is_none())
+    {
+        return Err(ErrorData::invalid_request(
+            "the client does not support elicitation",
+            None,
+        ));
+    }
+    let params = from(json!({"mode": "form", "message": message, "requestedSchema": schema}))?;
+    let request = ServerRequest::ElicitRequest(Request::new(params));
+    let answer = cx
+        .peer
+        .send_request(request)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
+    let ClientResult::ElicitResult(answer) = answer else {
+        return Err(ErrorData::internal_error(
+            "unexpected answer to elicitation",
+            None,
+        ));
+    };
+    let answer = serde_json::to_value(&answer).unwrap_or_default();
+    Ok(format!(
+        "{label}: action={}, content={}",
+        answer.get("action").and_then(Value::as_str).unwrap_or("?"),
+        answer.get("content").cloned().unwrap_or(Value::Null)
+    ))
+}
+
+fn resources() -> Value {
+    json!([
+        {"uri": "test://static-text", "name": "static-text", "description": "A static text resource", "mimeType": "text/plain"},
+        {"uri": "test://static-binary", "name": "static-binary", "description": "A static binary resource", "mimeType": "image/png"},
+        {"uri": "test://watched-resource", "name": "watched-resource", "description": "A resource to subscribe to", "mimeType": "text/plain"},
+    ])
+}
+
+fn read(uri: &str) -> Result<Value, ErrorData> {
+    let content = match uri {
+        "test://static-text" => json!({"uri": uri, "mimeType": "text/plain",
+            "text": "This is the content of the static text resource."}),
+        "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG}),
+        "test://watched-resource" => {
+            json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"})
+        }
+        _ => {
+            let id = uri
+                .strip_prefix("test://template/")
+                .and_then(|rest| rest.strip_suffix("/data"))
+                .ok_or_else(|| {
+                    ErrorData::resource_not_found(format!("no resource `{uri}`"), None)
+                })?;
+            let data =
+                json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+            json!({"uri": uri, "mimeType": "application/json", "text": data.to_string()})
+        }
+    };
+    Ok(json!({"contents": [content]}))
+}
+
+fn prompts() -> Value {
+    let arg = |name: &str, description: &str| json!({"name": name, "description": description, "required": true});
+    json!([
+        {"name": "test_simple_prompt", "description": "A prompt without arguments"},
+        {"name": "test_prompt_with_arguments", "description": "A prompt with two arguments",
+         "arguments": [arg("arg1", "First test argument"), arg("arg2", "Second test argument")]},
+        {"name": "test_prompt_with_embedded_resource", "description": "A prompt that embeds a resource",
+         "arguments": [arg("resourceUri", "URI of the resource to embed")]},
+        {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+    ])
+}
+
+fn prompt(name: &str, args: &Map<String, Value>) -> Result<Value, ErrorData> {
+    let arg = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let user = |content: Value| json!({"role": "user", "content": content});
+    let messages = match name {
+        "test_simple_prompt" => json!([user(text("This is a simple prompt for testing."))]),
+        "test_prompt_with_arguments" => json!([user(text(&format!(
+            "Prompt with arguments: arg1='{}', arg2='{}'",
+            arg("arg1"),
+            arg("arg2")
+        )))]),
+        "test_prompt_with_embedded_resource" => json!([
+            user(
+                json!({"type": "resource", "resource": {"uri": arg("resourceUri"),
+                "mimeType": "text/plain", "text": "Embedded resource content for testing."}})
+            ),
+            user(text("Please process the embedded resource above."))
+        ]),
+        "test_prompt_with_image" => json!([
+            user(json!({"type": "image", "data": PNG, "mimeType": "image/png"})),
+            user(text("Please analyze the image above."))
+        ]),
+        other => {
+            return Err(ErrorData::invalid_params(
+                format!("unknown prompt `{other}`"),
+                None,
+            ));
+        }
+    };
+    Ok(json!({"messages": messages}))
+}
+
+impl ServerHandler for Fixture {
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_completions()
+                .enable_logging()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new("conformance-fixture", "1.0.0"))
+    }
+
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(from(tools())?))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        let result: CallToolResult = from(self.run(&request.name, &args, &cx).await?)?;
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(from(resources())?))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = json!([{"uriTemplate": "test://template/{id}/data", "name": "template",
+            "description": "A resource template with one parameter", "mimeType": "application/json"}]);
+        Ok(ListResourceTemplatesResult::with_all_items(from(
+            templates,
+        )?))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let result: ReadResourceResult = from(read(&request.uri)?)?;
+        Ok(result.into())
+    }
+
+    async fn subscribe(
+        &self,
+        _r: rmcp::model::SubscribeRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        _r: rmcp::model::UnsubscribeRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(from(prompts())?))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        let result: GetPromptResult = from(prompt(&request.name, &args)?)?;
+        Ok(result.into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let typed = request.argument.value;
+        let values: Vec<&str> = ["paris", "park", "party"]
+            .into_iter()
+            .filter(|v| v.starts_with(&typed))
+            .collect();
+        from(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+    }
+
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
+    async fn set_level(
+        &self,
+        _r: rmcp::model::SetLevelRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+}

