@@ -19,9 +19,7 @@ mod fixture;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{node24, read_lines, repo};
-use mcp_warden::config::Config;
-use mcp_warden::gateway::State;
+use common::{fixture_gateway, node24, read_lines, repo};
 use serde_json::Value;
 
 /// One scenario's checks: how many passed, and the failures' messages.
@@ -75,25 +73,10 @@ fn suite(url: &str, out: &Path) -> BTreeMap<String, Outcome> {
     outcomes
 }
 
-/// The gateway on `tests/conformance/warden.toml`, its upstream pointed at `fixture`,
-/// its state in `dir`; returns its `/mcp` URL.
+/// The gateway on `tests/conformance/warden.toml` in front of `fixture`, served over
+/// Streamable HTTP; returns its `/mcp` URL.
 async fn gateway(dir: &Path, fixture: &str) -> String {
-    let shipped = repo().join("tests/conformance");
-    let text = std::fs::read_to_string(shipped.join("warden.toml"))
-        .unwrap()
-        .replace("http://127.0.0.1:9300/mcp", fixture)
-        .replace("../../target/conformance-state", &dir.display().to_string())
-        .replace(
-            "\"tool-manifests\"",
-            &format!("{:?}", shipped.join("tool-manifests")),
-        )
-        .replace(
-            "\"policies/",
-            &format!("\"{}/", shipped.join("policies").display()),
-        );
-    let config = dir.join("warden.toml");
-    std::fs::write(&config, text).unwrap();
-    let state = State::start(Config::load(&config).unwrap()).await.unwrap();
+    let state = fixture_gateway(dir, fixture, "").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(mcp_warden::transport::serve_http(

@@ -254,6 +254,15 @@ impl Harness {
 
 /// A new client session on an existing gateway.
 pub async fn connect(state: &Arc<State>) -> (RunningService<RoleClient, TestClient>, TestClient) {
+    let events = TestClient::default();
+    (connect_as(state, events.clone()).await, events)
+}
+
+/// A new client session on an existing gateway, with `handler` as the client.
+pub async fn connect_as<H: ClientHandler>(
+    state: &Arc<State>,
+    handler: H,
+) -> RunningService<RoleClient, H> {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let gateway = Gateway::new(
         state.clone(),
@@ -267,9 +276,7 @@ pub async fn connect(state: &Arc<State>) -> (RunningService<RoleClient, TestClie
             let _ = service.waiting().await;
         }
     });
-    let events = TestClient::default();
-    let client = events.clone().serve(client_io).await.unwrap();
-    (client, events)
+    handler.serve(client_io).await.unwrap()
 }
 
 pub fn read_lines(path: &Path) -> Vec<Value> {
@@ -370,4 +377,32 @@ pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String) {
         std::future::pending(),
     ));
     (dir, url)
+}
+
+/// A gateway configured by `tests/conformance/warden.toml` (the conformance fixture as
+/// its only upstream, at `fixture`), its state in `dir`, with `policy` appended to the
+/// shipped conformance policy.
+pub async fn fixture_gateway(dir: &Path, fixture: &str, policy: &str) -> Arc<State> {
+    let shipped = repo().join("tests/conformance");
+    let rules = std::fs::read_to_string(shipped.join("policies/policy.csv")).unwrap();
+    std::fs::write(dir.join("policy.csv"), format!("{rules}{policy}\n")).unwrap();
+    let text = std::fs::read_to_string(shipped.join("warden.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:9300/mcp", fixture)
+        .replace("../../target/conformance-state", &dir.display().to_string())
+        .replace(
+            "\"tool-manifests\"",
+            &format!("{:?}", shipped.join("tool-manifests")),
+        )
+        .replace(
+            "\"policies/policy.csv\"",
+            &format!("{:?}", dir.join("policy.csv")),
+        )
+        .replace(
+            "\"policies/",
+            &format!("\"{}/", shipped.join("policies").display()),
+        );
+    let config = dir.join("warden.toml");
+    std::fs::write(&config, text).unwrap();
+    State::start(Config::load(&config).unwrap()).await.unwrap()
 }

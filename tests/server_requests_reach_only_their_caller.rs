@@ -1,0 +1,279 @@
+//! Requests an upstream puts to the client during a call (sampling, elicitation) reach
+//! the client whose call caused them, untouched, and nobody else: not a client that did
+//! not offer the capability, not when policy refuses it for that tool, and not when calls
+//! from two clients are in flight to the upstream (the gateway cannot tell whose it is).
+//! Each refusal reaches the upstream as an error and is audited when policy made it.
+//! The fixture is ours (tests/conformance/fixture.rs); the last test uses npm
+//! `server-everything`, a third-party server that asks the client itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+#![allow(deprecated)] // sampling is deprecated by SEP-2577 but still relayed
+
+mod common;
+#[path = "conformance/fixture.rs"]
+mod fixture;
+
+use std::sync::{Arc, Mutex};
+
+use common::{connect_as, fixture_gateway, read_lines, text};
+use mcp_warden::gateway::State;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+    Implementation,
+};
+use rmcp::service::{RequestContext, RunningService};
+use rmcp::{ClientHandler, ErrorData, RoleClient};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// A client that may offer sampling and elicitation, and records what it is asked.
+#[derive(Clone, Default)]
+struct Asked {
+    offers: bool,
+    asked: Arc<Mutex<Vec<Value>>>,
+    /// When set, an elicitation waits for this before it is answered.
+    hold: Option<Arc<Notify>>,
+    reached: Arc<Notify>,
+}
+
+impl Asked {
+    fn offering() -> Self {
+        Self {
+            offers: true,
+            ..Self::default()
+        }
+    }
+
+    fn asked(&self) -> Vec<Value> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl ClientHandler for Asked {
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _c: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(&params).unwrap());
+        Ok(serde_json::from_value(json!({
+            "role": "assistant", "model": "test-model", "stopReason": "endTurn",
+            "content": {"type": "text", "text": "a model's answer"}
+        }))
+        .unwrap())
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _c: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(&params).unwrap());
+        self.reached.notify_one();
+        if let Some(hold) = &self.hold {
+            hold.notified().await;
+        }
+        Ok(serde_json::from_value(json!({
+            "action": "accept", "content": {"name": "Ann", "username": "ann", "email": "ann@example.com"}
+        }))
+        .unwrap())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let capabilities: ClientCapabilities = match self.offers {
+            true => serde_json::from_value(json!({"sampling": {}, "elicitation": {}})).unwrap(),
+            false => ClientCapabilities::default(),
+        };
+        ClientConfig::new(capabilities, Implementation::new("asked", "1.0.0"))
+    }
+}
+
+/// The fixture over HTTP and a gateway in front of it with `policy` added.
+async fn start(policy: &str) -> (tempfile::TempDir, Arc<State>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(fixture::serve(listener));
+    let dir = tempfile::tempdir().unwrap();
+    let state = fixture_gateway(dir.path(), &url, policy).await;
+    (dir, state)
+}
+
+async fn call(
+    client: &RunningService<RoleClient, Asked>,
+    tool: &str,
+    args: Value,
+) -> CallToolResult {
+    let args = args.as_object().cloned().unwrap_or_default();
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+    client.peer().call_tool(params).await.unwrap()
+}
+
+fn relayed(dir: &tempfile::TempDir, method: &str) -> Vec<Value> {
+    read_lines(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r["kind"] == "access" && r["method"] == method)
+        .collect()
+}
+
+#[tokio::test]
+async fn sampling_reaches_the_caller_untouched_and_is_audited() {
+    let (dir, state) = start("").await;
+    let asked = Asked::offering();
+    let client = connect_as(&state, asked.clone()).await;
+    let result = call(&client, "test_sampling", json!({"prompt": "name a colour"})).await;
+    assert_eq!(text(&result), "LLM response: a model's answer");
+    let seen = asked.asked();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["messages"][0]["content"]["text"], "name a colour");
+    assert_eq!(seen[0]["maxTokens"], 100);
+    let records = relayed(&dir, "sampling/createMessage");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["server"], "conformance");
+    assert_eq!(records[0]["name"], "test_sampling");
+    assert_eq!(records[0]["decision"], "allow");
+    assert!(records[0]["args_digest"].is_string());
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_offer_sampling_is_not_asked() {
+    let (dir, state) = start("").await;
+    let asked = Asked::default();
+    let client = connect_as(&state, asked.clone()).await;
+    let result = call(&client, "test_sampling", json!({"prompt": "name a colour"})).await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let message = text(&result);
+    assert!(
+        message.contains("the calling client does not support sampling/createMessage"),
+        "{message}"
+    );
+    assert!(asked.asked().is_empty());
+    assert!(relayed(&dir, "sampling/createMessage").is_empty());
+}
+
+#[tokio::test]
+async fn policy_refuses_sampling_for_a_tool_and_the_refusal_is_audited() {
+    let (dir, state) = start("p, role:conformance, conformance/sampling/*, read, deny").await;
+    let asked = Asked::offering();
+    let client = connect_as(&state, asked.clone()).await;
+    let result = call(&client, "test_sampling", json!({"prompt": "name a colour"})).await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    assert!(asked.asked().is_empty(), "the client must not be asked");
+    let records = relayed(&dir, "sampling/createMessage");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["decision"], "deny");
+    assert_eq!(records[0]["name"], "test_sampling");
+    assert!(
+        text(&result).contains(records[0]["error"].as_str().unwrap()),
+        "the caller is told why: {} / {}",
+        text(&result),
+        records[0]["error"]
+    );
+    // Elicitation by another tool is still allowed.
+    let result = call(
+        &client,
+        "test_elicitation",
+        json!({"message": "who are you?"}),
+    )
+    .await;
+    assert!(text(&result).contains("action=accept"), "{result:?}");
+}
+
+#[tokio::test]
+async fn requests_are_refused_while_two_clients_have_calls_in_flight() {
+    let (dir, state) = start("").await;
+    let hold = Arc::new(Notify::new());
+    let waiting = Asked {
+        hold: Some(hold.clone()),
+        ..Asked::offering()
+    };
+    let b = Arc::new(connect_as(&state, waiting.clone()).await);
+    let b_call = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            call(&b, "test_elicitation", json!({"message": "who are you?"})).await
+        })
+    };
+    waiting.reached.notified().await;
+
+    let other = Asked::offering();
+    let a = connect_as(&state, other.clone()).await;
+    let result = call(
+        &a,
+        "test_sampling",
+        json!({"prompt": "whose request is this?"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    assert!(
+        text(&result).contains("several clients"),
+        "{}",
+        text(&result)
+    );
+    assert!(other.asked().is_empty(), "A must not be asked");
+    assert_eq!(waiting.asked().len(), 1, "B must only see its own request");
+    assert!(relayed(&dir, "sampling/createMessage").is_empty());
+
+    hold.notify_one();
+    let b_result = b_call.await.unwrap();
+    assert!(text(&b_result).contains("action=accept"), "{b_result:?}");
+    assert!(text(&b_result).contains("ann@example.com"), "{b_result:?}");
+}
+
+#[tokio::test]
+async fn server_everything_asks_the_calling_client_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("tool-manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::copy(
+        common::repo().join("tool-manifests/everything.toml"),
+        manifests.join("everything.toml"),
+    )
+    .unwrap();
+    let policy = "p, role:t, everything/*, read, allow\ng, agent:t, role:t\ng, user:u, role:t\n";
+    std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
+    let config = format!(
+        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
+        model = common::repo().join("policies/model.conf"),
+        exe = common::repo().join("node_modules/.bin/mcp-server-everything"),
+    );
+    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+    let config = mcp_warden::config::Config::load(&dir.path().join("warden.toml")).unwrap();
+    let state = State::start(config).await.unwrap();
+    let asked = Asked::offering();
+    let client = connect_as(&state, asked.clone()).await;
+
+    let sampled = call(
+        &client,
+        "everything_trigger-sampling-request",
+        json!({"prompt": "hello"}),
+    )
+    .await;
+    assert!(text(&sampled).contains("a model's answer"), "{sampled:?}");
+    let elicited = call(&client, "everything_trigger-elicitation-request", json!({})).await;
+    assert!(text(&elicited).contains("Ann"), "{elicited:?}");
+    let seen = asked.asked();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0]["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello")
+    );
+    assert!(
+        seen[1]["requestedSchema"]["properties"]["name"].is_object(),
+        "{seen:?}"
+    );
+    assert_eq!(relayed(&dir, "sampling/createMessage").len(), 1);
+    assert_eq!(relayed(&dir, "elicitation/create").len(), 1);
+}
