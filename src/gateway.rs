@@ -1,8 +1,8 @@
 //! The MCP server the client talks to: one [`Gateway`] per client session, wiring the
 //! stages into `tools/list` (what this caller may use) and `tools/call` (the decision
-//! pipeline in `call`), prompts and completions (`prompts`), resources and their
-//! subscriptions (`resources`, `subscriptions`) and upstream log entries
-//! (`logging`). rmcp types are translated here and in `upstream`, nowhere else.
+//! pipeline in `call`, forwarding in `asks`, which also answers what the upstream asks
+//! the caller on the way), prompts and completions (`prompts`), resources and their
+//! subscriptions (`resources`, `subscriptions`) and upstream log entries (`logging`). rmcp types are translated here and in `upstream`, nowhere else.
 
 mod approve;
 mod asks;

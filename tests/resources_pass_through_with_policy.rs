@@ -2,7 +2,7 @@
 //! listed (with templates) only as policy allows the caller's whole chain, and every read
 //! decided and audited before it reaches the upstream, with the contents' URIs renamed
 //! too. A refused or unknown read is an error that says why and never reaches the
-//! upstream.
+//! upstream. Completing a resource template's argument is decided as a read of the template.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -132,4 +132,55 @@ async fn an_owner_can_tier_resources_by_uri_prefix() {
     assert!(err.contains("requires a human approval by policy"), "{err}");
     assert_eq!(h.audit()[0]["tier"], "act");
     assert!(h.upstream_calls().is_empty());
+}
+
+fn complete_template(value: &str) -> rmcp::model::CompleteRequestParams {
+    rmcp::model::CompleteRequestParams::new(
+        rmcp::model::Reference::for_resource("demo+note://{title}"),
+        serde_json::from_value(json!({"name": "title", "value": value})).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn completing_a_template_argument_is_decided_as_a_read_of_the_template() {
+    let h = Harness::start().await;
+    let completed = h
+        .client
+        .peer()
+        .complete(complete_template("pl"))
+        .await
+        .unwrap();
+    assert_eq!(completed.completion.values, ["plan"]);
+    assert_eq!(
+        h.upstream_calls(),
+        vec![json!({"complete": "title", "value": "pl"})]
+    );
+    let record = &h.audit()[0];
+    assert_eq!(
+        (&record["method"], &record["name"], &record["decision"]),
+        (
+            &json!("completion/complete"),
+            &json!("note://{title}"),
+            &json!("allow")
+        )
+    );
+
+    let shipped = std::fs::read_to_string(common::repo().join("policies/policy.csv")).unwrap();
+    let denied = Harness::with(Setup {
+        policy: Some(format!(
+            "{shipped}\np, role:assistant, demo/resources/*, read, deny\n"
+        )),
+        ..Setup::default()
+    })
+    .await;
+    let err = denied
+        .client
+        .peer()
+        .complete(complete_template("pl"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("denied by policy rule"), "{err}");
+    assert!(denied.upstream_calls().is_empty());
+    assert_eq!(denied.audit()[0]["decision"], "deny");
 }

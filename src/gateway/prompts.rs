@@ -72,33 +72,36 @@ pub async fn get(
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
-/// Decide (as a get of the prompt), audit, then complete one of a prompt's arguments.
+/// Decide (as a get of the prompt, or a read of the resource template), audit, then
+/// complete one of its arguments.
 pub async fn complete(
     state: &State,
     caller: Caller,
     request: CompleteRequestParams,
 ) -> Result<CompleteResult, ErrorData> {
-    let Reference::Prompt(prompt) = &request.r#ref else {
-        return Err(ErrorData::invalid_params(
-            "completion of resource templates is not passed through: the gateway does not front resources yet",
-            None,
-        ));
-    };
-    let (server, name) = route(state, &prompt.name)?;
     let mut args = serde_json::Map::new();
     args.insert(request.argument.name.clone(), json!(request.argument.value));
-    let access = access(
-        state,
-        &caller,
-        server,
-        name,
-        AccessKind::PromptCompletion,
-        args,
-    );
+    let access = match &request.r#ref {
+        Reference::Prompt(prompt) => {
+            let (server, name) = route(state, &prompt.name)?;
+            let kind = AccessKind::PromptCompletion;
+            access(state, &caller, server, name, kind, args)
+        }
+        Reference::Resource(template) => {
+            let mut read = super::resources::access_by_uri(state, &caller, &template.uri)?;
+            read.kind = AccessKind::ResourceCompletion;
+            read.args = args;
+            read
+        }
+        _ => {
+            let message = "unknown kind of completion reference: use ref/prompt or ref/resource";
+            return Err(ErrorData::invalid_params(message, None));
+        }
+    };
     let attested = attest(state, access).await?;
     state
         .upstreams
-        .complete_prompt(&attested, request.argument, request.context)
+        .complete(&attested, request.argument, request.context)
         .await
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }

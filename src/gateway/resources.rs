@@ -86,18 +86,10 @@ pub async fn read(
     caller: Caller,
     request: ReadResourceRequestParams,
 ) -> Result<ReadResourceResult, ErrorData> {
-    let unknown = || {
-        ErrorData::resource_not_found(
-            format!(
-                "unknown resource `{}`: call resources/list to see the resources you may read",
-                request.uri
-            ),
-            None,
-        )
-    };
-    let (upstream, uri) = state.config.route(&request.uri, '+').ok_or_else(unknown)?;
-    let server = upstream.id.as_str();
-    let attested = attest(state, access(state, &caller, server, uri)).await?;
+    let wanted = access_by_uri(state, &caller, &request.uri)?;
+    let server = wanted.server.clone();
+    let server = server.as_str();
+    let attested = attest(state, wanted).await?;
     let result = state
         .upstreams
         .read_resource(&attested)
@@ -115,6 +107,24 @@ pub async fn read(
     serde_json::from_value(value).map_err(|e| {
         ErrorData::internal_error(format!("cannot rename the resource's contents: {e}"), None)
     })
+}
+
+/// A read of the resource (or template) the client calls `uri`, routed to its upstream.
+pub(super) fn access_by_uri(
+    state: &State,
+    caller: &Caller,
+    uri: &str,
+) -> Result<Access, ErrorData> {
+    let unknown = || {
+        ErrorData::resource_not_found(
+            format!(
+                "unknown resource `{uri}`: call resources/list to see the resources you may read"
+            ),
+            None,
+        )
+    };
+    let (upstream, inner) = state.config.route(uri, '+').ok_or_else(unknown)?;
+    Ok(access(state, caller, upstream.id.as_str(), inner))
 }
 
 /// A read of `uri` on `server`, at the tier the owner's manifest gives it (`read`

@@ -19,6 +19,8 @@ pub enum AccessKind {
     PromptCompletion,
     /// `resources/read`; the name is the upstream's own URI.
     Resource,
+    /// Completion of a resource template's argument: decided on the template's URI.
+    ResourceCompletion,
     /// `resources/subscribe`: reading every future update, decided like a read.
     Subscription,
     /// An upstream asking the caller's model (`sampling/createMessage`) during a call
@@ -35,7 +37,7 @@ impl AccessKind {
     pub fn method(self) -> &'static str {
         match self {
             AccessKind::Prompt => "prompts/get",
-            AccessKind::PromptCompletion => "completion/complete",
+            AccessKind::PromptCompletion | AccessKind::ResourceCompletion => "completion/complete",
             AccessKind::Resource => "resources/read",
             AccessKind::Subscription => "resources/subscribe",
             AccessKind::Sampling => "sampling/createMessage",
@@ -47,7 +49,9 @@ impl AccessKind {
     fn segment(self) -> &'static str {
         match self {
             AccessKind::Prompt | AccessKind::PromptCompletion => "prompts",
-            AccessKind::Resource | AccessKind::Subscription => "resources",
+            AccessKind::Resource | AccessKind::ResourceCompletion | AccessKind::Subscription => {
+                "resources"
+            }
             AccessKind::Sampling => "sampling",
             AccessKind::Elicitation => "elicitation",
             AccessKind::Roots => "roots",

@@ -1,5 +1,5 @@
-//! Prompts on the upstreams: listing them (when the server offers prompts at all) and
-//! getting one, which takes an [`AttestedAccess`]: decided by policy and audited first.
+//! Prompts on the upstreams: listing them (when the server offers prompts at all),
+//! getting one and completing arguments (of prompts and resource templates), which take an [`AttestedAccess`]: decided by policy and audited first.
 
 use rmcp::model::{
     ArgumentInfo, CompleteRequestParams, CompleteResult, CompletionContext, GetPromptRequestParams,
@@ -8,6 +8,7 @@ use rmcp::model::{
 
 use super::{UpstreamError, Upstreams, failed};
 use crate::audit::AttestedAccess;
+use crate::policy::AccessKind;
 
 impl Upstreams {
     /// The prompts one upstream offers; none when it does not offer prompts.
@@ -19,9 +20,9 @@ impl Upstreams {
         listed.map_err(|e| failed(server, e))
     }
 
-    /// Complete an argument of an attested prompt; nothing when the upstream offers no
-    /// completions.
-    pub async fn complete_prompt(
+    /// Complete an argument of an attested prompt or resource template; nothing when the
+    /// upstream offers no completions.
+    pub async fn complete(
         &self,
         attested: &AttestedAccess,
         argument: ArgumentInfo,
@@ -32,8 +33,11 @@ impl Upstreams {
         let Some(service) = self.offering(server, |c| c.completions.is_some()).await? else {
             return Ok(CompleteResult::default());
         };
-        let mut params =
-            CompleteRequestParams::new(Reference::for_prompt(access.name.clone()), argument);
+        let reference = match access.kind {
+            AccessKind::ResourceCompletion => Reference::for_resource(access.name.clone()),
+            _ => Reference::for_prompt(access.name.clone()),
+        };
+        let mut params = CompleteRequestParams::new(reference, argument);
         params.context = context;
         let completed = service.peer().complete(params).await;
         completed.map_err(|e| failed(server, e))
