@@ -4,14 +4,15 @@
 //! of the gateway; the conformance test runs the suite against it directly and through
 //! the gateway, and `cargo run --example conformance-fixture` serves it on its own.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, CompleteRequestParams,
     CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Request, ServerCapabilities, ServerConfig,
     ServerRequest,
 };
@@ -29,12 +30,23 @@ const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z
 const WAV: &str = "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQgAAACAgICAgICAgA==";
 
 #[derive(Clone, Default)]
-pub struct Fixture;
+pub struct Fixture {
+    /// Speak only this protocol revision (by default, every one rmcp knows).
+    pub only: Option<ProtocolVersion>,
+    /// The protocol revision of each tool call's session, in order.
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
 
 /// Serve the fixture at `/mcp` on `listener` until the process ends.
+#[allow(dead_code)] // not every test that includes the fixture uses it
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_as(listener, Fixture::default()).await
+}
+
+/// Serve `fixture` at `/mcp` on `listener` until the process ends.
+pub async fn serve_as(listener: tokio::net::TcpListener, fixture: Fixture) -> std::io::Result<()> {
     let service = StreamableHttpService::new(
-        || Ok(Fixture),
+        move || Ok(fixture.clone()),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
@@ -372,6 +384,13 @@ impl ServerHandler for Fixture {
         .with_server_info(Implementation::new("conformance-fixture", "1.0.0"))
     }
 
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        match &self.only {
+            Some(v) => Cow::Owned(vec![v.clone()]),
+            None => Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS),
+        }
+    }
+
     async fn list_tools(
         &self,
         _r: Option<PaginatedRequestParams>,
@@ -386,6 +405,9 @@ impl ServerHandler for Fixture {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
+        if let (Some(info), Ok(mut seen)) = (cx.peer.peer_info(), self.seen.lock()) {
+            seen.push(info.protocol_version.to_string());
+        }
         let result: CallToolResult = from(self.run(&request.name, &args, &cx).await?)?;
         Ok(result.into())
     }
