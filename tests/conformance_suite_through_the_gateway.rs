@@ -19,7 +19,7 @@ mod fixture;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{fixture_gateway, node24, read_lines, repo};
+use common::{fixture_gateway, node24, read_lines, repo, serve_http};
 use serde_json::Value;
 
 /// One scenario's checks: how many passed, and the failures' messages.
@@ -73,27 +73,13 @@ fn suite(url: &str, out: &Path) -> BTreeMap<String, Outcome> {
     outcomes
 }
 
-/// The gateway on `tests/conformance/warden.toml` in front of `fixture`, served over
-/// Streamable HTTP; returns its `/mcp` URL.
-async fn gateway(dir: &Path, fixture: &str) -> String {
-    let state = fixture_gateway(dir, fixture, "").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(mcp_warden::transport::serve_http(
-        state,
-        listener,
-        std::future::pending(),
-    ));
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(fixture::serve(listener));
     let dir = tempfile::tempdir().unwrap();
-    let gateway_url = gateway(dir.path(), &fixture_url).await;
+    let gateway_url = serve_http(fixture_gateway(dir.path(), &fixture_url, "").await).await;
 
     let (direct_out, gateway_out) = (dir.path().join("direct"), dir.path().join("gateway"));
     let (u1, u2) = (fixture_url.clone(), gateway_url.clone());

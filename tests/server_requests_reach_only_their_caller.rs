@@ -277,3 +277,45 @@ async fn server_everything_asks_the_calling_client_through_the_gateway() {
     assert_eq!(relayed(&dir, "sampling/createMessage").len(), 1);
     assert_eq!(relayed(&dir, "elicitation/create").len(), 1);
 }
+
+#[tokio::test]
+async fn a_call_cancelled_while_its_client_is_asked_ends_without_the_answer() {
+    let (dir, state) = start("").await;
+    let hold = Arc::new(Notify::new());
+    let waiting = Asked {
+        hold: Some(hold.clone()),
+        ..Asked::offering()
+    };
+    let client = connect_as(&state, waiting.clone()).await;
+    let args = json!({"message": "who are you?"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(
+        CallToolRequestParams::new("test_elicitation").with_arguments(args),
+    ));
+    let handle = client
+        .peer()
+        .send_request_with_option(request, rmcp::service::PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    waiting.reached.notified().await;
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    // The elicitation is never answered; the call must end and be audited anyway.
+    let mut outcome = None;
+    for _ in 0..250 {
+        outcome = read_lines(&dir.path().join("audit.jsonl"))
+            .into_iter()
+            .find(|r| r["kind"] == "outcome");
+        if outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let outcome = outcome.expect("the cancelled call's outcome is audited");
+    assert_eq!(outcome["outcome"], "unknown");
+    assert!(
+        outcome["error"].as_str().unwrap().contains("cancelled"),
+        "{outcome}"
+    );
+}

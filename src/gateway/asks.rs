@@ -45,7 +45,11 @@ pub async fn forward(
         tokio::select! {
             result = &mut forwarded => return result,
             Some(ask) = asked.recv() => {
-                let answer = put(state, attested, &context.peer, ask.kind, ask.request).await;
+                let answer = tokio::select! {
+                    answer = put(state, attested, &context.peer, ask.kind, ask.request) => answer,
+                    // The caller gave up on the call: stop waiting for its answer too.
+                    () = context.ct.cancelled() => Err(ErrorData::invalid_request("the call was cancelled by the caller", None)),
+                };
                 let _ = ask.reply.send(answer);
             }
         }

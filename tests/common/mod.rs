@@ -369,6 +369,12 @@ pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_setup(dir.path(), setup);
     let state = State::start(Config::load(&config).unwrap()).await.unwrap();
+    (dir, serve_http(state).await)
+}
+
+/// Serve `state` over Streamable HTTP on a free loopback port until the test ends; its
+/// `/mcp` URL.
+pub async fn serve_http(state: Arc<State>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(mcp_warden::transport::serve_http(
@@ -376,7 +382,7 @@ pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String) {
         listener,
         std::future::pending(),
     ));
-    (dir, url)
+    url
 }
 
 /// A gateway configured by `tests/conformance/warden.toml` (the conformance fixture as
