@@ -1,4 +1,4 @@
-//! Requests an upstream puts to the client during a call (sampling, elicitation) reach
+//! Requests an upstream puts to the client during a call (sampling, elicitation, roots) reach
 //! the client whose call caused them, untouched, and nobody else: not a client that did
 //! not offer the capability, not when policy refuses it for that tool, and not when calls
 //! from two clients are in flight to the upstream (the gateway cannot tell whose it is).
@@ -90,9 +90,21 @@ impl ClientHandler for Asked {
         .unwrap())
     }
 
+    async fn list_roots(
+        &self,
+        _c: RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, ErrorData> {
+        self.asked.lock().unwrap().push(json!("roots/list"));
+        Ok(
+            serde_json::from_value(json!({"roots": [{"uri": "file:///home/ann/project"}]}))
+                .unwrap(),
+        )
+    }
+
     fn get_info(&self) -> ClientConfig {
         let capabilities: ClientCapabilities = match self.offers {
-            true => serde_json::from_value(json!({"sampling": {}, "elicitation": {}})).unwrap(),
+            true => serde_json::from_value(json!({"sampling": {}, "elicitation": {}, "roots": {}}))
+                .unwrap(),
             false => ClientCapabilities::default(),
         };
         ClientConfig::new(capabilities, Implementation::new("asked", "1.0.0"))
@@ -318,4 +330,31 @@ async fn a_call_cancelled_while_its_client_is_asked_ends_without_the_answer() {
         outcome["error"].as_str().unwrap().contains("cancelled"),
         "{outcome}"
     );
+}
+
+#[tokio::test]
+async fn roots_asked_during_a_call_go_only_to_a_caller_that_offers_them() {
+    let (dir, state) = start("").await;
+    let asked = Asked::offering();
+    let client = connect_as(&state, asked.clone()).await;
+    let result = call(&client, "list_client_roots", json!({})).await;
+    assert_eq!(text(&result), "roots: file:///home/ann/project");
+    assert_eq!(asked.asked(), [json!("roots/list")]);
+    let records = relayed(&dir, "roots/list");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (&records[0]["name"], &records[0]["decision"]),
+        (&json!("list_client_roots"), &json!("allow"))
+    );
+
+    let silent = Asked::default();
+    let other = connect_as(&state, silent.clone()).await;
+    let refused = call(&other, "list_client_roots", json!({})).await;
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    assert!(
+        text(&refused).contains("does not support roots/list"),
+        "{}",
+        text(&refused)
+    );
+    assert!(silent.asked().is_empty());
 }

@@ -81,6 +81,7 @@ fn tools() -> Value {
         {"name": "test_elicitation", "description": "Asks the client's user for input",
          "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}},
         no_arguments("test_elicitation_sep1034_defaults", "Elicitation with default values"),
+        no_arguments("list_client_roots", "Asks the client for its roots (not a suite scenario)"),
         no_arguments("test_elicitation_sep1330_enums", "Elicitation with every enum form"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
@@ -175,6 +176,7 @@ impl Fixture {
                     &elicit(cx, message, sep1330_schema(), "Elicitation completed").await?
                 )])
             }
+            "list_client_roots" => json!([text(&roots(cx).await?)]),
             "json_schema_2020_12_tool" => {
                 json!([text(&format!("received {}", Value::Object(args.clone())))])
             }
@@ -250,6 +252,17 @@ async fn sample(cx: &RequestContext<RoleServer>, prompt: &str) -> Result<String,
         .map(str::to_string)
         .unwrap_or_else(|| said.to_string());
     Ok(format!("LLM response: {said}"))
+}
+
+#[allow(deprecated)] // roots are deprecated by SEP-2577 but servers still ask for them
+async fn roots(cx: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
+    let listed = cx
+        .peer
+        .list_roots()
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("roots/list failed: {e}"), None))?;
+    let uris: Vec<String> = listed.roots.iter().map(|r| r.uri.clone()).collect();
+    Ok(format!("roots: {}", uris.join(", ")))
 }
 
 async fn elicit(
