@@ -2,7 +2,8 @@
 //! stages into `tools/list` (what this caller may use) and `tools/call` (the decision
 //! pipeline in `call`, forwarding in `asks`, which also answers what the upstream asks
 //! the caller on the way), prompts and completions (`prompts`), resources and their
-//! subscriptions (`resources`, `subscriptions`) and upstream log entries (`logging`). rmcp types are translated here and in `upstream`, nowhere else.
+//! subscriptions (`resources`, `subscriptions`) and upstream log entries (`logging`).
+//! rmcp types are translated here and in `upstream`, nowhere else.
 
 mod approve;
 mod asks;

@@ -2,7 +2,7 @@
 //! Streamable HTTP servers, each an rmcp client. Forwards attested calls (and only those:
 //! [`Upstreams::forward`] takes an [`Attested`]; prompts and resources take an
 //! [`crate::audit::AttestedAccess`]), relays progress back to the caller and cancellation
-//! to the upstream, hands the upstream's own requests (sampling, elicitation) to the call
+//! to the upstream, hands the upstream's own requests (sampling, elicitation, roots) to the call
 //! that caused them as [`Ask`]s, reports list changes, resource updates and log entries as
 //! [`UpstreamEvent`]s, and reconnects a dead upstream on the next use. Knows nothing of
 //! policy.

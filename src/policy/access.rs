@@ -1,6 +1,6 @@
 //! Requests other than tool calls (prompts, resources, and the requests an upstream puts
-//! to the caller during a call): decided by the same policy, for every
-//! identity in the chain, at the tier the owner's manifest gives (`read` by default).
+//! to the caller during a call): decided by the same policy, for every identity in the
+//! chain, at the tier the owner's manifest gives (`read` by default).
 //! They have no approval path: an `approve` effect refuses them with a message saying so.
 //! [`PermittedAccess`] is the only value the upstream accepts for them, and only
 //! [`Policy::authorize_access`] makes one.
