@@ -420,6 +420,15 @@ pub fn object_of(tool: &ToolRef) -> String {
 /// Combine per-identity verdicts: any error or deny or missing rule denies; then any
 /// approve requires approval; otherwise allow.
 fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
+    if verdicts.is_empty() {
+        // No identity at all: nobody to allow it (fail closed, never "all of none").
+        return Decision {
+            effect: Effect::Deny,
+            rule: None,
+            verdicts,
+            reason: Some("denied: the call has no caller identity".into()),
+        };
+    }
     let failed = verdicts.iter().find(|v| v.error.is_some());
     let denied = verdicts.iter().find(|v| v.effect == Some(Effect::Deny));
     let unruled = verdicts.iter().find(|v| v.effect.is_none());

@@ -79,3 +79,24 @@ async fn the_shipped_policy_decides_every_case_in_the_table() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_caller_with_no_identity_is_denied_whatever_the_policy() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = repo.join("policies/model.conf");
+    let allow_all = "p, *, *, *, allow\n";
+    let policy = Policy::load(
+        (&model, &std::fs::read_to_string(&model).unwrap()),
+        (Path::new("all.csv"), allow_all),
+    )
+    .await
+    .unwrap();
+    let nobody = Caller {
+        principal: None,
+        agents: vec![],
+        session: "t".into(),
+    };
+    let d = policy.decide(&nobody, "demo/read_note", "read".parse().unwrap());
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.reason.unwrap().contains("no caller identity"));
+}
