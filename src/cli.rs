@@ -78,6 +78,9 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
     },
     /// Try a running gateway as an MCP client (Streamable HTTP): list the tools you may
     /// use, or call one and wait for its result.
+    #[command(
+        after_help = "When the gateway asks callers to authenticate, put your token or API key in $MCP_WARDEN_TOKEN."
+    )]
     Call {
         /// The gateway's MCP endpoint.
         #[arg(long, default_value = "http://127.0.0.1:8787/mcp")]
@@ -87,6 +90,11 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         /// The arguments, a JSON object (include `intent` for transform and act tools).
         args: Option<String>,
     },
+    /// Make credentials for HTTP callers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run the bundled demo tool server (stdio, or Streamable HTTP with --http).
     DemoTools {
         /// Append every call received to this file (one JSON object per line).
@@ -95,6 +103,20 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         /// Serve Streamable HTTP at this address instead of stdio.
         #[arg(long)]
         http: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an API key for an agent: prints the key (once) and the `[[identity.api_keys]]`
+    /// lines, with its hash, to paste into warden.toml.
+    New {
+        /// The agent the key is, e.g. `agent:helpdesk`.
+        #[arg(long)]
+        agent: String,
+        /// The principal the agent always acts for with this key, e.g. `user:alice`.
+        #[arg(long)]
+        on_behalf_of: Option<String>,
     },
 }
 
@@ -155,6 +177,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Call { url, tool, args } => call::run(&url, tool, args).await,
+        Command::Keys {
+            command:
+                KeysCommand::New {
+                    agent,
+                    on_behalf_of,
+                },
+        } => new_api_key(&agent, on_behalf_of.as_deref()),
         Command::DemoTools { call_log, http } => {
             demo::serve(call_log, http).await.map_err(|e| e.to_string())
         }
@@ -166,6 +195,27 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn new_api_key(agent: &str, on_behalf_of: Option<&str>) -> Result<(), String> {
+    if let Some(bad) = std::iter::once(agent)
+        .chain(on_behalf_of)
+        .find(|n| !crate::config::valid_identity_name(n))
+    {
+        return Err(format!(
+            "`{bad}` must look like `kind:name`, e.g. `agent:helpdesk`"
+        ));
+    }
+    let (key, hash) = crate::identity::new_api_key();
+    eprintln!("Give this key to {agent} (it is shown once; keep it secret):");
+    println!("{key}");
+    let principal = on_behalf_of
+        .map(|p| format!("on_behalf_of = \"{p}\"\n"))
+        .unwrap_or_default();
+    eprintln!(
+        "\nAdd to warden.toml:\n\n[[identity.api_keys]]\nagent = \"{agent}\"\n{principal}sha256 = \"{hash}\"\n\nThe agent sends it as `Authorization: Bearer <key>`."
+    );
+    Ok(())
 }
 
 async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), String> {

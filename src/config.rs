@@ -13,7 +13,9 @@ use toml::Spanned;
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval;
+mod auth;
 pub use approval::{ActDefault, ApprovalConfig, ApproverConfig};
+pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
 
 /// The separator between a server id and a tool name in a namespaced tool name
 /// (`demo_send_message`). Server ids may not contain it, so the first occurrence always
@@ -53,6 +55,7 @@ struct RawConfig {
     approval: approval::RawApproval,
     #[serde(default)]
     approver: Vec<approval::RawApprover>,
+    auth: Option<auth::RawAuth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +79,8 @@ struct RawListen {
     allow_remote: bool,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +88,8 @@ struct RawListen {
 struct RawIdentities {
     stdio: Option<RawIdentity>,
     http: Option<RawIdentity>,
+    #[serde(default)]
+    api_keys: Vec<auth::RawApiKey>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +136,18 @@ pub struct Config {
     /// Where approvers work: the approvals page and API (loopback unless allowed).
     pub admin: Option<SocketAddr>,
     pub approval: ApprovalConfig,
+    /// Token verification for HTTP callers (`[auth]`).
+    pub auth: Option<AuthConfig>,
+    /// API keys HTTP callers may present instead of a token.
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl Config {
+    /// Whether HTTP callers must authenticate (any `[auth]` or API key configured); when
+    /// not, every HTTP caller is `[identity.http]`, on loopback only.
+    pub fn authenticates(&self) -> bool {
+        self.auth.is_some() || !self.api_keys.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +155,10 @@ pub struct HttpListen {
     pub addr: SocketAddr,
     /// `Host` header values accepted (DNS-rebinding protection).
     pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted besides loopback ones (`scheme://host:port`).
+    pub allowed_origins: Vec<String>,
+    /// Whether it listens off loopback (allowed by `allow_remote`).
+    pub remote: bool,
 }
 
 /// A configured caller identity: an agent acting, optionally, for a principal.
@@ -252,6 +275,16 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         .as_ref()
         .and_then(|a| address(a, "listen.admin", raw.listen.allow_remote, text, file, out));
     let http = check_listen(raw.listen, text, file, out);
+    let auth_cx = auth::Context { text, file, base };
+    let auth = raw.auth.map(|a| auth::check(a, &auth_cx, out));
+    let api_keys = auth::api_keys(raw.identity.api_keys, &auth_cx, out);
+    if http.as_ref().is_some_and(|h| h.remote) && auth.is_none() && api_keys.is_empty() {
+        out.push(Problem::error(
+            file,
+            None,
+            "`listen.http` is reachable off loopback but callers do not authenticate: add `[auth]` or `[[identity.api_keys]]`".to_string(),
+        ));
+    }
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
     let upstreams = check_upstreams(raw.upstream, text, file, base, out);
@@ -270,6 +303,8 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         stdio_identity,
         http_identity,
         upstreams,
+        auth,
+        api_keys,
     }
 }
 
@@ -313,9 +348,20 @@ fn check_listen(
     )?;
     let mut allowed_hosts = loopback_hosts();
     allowed_hosts.extend(raw.allowed_hosts);
+    for origin in &raw.allowed_origins {
+        if !(origin.starts_with("https://") || origin.starts_with("http://")) {
+            out.push(Problem::error(
+                file,
+                None,
+                format!("`allowed_origins` entry `{origin}` must be `scheme://host[:port]`, e.g. \"https://app.example.com\""),
+            ));
+        }
+    }
     Some(HttpListen {
         addr,
         allowed_hosts,
+        allowed_origins: raw.allowed_origins,
+        remote: !addr.ip().is_loopback(),
     })
 }
 
@@ -592,9 +638,16 @@ mod tests {
     }
 
     #[test]
-    fn remote_http_binding_needs_an_explicit_opt_in() {
+    fn remote_http_binding_needs_an_explicit_opt_in_and_authenticated_callers() {
         assert!(parse("[listen]\nhttp = \"0.0.0.0:8787\"\n").is_err());
-        assert!(parse("[listen]\nhttp = \"0.0.0.0:8787\"\nallow_remote = true\n").is_ok());
+        let remote = "[listen]\nhttp = \"0.0.0.0:8787\"\nallow_remote = true\n";
+        let err = parse(remote).unwrap_err().to_string();
+        assert!(err.contains("callers do not authenticate"), "{err}");
+        let key = format!(
+            "{remote}\n[[identity.api_keys]]\nagent = \"agent:a\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        );
+        assert!(parse(&key).is_ok());
         assert!(parse("[listen]\nhttp = \"127.0.0.1:0\"\n").is_ok());
     }
 }

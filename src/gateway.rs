@@ -59,19 +59,34 @@ impl Gateway {
         }
     }
 
-    /// The caller of a request: the session's configured identity, on its session.
+    /// The caller of a request: over stdio the configured identity; over HTTP the one
+    /// its credential proved, or the configured identity when HTTP callers present none.
     fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
+        let parts = context.extensions.get::<axum::http::request::Parts>();
         let session = match &self.listener {
             Listener::Stdio { session } => session.clone(),
-            Listener::Http => context
-                .extensions
-                .get::<axum::http::request::Parts>()
+            Listener::Http => parts
                 .and_then(|p| p.headers.get("mcp-session-id"))
                 .and_then(|v| v.to_str().ok())
                 .map(|s| format!("http:{s}"))
                 .unwrap_or_else(|| "http".into()),
         };
-        Caller::from_config(&self.identity, session)
+        let verified = parts.and_then(|p| p.extensions.get::<crate::identity::Verified>());
+        match (&self.listener, verified) {
+            (Listener::Stdio { .. }, _) => Caller::from_config(&self.identity, session),
+            (Listener::Http, Some(v)) => v.caller(session),
+            (Listener::Http, None) if !self.state.config.authenticates() => {
+                Caller::from_config(&self.identity, session)
+            }
+            // Unreachable behind the transport's check; fail closed if it ever is not:
+            // a caller with no identity is denied everything.
+            (Listener::Http, None) => Caller {
+                principal: None,
+                agents: Vec::new(),
+                session,
+                credential: None,
+            },
+        }
     }
 
     /// The tools this caller may call or request approval for, as clients see them.

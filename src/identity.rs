@@ -1,10 +1,16 @@
 //! Who is calling: the acting agent and its delegation chain (the principal it acts for,
-//! then any intermediate agents). Built from verified sources only (today: the config's
-//! stdio and HTTP identities); this module does not authorise anything.
+//! then any intermediate agents). Built from verified sources only: the config's stdio
+//! identity, and over HTTP a verified credential ([`Authenticator`]: an API key, or a JWT
+//! whose `sub` and RFC 8693 `act` claims give the chain). Chain data asserted anywhere
+//! else never reaches a [`Caller`]. This module does not authorise anything.
+
+mod authenticate;
+mod jwt;
 
 use serde::Serialize;
 
 use crate::config::IdentityConfig;
+pub use authenticate::{API_KEY_PREFIX, Authenticator, new_api_key};
 
 /// A caller: the agent making the call and everyone it acts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +21,80 @@ pub struct Caller {
     pub agents: Vec<String>,
     /// The connection/session this call arrived on (for the audit record).
     pub session: String,
+    /// The credential that proved the chain, when one did (HTTP callers).
+    pub credential: Option<Credential>,
+}
+
+/// What proved a caller's identity, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    /// `api_key` or `jwt`.
+    pub kind: &'static str,
+    /// The token's issuer (`iss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The token's id (`jti`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// A verified HTTP caller, before it is tied to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Option<String>,
+    pub agents: Vec<String>,
+    pub credential: Credential,
+}
+
+impl Verified {
+    /// This caller on `session`.
+    pub fn caller(&self, session: impl Into<String>) -> Caller {
+        Caller {
+            principal: self.principal.clone(),
+            agents: self.agents.clone(),
+            session: session.into(),
+            credential: Some(self.credential.clone()),
+        }
+    }
+}
+
+/// Why a credential was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credential: send `Authorization: Bearer <token or API key>`")]
+    Missing,
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the token lacks the scope `{0}`")]
+    InsufficientScope(String),
+}
+
+/// Refuse a chain deeper than `max` identities or naming anyone twice (a cycle).
+pub fn check_chain(
+    principal: Option<&str>,
+    agents: &[String],
+    max: usize,
+) -> Result<(), AuthError> {
+    let chain: Vec<&str> = principal
+        .into_iter()
+        .chain(agents.iter().map(String::as_str))
+        .collect();
+    if chain.len() > max {
+        return Err(AuthError::Invalid(format!(
+            "the delegation chain has {} identities, more than the {max} allowed",
+            chain.len()
+        )));
+    }
+    for (i, id) in chain.iter().enumerate() {
+        if chain.iter().skip(i + 1).any(|other| other == id) {
+            return Err(AuthError::Invalid(format!(
+                "the delegation chain names `{id}` twice (a cycle)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Caller {
@@ -24,6 +104,7 @@ impl Caller {
             principal: identity.on_behalf_of.clone(),
             agents: vec![identity.agent.clone()],
             session: session.into(),
+            credential: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Serving the gateway to clients: over stdio (a client launched `mcp-warden serve`) and
-//! over Streamable HTTP at `/mcp`, with `Host`/`Origin` checks against DNS rebinding.
-//! Each takes a shutdown future so tests can run and stop them.
+//! over Streamable HTTP at `/mcp`, with `Host`/`Origin` checks against DNS rebinding and,
+//! when the configuration asks for it, caller authentication (`auth`). Each takes a
+//! shutdown future so tests can run and stop them.
+
+mod auth;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,19 +83,24 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .as_ref()
         .map(|h| h.allowed_hosts.clone())
         .unwrap_or_else(crate::config::loopback_hosts);
-    let origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+    let mut origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
         .map(String::from)
         .to_vec();
+    if let Some(http) = &state.config.http {
+        origins.extend(http.allowed_origins.iter().cloned());
+    }
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
     let identity = state.config.http_identity.clone();
+    let auth = auth::HttpAuth::new(state.clone());
+    let gateway_state = state.clone();
     let service = StreamableHttpService::new(
         move || {
             Ok(Gateway::new(
-                state.clone(),
+                gateway_state.clone(),
                 identity.clone(),
                 Listener::Http,
             ))
@@ -100,7 +108,17 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    axum::Router::new()
+    let mcp = axum::Router::new().nest_service("/mcp", service).layer(
+        axum::middleware::from_fn_with_state(auth.clone(), auth::authenticate),
+    );
+    let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .nest_service("/mcp", service)
+        .merge(mcp);
+    if state.config.auth.is_some() {
+        let metadata = axum::routing::get(auth::metadata);
+        router = router
+            .route("/.well-known/oauth-protected-resource", metadata.clone())
+            .route("/.well-known/oauth-protected-resource/{*path}", metadata);
+    }
+    router.with_state(auth)
 }

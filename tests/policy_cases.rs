@@ -95,6 +95,7 @@ async fn a_caller_with_no_identity_is_denied_whatever_the_policy() {
         principal: None,
         agents: vec![],
         session: "t".into(),
+        credential: None,
     };
     let d = policy.decide(&nobody, "demo/read_note", "read".parse().unwrap());
     assert_eq!(d.effect, Effect::Deny);

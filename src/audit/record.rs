@@ -60,6 +60,9 @@ fn base(kind: &str, call_id: &str, caller: &Caller) -> Map<String, Value> {
     m.insert("session".into(), json!(caller.session));
     m.insert("agent".into(), json!(caller.agent()));
     m.insert("chain".into(), json!(caller.chain()));
+    if let Some(credential) = &caller.credential {
+        m.insert("credential".into(), json!(credential));
+    }
     m
 }
 

@@ -36,8 +36,13 @@ pub async fn run(url: &str, tool: Option<String>, args: Option<String>) -> Resul
             format!("the arguments must be a JSON object, e.g. '{{\"text\": \"hi\"}}': {e}")
         })?,
     };
+    let mut transport =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url);
+    if let Ok(token) = std::env::var("MCP_WARDEN_TOKEN") {
+        transport = transport.auth_header(token);
+    }
     let client = Watcher
-        .serve(StreamableHttpClientTransport::from_uri(url))
+        .serve(StreamableHttpClientTransport::from_config(transport))
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;
     let outcome = match tool {

@@ -26,6 +26,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("cannot open the approval store: {0}")]
     Approvals(#[from] crate::approval::ApprovalError),
+    #[error("cannot verify HTTP callers: {0}")]
+    Auth(String),
 }
 
 /// Everything a gateway session needs, shared by all sessions.
@@ -36,6 +38,8 @@ pub struct State {
     pub audit: AuditLog,
     pub approvals: ApprovalStore,
     pub upstreams: Upstreams,
+    /// Verifies HTTP callers' credentials; `None` when they present none.
+    pub authenticator: Option<crate::identity::Authenticator>,
     catalog: RwLock<Arc<Catalog>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// The approvals page's address, once the admin listener is up (for links).
@@ -111,6 +115,9 @@ impl State {
         for w in &warnings {
             tracing::warn!("{}", w.located());
         }
+        let authenticator = crate::identity::Authenticator::load(&config)
+            .await
+            .map_err(StartError::Auth)?;
         let audit = AuditLog::open(&config.audit_log)?;
         let approvals = ApprovalStore::open(&config.approval.database)?;
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
@@ -122,6 +129,7 @@ impl State {
             audit,
             approvals,
             upstreams,
+            authenticator,
             catalog: RwLock::new(Arc::new(Catalog::default())),
             peers: Mutex::new(Vec::new()),
             page_url: std::sync::OnceLock::new(),
