@@ -9,10 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use common::{EXE, Setup, TestClient, read_lines, text, write_setup};
+use common::{Setup, TestClient, demo_over_http, point_demo_at, read_lines, text, write_setup};
 use mcp_warden::config::Config;
 use mcp_warden::gateway::State;
 use rmcp::ServiceExt;
@@ -22,33 +19,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
-/// Start the demo tools over HTTP on a free port; returns the child and its URL.
-fn demo_over_http(call_log: &std::path::Path) -> (Killed, String) {
-    let mut child = Command::new(EXE)
-        .args(["demo-tools", "--http", "127.0.0.1:0", "--call-log"])
-        .arg(call_log)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("demo tools at ")
-        .unwrap()
-        .to_string();
-    (Killed(child), url)
-}
-
 async fn gateway_over_http(
     setup: &Setup,
     upstream_url: Option<&str>,
@@ -56,12 +26,7 @@ async fn gateway_over_http(
     let dir = tempfile::tempdir().unwrap();
     let path = write_setup(dir.path(), setup);
     if let Some(url) = upstream_url {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let head = text.split("[[upstream]]").next().unwrap().to_string();
-        let upstream = format!(
-            "[[upstream]]\nid = \"demo\"\nurl = \"{url}\"\nheaders = {{ X-Gateway-Key = \"${{PATH}}\" }}\n"
-        );
-        std::fs::write(&path, format!("{head}{upstream}")).unwrap();
+        point_demo_at(&path, url);
     }
     let state = State::start(Config::load(&path).unwrap()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

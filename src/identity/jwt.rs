@@ -61,7 +61,8 @@ impl Keys {
         Ok(Self {
             config: config.clone(),
             keys: RwLock::new(keys),
-            refreshed: RwLock::new(Some(Instant::now())),
+            // The first unknown `kid` fetches again at once (a key rotated since start).
+            refreshed: RwLock::new(None),
         })
     }
 

@@ -101,9 +101,17 @@ fn chain_of(v: &Verified) -> Vec<String> {
     v.principal.iter().chain(v.agents.iter()).cloned().collect()
 }
 
-/// Escape a value for a quoted-string in a header.
+/// A value for a quoted-string in a header: printable ASCII, no quotes or backslashes.
 fn quoted(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "'")
+    s.replace('…', "...")
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 /// `https://host:port/path` → (`https://host:port`, `/path`).
@@ -165,7 +173,7 @@ fn credential(request: &Request) -> Result<&str, AuthError> {
         .any(|name| QUERY_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(name)));
     if in_query {
         return Err(AuthError::Malformed(
-            "credentials in the query string are refused: send `Authorization: Bearer …`".into(),
+            "credentials in the query string are refused: send `Authorization: Bearer ...`".into(),
         ));
     }
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {

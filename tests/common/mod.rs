@@ -412,3 +412,47 @@ pub async fn fixture_gateway(dir: &Path, fixture: &str, policy: &str) -> Arc<Sta
     std::fs::write(&config, text).unwrap();
     State::start(Config::load(&config).unwrap()).await.unwrap()
 }
+
+pub struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// Start the demo tools over HTTP on a free port, logging calls (with the headers they
+/// came with) to `call_log`; returns the child and its URL.
+pub fn demo_over_http(call_log: &Path) -> (Killed, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(EXE)
+        .args(["demo-tools", "--http", "127.0.0.1:0", "--call-log"])
+        .arg(call_log)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("demo tools at ")
+        .unwrap()
+        .to_string();
+    (Killed(child), url)
+}
+
+/// Make the config at `path` reach the demo upstream at `url` over HTTP, with a
+/// gateway-held header (`X-Gateway-Key`, the expanded `$PATH`), instead of as a child.
+pub fn point_demo_at(path: &Path, url: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("id = \"demo\"\ncommand").unwrap();
+    let end = start + text[start..].find("]\n").unwrap() + 2;
+    let upstream =
+        format!("id = \"demo\"\nurl = \"{url}\"\nheaders = {{ X-Gateway-Key = \"${{PATH}}\" }}\n");
+    std::fs::write(
+        path,
+        format!("{}{upstream}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+}
