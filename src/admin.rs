@@ -5,6 +5,7 @@
 
 mod api;
 pub mod auth;
+mod grants;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/approvals", get(api::list))
         .route("/approvals/{id}", get(api::show))
         .route("/approvals/{id}/{verdict}", post(api::decide))
+        .route("/grants", get(grants::list).post(grants::create))
+        .route("/grants/{id}/revoke", post(grants::revoke))
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }

@@ -131,6 +131,17 @@ impl AuditLog {
             .await
     }
 
+    /// Write a step in a grant's life (`created`, `revoked`, `expired`, `refused`).
+    pub async fn grant(
+        &self,
+        grant: &crate::grant::Grant,
+        event: &str,
+        actor: &str,
+        error: Option<&str>,
+    ) -> Result<(), AuditError> {
+        self.append(record::grant(grant, event, actor, error)).await
+    }
+
     /// Write the record of a refused call.
     pub async fn refusal(&self, refusal: &Refusal<'_>) -> Result<(), AuditError> {
         self.append(record::refusal(refusal)).await

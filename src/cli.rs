@@ -18,6 +18,7 @@ use crate::{check, demo, transport, upstream};
 
 mod approvals;
 mod call;
+mod grants;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +90,13 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         tool: Option<String>,
         /// The arguments, a JSON object (include `intent` for transform and act tools).
         args: Option<String>,
+    },
+    /// Just-in-time grants through the admin API (as an approver).
+    Grant {
+        #[command(flatten)]
+        connection: approvals::Connection,
+        #[command(subcommand)]
+        command: grants::GrantCommand,
     },
     /// Make credentials for HTTP callers.
     Keys {
@@ -177,6 +185,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Call { url, tool, args } => call::run(&url, tool, args).await,
+        Command::Grant {
+            connection,
+            command,
+        } => match load_config(connection.config.as_deref()) {
+            Ok(config) => grants::run(command, connection, config).await,
+            Err(e) => Err(e),
+        },
         Command::Keys {
             command:
                 KeysCommand::New {

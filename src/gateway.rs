@@ -8,6 +8,7 @@
 mod approve;
 mod asks;
 mod call;
+mod grants;
 mod logging;
 mod prompts;
 mod resources;
@@ -31,6 +32,7 @@ use crate::catalog::ToolState;
 use crate::config::IdentityConfig;
 use crate::identity::Caller;
 use crate::policy::{Effect, object_of};
+pub use grants::{GrantError, GrantRequest, MAX_GRANT};
 pub use state::{StartError, State, load_rules, read_inputs};
 
 /// Where a session's caller identity comes from.

@@ -7,12 +7,14 @@
 //! | module      | owns |
 //! |-------------|------|
 //! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
+//! | [`clock`]     | milliseconds for expiries: wall clock at start + monotonic time |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
 //! | [`digest`]    | SHA-256 over RFC 8785 canonical JSON: argument digests, pins, the audit chain |
 //! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
+//! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, SQLite-backed |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
 //! | [`approval`]  | approval requests: SQLite store, separation of duties, quorum, expiry, single use, webhook |
@@ -46,10 +48,12 @@ pub mod audit;
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod gateway;
+pub mod grant;
 pub mod identity;
 pub mod intent;
 pub mod manifest;

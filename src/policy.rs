@@ -145,6 +145,8 @@ pub struct Policy {
     eft_index: usize,
     act_default: ActDefault,
     cache: RwLock<HashMap<String, Verdict>>,
+    /// Just-in-time grants, consulted after the rules (never cached: they expire).
+    grants: Arc<crate::grant::GrantBook>,
 }
 
 const CACHE_LIMIT: usize = 100_000;
@@ -194,6 +196,7 @@ impl Policy {
             eft_index,
             act_default: ActDefault::Approve,
             cache: RwLock::new(HashMap::new()),
+            grants: Arc::default(),
         })
     }
 
@@ -205,12 +208,43 @@ impl Policy {
 
     /// The decision for a caller's whole chain on `server/tool` at `tier`.
     pub fn decide(&self, caller: &Caller, object: &str, tier: Tier) -> Decision {
+        let now = crate::clock::now_ms();
         let verdicts: Vec<Verdict> = caller
             .chain()
             .into_iter()
             .map(|id| self.verdict(id, object, tier.as_str()))
+            .map(|v| self.granted(v, caller.principal.as_deref(), object, tier, now))
             .collect();
         combine(verdicts, object, tier)
+    }
+
+    /// Decide with these grants too.
+    pub fn with_grants(self, grants: Arc<crate::grant::GrantBook>) -> Self {
+        Self { grants, ..self }
+    }
+
+    /// A verdict with no rule, or one that asks for approval, becomes an allow when an
+    /// active grant covers it; a deny or a Casbin error never does.
+    fn granted(
+        &self,
+        v: Verdict,
+        principal: Option<&str>,
+        object: &str,
+        tier: Tier,
+        now: u64,
+    ) -> Verdict {
+        let open = v.error.is_none() && matches!(v.effect, None | Some(Effect::Approve));
+        let grant = open
+            .then(|| self.grants.find(&v.identity, principal, object, tier, now))
+            .flatten();
+        match grant {
+            Some(g) => Verdict {
+                effect: Some(Effect::Allow),
+                rule: Some(Arc::new(Rule::of_grant(&g))),
+                ..v
+            },
+            None => v,
+        }
     }
 
     /// Whether `identity` may approve calls to `object` (permission `approve`).
@@ -330,10 +364,13 @@ impl Policy {
     /// itself (not `*`). A Casbin error counts as no.
     fn names_act(&self, decision: &Decision, object: &str) -> bool {
         decision.verdicts.iter().all(|v| {
-            self.enforcers
-                .allow_act
-                .enforce((v.identity.as_str(), object, "act"))
-                .unwrap_or(false)
+            // A grant at the `act` tier is an approver's decision made in advance.
+            v.rule.as_ref().is_some_and(|r| r.grant.is_some())
+                || self
+                    .enforcers
+                    .allow_act
+                    .enforce((v.identity.as_str(), object, "act"))
+                    .unwrap_or(false)
         })
     }
 

@@ -222,7 +222,7 @@ fn may_see(admin: &Admin, approver: &str, r: &Request) -> bool {
     admin.state.may_approve(approver, &object, r)
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     let mut r = problem(
         StatusCode::UNAUTHORIZED,
         "sign in with your approver token: `Authorization: Bearer <token>`",

@@ -92,6 +92,37 @@ fn decision_fields(m: &mut Map<String, Value>, decision: &Decision) {
     m.insert("decision".into(), json!(decision.effect));
     m.insert("rule".into(), json!(decision.rule));
     m.insert("verdicts".into(), json!(decision.verdicts));
+    // The grants this decision used (the "used" record of a grant).
+    let grants: Vec<&String> = decision
+        .verdicts
+        .iter()
+        .filter_map(|v| v.rule.as_ref()?.grant.as_ref())
+        .collect();
+    if !grants.is_empty() {
+        m.insert("grants".into(), json!(grants));
+    }
+}
+
+/// A step in a grant's life: `created`, `revoked`, `expired`, or a refused request for
+/// one (`refused`, with the reason), by `actor`.
+pub fn grant(
+    grant: &crate::grant::Grant,
+    event: &str,
+    actor: &str,
+    error: Option<&str>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    m.insert("ts".into(), json!(ts));
+    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("kind".into(), json!("grant"));
+    m.insert("event".into(), json!(event));
+    m.insert("actor".into(), json!(actor));
+    m.insert("grant".into(), json!(grant));
+    if let Some(e) = error {
+        m.insert("error".into(), json!(e));
+    }
+    m
 }
 
 pub fn refusal(r: &Refusal<'_>) -> Map<String, Value> {

@@ -65,14 +65,7 @@ pub async fn run(
     if let ApprovalsCommand::NewToken { identity } = &command {
         return new_approver(identity);
     }
-    let url = conn
-        .url
-        .clone()
-        .or_else(|| config.approval.public_url.clone())
-        .or_else(|| config.admin.map(|a| format!("http://{a}")))
-        .ok_or("no admin listener: set `[listen] admin` in the config, or pass --url")?;
-    let token = token(&conn, &config)?;
-    let client = Client { url, token };
+    let client = Client::connect(&conn, &config)?;
     match command {
         ApprovalsCommand::List { all } => {
             let status = if all { "all" } else { "pending" };
@@ -167,13 +160,31 @@ fn read_token(file: &Path) -> Result<String, String> {
         })
 }
 
-struct Client {
+/// The admin API, as one approver.
+pub(super) struct Client {
     url: String,
     token: String,
 }
 
 impl Client {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    /// Where the admin listener is and the approver token to present there.
+    pub(super) fn connect(conn: &Connection, config: &Config) -> Result<Self, String> {
+        let url = conn
+            .url
+            .clone()
+            .or_else(|| config.approval.public_url.clone())
+            .or_else(|| config.admin.map(|a| format!("http://{a}")))
+            .ok_or("no admin listener: set `[listen] admin` in the config, or pass --url")?;
+        let token = token(conn, config)?;
+        Ok(Self { url, token })
+    }
+
+    pub(super) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let http = reqwest::Client::new();
         let url = format!("{}{path}", self.url);
         let request = match method {

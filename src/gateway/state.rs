@@ -28,6 +28,8 @@ pub enum StartError {
     Approvals(#[from] crate::approval::ApprovalError),
     #[error("cannot verify HTTP callers: {0}")]
     Auth(String),
+    #[error(transparent)]
+    Grants(#[from] crate::grant::StoreError),
 }
 
 /// Everything a gateway session needs, shared by all sessions.
@@ -37,6 +39,8 @@ pub struct State {
     pub policy: Policy,
     pub audit: AuditLog,
     pub approvals: ApprovalStore,
+    /// Just-in-time grants (their active set is what policy consults).
+    pub grants: crate::grant::GrantStore,
     pub upstreams: Upstreams,
     /// Verifies HTTP callers' credentials; `None` when they present none.
     pub authenticator: Option<crate::identity::Authenticator>,
@@ -120,6 +124,8 @@ impl State {
             .map_err(StartError::Auth)?;
         let audit = AuditLog::open(&config.audit_log)?;
         let approvals = ApprovalStore::open(&config.approval.database)?;
+        let grants = crate::grant::GrantStore::open(&config.approval.database)?;
+        let policy = policy.with_grants(grants.book());
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
         let state = Arc::new(Self {
@@ -128,6 +134,7 @@ impl State {
             policy,
             audit,
             approvals,
+            grants,
             upstreams,
             authenticator,
             catalog: RwLock::new(Arc::new(Catalog::default())),
@@ -140,6 +147,7 @@ impl State {
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
         tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
+        tokio::spawn(sweep_grants(Arc::downgrade(&state)));
         Ok(state)
     }
 
@@ -267,5 +275,15 @@ async fn watch_changes(
             }
             UpstreamEvent::ListsChanged(_) => state.relay_lists_changed().await,
         }
+    }
+}
+
+/// Every 10 s, record the grants that ran out (audit only: decisions check the time).
+async fn sweep_grants(state: std::sync::Weak<State>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        state.sweep_grants().await;
     }
 }

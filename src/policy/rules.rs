@@ -12,35 +12,57 @@ use serde::{Serialize, Serializer};
 
 use crate::problem::Problem;
 
-/// One row of the policy file, where it came from.
+/// One row of the policy file, where it came from; or a just-in-time grant, which
+/// decides like a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub file: String,
     pub line: usize,
     /// The row's fields after the rule type (`role:x, demo/*, read, allow`).
     pub fields: Vec<String>,
+    /// The grant's id, when this is a grant.
+    pub grant: Option<String>,
+}
+
+impl Rule {
+    /// The row a grant stands for: `p, TO, TOOLS, TIER, allow`.
+    pub fn of_grant(grant: &crate::grant::Grant) -> Self {
+        Self {
+            file: String::new(),
+            line: 0,
+            fields: vec![
+                grant.to.clone(),
+                grant.tools.clone(),
+                grant.tier.as_str().into(),
+                "allow".into(),
+            ],
+            grant: Some(grant.id.clone()),
+        }
+    }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`p, {}` ({}:{})",
-            self.fields.join(", "),
-            self.file,
-            self.line
-        )
+        match &self.grant {
+            Some(id) => write!(f, "`p, {}` (grant {id})", self.fields.join(", ")),
+            None => write!(
+                f,
+                "`p, {}` ({}:{})",
+                self.fields.join(", "),
+                self.file,
+                self.line
+            ),
+        }
     }
 }
 
 impl Serialize for Rule {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!(
-            "{}:{}: p, {}",
-            self.file,
-            self.line,
-            self.fields.join(", ")
-        ))
+        let fields = self.fields.join(", ");
+        s.serialize_str(&match &self.grant {
+            Some(id) => format!("grant {id}: p, {fields}"),
+            None => format!("{}:{}: p, {fields}", self.file, self.line),
+        })
     }
 }
 
@@ -159,6 +181,7 @@ pub fn parse(file: &Path, text: &str, shape: &ModelShape) -> (Checked, Vec<Probl
                 file: file.display().to_string(),
                 line,
                 fields: rest.to_vec(),
+                grant: None,
             }),
             Ok(false) => checked
                 .groupings

@@ -1,0 +1,106 @@
+//! `mcp-warden grant add|list|revoke`: just-in-time grants through the admin API, as an
+//! approver (the same credentials as `mcp-warden approvals`). The gateway checks who may
+//! grant what and audits every step.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::approvals::{Client, Connection};
+use crate::admin::visible;
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Give an identity a time-boxed permission on some tools at one tier.
+    Add {
+        /// Who gets it, e.g. `agent:x`.
+        #[arg(long)]
+        to: String,
+        /// Only while it acts for this principal, e.g. `user:y`.
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        /// `server/tool` pattern (`*` matches anything), e.g. `crm/*`.
+        #[arg(long)]
+        tools: String,
+        /// `read`, `transform` or `act`.
+        #[arg(long)]
+        tier: String,
+        /// How long it lasts, e.g. `30m` (at most 24h).
+        #[arg(long)]
+        ttl: String,
+        /// Why it is needed (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List grants (active, revoked and expired).
+    List,
+    /// Revoke a grant; the next call no longer uses it.
+    Revoke { id: String },
+}
+
+pub async fn run(command: GrantCommand, conn: Connection, config: Config) -> Result<(), String> {
+    let client = Client::connect(&conn, &config)?;
+    match command {
+        GrantCommand::Add {
+            to,
+            on_behalf_of,
+            tools,
+            tier,
+            ttl,
+            reason,
+        } => {
+            let body = json!({"to": to, "on_behalf_of": on_behalf_of, "tools": tools, "tier": tier, "ttl": ttl, "reason": reason});
+            let grant = client.send("POST", "/grants", Some(body)).await?;
+            println!("{}", line(&grant));
+        }
+        GrantCommand::List => {
+            let listed = client.send("GET", "/grants", None).await?;
+            let grants = listed
+                .get("grants")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if grants.is_empty() {
+                println!("no grants");
+            }
+            for g in &grants {
+                println!("{}", line(g));
+            }
+        }
+        GrantCommand::Revoke { id } => {
+            let id: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let grant = client
+                .send("POST", &format!("/grants/{id}/revoke"), None)
+                .await?;
+            println!("{}", line(&grant));
+        }
+    }
+    Ok(())
+}
+
+/// One grant as a line: id, status, who, what, until when, by whom, why.
+fn line(g: &Value) -> String {
+    let s = |k: &str| visible(g.get(k).and_then(Value::as_str).unwrap_or(""));
+    let expires = g.get("expires").and_then(Value::as_u64).unwrap_or(0);
+    let until = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(expires),
+    );
+    let principal = match s("on_behalf_of") {
+        p if p.is_empty() => String::new(),
+        p => format!(" for {p}"),
+    };
+    format!(
+        "{}  {:<8} {}{} may use {} ({}) until {until}; granted by {}: {}",
+        s("id"),
+        s("status"),
+        s("to"),
+        principal,
+        s("tools"),
+        s("tier"),
+        s("by"),
+        s("reason")
+    )
+}
