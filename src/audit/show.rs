@@ -41,6 +41,7 @@ pub fn describe(r: &Value) -> String {
             s("name"),
             rule(r)
         ),
+        "grant" => grant(r),
         other => format!("{other} record"),
     };
     let intent = r
@@ -50,6 +51,23 @@ pub fn describe(r: &Value) -> String {
         .map(|i| format!("  intent: \"{i}\""))
         .unwrap_or_default();
     visible(&format!("{ts}  {what}{intent}"))
+}
+
+/// A grant's step: `GRANTED`, `REVOKED`, `EXPIRED`, or a refused request for one.
+fn grant(r: &Value) -> String {
+    let g = |k: &str| r.pointer(&format!("/grant/{k}")).and_then(Value::as_str).unwrap_or("");
+    let actor = r.get("actor").and_then(Value::as_str).unwrap_or("?");
+    let what = format!("{} ({}) to {}", g("tools"), g("tier"), g("to"));
+    match r.get("event").and_then(Value::as_str).unwrap_or("") {
+        "created" => format!("GRANTED  {what} by {actor} (grant {}): {}", g("id"), g("reason")),
+        "revoked" => format!("REVOKED  grant {} ({what}) by {actor}", g("id")),
+        "expired" => format!("EXPIRED  grant {} ({what})", g("id")),
+        "refused" => format!(
+            "REFUSED  a grant of {what} by {actor}: {}",
+            r.get("error").and_then(Value::as_str).unwrap_or("")
+        ),
+        other => format!("{other} on grant {}", g("id")),
+    }
 }
 
 fn caller(r: &Value) -> String {
@@ -144,6 +162,12 @@ mod tests {
         assert_eq!(
             describe(&access),
             "2026-11-22T20:00:02  REFUSED  prompts/get demo/customer_reply by agent:desktop: denied"
+        );
+        let granted = json!({"ts": "2026-11-22T20:00:03Z", "kind": "grant", "event": "created", "actor": "user:carol",
+            "grant": {"id": "g1", "to": "agent:x", "tools": "crm/*", "tier": "transform", "reason": "migration\u{1b}[2J"}});
+        assert_eq!(
+            describe(&granted),
+            "2026-11-22T20:00:03  GRANTED  crm/* (transform) to agent:x by user:carol (grant g1): migration\\u{001B}[2J"
         );
     }
 }
