@@ -71,7 +71,7 @@ impl Idp {
     /// The `[auth]` and API-key configuration for this provider.
     fn config(&self, extra_auth: &str, api_key_hash: &str) -> String {
         format!(
-            "[auth]\nresource = \"{RESOURCE}\"\nmax_token_lifetime = \"1h\"\nmax_chain_depth = 3\n{extra_auth}\n\n[[auth.jwt]]\nissuer = \"{ISSUER}\"\njwks_file = {:?}\n\n[[auth.jwt]]\nissuer = \"https://hs.test\"\nsecret_file = {:?}\n\n[[identity.api_keys]]\nagent = \"agent:helpdesk\"\non_behalf_of = \"user:alice\"\nsha256 = \"{api_key_hash}\"\n",
+            "[listen]\nhttp = \"127.0.0.1:0\"\nallowed_origins = [\"https://agents.test\"]\n\n[auth]\nresource = \"{RESOURCE}\"\nmax_token_lifetime = \"1h\"\nmax_chain_depth = 3\n{extra_auth}\n\n[[auth.jwt]]\nissuer = \"{ISSUER}\"\njwks_file = {:?}\n\n[[auth.jwt]]\nissuer = \"https://hs.test\"\nsecret_file = {:?}\n\n[[identity.api_keys]]\nagent = \"agent:helpdesk\"\non_behalf_of = \"user:alice\"\nsha256 = \"{api_key_hash}\"\n",
             self.dir.path().join("jwks.json"),
             self.dir.path().join("secret"),
         )
@@ -462,6 +462,12 @@ async fn a_session_stays_with_its_caller_and_foreign_origins_are_refused() {
         .await;
     assert_eq!(status, 403);
     assert!(gw.upstream_calls().is_empty());
+    let allowed = [
+        ("authorization", format!("Bearer {alice}")),
+        ("origin", "https://agents.test".into()),
+    ];
+    let (status, _, body) = gw.post(&gw.url, &allowed).await;
+    assert_eq!(status, 200, "a configured origin is allowed: {body}");
 }
 
 #[tokio::test]

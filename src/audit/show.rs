@@ -55,11 +55,19 @@ pub fn describe(r: &Value) -> String {
 
 /// A grant's step: `GRANTED`, `REVOKED`, `EXPIRED`, or a refused request for one.
 fn grant(r: &Value) -> String {
-    let g = |k: &str| r.pointer(&format!("/grant/{k}")).and_then(Value::as_str).unwrap_or("");
+    let g = |k: &str| {
+        r.pointer(&format!("/grant/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     let actor = r.get("actor").and_then(Value::as_str).unwrap_or("?");
     let what = format!("{} ({}) to {}", g("tools"), g("tier"), g("to"));
     match r.get("event").and_then(Value::as_str).unwrap_or("") {
-        "created" => format!("GRANTED  {what} by {actor} (grant {}): {}", g("id"), g("reason")),
+        "created" => format!(
+            "GRANTED  {what} by {actor} (grant {}): {}",
+            g("id"),
+            g("reason")
+        ),
         "revoked" => format!("REVOKED  grant {} ({what}) by {actor}", g("id")),
         "expired" => format!("EXPIRED  grant {} ({what})", g("id")),
         "refused" => format!(
