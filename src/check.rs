@@ -36,6 +36,14 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
         check_constraints(m, &mut problems);
     }
     if !offline {
+        // The issuers' keys: files and secrets are read, JWKS URLs fetched.
+        if let Err(e) = crate::identity::Authenticator::load(config).await {
+            problems.push(Problem::error(
+                &config.source,
+                None,
+                format!("cannot verify HTTP callers: {e}"),
+            ));
+        }
         check_upstreams(config, &manifests, &mut problems).await;
     }
     problems

@@ -153,3 +153,32 @@ fn approvers_who_can_approve_nothing_or_cannot_sign_in_are_warned_about() {
         "{out}"
     );
 }
+
+#[test]
+fn issuer_keys_that_cannot_be_read_are_reported_and_stop_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-jwks.json");
+    let config = write_setup(
+        dir.path(),
+        &Setup {
+            config_extra: format!(
+                "[auth]\nresource = \"https://w.test/mcp\"\n\n[[auth.jwt]]\nissuer = \"https://idp.test\"\njwks_file = {missing:?}\n"
+            ),
+            ..Setup::default()
+        },
+    );
+    let (ok, out) = run(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("cannot verify HTTP callers") && out.contains("no-such-jwks.json"),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--transport",
+        "stdio",
+    ]);
+    assert!(!ok && out.contains("no-such-jwks.json"), "{out}");
+}
