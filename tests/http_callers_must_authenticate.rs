@@ -450,6 +450,15 @@ async fn a_session_stays_with_its_caller_and_foreign_origins_are_refused() {
             .unwrap()
             .contains("another caller")
     );
+    let made_up = [
+        ("authorization", format!("Bearer {alice}")),
+        ("mcp-session-id", "not-a-session-anyone-opened".into()),
+    ];
+    assert_eq!(
+        gw.post(&gw.url, &made_up).await.0,
+        403,
+        "an unknown session is refused"
+    );
 
     let (status, _, _) = gw
         .post(

@@ -21,17 +21,28 @@ use crate::identity::{AuthError, Verified};
 /// Query parameters that would carry a credential.
 const QUERY_TOKENS: [&str; 5] = ["access_token", "token", "api_key", "apikey", "key"];
 
+/// The most sessions whose callers are remembered; the oldest are forgotten first (and
+/// can then no longer be used: their clients open new ones).
+const MAX_SESSIONS: usize = 100_000;
+
+/// Each session's caller, oldest session first.
+#[derive(Default)]
+struct Sessions {
+    owners: HashMap<String, Vec<String>>,
+    order: std::collections::VecDeque<String>,
+}
+
 /// What the authentication layer keeps: the gateway state and each session's caller.
 pub struct HttpAuth {
     state: Arc<State>,
-    sessions: Mutex<HashMap<String, Vec<String>>>,
+    sessions: Mutex<Sessions>,
 }
 
 impl HttpAuth {
     pub fn new(state: Arc<State>) -> Arc<Self> {
         Arc::new(Self {
             state,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
         })
     }
 
@@ -79,12 +90,15 @@ impl HttpAuth {
         response
     }
 
-    /// The session's caller must stay the one that opened it.
+    /// The session's caller must stay the one that opened it; a session this layer did
+    /// not see opened (or has forgotten) is refused.
     fn same_caller(&self, session: Option<&str>, verified: &Verified) -> bool {
         let chain = chain_of(verified);
         let sessions = self.sessions.lock();
         match (session, sessions) {
-            (Some(id), Ok(sessions)) => sessions.get(id).is_none_or(|owner| *owner == chain),
+            (Some(id), Ok(sessions)) => {
+                sessions.owners.get(id).is_some_and(|owner| *owner == chain)
+            }
             (None, _) => true,
             (Some(_), Err(_)) => false,
         }
@@ -92,7 +106,15 @@ impl HttpAuth {
 
     fn bind(&self, session: &str, verified: &Verified) {
         if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.insert(session.to_string(), chain_of(verified));
+            if sessions.order.len() >= MAX_SESSIONS
+                && let Some(oldest) = sessions.order.pop_front()
+            {
+                sessions.owners.remove(&oldest);
+            }
+            sessions.order.push_back(session.to_string());
+            sessions
+                .owners
+                .insert(session.to_string(), chain_of(verified));
         }
     }
 }
@@ -149,7 +171,7 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if !auth.same_caller(session.as_deref(), &verified) {
-        let body = json!({"error": "forbidden", "error_description": "this session belongs to another caller: open your own"});
+        let body = json!({"error": "forbidden", "error_description": "this session belongs to another caller, or is unknown: open your own"});
         return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
     request.extensions_mut().insert(verified.clone());
