@@ -19,6 +19,7 @@ use crate::{check, demo, transport, upstream};
 mod approvals;
 mod call;
 mod grants;
+mod manifests;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,6 +98,14 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         connection: approvals::Connection,
         #[command(subcommand)]
         command: grants::GrantCommand,
+    },
+    /// Tooling for tool owners: write a manifest skeleton, update pins.
+    Manifest {
+        /// The gateway configuration; default: the embedded defaults.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: manifests::ManifestCommand,
     },
     /// Make credentials for HTTP callers.
     Keys {
@@ -190,6 +199,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             command,
         } => match load_config(connection.config.as_deref()) {
             Ok(config) => grants::run(command, connection, config).await,
+            Err(e) => Err(e),
+        },
+        Command::Manifest { config, command } => match load_config(config.as_deref()) {
+            Ok(config) => manifests::run(command, config).await,
             Err(e) => Err(e),
         },
         Command::Keys {

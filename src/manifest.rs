@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval_rule;
+pub mod skeleton;
 pub use approval_rule::{ApprovalRule, MAX_QUORUM};
 
 /// How much harm a tool can do; ordered from least to most strict.
