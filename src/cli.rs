@@ -18,6 +18,7 @@ use crate::{check, demo, transport, upstream};
 
 mod approvals;
 mod call;
+mod explain;
 mod grants;
 mod manifests;
 
@@ -99,6 +100,14 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         #[command(subcommand)]
         command: grants::GrantCommand,
     },
+    /// Ask the policy: what it decides for a caller and a tool, and why.
+    Policy {
+        /// The gateway configuration; default: the embedded defaults.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Tooling for tool owners: write a manifest skeleton, update pins.
     Manifest {
         /// The gateway configuration; default: the embedded defaults.
@@ -121,6 +130,13 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         #[arg(long)]
         http: Option<SocketAddr>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The decision for one caller and tool, each identity's verdict and rule, and for a
+    /// refusal the row that would allow it.
+    Explain(explain::Explain),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +215,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             command,
         } => match load_config(connection.config.as_deref()) {
             Ok(config) => grants::run(command, connection, config).await,
+            Err(e) => Err(e),
+        },
+        Command::Policy {
+            config,
+            command: PolicyCommand::Explain(e),
+        } => match load_config(config.as_deref()) {
+            Ok(config) => explain::run(e, config).await,
             Err(e) => Err(e),
         },
         Command::Manifest { config, command } => match load_config(config.as_deref()) {
