@@ -28,6 +28,7 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
         Ok((m, policy, warnings)) => {
             let mut problems = warnings;
             check_approvers(config, &m, &policy, &mut problems);
+            check_dead_rows(&m, &policy, &mut problems);
             (m, problems)
         }
         Err(problems) => return problems,
@@ -47,6 +48,47 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
         check_upstreams(config, &manifests, &mut problems).await;
     }
     problems
+}
+
+/// Objects that are not tools: prompts, resources, logs and what upstreams ask callers.
+const NON_TOOL_OBJECTS: [&str; 6] = [
+    "prompts",
+    "resources",
+    "logs",
+    "sampling",
+    "elicitation",
+    "roots",
+];
+
+/// Policy rows whose object matches no tool any manifest lists (a typo, or a tool that
+/// went away), unless they name one of the non-tool objects.
+fn check_dead_rows(manifests: &Manifests, policy: &crate::policy::Policy, out: &mut Vec<Problem>) {
+    let tools: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.tools.keys().map(move |t| format!("{}/{t}", m.server)))
+        .collect();
+    let mut rows: Vec<_> = policy.rows().filter(|r| r.grant.is_none()).collect();
+    rows.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    for rule in rows {
+        let Some(object) = rule.fields.get(1) else {
+            continue;
+        };
+        let kind = object.split('/').nth(1).unwrap_or("");
+        let names_other = NON_TOOL_OBJECTS
+            .iter()
+            .any(|k| kind == *k || kind.starts_with(&format!("{k}/")));
+        if names_other || tools.iter().any(|t| crate::grant::matches(object, t)) {
+            continue;
+        }
+        out.push(Problem::warning(
+            std::path::Path::new(&rule.file),
+            Some(rule.line),
+            format!(
+                "`p, {}` can never match: no manifest lists a tool `{object}` matches (objects are `server/tool`)",
+                rule.fields.join(", ")
+            ),
+        ));
+    }
 }
 
 /// Approvers who can sign in but may approve nothing, or who have nowhere to sign in.

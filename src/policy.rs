@@ -218,6 +218,11 @@ impl Policy {
         combine(verdicts, object, tier)
     }
 
+    /// Every `p` row, as written.
+    pub fn rows(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.rules.values()
+    }
+
     /// Decide with these grants too.
     pub fn with_grants(self, grants: Arc<crate::grant::GrantBook>) -> Self {
         Self { grants, ..self }

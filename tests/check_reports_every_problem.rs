@@ -182,3 +182,38 @@ fn issuer_keys_that_cannot_be_read_are_reported_and_stop_serve() {
     ]);
     assert!(!ok && out.contains("no-such-jwks.json"), "{out}");
 }
+
+#[test]
+fn policy_rows_that_can_never_match_a_listed_tool_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(common::repo().join("policies/policy.csv")).unwrap();
+    let lines = shipped.lines().count();
+    let policy = format!(
+        "{shipped}\np, role:assistant, demo/sned_message, act, allow\np, role:assistant, demo/logs, read, deny\np, role:assistant, demo/prompts/*, read, allow\n"
+    );
+    let config = write_setup(
+        dir.path(),
+        &Setup {
+            policy: Some(policy),
+            ..Setup::default()
+        },
+    );
+    let (ok, out) = run(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert!(ok, "a dead row is a warning, not an error: {out}");
+    let typo = format!("policy.csv:{}", lines + 2);
+    assert!(
+        out.lines().any(|l| l.contains(&typo)
+            && l.contains("can never match")
+            && l.contains("demo/sned_message")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("demo/logs") && !out.contains("demo/prompts"),
+        "rows for logs and prompts are fine: {out}"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("can never match") && l.contains("demo/*")),
+        "{out}"
+    );
+}
