@@ -129,6 +129,9 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         /// Serve Streamable HTTP at this address instead of stdio.
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// Never announce tool-list changes (a server that changes silently).
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -235,9 +238,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                     on_behalf_of,
                 },
         } => new_api_key(&agent, on_behalf_of.as_deref()),
-        Command::DemoTools { call_log, http } => {
-            demo::serve(call_log, http).await.map_err(|e| e.to_string())
-        }
+        Command::DemoTools {
+            call_log,
+            http,
+            quiet,
+        } => demo::serve(call_log, http, quiet)
+            .await
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

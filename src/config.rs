@@ -68,6 +68,7 @@ struct RawGateway {
     audit_log: Option<String>,
     intent_field: Option<String>,
     call_timeout: Option<Spanned<String>>,
+    relist_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +130,9 @@ pub struct Config {
     pub audit_log: PathBuf,
     pub intent_field: String,
     pub call_timeout: Duration,
+    /// How often every upstream's tools are listed again, for servers that change without
+    /// saying so (`0s`: never).
+    pub relist_interval: Duration,
     pub http: Option<HttpListen>,
     pub stdio_identity: IdentityConfig,
     pub http_identity: IdentityConfig,
@@ -262,6 +266,14 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         file,
         out,
     );
+    let relist_interval = duration(
+        raw.gateway.relist_interval,
+        "relist_interval",
+        Duration::from_secs(300),
+        text,
+        file,
+        out,
+    );
     let cx = approval::Context {
         text,
         file,
@@ -297,6 +309,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         audit_log,
         intent_field,
         call_timeout,
+        relist_interval,
         admin,
         approval,
         http,

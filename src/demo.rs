@@ -29,6 +29,8 @@ pub struct DemoTools {
     notes: Arc<Mutex<BTreeMap<String, String>>>,
     extra: Arc<Mutex<bool>>,
     call_log: Option<Arc<Mutex<std::fs::File>>>,
+    /// Never announce tool-list changes.
+    quiet: bool,
 }
 
 impl DemoTools {
@@ -55,6 +57,7 @@ impl DemoTools {
             notes: Arc::new(Mutex::new(notes)),
             extra: Arc::default(),
             call_log: log,
+            quiet: false,
         })
     }
 
@@ -186,7 +189,9 @@ impl DemoTools {
                         *e
                     })
                     .unwrap_or(false);
-                let _ = context.peer.notify_tool_list_changed().await;
+                if !self.quiet {
+                    let _ = context.peer.notify_tool_list_changed().await;
+                }
                 Ok(format!(
                     "extra tool {}",
                     if shown { "shown" } else { "hidden" }
@@ -423,8 +428,10 @@ impl ServerHandler for DemoTools {
 pub async fn serve(
     call_log: Option<PathBuf>,
     http: Option<std::net::SocketAddr>,
+    quiet: bool,
 ) -> std::io::Result<()> {
-    let tools = DemoTools::new(call_log)?;
+    let mut tools = DemoTools::new(call_log)?;
+    tools.quiet = quiet;
     match http {
         None => {
             let started = match crate::transport::stdio_pipes() {

@@ -34,3 +34,46 @@ async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed()
     let extra = h.call("demo_extra", json!({})).await.unwrap();
     assert_eq!(text(&extra), "extra ran");
 }
+
+/// A gateway whose demo upstream never announces changes, re-listed every second.
+async fn quiet_upstream() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_setup(dir.path(), &common::Setup::default());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("[gateway]\n", "[gateway]\nrelist_interval = \"1s\"\n", 1)
+        .replacen("\"demo-tools\", ", "\"demo-tools\", \"--quiet\", ", 1);
+    assert!(text.contains("--quiet") && text.contains("relist_interval"));
+    std::fs::write(&path, text).unwrap();
+    let config = mcp_warden::config::Config::load(&path).unwrap();
+    let state = mcp_warden::gateway::State::start(config).await.unwrap();
+    let (client, events) = common::connect(&state).await;
+    Harness {
+        dir,
+        state,
+        client,
+        events,
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_changes_silently_is_caught_by_the_periodic_re_list() {
+    let h = quiet_upstream().await;
+    let result = h
+        .call(
+            "demo_toggle_extra",
+            json!({"intent": "show the extra tool"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "extra tool shown");
+    assert!(
+        h.state.catalog().resolve("demo_extra").is_err(),
+        "nothing was announced, so nothing changed yet"
+    );
+    tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())
+        .await
+        .expect("the re-list finds the change and tells the client");
+    let extra = h.call("demo_extra", json!({})).await.unwrap();
+    assert_eq!(text(&extra), "extra ran");
+}

@@ -148,6 +148,9 @@ impl State {
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
         tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
         tokio::spawn(sweep_grants(Arc::downgrade(&state)));
+        if !state.config.relist_interval.is_zero() {
+            tokio::spawn(relist(Arc::downgrade(&state), state.config.relist_interval));
+        }
         Ok(state)
     }
 
@@ -258,17 +261,14 @@ impl State {
 /// Refresh the catalog for each upstream that reports a tool-list change, then pass the
 /// change on to every client; relay log entries to the clients that asked for them.
 async fn watch_changes(
-    state: std::sync::Weak<State>,
+    weak: std::sync::Weak<State>,
     mut events: mpsc::UnboundedReceiver<UpstreamEvent>,
 ) {
+    let mut limiter = RefreshLimiter::default();
     while let Some(event) = events.recv().await {
-        let Some(state) = state.upgrade() else { return };
+        let Some(state) = weak.upgrade() else { return };
         match event {
-            UpstreamEvent::ToolsChanged(id) => {
-                if state.refresh(&id).await {
-                    state.notify_list_changed().await;
-                }
-            }
+            UpstreamEvent::ToolsChanged(id) => limiter.refresh(&weak, &state, id).await,
             UpstreamEvent::Log(id, entry) => state.relay_log(&id, entry).await,
             UpstreamEvent::ResourceUpdated(id, uri) => {
                 state.relay_resource_updated(&id, &uri).await
@@ -285,5 +285,83 @@ async fn sweep_grants(state: std::sync::Weak<State>) {
         every.tick().await;
         let Some(state) = state.upgrade() else { return };
         state.sweep_grants().await;
+    }
+}
+
+/// At most one re-list per upstream a second, however fast it announces changes: an
+/// announcement inside that second schedules one re-list at its end (never more).
+#[derive(Default)]
+struct RefreshLimiter {
+    last: std::collections::HashMap<String, tokio::time::Instant>,
+    pending: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl RefreshLimiter {
+    const GAP: Duration = Duration::from_secs(1);
+
+    async fn refresh(&mut self, weak: &std::sync::Weak<State>, state: &Arc<State>, id: String) {
+        let now = tokio::time::Instant::now();
+        match self.last.get(&id).map(|t| *t + Self::GAP) {
+            Some(next) if next > now => {
+                let fresh = self
+                    .pending
+                    .lock()
+                    .map(|mut p| p.insert(id.clone()))
+                    .unwrap_or(false);
+                if fresh {
+                    let (weak, pending) = (weak.clone(), self.pending.clone());
+                    self.last.insert(id.clone(), next);
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(next).await;
+                        if let Ok(mut p) = pending.lock() {
+                            p.remove(&id);
+                        }
+                        if let Some(state) = weak.upgrade()
+                            && state.refresh(&id).await
+                        {
+                            state.notify_list_changed().await;
+                        }
+                    });
+                }
+            }
+            _ => {
+                self.last.insert(id.clone(), now);
+                if state.refresh(&id).await {
+                    state.notify_list_changed().await;
+                }
+            }
+        }
+    }
+}
+
+/// Every `every`, list each upstream's tools again; tell clients when that changed what
+/// the catalog holds (a server that changed without announcing it).
+async fn relist(weak: std::sync::Weak<State>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(state) = weak.upgrade() else { return };
+        let ids: Vec<String> = state.upstreams.ids().cloned().collect();
+        for id in ids {
+            let before = state.fingerprint(&id);
+            if state.refresh(&id).await && state.fingerprint(&id) != before {
+                tracing::info!(server = %id, "upstream tools changed without an announcement");
+                state.notify_list_changed().await;
+            }
+        }
+    }
+}
+
+impl State {
+    /// What the catalog holds for one upstream, to see whether a re-list changed it.
+    fn fingerprint(&self, id: &str) -> String {
+        let catalog = self.catalog();
+        let tools: Vec<String> = catalog
+            .tools()
+            .filter(|t| t.server == id)
+            .map(|t| format!("{}{:?}{}", t.name, t.state, t.listing))
+            .collect();
+        tools.join("\n")
     }
 }
