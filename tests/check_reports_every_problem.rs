@@ -13,17 +13,7 @@ use std::process::Command;
 
 use common::{EXE, Setup, write_setup};
 
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(EXE).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use common::run_exe as run;
 
 #[test]
 fn the_shipped_setup_checks_clean_against_the_live_demo_server() {

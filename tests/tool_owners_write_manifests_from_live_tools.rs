@@ -11,19 +11,8 @@
 
 mod common;
 
-use common::{EXE, Setup, write_setup};
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(EXE).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use common::run_exe as run;
+use common::{Setup, write_setup};
 
 #[test]
 fn init_writes_a_manifest_that_checks_clean_and_pin_rewrites_only_stale_pins() {

@@ -456,3 +456,16 @@ pub fn point_demo_at(path: &Path, url: &str) {
     )
     .unwrap();
 }
+
+/// Run the gateway binary with `args`; whether it succeeded, and stdout + stderr.
+pub fn run_exe(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(EXE).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
