@@ -261,3 +261,25 @@ impl ServerHandler for Gateway {
         self.state.add_peer(context.peer);
     }
 }
+
+/// Policy, then the audit record, for every request other than a tool call (prompts,
+/// resources, completions, relayed server requests): an attested access, or the error the
+/// caller gets (the refusal audited too).
+async fn attest(
+    state: &State,
+    access: crate::policy::Access,
+) -> Result<crate::audit::AttestedAccess, ErrorData> {
+    let permitted = match state.policy.authorize_access(access) {
+        Ok(p) => p,
+        Err(refused) => {
+            if let Err(e) = state.audit.access_refused(&refused).await {
+                tracing::error!(error = %e, "a refused request could not be audited");
+            }
+            let data = serde_json::json!({"object": refused.access.object()});
+            return Err(ErrorData::invalid_request(refused.message, Some(data)));
+        }
+    };
+    state.audit.access(permitted).await.map_err(|(_, e)| {
+        ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)
+    })
+}

@@ -82,7 +82,7 @@ async fn put(
         tier: Tier::Read,
         args,
     };
-    super::prompts::attest(state, access).await?;
+    super::attest(state, access).await?;
     peer.send_request(request).await.map_err(|e| {
         ErrorData::internal_error(
             format!("the calling client did not answer {}: {e}", kind.method()),

@@ -12,7 +12,6 @@ use rmcp::model::{
 use serde_json::json;
 
 use super::State;
-use crate::audit::AttestedAccess;
 use crate::config::SEPARATOR;
 use crate::identity::Caller;
 use crate::manifest::Tier;
@@ -63,7 +62,7 @@ pub async fn get(
     let args = request.arguments.clone().unwrap_or_default();
     let (server, name) = route(state, &request.name)?;
     let access = access(state, &caller, server, name, AccessKind::Prompt, args);
-    let attested = attest(state, access).await?;
+    let attested = super::attest(state, access).await?;
     state
         .upstreams
         .get_prompt(&attested)
@@ -98,7 +97,7 @@ pub async fn complete(
             return Err(ErrorData::invalid_params(message, None));
         }
     };
-    let attested = attest(state, access).await?;
+    let attested = super::attest(state, access).await?;
     state
         .upstreams
         .complete(&attested, request.argument, request.context)
@@ -116,24 +115,6 @@ fn route<'a>(state: &'a State, name: &'a str) -> Result<(&'a str, &'a str), Erro
     };
     let (upstream, prompt) = state.config.route(name, SEPARATOR).ok_or_else(unknown)?;
     Ok((upstream.id.as_str(), prompt))
-}
-
-/// Policy, then the audit record: an attested access, or the error the caller gets (the
-/// refusal audited too).
-pub(super) async fn attest(state: &State, access: Access) -> Result<AttestedAccess, ErrorData> {
-    let permitted = match state.policy.authorize_access(access) {
-        Ok(p) => p,
-        Err(refused) => {
-            if let Err(e) = state.audit.access_refused(&refused).await {
-                tracing::error!(error = %e, "a refused request could not be audited");
-            }
-            let data = json!({"object": refused.access.object()});
-            return Err(ErrorData::invalid_request(refused.message, Some(data)));
-        }
-    };
-    state.audit.access(permitted).await.map_err(|(_, e)| {
-        ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)
-    })
 }
 
 fn access(

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::State;
-use super::prompts::attest;
+use super::attest;
 use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind, Effect};

@@ -12,7 +12,7 @@ use rmcp::model::{
 use rmcp::{ErrorData, Peer, RoleServer};
 
 use super::State;
-use super::prompts::attest;
+use super::attest;
 use super::resources::{access, outer};
 use crate::identity::Caller;
 use crate::policy::{AccessKind, Effect};
