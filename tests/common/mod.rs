@@ -279,9 +279,12 @@ pub async fn connect_as<H: ClientHandler>(
     handler.serve(client_io).await.unwrap()
 }
 
+/// The complete JSON lines of a file another process may be writing: a last line not yet
+/// ended by a newline is left for the next read.
 pub fn read_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
