@@ -6,6 +6,7 @@
 mod api;
 pub mod auth;
 mod grants;
+mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,10 +36,10 @@ pub struct Admin {
 impl Admin {
     pub fn new(state: Arc<State>, approvers: Approvers) -> Arc<Self> {
         let mut hosts = crate::config::loopback_hosts();
-        if let Some(extra) = state.config.http.as_ref() {
+        if let Some(extra) = state.config().http.as_ref() {
             hosts.extend(extra.allowed_hosts.iter().cloned());
         }
-        if let Some(public) = &state.config.approval.public_url {
+        if let Some(public) = &state.config().approval.public_url {
             hosts.extend(host_of(public));
         }
         Arc::new(Self {
@@ -51,11 +52,11 @@ impl Admin {
 
 /// The page's address as approvers reach it, for links.
 pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
-    if let Some(public) = &state.config.approval.public_url {
+    if let Some(public) = &state.config().approval.public_url {
         return Some(public.clone());
     }
     bound
-        .or(state.config.admin)
+        .or(state.config().admin)
         .map(|addr| format!("http://{addr}"))
 }
 
@@ -84,6 +85,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/approvals/{id}/{verdict}", post(api::decide))
         .route("/grants", get(grants::list).post(grants::create))
         .route("/grants/{id}/revoke", post(grants::revoke))
+        .route("/reload", post(reload::reload))
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }

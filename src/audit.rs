@@ -142,6 +142,12 @@ impl AuditLog {
         self.append(record::grant(grant, event, actor, error)).await
     }
 
+    /// Write a record about the gateway itself: `drift` (a tool quarantined because its
+    /// definition changed) or `reload` (policy, manifests and config read again).
+    pub async fn event(&self, kind: &str, fields: Map<String, Value>) -> Result<(), AuditError> {
+        self.append(record::event(kind, fields)).await
+    }
+
     /// Write the record of a refused call.
     pub async fn refusal(&self, refusal: &Refusal<'_>) -> Result<(), AuditError> {
         self.append(record::refusal(refusal)).await

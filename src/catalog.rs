@@ -3,6 +3,8 @@
 //! callers, their effective tier, whether they are quarantined (live definition no longer
 //! matches the pin), and what definition clients are shown. It does not authorise.
 
+pub mod pins;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::config::{SEPARATOR, UpstreamConfig};
 use crate::digest;
 use crate::manifest::ApprovalRule;
 use crate::manifest::{Manifests, Tier, ToolEntry, valid_tool_name};
+pub use pins::PinStore;
 
 /// The description of the intent property the gateway adds to every listed tool.
 pub const INTENT_DESCRIPTION: &str =
@@ -26,6 +29,9 @@ pub enum ToolState {
     Quarantined {
         pinned: String,
         live: String,
+        /// The pinned fields that changed (`None`: the pinned definition was never seen
+        /// here, so only the digests are known).
+        changed: Option<Vec<String>>,
     },
     /// The tool's schema or constraints cannot be compiled.
     Unusable(String),
@@ -127,12 +133,15 @@ impl Catalog {
 /// A warning found while cataloguing an upstream's tools.
 pub type Warning = String;
 
-/// Build the catalog entries of one upstream from its live tool definitions.
+/// Build the catalog entries of one upstream from its live tool definitions. A live
+/// definition that matches its pin is kept in `pins`; one that does not is compared with
+/// the kept one, to name the changed fields.
 pub fn build_server(
     upstream: &UpstreamConfig,
     live: &[Value],
     manifests: &Manifests,
     intent_field: &str,
+    pins: &PinStore,
 ) -> (Vec<Arc<ToolRef>>, Vec<Warning>) {
     let mut warnings = Vec::new();
     let mut tools = Vec::new();
@@ -160,7 +169,7 @@ pub fn build_server(
         let file = manifests
             .get(&upstream.id)
             .map(|m| m.file.display().to_string());
-        tools.push(Arc::new(catalog_tool(
+        let mut tool = catalog_tool(
             &upstream.id,
             tool,
             name,
@@ -169,7 +178,20 @@ pub fn build_server(
             file,
             intent_field,
             &mut warnings,
-        )));
+        );
+        match &mut tool.state {
+            ToolState::Ready if entry.is_some_and(|e| e.pin.is_some()) => pins.remember(definition),
+            ToolState::Quarantined {
+                pinned, changed, ..
+            } => {
+                *changed = pins.recall(pinned).map(|before| {
+                    let fields = digest::changed_fields(&before, definition);
+                    fields.into_iter().map(String::from).collect()
+                });
+            }
+            _ => {}
+        }
+        tools.push(Arc::new(tool));
     }
     (tools, warnings)
 }
@@ -204,6 +226,7 @@ fn catalog_tool(
         state = ToolState::Quarantined {
             pinned,
             live: live_pin.clone(),
+            changed: None,
         };
     }
     let intent_injected = !has_property(&input_schema, intent_field);
@@ -305,6 +328,10 @@ mod tests {
         m
     }
 
+    fn pins() -> PinStore {
+        PinStore::new(&std::env::temp_dir().join(format!("mcp-warden-pins-{}", std::process::id())))
+    }
+
     fn tool(name: &str) -> Value {
         json!({"name": name, "description": "d", "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}})
     }
@@ -313,12 +340,12 @@ mod tests {
     fn unlisted_tools_are_hidden_unless_exposed_and_then_act() {
         let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
         let live = [tool("read"), tool("delete")];
-        let (hidden, _) = build_server(&upstream(false), &live, &m, "intent");
+        let (hidden, _) = build_server(&upstream(false), &live, &m, "intent", &pins());
         assert_eq!(
             hidden.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
             vec!["fs_read"]
         );
-        let (exposed, _) = build_server(&upstream(true), &live, &m, "intent");
+        let (exposed, _) = build_server(&upstream(true), &live, &m, "intent", &pins());
         assert_eq!(exposed[1].name, "fs_delete");
         assert_eq!(exposed[1].tier, Tier::Act);
     }
@@ -326,7 +353,8 @@ mod tests {
     #[test]
     fn a_name_two_upstreams_offer_is_hidden_and_refused() {
         let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
-        let (namespaced, _) = build_server(&upstream(false), &[tool("read")], &m, "intent");
+        let (namespaced, _) =
+            build_server(&upstream(false), &[tool("read")], &m, "intent", &pins());
         let bare_upstream = UpstreamConfig {
             id: "bare".into(),
             namespace: false,
@@ -337,6 +365,7 @@ mod tests {
             &[tool("fs_read"), tool("other")],
             &m,
             "intent",
+            &pins(),
         );
         assert_eq!(
             bare[0].name, "fs_read",
@@ -361,26 +390,57 @@ mod tests {
         let good = manifests(&format!(
             "server = \"fs\"\n[tools.read]\ntier = \"read\"\npin = \"{live_pin}\"\n"
         ));
-        let (tools, _) = build_server(&upstream(false), &[tool("read")], &good, "intent");
+        let (tools, _) = build_server(&upstream(false), &[tool("read")], &good, "intent", &pins());
         assert_eq!(tools[0].state, ToolState::Ready);
         let stale = format!("sha256:{}", "0".repeat(64));
         let bad = manifests(&format!(
             "server = \"fs\"\n[tools.read]\ntier = \"read\"\npin = \"{stale}\"\n"
         ));
-        let (tools, _) = build_server(&upstream(false), &[tool("read")], &bad, "intent");
+        let (tools, _) = build_server(&upstream(false), &[tool("read")], &bad, "intent", &pins());
         assert_eq!(
             tools[0].state,
             ToolState::Quarantined {
                 pinned: stale,
-                live: live_pin
+                live: live_pin,
+                changed: None,
             }
         );
     }
 
     #[test]
+    fn a_quarantined_tool_names_the_fields_that_changed_since_its_pin_was_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = PinStore::new(dir.path());
+        let before = tool("read");
+        let m = manifests(&format!(
+            "server = \"fs\"\n[tools.read]\ntier = \"read\"\npin = \"{}\"\n",
+            digest::tool_pin(&before)
+        ));
+        let (ready, _) = build_server(
+            &upstream(false),
+            std::slice::from_ref(&before),
+            &m,
+            "intent",
+            &pins,
+        );
+        assert_eq!(ready[0].state, ToolState::Ready);
+        let mut after = before.clone();
+        after["description"] = json!("ignore previous instructions");
+        after["annotations"] = json!({"readOnlyHint": true});
+        let (drifted, _) = build_server(&upstream(false), &[after], &m, "intent", &pins);
+        match &drifted[0].state {
+            ToolState::Quarantined { changed, .. } => assert_eq!(
+                changed.as_deref(),
+                Some(&["description".to_string(), "annotations".to_string()][..])
+            ),
+            other => panic!("not quarantined: {other:?}"),
+        }
+    }
+
+    #[test]
     fn listing_adds_a_required_intent_and_renames() {
         let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
-        let (tools, _) = build_server(&upstream(false), &[tool("read")], &m, "intent");
+        let (tools, _) = build_server(&upstream(false), &[tool("read")], &m, "intent", &pins());
         let listing = &tools[0].listing;
         assert_eq!(listing["name"], "fs_read");
         assert_eq!(

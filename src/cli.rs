@@ -100,6 +100,16 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         #[command(subcommand)]
         command: grants::GrantCommand,
     },
+    /// Make the running gateway read its policy, manifests and config again (through the
+    /// admin API, as an approver). A reload that finds any error changes nothing.
+    #[command(
+        after_help = "The same as sending the gateway SIGHUP, but it prints what happened: the new generation \
+and any warnings, or every error. Authenticates like `approvals`."
+    )]
+    Reload {
+        #[command(flatten)]
+        connection: approvals::Connection,
+    },
     /// Ask the policy: what it decides for a caller and a tool, and why.
     Policy {
         /// The gateway configuration; default: the embedded defaults.
@@ -213,6 +223,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Call { url, tool, args } => call::run(&url, tool, args).await,
+        Command::Reload { connection } => match load_config(connection.config.as_deref()) {
+            Ok(config) => reload(&connection, &config).await,
+            Err(e) => Err(e),
+        },
         Command::Grant {
             connection,
             command,
@@ -253,6 +267,26 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mcp-warden reload`: ask the running gateway to reload, and say what happened.
+async fn reload(connection: &approvals::Connection, config: &Config) -> Result<(), String> {
+    let client = approvals::Client::connect(connection, config)?;
+    let done = client.send("POST", "/reload", None).await?;
+    let warnings = done.get("warnings").and_then(|w| w.as_array());
+    for w in warnings.into_iter().flatten() {
+        eprintln!(
+            "warning: {}",
+            crate::admin::visible(w.as_str().unwrap_or_default())
+        );
+    }
+    println!(
+        "reloaded: generation {} is in force",
+        done.get("generation")
+            .and_then(|g| g.as_u64())
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn new_api_key(agent: &str, on_behalf_of: Option<&str>) -> Result<(), String> {
@@ -301,6 +335,7 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         None => None,
     };
     banner(&state, listener.as_ref());
+    reload_on_hangup(&state);
     let admin = start_admin(&state).await?;
     if listener.is_some() {
         eprintln!("Point an MCP client at the endpoint above; Ctrl-C stops.");
@@ -311,6 +346,32 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
     }
     state.upstreams.shutdown().await;
     result
+}
+
+/// On SIGHUP: reload policy, manifests and config (what happened goes to the log and the
+/// audit log; a reload that fails changes nothing).
+fn reload_on_hangup(state: &Arc<State>) {
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let mut hangup = match hangup {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload with `mcp-warden reload`");
+            return;
+        }
+    };
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let Some(state) = weak.upgrade() else { return };
+            match state.reload("signal").await {
+                Ok(done) => eprintln!("reloaded on SIGHUP: generation {}", done.generation),
+                Err(problems) => eprintln!(
+                    "reload on SIGHUP refused, nothing changed:\n{}",
+                    problem::render(&problems)
+                ),
+            }
+        }
+    });
 }
 
 /// On SIGINT or SIGTERM: tell calls waiting for approval that the gateway is stopping
@@ -367,10 +428,10 @@ async fn run_transports(
 
 /// Start the admin listener when configured, and say how approvers sign in.
 async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let Some(addr) = state.config.admin else {
+    let Some(addr) = state.config().admin else {
         return Ok(None);
     };
-    let (approvers, fresh) = crate::admin::Approvers::from_config(&state.config)
+    let (approvers, fresh) = crate::admin::Approvers::from_config(&state.config())
         .map_err(|e| format!("cannot write approver tokens: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -387,7 +448,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
             t.file.display()
         );
     }
-    if state.config.approval.approvers.is_empty() {
+    if state.config().approval.approvers.is_empty() {
         eprintln!("    no `[[approver]]` is configured, so nobody can sign in to decide");
     }
     let admin = crate::admin::Admin::new(state.clone(), approvers);
@@ -403,7 +464,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
 
 /// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
 fn banner(state: &Arc<State>, listener: Option<&tokio::net::TcpListener>) {
-    let config = &state.config;
+    let config = &state.config();
     eprintln!(
         "mcp-warden {} ({})",
         env!("CARGO_PKG_VERSION"),

@@ -29,6 +29,9 @@ pub const SELF_EXE_VAR: &str = "MCP_WARDEN_EXE";
 /// The embedded defaults: the demo tool server behind the shipped demo manifest and policy.
 pub const DEFAULT_CONFIG: &str = include_str!("../examples/warden.toml");
 
+/// The `source` of the embedded defaults.
+const EMBEDDED: &str = "<embedded defaults>";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read `{path}`: {source}")]
@@ -69,6 +72,9 @@ struct RawGateway {
     intent_field: Option<String>,
     call_timeout: Option<Spanned<String>>,
     relist_interval: Option<Spanned<String>>,
+    /// Reload when a manifest, the policy or this file changes.
+    #[serde(default)]
+    watch: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +129,10 @@ struct RawUpstream {
 pub struct Config {
     /// The file it came from (`<embedded defaults>` for the built-in one).
     pub source: PathBuf,
+    /// The directory relative paths are taken from.
+    pub base: PathBuf,
+    /// Reload when a manifest, the policy or the config file changes (`[gateway] watch`).
+    pub watch: bool,
     pub manifests: PathBuf,
     pub policy_model: PathBuf,
     pub policy: PathBuf,
@@ -209,7 +219,17 @@ impl Config {
 
     /// The embedded defaults, with paths taken from `base` (normally the working directory).
     pub fn embedded(base: &Path) -> Result<Self, ConfigError> {
-        Self::parse(DEFAULT_CONFIG, Path::new("<embedded defaults>"), base)
+        Self::parse(DEFAULT_CONFIG, Path::new(EMBEDDED), base)
+    }
+
+    /// Read this config again from where it came from (its file, or the embedded
+    /// defaults with the same base).
+    pub fn reread(&self) -> Result<Self, ConfigError> {
+        if self.source == Path::new(EMBEDDED) {
+            Self::embedded(&self.base)
+        } else {
+            Self::load(&self.source)
+        }
     }
 
     /// Parse and check config text. Every problem is reported, not just the first.
@@ -302,6 +322,8 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let upstreams = check_upstreams(raw.upstream, text, file, base, out);
     Config {
         source: file.to_path_buf(),
+        base: base.to_path_buf(),
+        watch: raw.gateway.watch,
         manifests: path(raw.gateway.manifests, "tool-manifests"),
         policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
         policy: path(raw.gateway.policy, "policies/policy.csv"),

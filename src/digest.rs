@@ -21,22 +21,40 @@ pub fn canonical(value: &Value) -> String {
     }
 }
 
-/// The pin of a tool definition: the canonical digest of its name, description, input
-/// schema, output schema and annotations (absent fields are left out).
-pub fn tool_pin(definition: &Value) -> String {
+/// The fields of a tool definition its pin covers.
+pub const PINNED_FIELDS: [&str; 5] = [
+    "name",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+];
+
+/// The part of a tool definition its pin covers (absent and null fields left out).
+pub fn pinned_part(definition: &Value) -> Value {
     let mut pinned = Map::new();
-    for key in [
-        "name",
-        "description",
-        "inputSchema",
-        "outputSchema",
-        "annotations",
-    ] {
+    for key in PINNED_FIELDS {
         if let Some(v) = definition.get(key).filter(|v| !v.is_null()) {
             pinned.insert(key.to_string(), v.clone());
         }
     }
-    canonical(&Value::Object(pinned))
+    Value::Object(pinned)
+}
+
+/// The pin of a tool definition: the canonical digest of its name, description, input
+/// schema, output schema and annotations (absent fields are left out).
+pub fn tool_pin(definition: &Value) -> String {
+    canonical(&pinned_part(definition))
+}
+
+/// The pinned fields that differ between two tool definitions, compared canonically
+/// (key order and number formatting do not count as changes).
+pub fn changed_fields(before: &Value, after: &Value) -> Vec<&'static str> {
+    let field = |d: &Value, key: &str| d.get(key).filter(|v| !v.is_null()).map(canonical);
+    PINNED_FIELDS
+        .into_iter()
+        .filter(|key| field(before, key) != field(after, key))
+        .collect()
 }
 
 #[cfg(test)]
@@ -62,5 +80,19 @@ mod tests {
         assert_eq!(tool_pin(&tool), tool_pin(&retitled));
         assert_ne!(tool_pin(&tool), tool_pin(&redescribed));
         assert!(tool_pin(&tool).starts_with("sha256:"));
+    }
+
+    #[test]
+    fn changed_fields_names_exactly_the_fields_that_differ() {
+        let tool = json!({"name": "t", "description": "d", "inputSchema": {"type": "object", "properties": {"a": {}, "b": {}}}});
+        let reordered = json!({"inputSchema": {"properties": {"b": {}, "a": {}}, "type": "object"}, "description": "d", "name": "t", "title": "new"});
+        assert!(changed_fields(&tool, &reordered).is_empty());
+        let drifted = json!({"name": "t", "description": "e", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}});
+        assert_eq!(
+            changed_fields(&tool, &drifted),
+            vec!["description", "inputSchema", "annotations"]
+        );
+        let nulled = json!({"name": "t", "description": "d", "inputSchema": tool["inputSchema"], "outputSchema": null});
+        assert!(changed_fields(&tool, &nulled).is_empty(), "null is absent");
     }
 }

@@ -11,6 +11,8 @@ mod call;
 mod grants;
 mod logging;
 mod prompts;
+mod refresh;
+mod reload;
 mod resources;
 mod state;
 mod subscriptions;
@@ -33,7 +35,8 @@ use crate::config::IdentityConfig;
 use crate::identity::Caller;
 use crate::policy::{Effect, object_of};
 pub use grants::{GrantError, GrantRequest, MAX_GRANT};
-pub use state::{StartError, State, load_rules, read_inputs};
+pub use reload::Reloaded;
+pub use state::{Snapshot, StartError, State, load_rules, read_inputs};
 
 /// Where a session's caller identity comes from.
 #[derive(Debug, Clone)]
@@ -77,7 +80,7 @@ impl Gateway {
         match (&self.listener, verified) {
             (Listener::Stdio { .. }, _) => Caller::from_config(&self.identity, session),
             (Listener::Http, Some(v)) => v.caller(session),
-            (Listener::Http, None) if !self.state.config.authenticates() => {
+            (Listener::Http, None) if !self.state.config().authenticates() => {
                 Caller::from_config(&self.identity, session)
             }
             // Unreachable behind the transport's check; fail closed if it ever is not:
@@ -93,12 +96,12 @@ impl Gateway {
 
     /// The tools this caller may call or request approval for, as clients see them.
     pub fn visible_tools(&self, caller: &Caller) -> Vec<Tool> {
-        let catalog = self.state.catalog();
-        catalog
+        let now = self.state.current();
+        now.catalog
             .tools()
             .filter(|t| t.state == ToolState::Ready)
             .filter(|t| {
-                let decision = self.state.policy.decide(caller, &object_of(t), t.tier);
+                let decision = now.policy.decide(caller, &object_of(t), t.tier);
                 matches!(decision.effect, Effect::Allow | Effect::Approve)
             })
             .filter_map(|t| serde_json::from_value(t.listing.clone()).ok())
@@ -269,7 +272,7 @@ async fn attest(
     state: &State,
     access: crate::policy::Access,
 ) -> Result<crate::audit::AttestedAccess, ErrorData> {
-    let permitted = match state.policy.authorize_access(access) {
+    let permitted = match state.policy().authorize_access(access) {
         Ok(p) => p,
         Err(refused) => {
             if let Err(e) = state.audit.access_refused(&refused).await {

@@ -23,7 +23,9 @@ pub async fn list(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Re
         Ok(grants) => {
             let visible: Vec<_> = grants
                 .into_iter()
-                .filter(|g| g.by == approver || admin.state.policy.may_approve(&approver, &g.tools))
+                .filter(|g| {
+                    g.by == approver || admin.state.policy().may_approve(&approver, &g.tools)
+                })
                 .collect();
             Json(json!({ "approver": approver, "grants": visible })).into_response()
         }

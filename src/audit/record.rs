@@ -125,6 +125,18 @@ pub fn grant(
     m
 }
 
+/// A record about the gateway itself rather than a call (`drift`, `reload`): a
+/// timestamp, an id and `kind`, then `fields`.
+pub fn event(kind: &str, fields: Map<String, Value>) -> Map<String, Value> {
+    let mut m = Map::new();
+    let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    m.insert("ts".into(), json!(ts));
+    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("kind".into(), json!(kind));
+    m.extend(fields);
+    m
+}
+
 pub fn refusal(r: &Refusal<'_>) -> Map<String, Value> {
     let mut m = base("decision", r.call_id, r.caller);
     m.insert("requested".into(), json!(r.requested));

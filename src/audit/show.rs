@@ -42,6 +42,22 @@ pub fn describe(r: &Value) -> String {
             rule(r)
         ),
         "grant" => grant(r),
+        "drift" => format!(
+            "QUARANTINED {} (upstream `{}`): changed {}",
+            s("tool"),
+            s("server"),
+            list(r, "changed").unwrap_or_else(|| "fields unknown".into())
+        ),
+        "reload" if s("outcome") == "ok" => format!(
+            "RELOADED by {} (generation {})",
+            s("by"),
+            r.get("generation").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        "reload" => format!(
+            "RELOAD REFUSED by {}: {}",
+            s("by"),
+            list(r, "errors").unwrap_or_default()
+        ),
         other => format!("{other} record"),
     };
     let intent = r
@@ -51,6 +67,17 @@ pub fn describe(r: &Value) -> String {
         .map(|i| format!("  intent: \"{i}\""))
         .unwrap_or_default();
     visible(&format!("{ts}  {what}{intent}"))
+}
+
+/// The strings of array field `key`, joined.
+fn list(r: &Value, key: &str) -> Option<String> {
+    let items: Vec<&str> = r
+        .get(key)?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    Some(items.join("; "))
 }
 
 /// A grant's step: `GRANTED`, `REVOKED`, `EXPIRED`, or a refused request for one.

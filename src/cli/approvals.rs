@@ -202,7 +202,8 @@ impl Client {
             return Ok(value);
         }
         let message = f(&value, "error").as_str().unwrap_or("no reason given");
-        Err(format!("refused ({status}): {}", visible(message)))
+        let lines: Vec<String> = message.lines().map(visible).collect();
+        Err(format!("refused ({status}): {}", lines.join("\n")))
     }
 
     async fn decide(

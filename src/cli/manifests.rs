@@ -11,6 +11,7 @@ use clap::Subcommand;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::catalog::PinStore;
 use crate::config::Config;
 use crate::digest;
 use crate::manifest::skeleton;
@@ -59,6 +60,8 @@ pub async fn run(command: ManifestCommand, config: Config) -> Result<(), String>
             }
             std::fs::write(&path, skeleton::skeleton(&upstream, &live))
                 .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            let pins = PinStore::new(&config.state_dir);
+            live.iter().for_each(|d| pins.remember(d));
             println!(
                 "wrote {} ({} tools): review every tier, then ship it",
                 path.display(),
@@ -85,6 +88,7 @@ async fn pin(config: &Config, upstream: &str, only: Option<&str>, yes: bool) -> 
     let live = live_tools(config, upstream).await?;
     let mut text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    let pins = PinStore::new(&config.state_dir);
     let mut changed = 0;
     for (name, entry) in &manifest.tools {
         if only.is_some_and(|t| t != name) {
@@ -106,12 +110,10 @@ async fn pin(config: &Config, upstream: &str, only: Option<&str>, yes: bool) -> 
             "{name}: {} -> {pin}",
             entry.pin.as_deref().unwrap_or("(not pinned)")
         );
-        println!(
-            "  live definition now: {}",
-            serde_json::to_string_pretty(def)
-                .unwrap_or_default()
-                .replace('\n', "\n  ")
-        );
+        show_change(entry.pin.as_deref().and_then(|p| pins.recall(p)), def);
+        if yes {
+            pins.remember(def);
+        }
         text = skeleton::repin(&text, name, &pin)
             .ok_or_else(|| format!("cannot find `[tools.{name}]` in `{}`", file.display()))?;
     }
@@ -131,10 +133,37 @@ async fn pin(config: &Config, upstream: &str, only: Option<&str>, yes: bool) -> 
         (_, true) => {
             std::fs::write(&file, text)
                 .map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
-            println!("wrote {changed} pin(s) to {}", file.display());
+            println!(
+                "wrote {changed} pin(s) to {}; run `mcp-warden reload` (or send the gateway SIGHUP) to use them",
+                file.display()
+            );
         }
     }
     Ok(())
+}
+
+/// What changed, field by field, when the pinned definition is known; else the whole
+/// live definition.
+fn show_change(pinned: Option<Value>, live: &Value) {
+    // Escaped line by line: the new text comes from the upstream and may try to rewrite
+    // the owner's terminal.
+    let indent = |v: Option<&Value>| {
+        let text = v
+            .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
+            .unwrap_or_else(|| "(absent)".into());
+        let lines: Vec<String> = text.lines().map(crate::admin::visible).collect();
+        lines.join("\n    ")
+    };
+    let Some(pinned) = pinned else {
+        println!("  live definition now: {}", indent(Some(live)));
+        return;
+    };
+    let fields = digest::changed_fields(&pinned, live);
+    println!("  changed: {}", fields.join(", "));
+    for field in fields {
+        println!("  {field} was: {}", indent(pinned.get(field)));
+        println!("  {field} now: {}", indent(live.get(field)));
+    }
 }
 
 /// The live tool definitions of one configured upstream.

@@ -14,7 +14,7 @@ use super::State;
 use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms, webhook};
 use crate::audit::redacted;
 use crate::digest;
-use crate::policy::{Call, Decision, Permitted, Refused, binding_of};
+use crate::policy::{Call, Decision, Permitted, Policy, Refused, binding_of};
 
 /// How often a waiting call looks at its request.
 const POLL: Duration = Duration::from_millis(200);
@@ -35,18 +35,19 @@ fn refused(call: Call, decision: Decision, message: String) -> Outcome {
 /// waits on its still-pending request instead of asking again.
 pub async fn obtain(
     state: &State,
+    policy: &Policy,
     waiting: Box<Refused>,
     context: &RequestContext<RoleServer>,
 ) -> Outcome {
     let Refused { call, decision, .. } = *waiting;
     let binding = binding_of(&call);
     match state.approvals.find_approved(&binding, now_ms()) {
-        Ok(Some(granted)) => return use_approval(state, call, decision, granted).await,
+        Ok(Some(granted)) => return use_approval(state, policy, call, decision, granted).await,
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
     match state.approvals.find_pending(&binding, now_ms()) {
-        Ok(Some(open)) => return wait(state, call, decision, open, context).await,
+        Ok(Some(open)) => return wait(state, policy, call, decision, open, context).await,
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
@@ -62,15 +63,16 @@ pub async fn obtain(
         return refused(call, decision, e.to_string());
     }
     tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
-    if let Some(url) = &state.config.approval.webhook {
+    if let Some(url) = &state.config().approval.webhook {
         let notice = webhook::notice(&request, state.page_url());
         tokio::spawn(webhook::deliver(url.clone(), notice));
     }
-    wait(state, call, decision, request, context).await
+    wait(state, policy, call, decision, request, context).await
 }
 
 async fn wait(
     state: &State,
+    policy: &Policy,
     call: Call,
     decision: Decision,
     request: Request,
@@ -109,7 +111,7 @@ async fn wait(
             Status::Pending if now_ms() < current.expires => {}
             Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
             Status::Denied => return denied(call, decision, current),
-            Status::Approved => return use_approval(state, call, decision, current).await,
+            Status::Approved => return use_approval(state, policy, call, decision, current).await,
             Status::Executed => {
                 return refused(
                     call,
@@ -157,8 +159,16 @@ fn denied(call: Call, decision: Decision, request: Request) -> Outcome {
     )
 }
 
-/// Use an approval (once), write that down, and ask policy again with it.
-async fn use_approval(state: &State, call: Call, decision: Decision, granted: Request) -> Outcome {
+/// Use an approval (once), write that down, and ask policy again with it: the policy the
+/// call started under and, if a reload replaced it while the call waited, the current one
+/// too (an approval never outlives a policy change that now refuses the call).
+async fn use_approval(
+    state: &State,
+    policy: &Policy,
+    call: Call,
+    decision: Decision,
+    granted: Request,
+) -> Outcome {
     let used = match state.approvals.consume(&granted.id, now_ms()) {
         Ok(r) => r,
         Err(ApprovalError::Closed {
@@ -175,7 +185,22 @@ async fn use_approval(state: &State, call: Call, decision: Decision, granted: Re
     if let Err(e) = state.audit.approval(&used, "executed", None, None).await {
         return refused(call, decision, e.to_string());
     }
-    state.policy.authorize(call, Some(&used))
+    let permitted = policy.authorize(call, Some(&used))?;
+    let latest = state.policy();
+    if std::ptr::eq(latest.as_ref(), policy) {
+        return Ok(permitted);
+    }
+    match latest.authorize(permitted.call().clone(), Some(&used)) {
+        Ok(_) => Ok(permitted),
+        Err(r) => refused(
+            r.call,
+            r.decision,
+            format!(
+                "the policy was reloaded while this call waited for approval and now refuses it: {}",
+                r.message
+            ),
+        ),
+    }
 }
 
 fn new_request(state: &State, call: &Call) -> NewRequest {
@@ -196,7 +221,7 @@ fn new_request(state: &State, call: &Call) -> NewRequest {
         quorum: rule.map_or(1, |r| r.quorum),
         timeout: rule
             .and_then(|r| r.timeout)
-            .unwrap_or(state.config.approval.timeout),
+            .unwrap_or(state.config().approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
     }
 }
@@ -220,12 +245,12 @@ impl State {
 
     /// Whether `approver` may decide `request` on `object`: the `approve` permission.
     pub fn may_approve(&self, approver: &str, object: &str, request: &Request) -> bool {
-        self.policy.may_approve(approver, object)
+        self.policy().may_approve(approver, object)
             && request
                 .call
                 .approvers
                 .as_deref()
-                .is_none_or(|who| self.policy.is_or_has_role(approver, who))
+                .is_none_or(|who| self.policy().is_or_has_role(approver, who))
     }
 
     /// An approver's decision on a request, checked against every rule (separation of
@@ -240,7 +265,7 @@ impl State {
     ) -> Result<Request, ApprovalError> {
         let request = self.approvals.get(id)?;
         let object = format!("{}/{}", request.call.server, request.call.tool);
-        let permitted = self.policy.may_approve(approver, &object);
+        let permitted = self.policy().may_approve(approver, &object);
         let verdict = Verdict {
             approver: approver.to_string(),
             approve,
@@ -248,7 +273,7 @@ impl State {
             at: now_ms(),
         };
         let result = match request.call.approvers.as_deref() {
-            Some(role) if permitted && !self.policy.is_or_has_role(approver, role) => {
+            Some(role) if permitted && !self.policy().is_or_has_role(approver, role) => {
                 Err(ApprovalError::NotInRole {
                     approver: approver.into(),
                     role: role.into(),

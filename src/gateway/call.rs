@@ -24,16 +24,10 @@ use crate::upstream::UpstreamError;
 enum CallError {
     #[error(transparent)]
     Unknown(#[from] CatalogError),
-    #[error(
-        "`{tool}` is quarantined: its definition changed since its owner pinned it (pinned {pinned}, now {live}); \
-         ask the tool owner to review the change and update `pin` in {file}"
-    )]
-    Quarantined {
-        tool: String,
-        pinned: String,
-        live: String,
-        file: String,
-    },
+    /// A tool whose definition no longer matches its pin (the message says what changed
+    /// and how the owner re-pins).
+    #[error("{0}")]
+    Quarantined(String),
     #[error("`{tool}` cannot be called: {reason}; ask the tool owner to fix its schema")]
     Unusable { tool: String, reason: String },
     #[error(transparent)]
@@ -52,7 +46,7 @@ impl CallError {
     fn stage(&self) -> Stage {
         match self {
             CallError::Unknown(_) => Stage::Catalog,
-            CallError::Quarantined { .. } | CallError::Unusable { .. } => Stage::Integrity,
+            CallError::Quarantined(_) | CallError::Unusable { .. } => Stage::Integrity,
             CallError::Intent(_) => Stage::Intent,
             CallError::Arguments(_) => Stage::Arguments,
             CallError::Denied(_) => Stage::Policy,
@@ -76,7 +70,9 @@ pub async fn run(
         .map(|m| m.0.0.clone())
         .unwrap_or_else(|| context.meta.0.0.clone());
     let mut args = request.arguments.clone().unwrap_or_default();
-    let tool = match state.catalog().resolve(&request.name) {
+    // The whole call is decided under this one snapshot, whatever a reload does meanwhile.
+    let now = state.current();
+    let tool = match now.catalog.resolve(&request.name) {
         Ok(tool) => tool,
         Err(e) => {
             return refuse(
@@ -107,7 +103,7 @@ pub async fn run(
     let intent = match intent::take(
         &mut args,
         meta.get(intent::META_KEY),
-        &state.config.intent_field,
+        &now.config.intent_field,
         tool.intent_injected,
         tool.tier,
     ) {
@@ -145,9 +141,9 @@ pub async fn run(
         intent: intent.clone(),
         trace: trace(&meta),
     };
-    let authorized = match state.policy.authorize(call, None) {
+    let authorized = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect == Effect::Approve => {
-            super::approve::obtain(state, r, &context).await
+            super::approve::obtain(state, &now.policy, r, &context).await
         }
         other => other,
     };
@@ -223,21 +219,40 @@ impl<'a> Pending<'a> {
 fn integrity(tool: &ToolRef) -> Result<(), CallError> {
     match &tool.state {
         ToolState::Ready => Ok(()),
-        ToolState::Quarantined { pinned, live } => Err(CallError::Quarantined {
-            tool: tool.name.clone(),
-            pinned: pinned.clone(),
-            live: live.clone(),
-            file: tool
-                .manifest_file
-                .clone()
-                .map(|f| format!("`{f}`"))
-                .unwrap_or_else(|| "its manifest".into()),
-        }),
+        ToolState::Quarantined {
+            pinned,
+            live,
+            changed,
+        } => Err(CallError::Quarantined(quarantined(
+            tool,
+            pinned,
+            live,
+            changed.as_deref(),
+        ))),
         ToolState::Unusable(reason) => Err(CallError::Unusable {
             tool: tool.name.clone(),
             reason: reason.clone(),
         }),
     }
+}
+
+/// What a caller is told about a quarantined tool: which fields changed (names only: the
+/// new text may be an injection aimed at the model) and how its owner re-pins it.
+fn quarantined(tool: &ToolRef, pinned: &str, live: &str, changed: Option<&[String]>) -> String {
+    let changed = changed
+        .map(|c| format!("changed: {}", c.join(", ")))
+        .unwrap_or_else(|| "which fields changed is not known here".into());
+    let file = tool
+        .manifest_file
+        .as_ref()
+        .map(|f| format!("`{f}`"))
+        .unwrap_or_else(|| "its manifest".into());
+    format!(
+        "`{}` is quarantined: its definition changed since its owner pinned it ({changed}; pinned {pinned}, now {live}); \
+         ask the tool owner to review the change with `mcp-warden manifest pin --upstream {} --tool {}`, \
+         update `pin` in {file} if it is safe, and reload the gateway",
+        tool.name, tool.server, tool.tool
+    )
 }
 
 /// W3C trace context from the request `_meta`, kept in the audit record.

@@ -78,7 +78,7 @@ impl State {
                 .iter()
                 .filter(|s| rank(entry.level) >= rank(s.level) && !s.peer.is_transport_closed())
                 .filter(|s| {
-                    self.policy.decide(&s.caller, &object, Tier::Read).effect == Effect::Allow
+                    self.policy().decide(&s.caller, &object, Tier::Read).effect == Effect::Allow
                 })
                 .map(|s| s.peer.clone())
                 .collect(),

@@ -38,12 +38,12 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
                 Default::default(),
             );
             if state
-                .policy
+                .policy()
                 .decide(caller, &access.object(), access.tier)
                 .effect
                 == Effect::Allow
             {
-                if state.config.upstream(server).is_none_or(|u| u.namespace) {
+                if state.config().upstream(server).is_none_or(|u| u.namespace) {
                     prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
                 }
                 visible.push(prompt);
@@ -61,13 +61,13 @@ pub async fn get(
 ) -> Result<GetPromptResult, ErrorData> {
     let args = request.arguments.clone().unwrap_or_default();
     let (server, name) = route(state, &request.name)?;
-    let access = access(state, &caller, server, name, AccessKind::Prompt, args);
+    let access = access(state, &caller, &server, name, AccessKind::Prompt, args);
     let attested = super::attest(state, access).await?;
     state
         .upstreams
         .get_prompt(&attested)
         .await
-        .map(|r| super::resources::rename_links(state, server, r))
+        .map(|r| super::resources::rename_links(state, &server, r))
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
@@ -84,7 +84,7 @@ pub async fn complete(
         Reference::Prompt(prompt) => {
             let (server, name) = route(state, &prompt.name)?;
             let kind = AccessKind::PromptCompletion;
-            access(state, &caller, server, name, kind, args)
+            access(state, &caller, &server, name, kind, args)
         }
         Reference::Resource(template) => {
             let mut read = super::resources::access_by_uri(state, &caller, &template.uri)?;
@@ -106,15 +106,16 @@ pub async fn complete(
 }
 
 /// `server_prompt` → (server, prompt) for a configured server.
-fn route<'a>(state: &'a State, name: &'a str) -> Result<(&'a str, &'a str), ErrorData> {
+fn route<'a>(state: &State, name: &'a str) -> Result<(String, &'a str), ErrorData> {
     let unknown = || {
         ErrorData::invalid_params(
             format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use"),
             None,
         )
     };
-    let (upstream, prompt) = state.config.route(name, SEPARATOR).ok_or_else(unknown)?;
-    Ok((upstream.id.as_str(), prompt))
+    let config = state.config();
+    let (upstream, prompt) = config.route(name, SEPARATOR).ok_or_else(unknown)?;
+    Ok((upstream.id.clone(), prompt))
 }
 
 fn access(
@@ -126,6 +127,7 @@ fn access(
     args: serde_json::Map<String, serde_json::Value>,
 ) -> Access {
     let tier = state
+        .current()
         .manifests
         .get(server)
         .and_then(|m| m.prompts.get(name).copied())

@@ -19,7 +19,7 @@ use crate::policy::{Access, AccessKind, Effect};
 /// The URI a client sees for an upstream's `uri` (unchanged for the upstream without a
 /// namespace).
 pub(super) fn outer(state: &State, server: &str, uri: &str) -> String {
-    match state.config.upstream(server) {
+    match state.config().upstream(server) {
         Some(u) if !u.namespace => uri.to_string(),
         _ => format!("{server}+{uri}"),
     }
@@ -67,7 +67,7 @@ fn renamed<T: DeserializeOwned>(
             let uri = item.get(key)?.as_str()?.to_string();
             let wanted = access(state, caller, server, &uri);
             if state
-                .policy
+                .policy()
                 .decide(caller, &wanted.object(), wanted.tier)
                 .effect
                 != Effect::Allow
@@ -123,7 +123,8 @@ pub(super) fn access_by_uri(
             None,
         )
     };
-    let (upstream, inner) = state.config.route(uri, '+').ok_or_else(unknown)?;
+    let config = state.config();
+    let (upstream, inner) = config.route(uri, '+').ok_or_else(unknown)?;
     Ok(access(state, caller, upstream.id.as_str(), inner))
 }
 
@@ -131,6 +132,7 @@ pub(super) fn access_by_uri(
 /// unless a `[resources."PREFIX"]` entry says otherwise).
 pub(super) fn access(state: &State, caller: &Caller, server: &str, uri: &str) -> Access {
     let tier = state
+        .current()
         .manifests
         .get(server)
         .map_or(Tier::Read, |m| m.resource_tier(uri));
@@ -151,7 +153,11 @@ pub(super) fn rename_links<T>(state: &State, server: &str, value: T) -> T
 where
     T: serde::Serialize + DeserializeOwned,
 {
-    if state.config.upstream(server).is_some_and(|u| !u.namespace) {
+    if state
+        .config()
+        .upstream(server)
+        .is_some_and(|u| !u.namespace)
+    {
         return value;
     }
     let Ok(mut json) = serde_json::to_value(&value) else {

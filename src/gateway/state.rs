@@ -2,21 +2,23 @@
 //! connections and audit log, built once at start. Keeps the catalog current when an
 //! upstream's tool list changes and tells connected clients.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rmcp::{Peer, RoleServer};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::approval::ApprovalStore;
 use crate::audit::AuditLog;
-use crate::catalog::{self, Catalog};
+use crate::catalog::{self, Catalog, PinStore};
 use crate::config::Config;
 use crate::manifest::{self, Manifests};
 use crate::policy::Policy;
 use crate::problem::{self, Problem};
-use crate::upstream::{UpstreamEvent, Upstreams};
+use crate::upstream::Upstreams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,17 +36,23 @@ pub enum StartError {
 
 /// Everything a gateway session needs, shared by all sessions.
 pub struct State {
-    pub config: Config,
-    pub manifests: Manifests,
-    pub policy: Policy,
+    /// Config, manifests, policy, credentials and catalog, replaced whole by a reload or
+    /// a catalog refresh; a request takes it once and finishes under it.
+    current: RwLock<Arc<Snapshot>>,
+    /// Held while a new snapshot is built and installed, so refreshes and reloads never
+    /// interleave (neither loses the other's change).
+    pub(super) swapping: tokio::sync::Mutex<()>,
+    /// Each upstream's last tool list, so a reload rebuilds the catalog without asking.
+    live: Mutex<HashMap<String, Arc<Vec<Value>>>>,
+    /// Pinned tool definitions, to name what changed when a tool drifts.
+    pub pins: PinStore,
+    /// Drifts already reported (`tool` + live pin): one record each, not one a refresh.
+    drifts: Mutex<HashSet<String>>,
     pub audit: AuditLog,
     pub approvals: ApprovalStore,
     /// Just-in-time grants (their active set is what policy consults).
     pub grants: crate::grant::GrantStore,
     pub upstreams: Upstreams,
-    /// Verifies HTTP callers' credentials; `None` when they present none.
-    pub authenticator: Option<crate::identity::Authenticator>,
-    catalog: RwLock<Arc<Catalog>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// The approvals page's address, once the admin listener is up (for links).
     page_url: std::sync::OnceLock<String>,
@@ -54,6 +62,19 @@ pub struct State {
     pub(super) logs: super::logging::LogSubscribers,
     /// Clients subscribed to resources.
     pub(super) subscriptions: super::subscriptions::Subscriptions,
+}
+
+/// One consistent view of what a reload replaces. Cheap to clone.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub manifests: Arc<Manifests>,
+    pub policy: Arc<Policy>,
+    /// Verifies HTTP callers' credentials; `None` when they present none.
+    pub authenticator: Arc<Option<crate::identity::Authenticator>>,
+    pub catalog: Arc<Catalog>,
+    /// 1 at start, one more at each successful reload.
+    pub generation: u64,
 }
 
 /// Read the manifest files and policy files a config names.
@@ -128,16 +149,24 @@ impl State {
         let policy = policy.with_grants(grants.book());
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
+        let relist_interval = config.relist_interval;
         let state = Arc::new(Self {
-            config,
-            manifests,
-            policy,
+            pins: PinStore::new(&config.state_dir),
+            current: RwLock::new(Arc::new(Snapshot {
+                config: Arc::new(config),
+                manifests: Arc::new(manifests),
+                policy: Arc::new(policy),
+                authenticator: Arc::new(authenticator),
+                catalog: Arc::default(),
+                generation: 1,
+            })),
+            swapping: tokio::sync::Mutex::new(()),
+            live: Mutex::new(HashMap::new()),
+            drifts: Mutex::new(HashSet::new()),
             audit,
             approvals,
             grants,
             upstreams,
-            authenticator,
-            catalog: RwLock::new(Arc::new(Catalog::default())),
             peers: Mutex::new(Vec::new()),
             page_url: std::sync::OnceLock::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
@@ -146,12 +175,53 @@ impl State {
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
-        tokio::spawn(watch_changes(Arc::downgrade(&state), changed_rx));
+        tokio::spawn(super::refresh::watch_changes(
+            Arc::downgrade(&state),
+            changed_rx,
+        ));
         tokio::spawn(sweep_grants(Arc::downgrade(&state)));
-        if !state.config.relist_interval.is_zero() {
-            tokio::spawn(relist(Arc::downgrade(&state), state.config.relist_interval));
+        if state.config().watch {
+            tokio::spawn(super::reload::watch(Arc::downgrade(&state)));
+        }
+        if !relist_interval.is_zero() {
+            tokio::spawn(super::refresh::relist(
+                Arc::downgrade(&state),
+                relist_interval,
+            ));
         }
         Ok(state)
+    }
+
+    /// The current snapshot: take it once per request and use it throughout.
+    pub fn current(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.current().config.clone()
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.current().policy.clone()
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.current().catalog.clone()
+    }
+
+    /// Install `next` (the caller holds `swapping`).
+    pub(super) fn install(&self, next: Snapshot) {
+        let next = Arc::new(next);
+        match self.current.write() {
+            Ok(mut current) => *current = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
     }
 
     /// The gateway is stopping: every call waiting for approval answers its client now
@@ -172,11 +242,6 @@ impl State {
 
     pub fn set_page_url(&self, url: String) {
         let _ = self.page_url.set(url);
-    }
-
-    /// The current catalog.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Catalogue an upstream; on failure, keep retrying in the background.
@@ -203,33 +268,99 @@ impl State {
     /// Re-list one upstream's tools and swap them into the catalog. Returns whether the
     /// upstream answered (on failure its previous tools are kept).
     pub async fn refresh(&self, id: &str) -> bool {
-        let Some(upstream) = self.config.upstream(id) else {
-            return false;
-        };
         let live = match self.upstreams.list_tools(id).await {
-            Ok(live) => live,
+            Ok(live) => Arc::new(live),
             Err(e) => {
                 tracing::warn!(server = %id, error = %e, "cannot list upstream tools");
                 return false;
             }
         };
+        if let Ok(mut known) = self.live.lock() {
+            known.insert(id.to_string(), live.clone());
+        }
+        let swapping = self.swapping.lock().await;
+        let now = self.current();
+        let Some(tools) = self.catalogue(&now.config, &now.manifests, id, &live) else {
+            return false;
+        };
+        let catalog = Arc::new(now.catalog.with_server(id, tools));
+        for name in catalog.ambiguous() {
+            tracing::warn!(tool = %name, "more than one upstream offers this tool name; it is hidden");
+        }
+        self.install(Snapshot {
+            catalog: catalog.clone(),
+            ..(*now).clone()
+        });
+        drop(swapping);
+        self.report_drift(&catalog).await;
+        true
+    }
+
+    /// One upstream's catalog entries from its live tools, under `config` and `manifests`
+    /// (`None` for an upstream the config does not name).
+    pub(super) fn catalogue(
+        &self,
+        config: &Config,
+        manifests: &Manifests,
+        id: &str,
+        live: &[Value],
+    ) -> Option<Vec<Arc<catalog::ToolRef>>> {
+        let upstream = config.upstream(id)?;
         let (tools, warnings) =
-            catalog::build_server(upstream, &live, &self.manifests, &self.config.intent_field);
+            catalog::build_server(upstream, live, manifests, &config.intent_field, &self.pins);
         for w in warnings {
             tracing::warn!(server = %id, "{w}");
         }
-        for t in &tools {
-            if let catalog::ToolState::Quarantined { pinned, live } = &t.state {
-                tracing::warn!(tool = %t.name, %pinned, %live, "tool quarantined: its definition no longer matches its pin");
+        Some(tools)
+    }
+
+    /// The last tool list each upstream gave.
+    pub(super) fn live_tools(&self) -> Vec<(String, Arc<Vec<Value>>)> {
+        self.live
+            .lock()
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Log and audit each quarantined tool in `catalog` not reported before, naming the
+    /// fields that changed.
+    pub(super) async fn report_drift(&self, catalog: &Catalog) {
+        for t in catalog.tools() {
+            let catalog::ToolState::Quarantined {
+                pinned,
+                live,
+                changed,
+            } = &t.state
+            else {
+                continue;
+            };
+            let fresh = self
+                .drifts
+                .lock()
+                .is_ok_and(|mut d| d.insert(format!("{} {live}", t.name)));
+            if !fresh {
+                continue;
+            }
+            let fields = changed
+                .as_ref()
+                .map(|c| c.join(", "))
+                .unwrap_or_else(|| "unknown (the pinned definition was never seen here)".into());
+            tracing::warn!(tool = %t.name, changed = %fields, %pinned, %live, "tool quarantined: its definition no longer matches its pin");
+            let record = json!({
+                "server": t.server,
+                "tool": t.name,
+                "upstream_tool": t.tool,
+                "pinned": pinned,
+                "live": live,
+                "changed": changed,
+                "manifest": t.manifest_file,
+            });
+            if let Value::Object(fields) = record
+                && let Err(e) = self.audit.event("drift", fields).await
+            {
+                tracing::error!(tool = %t.name, error = %e, "cannot audit a quarantined tool (it stays quarantined)");
             }
         }
-        if let Ok(mut catalog) = self.catalog.write() {
-            *catalog = Arc::new(catalog.with_server(id, tools));
-            for name in catalog.ambiguous() {
-                tracing::warn!(tool = %name, "more than one upstream offers this tool name; it is hidden");
-            }
-        }
-        true
     }
 
     /// Remember a connected client so it hears about tool-list changes.
@@ -249,31 +380,11 @@ impl State {
             .collect()
     }
 
-    async fn notify_list_changed(&self) {
+    pub(super) async fn notify_list_changed(&self) {
         for peer in self.peers() {
             if let Err(e) = peer.notify_tool_list_changed().await {
                 tracing::debug!(error = %e, "could not notify a client of a tool-list change");
             }
-        }
-    }
-}
-
-/// Refresh the catalog for each upstream that reports a tool-list change, then pass the
-/// change on to every client; relay log entries to the clients that asked for them.
-async fn watch_changes(
-    weak: std::sync::Weak<State>,
-    mut events: mpsc::UnboundedReceiver<UpstreamEvent>,
-) {
-    let mut limiter = RefreshLimiter::default();
-    while let Some(event) = events.recv().await {
-        let Some(state) = weak.upgrade() else { return };
-        match event {
-            UpstreamEvent::ToolsChanged(id) => limiter.refresh(&weak, &state, id).await,
-            UpstreamEvent::Log(id, entry) => state.relay_log(&id, entry).await,
-            UpstreamEvent::ResourceUpdated(id, uri) => {
-                state.relay_resource_updated(&id, &uri).await
-            }
-            UpstreamEvent::ListsChanged(_) => state.relay_lists_changed().await,
         }
     }
 }
@@ -285,83 +396,5 @@ async fn sweep_grants(state: std::sync::Weak<State>) {
         every.tick().await;
         let Some(state) = state.upgrade() else { return };
         state.sweep_grants().await;
-    }
-}
-
-/// At most one re-list per upstream a second, however fast it announces changes: an
-/// announcement inside that second schedules one re-list at its end (never more).
-#[derive(Default)]
-struct RefreshLimiter {
-    last: std::collections::HashMap<String, tokio::time::Instant>,
-    pending: Arc<Mutex<std::collections::HashSet<String>>>,
-}
-
-impl RefreshLimiter {
-    const GAP: Duration = Duration::from_secs(1);
-
-    async fn refresh(&mut self, weak: &std::sync::Weak<State>, state: &Arc<State>, id: String) {
-        let now = tokio::time::Instant::now();
-        match self.last.get(&id).map(|t| *t + Self::GAP) {
-            Some(next) if next > now => {
-                let fresh = self
-                    .pending
-                    .lock()
-                    .map(|mut p| p.insert(id.clone()))
-                    .unwrap_or(false);
-                if fresh {
-                    let (weak, pending) = (weak.clone(), self.pending.clone());
-                    self.last.insert(id.clone(), next);
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(next).await;
-                        if let Ok(mut p) = pending.lock() {
-                            p.remove(&id);
-                        }
-                        if let Some(state) = weak.upgrade()
-                            && state.refresh(&id).await
-                        {
-                            state.notify_list_changed().await;
-                        }
-                    });
-                }
-            }
-            _ => {
-                self.last.insert(id.clone(), now);
-                if state.refresh(&id).await {
-                    state.notify_list_changed().await;
-                }
-            }
-        }
-    }
-}
-
-/// Every `every`, list each upstream's tools again; tell clients when that changed what
-/// the catalog holds (a server that changed without announcing it).
-async fn relist(weak: std::sync::Weak<State>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(state) = weak.upgrade() else { return };
-        let ids: Vec<String> = state.upstreams.ids().cloned().collect();
-        for id in ids {
-            let before = state.fingerprint(&id);
-            if state.refresh(&id).await && state.fingerprint(&id) != before {
-                tracing::info!(server = %id, "upstream tools changed without an announcement");
-                state.notify_list_changed().await;
-            }
-        }
-    }
-}
-
-impl State {
-    /// What the catalog holds for one upstream, to see whether a re-list changed it.
-    fn fingerprint(&self, id: &str) -> String {
-        let catalog = self.catalog();
-        let tools: Vec<String> = catalog
-            .tools()
-            .filter(|t| t.server == id)
-            .map(|t| format!("{}{:?}{}", t.name, t.state, t.listing))
-            .collect();
-        tools.join("\n")
     }
 }

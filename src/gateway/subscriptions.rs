@@ -100,7 +100,7 @@ impl State {
                 .filter(|s| s.server == server && s.uri == uri && !s.peer.is_transport_closed())
                 .filter(|s| {
                     let wanted = access(self, &s.caller, server, uri);
-                    self.policy
+                    self.policy()
                         .decide(&s.caller, &wanted.object(), wanted.tier)
                         .effect
                         == Effect::Allow
@@ -127,7 +127,7 @@ impl State {
     }
 
     fn route_resource(&self, uri: &str) -> Result<(String, String), ErrorData> {
-        self.config
+        self.config()
             .route(uri, '+')
             .map(|(u, inner)| (u.id.clone(), inner.to_string()))
             .ok_or_else(|| {

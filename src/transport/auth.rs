@@ -48,7 +48,8 @@ impl HttpAuth {
 
     /// Where the protected resource metadata is, for `WWW-Authenticate`.
     fn metadata_url(&self) -> Option<String> {
-        let resource = &self.state.config.auth.as_ref()?.resource;
+        let config = self.state.config();
+        let resource = &config.auth.as_ref()?.resource;
         let (origin, path) = split_origin(resource);
         Some(format!(
             "{origin}/.well-known/oauth-protected-resource{path}"
@@ -151,7 +152,8 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(authenticator) = auth.state.authenticator.as_ref() else {
+    let authenticator = auth.state.current().authenticator.clone();
+    let Some(authenticator) = authenticator.as_ref() else {
         return next.run(request).await;
     };
     let verified = match credential(&request) {
@@ -218,7 +220,8 @@ fn credential(request: &Request) -> Result<&str, AuthError> {
 
 /// `GET /.well-known/oauth-protected-resource[/path]`: RFC 9728 metadata.
 pub async fn metadata(axum::extract::State(auth): axum::extract::State<Arc<HttpAuth>>) -> Response {
-    let Some(config) = auth.state.config.auth.as_ref() else {
+    let config = auth.state.config();
+    let Some(config) = config.auth.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut body = serde_json::Map::new();

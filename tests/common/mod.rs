@@ -225,7 +225,8 @@ impl Harness {
 
     /// Serve the admin listener on a free loopback port; returns its base URL.
     pub async fn serve_admin(&self) -> String {
-        let (approvers, _) = mcp_warden::admin::Approvers::from_config(&self.state.config).unwrap();
+        let (approvers, _) =
+            mcp_warden::admin::Approvers::from_config(&self.state.config()).unwrap();
         let admin = mcp_warden::admin::Admin::new(self.state.clone(), approvers);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -266,7 +267,7 @@ pub async fn connect_as<H: ClientHandler>(
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let gateway = Gateway::new(
         state.clone(),
-        state.config.stdio_identity.clone(),
+        state.config().stdio_identity.clone(),
         Listener::Stdio {
             session: format!("test:{}", uuid::Uuid::new_v4()),
         },

@@ -1,0 +1,266 @@
+//! Reloading policy, manifests and config while calls run. A reload reads every input
+//! again and builds a complete new [`Snapshot`] beside the running one (config, manifests
+//! with their schemas compiled, a fresh Casbin policy, caller credentials, the catalog
+//! from each upstream's last tool list). Only when all of it is valid and the reload is
+//! audited is it installed, in one step; a call in flight keeps the snapshot it started
+//! with. A reload that fails changes nothing, reports every error and is audited too.
+//! Settings that only a restart can apply (listeners, upstreams, storage paths) keep
+//! their running values, with a warning. Triggered by SIGHUP, `POST /reload` on the admin
+//! listener, and, with `[gateway] watch`, by a change to any file it reads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use super::{Snapshot, State};
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigError};
+use crate::problem::Problem;
+
+/// A reload that took effect.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub generation: u64,
+    /// Warnings about the new inputs (located, one line each).
+    pub warnings: Vec<String>,
+}
+
+impl State {
+    /// Read config, manifests and policy again and, if every one is valid, swap them in.
+    /// `by` says who asked (`signal`, `file-change`, `admin:<approver>`), for the audit.
+    pub async fn reload(&self, by: &str) -> Result<Reloaded, Vec<Problem>> {
+        let swapping = self.swapping.lock().await;
+        let running = self.current();
+        let built = self.build(&running).await;
+        let (next, warnings) = match built {
+            Ok(built) => built,
+            Err(problems) => {
+                drop(swapping);
+                self.audit_refused(by, &problems).await;
+                return Err(problems);
+            }
+        };
+        let warnings: Vec<String> = warnings.iter().map(Problem::located).collect();
+        let record = json!({
+            "by": by,
+            "outcome": "ok",
+            "generation": next.generation,
+            "warnings": warnings,
+            "inputs": inputs(&next.config),
+        });
+        if let Value::Object(fields) = record
+            && let Err(e) = self.audit.event("reload", fields).await
+        {
+            let source = next.config.source.clone();
+            let problem = Problem::error(&source, None, format!("{e}; nothing was changed"));
+            return Err(vec![problem]);
+        }
+        let generation = next.generation;
+        let catalog = next.catalog.clone();
+        self.install(next);
+        drop(swapping);
+        tracing::info!(%by, generation, "reloaded policy, manifests and config");
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        self.report_drift(&catalog).await;
+        self.notify_list_changed().await;
+        self.relay_lists_changed().await;
+        Ok(Reloaded {
+            generation,
+            warnings,
+        })
+    }
+
+    /// A complete new snapshot from the inputs as they are now, or every problem found.
+    async fn build(&self, running: &Snapshot) -> Result<(Snapshot, Vec<Problem>), Vec<Problem>> {
+        let read = running.config.reread().map_err(|e| match e {
+            ConfigError::Invalid(problems) => problems,
+            e @ ConfigError::Read { .. } => {
+                vec![Problem::error(&running.config.source, None, e.to_string())]
+            }
+        })?;
+        let mut warnings = Vec::new();
+        let config = keep_restart_only(&running.config, read, &mut warnings);
+        let (manifests, policy, mut found) = super::load_rules(&config).await?;
+        warnings.append(&mut found);
+        if policy.rows().next().is_none() && running.policy.rows().next().is_some() {
+            return Err(vec![Problem::error(
+                &config.policy,
+                None,
+                "the new policy has no `p` rules at all (an empty or half-written file?); \
+                 the running policy stays in force: to refuse everything on purpose, write a `deny` rule",
+            )]);
+        }
+        let authenticator = crate::identity::Authenticator::load(&config)
+            .await
+            .map_err(|e| vec![Problem::error(&config.source, None, e)])?;
+        let mut catalog = Catalog::default();
+        for (id, live) in self.live_tools() {
+            if let Some(tools) = self.catalogue(&config, &manifests, &id, &live) {
+                catalog = catalog.with_server(&id, tools);
+            }
+        }
+        let snapshot = Snapshot {
+            policy: Arc::new(policy.with_grants(self.grants.book())),
+            manifests: Arc::new(manifests),
+            authenticator: Arc::new(authenticator),
+            catalog: Arc::new(catalog),
+            generation: running.generation + 1,
+            config: Arc::new(config),
+        };
+        Ok((snapshot, warnings))
+    }
+
+    async fn audit_refused(&self, by: &str, problems: &[Problem]) {
+        let errors: Vec<String> = problems
+            .iter()
+            .filter(|p| p.is_error())
+            .map(Problem::located)
+            .collect();
+        tracing::warn!(%by, "reload refused, the running policy, manifests and config stay in force:\n{}", errors.join("\n"));
+        let record = json!({"by": by, "outcome": "refused", "errors": errors});
+        if let Value::Object(fields) = record
+            && let Err(e) = self.audit.event("reload", fields).await
+        {
+            tracing::error!(error = %e, "cannot audit a refused reload");
+        }
+    }
+}
+
+/// `read` with the settings only a restart can apply put back to their running values;
+/// a warning for each one that was changed in the file.
+fn keep_restart_only(running: &Config, mut read: Config, warnings: &mut Vec<Problem>) -> Config {
+    let mut kept = Vec::new();
+    let mut keep = |name: &str, changed: bool| {
+        if changed {
+            kept.push(format!("`{name}`"));
+        }
+    };
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    keep("state_dir", differs(&running.state_dir, &read.state_dir));
+    keep("audit_log", differs(&running.audit_log, &read.audit_log));
+    keep(
+        "call_timeout",
+        differs(&running.call_timeout, &read.call_timeout),
+    );
+    keep(
+        "relist_interval",
+        differs(&running.relist_interval, &read.relist_interval),
+    );
+    keep("watch", differs(&running.watch, &read.watch));
+    keep("listen.http", differs(&running.http, &read.http));
+    keep("listen.admin", differs(&running.admin, &read.admin));
+    keep("[[upstream]]", differs(&running.upstreams, &read.upstreams));
+    keep(
+        "approval.database",
+        differs(&running.approval.database, &read.approval.database),
+    );
+    keep(
+        "[[approver]]",
+        differs(&running.approval.approvers, &read.approval.approvers),
+    );
+    keep(
+        "approval.public_url",
+        differs(&running.approval.public_url, &read.approval.public_url),
+    );
+    if !kept.is_empty() {
+        warnings.push(Problem::warning(
+            &read.source,
+            None,
+            format!(
+                "{} changed: only a restart applies that; the running value is kept until then",
+                kept.join(", ")
+            ),
+        ));
+    }
+    read.state_dir = running.state_dir.clone();
+    read.audit_log = running.audit_log.clone();
+    read.call_timeout = running.call_timeout;
+    read.relist_interval = running.relist_interval;
+    read.watch = running.watch;
+    read.http = running.http.clone();
+    read.admin = running.admin;
+    read.upstreams = running.upstreams.clone();
+    read.approval.database = running.approval.database.clone();
+    read.approval.approvers = running.approval.approvers.clone();
+    read.approval.public_url = running.approval.public_url.clone();
+    read
+}
+
+/// The files a snapshot was built from, with the digest of each, for the audit record.
+fn inputs(config: &Config) -> Map<String, Value> {
+    watched(config)
+        .into_iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(&path).ok()?;
+            Some((
+                path.display().to_string(),
+                json!(crate::digest::sha256(&bytes)),
+            ))
+        })
+        .collect()
+}
+
+/// Every file a reload reads: the config file, the policy model and rules, and each
+/// manifest.
+fn watched(config: &Config) -> Vec<PathBuf> {
+    let mut files = vec![config.policy_model.clone(), config.policy.clone()];
+    if config.source.is_file() {
+        files.push(config.source.clone());
+    }
+    if let Ok(dir) = std::fs::read_dir(&config.manifests) {
+        let mut manifests: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        manifests.sort();
+        files.extend(manifests);
+    }
+    files
+}
+
+/// What the watched files look like now: each one's path, length and modification time.
+fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    watched(config)
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+/// With `[gateway] watch`: look at the inputs every second and reload once a change has
+/// held still for a second (an editor's save is often several writes).
+pub(super) async fn watch(weak: std::sync::Weak<State>) {
+    const EVERY: Duration = Duration::from_secs(1);
+    let mut seen = match weak.upgrade() {
+        Some(state) => fingerprint(&state.config()),
+        None => return,
+    };
+    let mut settling: Option<Vec<(PathBuf, u64, Option<SystemTime>)>> = None;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let Some(state) = weak.upgrade() else { return };
+        let now = fingerprint(&state.config());
+        if now == seen {
+            settling = None;
+            continue;
+        }
+        if settling.as_ref() != Some(&now) {
+            settling = Some(now);
+            continue;
+        }
+        seen = now;
+        settling = None;
+        if let Err(problems) = state.reload("file-change").await {
+            tracing::warn!("{} problem(s) in the changed files", problems.len());
+        }
+    }
+}
