@@ -438,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn a_live_tool_named_with_invisible_bidi_or_homoglyph_characters_is_hidden() {
+        let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
+        let live = [
+            tool("read\u{200b}"),
+            tool("r\u{435}ad"),
+            tool("read\u{202e}"),
+            tool("read"),
+        ];
+        let (tools, warnings) = build_server(&upstream(true), &live, &m, "intent", &pins());
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["fs_read"]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].contains("read\\u{200b}"),
+            "shown escaped: {warnings:?}"
+        );
+    }
+
+    #[test]
     fn listing_adds_a_required_intent_and_renames() {
         let m = manifests("server = \"fs\"\n[tools.read]\ntier = \"read\"\n");
         let (tools, _) = build_server(&upstream(false), &[tool("read")], &m, "intent", &pins());

@@ -188,7 +188,7 @@ pub fn compare(m: &Manifest, live: &[Value], out: &mut Vec<Problem>) {
         };
         let pin = digest::tool_pin(def);
         match &entry.pin {
-            Some(p) if *p != pin => out.push(Problem::error(&m.file, at, format!("tool `{name}` changed since it was pinned: it is quarantined until its owner reviews it and sets `pin = \"{pin}\"`"))),
+            Some(p) if *p != pin => out.push(Problem::error(&m.file, at, format!("tool `{name}` changed since it was pinned: it is quarantined until its owner reviews the change (`mcp-warden manifest pin --upstream {} --tool {name}` shows it) and sets `pin = \"{pin}\"`", m.server))),
             Some(_) => {}
             None => out.push(Problem::warning(&m.file, at, format!("tool `{name}` is not pinned: after reviewing it, add `pin = \"{pin}\"`"))),
         }

@@ -501,6 +501,14 @@ fn banner(state: &Arc<State>, listener: Option<&tokio::net::TcpListener>) {
         identity.on_behalf_of.as_deref().unwrap_or("nobody"),
         visible.len()
     );
+    eprintln!(
+        "  reload policy, manifests and config: `mcp-warden reload` or SIGHUP{}",
+        if config.watch {
+            " (and on every saved change)"
+        } else {
+            ""
+        }
+    );
 }
 
 async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {

@@ -367,6 +367,27 @@ mod tests {
     }
 
     #[test]
+    fn homoglyph_invisible_and_bidi_names_are_refused_at_load() {
+        // Cyrillic `е`, a zero-width space, a right-to-left override, a soft hyphen.
+        for name in ["r\u{435}ad", "read\u{200b}", "read\u{202e}", "re\u{ad}ad"] {
+            let (_, problems) = parse(&format!(
+                "server = \"fs\"\n[tools.\"{name}\"]\ntier = \"read\"\n"
+            ));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.is_error() && p.message.contains("must be 1-128")),
+                "{name:?}: {problems:?}"
+            );
+        }
+        let (_, problems) = parse("server = \"f\u{455}\"\n[tools.read]\ntier = \"read\"\n");
+        assert!(
+            problems.iter().any(Problem::is_error),
+            "homoglyph server id: {problems:?}"
+        );
+    }
+
+    #[test]
     fn a_valid_manifest_parses() {
         let (m, problems) = parse(
             "server = \"fs\"\n[tools.read]\ntier = \"read\"\n[tools.read.arguments]\npath = { pattern = \"^/srv/\" }\n[tools.write]\ntier = \"transform\"\nredact = [\"/content\"]\n",

@@ -223,28 +223,27 @@ fn watched(config: &Config) -> Vec<PathBuf> {
     files
 }
 
-/// What the watched files look like now: each one's path, length and modification time.
-fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// What the watched files look like now: each one's path, modification time and digest
+/// (the time alone can miss two writes within its resolution).
+pub(super) type Fingerprint = Vec<(PathBuf, Option<SystemTime>, Option<String>)>;
+
+pub(super) fn fingerprint(config: &Config) -> Fingerprint {
     watched(config)
         .into_iter()
         .map(|p| {
-            let meta = std::fs::metadata(&p).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified = meta.and_then(|m| m.modified().ok());
-            (p, len, modified)
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            let digest = std::fs::read(&p).ok().map(|b| crate::digest::sha256(&b));
+            (p, modified, digest)
         })
         .collect()
 }
 
 /// With `[gateway] watch`: look at the inputs every second and reload once a change has
 /// held still for a second (an editor's save is often several writes).
-pub(super) async fn watch(weak: std::sync::Weak<State>) {
+/// `seen` is how the files looked when the running state was read.
+pub(super) async fn watch(weak: std::sync::Weak<State>, mut seen: Fingerprint) {
     const EVERY: Duration = Duration::from_secs(1);
-    let mut seen = match weak.upgrade() {
-        Some(state) => fingerprint(&state.config()),
-        None => return,
-    };
-    let mut settling: Option<Vec<(PathBuf, u64, Option<SystemTime>)>> = None;
+    let mut settling: Option<Fingerprint> = None;
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(state) = weak.upgrade() else { return };

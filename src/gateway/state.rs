@@ -135,6 +135,8 @@ impl State {
     /// catalog. An invalid config, manifest or policy refuses to start; an unreachable
     /// upstream does not (its tools appear once it answers).
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        // Taken before anything is read, so a change made while starting is not missed.
+        let seen = config.watch.then(|| super::reload::fingerprint(&config));
         let (manifests, policy, warnings) =
             load_rules(&config).await.map_err(StartError::Invalid)?;
         for w in &warnings {
@@ -180,8 +182,8 @@ impl State {
             changed_rx,
         ));
         tokio::spawn(sweep_grants(Arc::downgrade(&state)));
-        if state.config().watch {
-            tokio::spawn(super::reload::watch(Arc::downgrade(&state)));
+        if let Some(seen) = seen {
+            tokio::spawn(super::reload::watch(Arc::downgrade(&state), seen));
         }
         if !relist_interval.is_zero() {
             tokio::spawn(super::refresh::relist(
