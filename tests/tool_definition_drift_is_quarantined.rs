@@ -84,6 +84,18 @@ async fn wait_for_list_changed(h: &Harness) {
         .expect("the client is told the tool list changed");
 }
 
+/// The reload told the client about a change already, so wait on the catalog itself.
+async fn wait_until_quarantined(h: &Harness, name: &str) {
+    for _ in 0..200 {
+        let state = h.state.catalog().resolve(name).unwrap().state.clone();
+        if matches!(state, mcp_warden::catalog::ToolState::Quarantined { .. }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("`{name}` was not quarantined");
+}
+
 /// Every listed tool, as the client sees it, as JSON.
 async fn listing(h: &Harness) -> Vec<Value> {
     h.tools()
@@ -209,6 +221,14 @@ async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_
             .any(|t| t["name"] == "shop_lookup" && t["description"] == INJECTION),
         "after the owner re-pinned, the reviewed definition is the pinned one"
     );
+
+    // Drifting again (back to the old text) is a new drift, and is reported again.
+    upstream.change(|t| *t = tools());
+    upstream.announce().await;
+    wait_until_quarantined(&h, "shop_lookup").await;
+    let refused = h.call("shop_lookup", json!({"order": "A4"})).await.unwrap();
+    assert_quarantined(&h, &upstream, &refused, "description");
+    assert_eq!(drift_records(&h).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! connections and audit log, built once at start. Keeps the catalog current when an
 //! upstream's tool list changes and tells connected clients.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -47,7 +47,9 @@ pub struct State {
     /// Pinned tool definitions, to name what changed when a tool drifts.
     pub pins: PinStore,
     /// Drifts already reported (`tool` + live pin): one record each, not one a refresh.
-    drifts: Mutex<HashSet<String>>,
+    /// Quarantined tools already reported, with the live pin reported: one record each
+    /// time a tool enters quarantine or drifts again, not one a refresh.
+    drifts: Mutex<HashMap<String, String>>,
     pub audit: AuditLog,
     pub approvals: ApprovalStore,
     /// Just-in-time grants (their active set is what policy consults).
@@ -164,7 +166,7 @@ impl State {
             })),
             swapping: tokio::sync::Mutex::new(()),
             live: Mutex::new(HashMap::new()),
-            drifts: Mutex::new(HashSet::new()),
+            drifts: Mutex::new(HashMap::new()),
             audit,
             approvals,
             grants,
@@ -324,8 +326,8 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Log and audit each quarantined tool in `catalog` not reported before, naming the
-    /// fields that changed.
+    /// Log and audit each tool in `catalog` that entered quarantine (or drifted to yet
+    /// another definition) since the last report, naming the fields that changed.
     pub(super) async fn report_drift(&self, catalog: &Catalog) {
         for t in catalog.tools() {
             let catalog::ToolState::Quarantined {
@@ -334,12 +336,15 @@ impl State {
                 changed,
             } = &t.state
             else {
+                if let Ok(mut d) = self.drifts.lock() {
+                    d.remove(&t.name);
+                }
                 continue;
             };
             let fresh = self
                 .drifts
                 .lock()
-                .is_ok_and(|mut d| d.insert(format!("{} {live}", t.name)));
+                .is_ok_and(|mut d| d.insert(t.name.clone(), live.clone()).as_ref() != Some(live));
             if !fresh {
                 continue;
             }
