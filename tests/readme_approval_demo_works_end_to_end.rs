@@ -17,7 +17,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{EXE, Setup, write_setup};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn warden(config: &Path, args: &[&str]) -> Output {
     Command::new(EXE)
@@ -43,35 +42,11 @@ async fn an_act_call_waits_is_approved_from_the_cli_and_the_audit_tells_the_stor
             ..Setup::default()
         },
     );
-    let mut gateway = tokio::process::Command::new(EXE)
-        .args(["serve", "--transport", "http", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut banner = BufReader::new(gateway.stderr.take().unwrap()).lines();
-    let (mut endpoint, mut page) = (String::new(), String::new());
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), banner.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        if let Some(u) = line.split("MCP endpoint (Streamable HTTP): ").nth(1) {
-            endpoint = u.trim().to_string();
-        }
-        if let Some(u) = line.split("approvals page: ").nth(1) {
-            page = u.trim().trim_end_matches('/').to_string();
-        }
-        if line.starts_with("Point an MCP client") {
-            break;
-        }
-    }
+    let (_gateway, endpoint, page) = common::serve_exe(&config).await;
     assert!(
         endpoint.ends_with("/mcp") && page.starts_with("http://127.0.0.1:"),
         "{endpoint} {page}"
     );
-    tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
 
     let call = tokio::process::Command::new(EXE)
         .args(["call", "--url", &endpoint, "demo_issue_refund"])

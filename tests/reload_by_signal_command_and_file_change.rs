@@ -12,12 +12,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{EXE, Setup, read_lines, write_setup};
+use common::{Setup, read_lines, write_setup};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const READS_ONLY: &str = "p, role:assistant, demo/*, read, allow\n\
                           g, agent:desktop, role:assistant\n\
@@ -53,31 +51,7 @@ async fn serve(watch: bool) -> Running {
         )
         .unwrap();
     }
-    let mut child = tokio::process::Command::new(EXE)
-        .args(["serve", "--transport", "http", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut banner = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut endpoint, mut page) = (String::new(), String::new());
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), banner.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        if let Some(u) = line.split("MCP endpoint (Streamable HTTP): ").nth(1) {
-            endpoint = u.trim().to_string();
-        }
-        if let Some(u) = line.split("approvals page: ").nth(1) {
-            page = u.trim().trim_end_matches('/').to_string();
-        }
-        if line.starts_with("Point an MCP client") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
+    let (child, endpoint, page) = common::serve_exe(&config).await;
     Running {
         dir,
         config,
@@ -112,17 +86,7 @@ impl Running {
     }
 
     async fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new(EXE)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        common::run_exe_async(args).await
     }
 
     async fn write_note(&self) -> (bool, String) {

@@ -143,20 +143,6 @@ fn drift_records(h: &Harness) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn run_cli(args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-warden"))
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_it() {
     let upstream = Drifting::new(tools());
@@ -198,7 +184,7 @@ async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_
         "--tool",
         "lookup",
     ];
-    let (ok, out) = run_cli(&args).await;
+    let (ok, out) = common::run_exe_async(&args).await;
     assert!(!ok, "{out}");
     assert!(out.contains("changed: description"), "{out}");
     assert!(
@@ -206,7 +192,7 @@ async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_
         "{out}"
     );
     assert!(out.contains("description now:"), "{out}");
-    let (ok, out) = run_cli(&[&args[..], &["--yes"]].concat()).await;
+    let (ok, out) = common::run_exe_async(&[&args[..], &["--yes"]].concat()).await;
     assert!(ok, "{out}");
 
     let reloaded = h.state.reload("test").await.unwrap();

@@ -473,3 +473,53 @@ pub fn run_exe(args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// Run the gateway binary with `args` without blocking the runtime (for tests whose
+/// upstream or gateway runs in-process); whether it succeeded, and stdout + stderr.
+pub async fn run_exe_async(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(EXE)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `mcp-warden serve --transport http --config CONFIG` as a child process, once its
+/// banner is printed: the child, its MCP endpoint and its approvals page (no trailing
+/// `/`; empty without an admin listener). The rest of its stderr is drained.
+pub async fn serve_exe(config: &Path) -> (tokio::process::Child, String, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(EXE)
+        .args(["serve", "--transport", "http", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut banner = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut endpoint, mut page) = (String::new(), String::new());
+    while let Some(line) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), banner.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+    {
+        if let Some(u) = line.split("MCP endpoint (Streamable HTTP): ").nth(1) {
+            endpoint = u.trim().to_string();
+        }
+        if let Some(u) = line.split("approvals page: ").nth(1) {
+            page = u.trim().trim_end_matches('/').to_string();
+        }
+        if line.starts_with("Point an MCP client") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
+    (child, endpoint, page)
+}
