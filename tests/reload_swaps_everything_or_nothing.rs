@@ -49,15 +49,14 @@ async fn echo(h: &Harness) -> String {
     text(&r)
 }
 
+async fn write_note(h: &Harness) -> rmcp::model::CallToolResult {
+    let args = json!({"title": "plan", "body": "x", "intent": "save the plan"});
+    h.call("demo_write_note", args).await.unwrap()
+}
+
 /// `write_note` is refused by policy and never reaches the upstream.
 async fn assert_write_denied(h: &Harness) {
-    let r = h
-        .call(
-            "demo_write_note",
-            json!({"title": "plan", "body": "x", "intent": "save the plan"}),
-        )
-        .await
-        .unwrap();
+    let r = write_note(h).await;
     assert_eq!(r.is_error, Some(true), "writes stay denied: {r:?}");
     assert_eq!(h.audit().last().unwrap()["stage"], "policy");
     assert!(
@@ -80,13 +79,7 @@ async fn a_valid_reload_applies_to_the_next_call_and_is_audited() {
     std::fs::write(policy_file(&h), format!("{READS_ONLY}{AND_WRITES}")).unwrap();
     let done = h.state.reload("test").await.unwrap();
     assert_eq!(done.generation, 2);
-    let r = h
-        .call(
-            "demo_write_note",
-            json!({"title": "plan", "body": "x", "intent": "save the plan"}),
-        )
-        .await
-        .unwrap();
+    let r = write_note(&h).await;
     assert_ne!(r.is_error, Some(true), "{r:?}");
     let records = reload_records(&h);
     assert_eq!(records.len(), 1);
