@@ -171,6 +171,29 @@ async fn every_error_in_every_file_is_reported_together() {
         "{errors:?}"
     );
     assert!(errors.iter().any(|e| e.contains("demo.toml")), "{errors:?}");
+    // And with the config broken as well, all three files' errors are reported.
+    let config = h.dir.path().join("warden.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("[gateway]\n", "[gateway]\nwatsch = 1\n", 1),
+    )
+    .unwrap();
+    let errors: Vec<String> = h
+        .state
+        .reload("test")
+        .await
+        .unwrap_err()
+        .iter()
+        .filter(|p| p.is_error())
+        .map(|p| p.located())
+        .collect();
+    assert!(errors.iter().any(|e| e.contains("watsch")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("policy.csv:5")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("demo.toml")), "{errors:?}");
     assert_eq!(echo(&h).await, "still here");
     assert_write_denied(&h).await;
 }

@@ -76,12 +76,22 @@ impl State {
 
     /// A complete new snapshot from the inputs as they are now, or every problem found.
     async fn build(&self, running: &Snapshot) -> Result<(Snapshot, Vec<Problem>), Vec<Problem>> {
-        let read = running.config.reread().map_err(|e| match e {
-            ConfigError::Invalid(problems) => problems,
-            e @ ConfigError::Read { .. } => {
-                vec![Problem::error(&running.config.source, None, e.to_string())]
+        let read = match running.config.reread() {
+            Ok(read) => read,
+            Err(e) => {
+                let mut problems = match e {
+                    ConfigError::Invalid(problems) => problems,
+                    e @ ConfigError::Read { .. } => {
+                        vec![Problem::error(&running.config.source, None, e.to_string())]
+                    }
+                };
+                // Report the manifests' and policy's errors too (at the running paths).
+                if let Err(mut more) = super::load_rules(&running.config).await {
+                    problems.append(&mut more);
+                }
+                return Err(problems);
             }
-        })?;
+        };
         let mut warnings = Vec::new();
         let config = keep_restart_only(&running.config, read, &mut warnings);
         let (manifests, policy, mut found) = super::load_rules(&config).await?;
