@@ -65,6 +65,16 @@ async fn assert_write_denied(h: &Harness) {
     );
 }
 
+/// Reload, expecting a refusal; its errors, located.
+async fn reload_errors(h: &Harness) -> Vec<String> {
+    let problems = h.state.reload("test").await.unwrap_err();
+    problems
+        .iter()
+        .filter(|p| p.is_error())
+        .map(|p| p.located())
+        .collect()
+}
+
 fn reload_records(h: &Harness) -> Vec<Value> {
     h.audit()
         .into_iter()
@@ -103,12 +113,7 @@ async fn refused_reload_changes_nothing(broken: Option<&str>, expected: &str) {
         Some(text) => std::fs::write(policy_file(&h), text).unwrap(),
         None => std::fs::remove_file(policy_file(&h)).unwrap(),
     }
-    let problems = h.state.reload("test").await.unwrap_err();
-    let errors: Vec<String> = problems
-        .iter()
-        .filter(|p| p.is_error())
-        .map(|p| p.located())
-        .collect();
+    let errors = reload_errors(&h).await;
     assert!(
         errors.iter().any(|e| e.contains(expected)),
         "{errors:?} should mention {expected}"
@@ -157,15 +162,7 @@ async fn every_error_in_every_file_is_reported_together() {
         text.replacen("tier = \"read\"", "tier = \"reed\"", 1),
     )
     .unwrap();
-    let errors: Vec<String> = h
-        .state
-        .reload("test")
-        .await
-        .unwrap_err()
-        .iter()
-        .filter(|p| p.is_error())
-        .map(|p| p.located())
-        .collect();
+    let errors = reload_errors(&h).await;
     assert!(
         errors.iter().any(|e| e.contains("policy.csv:5")),
         "{errors:?}"
@@ -179,15 +176,7 @@ async fn every_error_in_every_file_is_reported_together() {
         text.replacen("[gateway]\n", "[gateway]\nwatsch = 1\n", 1),
     )
     .unwrap();
-    let errors: Vec<String> = h
-        .state
-        .reload("test")
-        .await
-        .unwrap_err()
-        .iter()
-        .filter(|p| p.is_error())
-        .map(|p| p.located())
-        .collect();
+    let errors = reload_errors(&h).await;
     assert!(errors.iter().any(|e| e.contains("watsch")), "{errors:?}");
     assert!(
         errors.iter().any(|e| e.contains("policy.csv:5")),
