@@ -50,6 +50,24 @@ impl Admin {
     }
 }
 
+/// The approver a request is signed in as, and how the credential came. A handler that
+/// takes one answers everyone else 401 before it runs.
+pub struct Signed(pub String, pub auth::Presented);
+
+impl axum::extract::FromRequestParts<Arc<Admin>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        admin: &Arc<Admin>,
+    ) -> Result<Self, Response> {
+        match admin.approvers.authenticate(&parts.headers) {
+            Some((identity, presented)) => Ok(Signed(identity, presented)),
+            None => Err(api::unauthorized()),
+        }
+    }
+}
+
 /// The page's address as approvers reach it, for links.
 pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
     if let Some(public) = &state.config().approval.public_url {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{COOKIE_NAME, Presented};
-use super::{Admin, problem};
+use super::{Admin, Signed, problem};
 use crate::approval::{ApprovalError, Request, Status, Verdict, now_ms};
 
 /// The longest comment an approver may leave.
@@ -78,11 +78,8 @@ pub async fn logout() -> Response {
     r
 }
 
-pub async fn me(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Response {
-    match admin.approvers.authenticate(&headers) {
-        Some((identity, _)) => Json(json!({ "identity": identity })).into_response(),
-        None => unauthorized(),
-    }
+pub async fn me(Signed(identity, _): Signed) -> Response {
+    Json(json!({ "identity": identity })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -94,12 +91,9 @@ pub struct Filter {
 
 pub async fn list(
     Extract(admin): Extract<Arc<Admin>>,
-    headers: HeaderMap,
+    Signed(approver, _): Signed,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
     let status = match filter.status.as_deref().unwrap_or("pending") {
         "all" => None,
         s => match Status::parse(s) {
@@ -128,12 +122,9 @@ pub async fn list(
 
 pub async fn show(
     Extract(admin): Extract<Arc<Admin>>,
-    headers: HeaderMap,
+    Signed(approver, _): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
     admin.state.expire_approvals().await;
     match admin.state.approvals.get(&id) {
         Ok(r) if may_see(&admin, &approver, &r) => Json(View::of(&r, &approver)).into_response(),
@@ -153,13 +144,11 @@ struct Decision {
 
 pub async fn decide(
     Extract(admin): Extract<Arc<Admin>>,
+    Signed(approver, presented): Signed,
     headers: HeaderMap,
     Path((id, verdict)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some((approver, presented)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
     let approve = match verdict.as_str() {
         "approve" => true,
         "deny" => false,

@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::api::unauthorized;
-use super::{Admin, problem};
+use super::{Admin, Signed, problem};
 use crate::gateway::{GrantError, GrantRequest};
 
-pub async fn list(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
+pub async fn list(Extract(admin): Extract<Arc<Admin>>, Signed(approver, _): Signed) -> Response {
     admin.state.sweep_grants().await;
     match admin.state.grants.list() {
         Ok(grants) => {
@@ -35,12 +31,9 @@ pub async fn list(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Re
 
 pub async fn create(
     Extract(admin): Extract<Arc<Admin>>,
-    headers: HeaderMap,
+    Signed(approver, _): Signed,
     Json(request): Json<GrantRequest>,
 ) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
     match admin.state.grant(&approver, request).await {
         Ok(g) => (StatusCode::CREATED, Json(g)).into_response(),
         Err(e) => failure(&e),
@@ -49,12 +42,9 @@ pub async fn create(
 
 pub async fn revoke(
     Extract(admin): Extract<Arc<Admin>>,
-    headers: HeaderMap,
+    Signed(approver, _): Signed,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
     match admin.state.revoke_grant(&approver, &id).await {
         Ok(g) => Json(g).into_response(),
         Err(e) => failure(&e),

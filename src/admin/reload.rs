@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State as Extract;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::api::unauthorized;
-use super::{Admin, problem};
+use super::{Admin, Signed, problem};
 use crate::problem::Problem;
 
-pub async fn reload(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let Some((approver, _)) = admin.approvers.authenticate(&headers) else {
-        return unauthorized();
-    };
+pub async fn reload(Extract(admin): Extract<Arc<Admin>>, Signed(approver, _): Signed) -> Response {
     match admin.state.reload(&format!("admin:{approver}")).await {
         Ok(done) => Json(json!({
             "generation": done.generation,

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -141,42 +141,28 @@ impl State {
 }
 
 /// `read` with the settings only a restart can apply put back to their running values;
-/// a warning for each one that was changed in the file.
+/// one warning names those that were changed in the file.
 fn keep_restart_only(running: &Config, mut read: Config, warnings: &mut Vec<Problem>) -> Config {
     let mut kept = Vec::new();
-    let mut keep = |name: &str, changed: bool| {
-        if changed {
-            kept.push(format!("`{name}`"));
-        }
-    };
-    let differs =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-    keep("state_dir", differs(&running.state_dir, &read.state_dir));
-    keep("audit_log", differs(&running.audit_log, &read.audit_log));
-    keep(
-        "call_timeout",
-        differs(&running.call_timeout, &read.call_timeout),
-    );
-    keep(
-        "relist_interval",
-        differs(&running.relist_interval, &read.relist_interval),
-    );
-    keep("watch", differs(&running.watch, &read.watch));
-    keep("listen.http", differs(&running.http, &read.http));
-    keep("listen.admin", differs(&running.admin, &read.admin));
-    keep("[[upstream]]", differs(&running.upstreams, &read.upstreams));
-    keep(
-        "approval.database",
-        differs(&running.approval.database, &read.approval.database),
-    );
-    keep(
-        "[[approver]]",
-        differs(&running.approval.approvers, &read.approval.approvers),
-    );
-    keep(
-        "approval.public_url",
-        differs(&running.approval.public_url, &read.approval.public_url),
-    );
+    macro_rules! keep {
+        ($name:literal, $($field:ident).+) => {
+            if format!("{:?}", running.$($field).+) != format!("{:?}", read.$($field).+) {
+                kept.push(concat!("`", $name, "`"));
+            }
+            read.$($field).+ = running.$($field).+.clone();
+        };
+    }
+    keep!("state_dir", state_dir);
+    keep!("audit_log", audit_log);
+    keep!("call_timeout", call_timeout);
+    keep!("relist_interval", relist_interval);
+    keep!("watch", watch);
+    keep!("listen.http", http);
+    keep!("listen.admin", admin);
+    keep!("[[upstream]]", upstreams);
+    keep!("approval.database", approval.database);
+    keep!("[[approver]]", approval.approvers);
+    keep!("approval.public_url", approval.public_url);
     if !kept.is_empty() {
         warnings.push(Problem::warning(
             &read.source,
@@ -187,31 +173,14 @@ fn keep_restart_only(running: &Config, mut read: Config, warnings: &mut Vec<Prob
             ),
         ));
     }
-    read.state_dir = running.state_dir.clone();
-    read.audit_log = running.audit_log.clone();
-    read.call_timeout = running.call_timeout;
-    read.relist_interval = running.relist_interval;
-    read.watch = running.watch;
-    read.http = running.http.clone();
-    read.admin = running.admin;
-    read.upstreams = running.upstreams.clone();
-    read.approval.database = running.approval.database.clone();
-    read.approval.approvers = running.approval.approvers.clone();
-    read.approval.public_url = running.approval.public_url.clone();
     read
 }
 
 /// The files a snapshot was built from, with the digest of each, for the audit record.
 fn inputs(config: &Config) -> Map<String, Value> {
-    watched(config)
+    fingerprint(config)
         .into_iter()
-        .filter_map(|path| {
-            let bytes = std::fs::read(&path).ok()?;
-            Some((
-                path.display().to_string(),
-                json!(crate::digest::sha256(&bytes)),
-            ))
-        })
+        .filter_map(|(path, digest)| Some((path.display().to_string(), json!(digest?))))
         .collect()
 }
 
@@ -233,17 +202,16 @@ fn watched(config: &Config) -> Vec<PathBuf> {
     files
 }
 
-/// What the watched files look like now: each one's path, modification time and digest
-/// (the time alone can miss two writes within its resolution).
-pub(super) type Fingerprint = Vec<(PathBuf, Option<SystemTime>, Option<String>)>;
+/// What the watched files hold now: each one's path and content digest (`None` when it
+/// cannot be read). Contents, not times: two writes within one mtime tick still differ.
+pub(super) type Fingerprint = Vec<(PathBuf, Option<String>)>;
 
 pub(super) fn fingerprint(config: &Config) -> Fingerprint {
     watched(config)
         .into_iter()
         .map(|p| {
-            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
             let digest = std::fs::read(&p).ok().map(|b| crate::digest::sha256(&b));
-            (p, modified, digest)
+            (p, digest)
         })
         .collect()
 }

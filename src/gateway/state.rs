@@ -46,7 +46,6 @@ pub struct State {
     live: Mutex<HashMap<String, Arc<Vec<Value>>>>,
     /// Pinned tool definitions, to name what changed when a tool drifts.
     pub pins: PinStore,
-    /// Drifts already reported (`tool` + live pin): one record each, not one a refresh.
     /// Quarantined tools already reported, with the live pin reported: one record each
     /// time a tool enters quarantine or drifts again, not one a refresh.
     drifts: Mutex<HashMap<String, String>>,
