@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::gateway::State;
 pub use auth::{Approvers, FreshToken};
@@ -81,7 +80,7 @@ pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
 /// Serve the admin listener until `shutdown` resolves.
 pub async fn serve(
     admin: Arc<Admin>,
-    listener: TcpListener,
+    listener: crate::listener::HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(admin))

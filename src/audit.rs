@@ -1,6 +1,6 @@
 //! The audit log: one JSON object per line, each hash-chained to the one before, appended
-//! durably (group commit: many records, one `fsync`) before a call is forwarded and after
-//! it returns. [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding
+//! durably (group commit: many records, one `fsync`) before a call is forwarded, and
+//! after it returns with the next group commit. [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding
 //! requires, so no call reaches an upstream without its record on disk. It does not
 //! decide anything; `verify` checks a log without trusting it.
 
@@ -56,7 +56,12 @@ impl AttestedAccess {
     }
 }
 
-type Job = (Map<String, Value>, oneshot::Sender<Result<(), AuditError>>);
+/// A record to chain and write, or `None` for a marker that is acknowledged once every
+/// record queued before it is durable; and where its acknowledgement goes.
+type Job = (
+    Option<Map<String, Value>>,
+    oneshot::Sender<Result<(), AuditError>>,
+);
 
 /// A handle to the audit log's writer; cheap to clone.
 #[derive(Clone)]
@@ -92,11 +97,23 @@ impl AuditLog {
         }
     }
 
-    /// Write the "outcome" record of a forwarded call.
+    /// Queue the "outcome" record of a forwarded call. The writer chains it in arrival
+    /// order and makes it durable with the next group commit, without the caller's answer
+    /// waiting for that `fsync`: a crash in between leaves the attempt without an outcome,
+    /// which is what "outcome unknown" means. Err only when the writer has stopped.
     pub async fn outcome(&self, attested: &Attested, outcome: &Outcome) -> Result<(), AuditError> {
         let latency = attested.started.elapsed();
-        self.append(record::outcome(&attested.permitted, outcome, latency))
+        let fields = record::outcome(&attested.permitted, outcome, latency);
+        let (ack, _) = oneshot::channel();
+        self.tx
+            .send((Some(fields), ack))
             .await
+            .map_err(|_| AuditError::Write("the audit writer has stopped".into()))
+    }
+
+    /// Wait until every record queued so far is on disk (or its write has failed).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        self.send(None).await
     }
 
     /// Write the record of a permitted access (one record: accesses are lighter than tool
@@ -154,6 +171,11 @@ impl AuditLog {
     }
 
     async fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+        self.send(Some(fields)).await
+    }
+
+    /// Queue a job and wait for the batch it went out in to be synced.
+    async fn send(&self, fields: Option<Map<String, Value>>) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send((fields, ack))

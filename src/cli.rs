@@ -328,7 +328,7 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         .map_err(|e| format!("cannot start:\n{e}"))?;
     let listener = match listen {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+            crate::listener::HttpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
         ),
@@ -345,6 +345,10 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         a.abort();
     }
     state.upstreams.shutdown().await;
+    // Outcome records are queued without waiting for their sync: write them out first.
+    if let Err(e) = state.audit.flush().await {
+        tracing::error!(error = %e, "the audit log could not be flushed at shutdown");
+    }
     result
 }
 
@@ -403,7 +407,7 @@ fn stop_on_signal(state: Arc<State>) -> tokio_util::sync::CancellationToken {
 async fn run_transports(
     state: Arc<State>,
     stdio: bool,
-    listener: Option<tokio::net::TcpListener>,
+    listener: Option<crate::listener::HttpListener>,
 ) -> Result<(), String> {
     let stop = stop_on_signal(state.clone());
     let ctrl_c = || stop.clone().cancelled_owned();
@@ -433,7 +437,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
     };
     let (approvers, fresh) = crate::admin::Approvers::from_config(&state.config())
         .map_err(|e| format!("cannot write approver tokens: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = crate::listener::HttpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?;
     let bound = listener.local_addr().ok();
@@ -463,7 +467,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
 }
 
 /// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
-fn banner(state: &Arc<State>, listener: Option<&tokio::net::TcpListener>) {
+fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) {
     let config = &state.config();
     eprintln!(
         "mcp-warden {} ({})",

@@ -451,7 +451,7 @@ pub async fn serve(
                 Arc::new(LocalSessionManager::default()),
                 StreamableHttpServerConfig::default(),
             );
-            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let listener = crate::listener::HttpListener::bind(addr).await?;
             eprintln!("demo tools at http://{}/mcp", listener.local_addr()?);
             axum::serve(listener, axum::Router::new().nest_service("/mcp", service)).await?;
         }

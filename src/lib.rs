@@ -25,6 +25,7 @@
 //! | [`admin`]     | the approvers' listener: approvals page, JSON API, sign-in, health |
 //! | [`check`]     | `mcp-warden check`: every problem in config, manifests, policy and upstreams |
 //! | [`demo`]      | the bundled demo tool server (`mcp-warden demo-tools`) |
+//! | [`listener`]  | the TCP listener every HTTP server serves from (Nagle off) |
 //! | [`cli`]       | the command line |
 //!
 //! A `tools/call` goes one way through the stages:
@@ -56,6 +57,7 @@ pub mod gateway;
 pub mod grant;
 pub mod identity;
 pub mod intent;
+pub mod listener;
 pub mod manifest;
 pub mod policy;
 pub mod problem;

@@ -9,6 +9,7 @@
 //! reloaded in place, never disabled).
 
 mod access;
+mod narrow;
 mod rules;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::problem::Problem;
 pub use access::{Access, AccessKind, PermittedAccess, RefusedAccess};
+use narrow::{Enforcers, Narrow, Which};
 pub use rules::Rule;
 
 /// What the policy says about one request.
@@ -130,21 +132,18 @@ pub enum PolicyError {
     Invalid(Vec<Problem>),
 }
 
-struct Enforcers {
-    allow: Enforcer,
-    /// Only the `allow` rules that name the `act` tier itself (not `*`).
-    allow_act: Enforcer,
-    deny: Enforcer,
-    approve: Enforcer,
-}
-
 /// A loaded, checked policy. Immutable: a reload builds a new one.
 pub struct Policy {
+    /// Every row, one enforcer per effect.
     enforcers: Enforcers,
+    /// The rows by subject, for cold decisions, when the matcher allows it.
+    narrow: Option<Narrow>,
     rules: HashMap<Vec<String>, Arc<Rule>>,
     eft_index: usize,
     act_default: ActDefault,
     cache: RwLock<HashMap<String, Verdict>>,
+    /// Whether an identity's allow for an object names the `act` tier itself.
+    act_cache: RwLock<HashMap<String, bool>>,
     /// Just-in-time grants, consulted after the rules (never cached: they expire).
     grants: Arc<crate::grant::GrantBook>,
 }
@@ -170,19 +169,18 @@ impl Policy {
                 format!("invalid model: {e}"),
             )])
         };
-        let enforcers = Enforcers {
-            allow: enforcer(model_text, &checked, "allow", false)
-                .await
-                .map_err(err)?,
-            allow_act: enforcer(model_text, &checked, "allow", true)
-                .await
-                .map_err(err)?,
-            deny: enforcer(model_text, &checked, "deny", false)
-                .await
-                .map_err(err)?,
-            approve: enforcer(model_text, &checked, "approve", false)
-                .await
-                .map_err(err)?,
+        let full = enforcers(model_text, &checked).await.map_err(err)?;
+        let narrow = match checked.subject_index {
+            Some(subject) => {
+                let empty = rules::Checked {
+                    policies: Vec::new(),
+                    groupings: Default::default(),
+                    ..checked.clone()
+                };
+                let scratch = enforcers(model_text, &empty).await.map_err(err)?;
+                Some(Narrow::new(checked.clone(), subject, scratch))
+            }
+            None => None,
         };
         let eft_index = checked.eft_index;
         let rules = checked
@@ -191,11 +189,13 @@ impl Policy {
             .map(|r| (r.fields.clone(), Arc::new(r)))
             .collect();
         Ok(Self {
-            enforcers,
+            enforcers: full,
+            narrow,
             rules,
             eft_index,
             act_default: ActDefault::Approve,
             cache: RwLock::new(HashMap::new()),
+            act_cache: RwLock::new(HashMap::new()),
             grants: Arc::default(),
         })
     }
@@ -216,6 +216,12 @@ impl Policy {
             .map(|v| self.granted(v, caller.principal.as_deref(), object, tier, now))
             .collect();
         combine(verdicts, object, tier)
+    }
+
+    /// Whether cold decisions see only the requester's share of the rows (the matcher
+    /// requires `g(r.sub, p.sub)`), rather than every row.
+    pub fn indexed(&self) -> bool {
+        self.narrow.is_some()
     }
 
     /// Every `p` row, as written.
@@ -262,7 +268,7 @@ impl Policy {
         identity == who
             || self
                 .enforcers
-                .allow
+                .get(Which::Allow)
                 .get_implicit_roles_for_user(identity, None)
                 .iter()
                 .any(|r| r == who)
@@ -371,12 +377,51 @@ impl Policy {
         decision.verdicts.iter().all(|v| {
             // A grant at the `act` tier is an approver's decision made in advance.
             v.rule.as_ref().is_some_and(|r| r.grant.is_some())
-                || self
-                    .enforcers
-                    .allow_act
-                    .enforce((v.identity.as_str(), object, "act"))
-                    .unwrap_or(false)
+                || self.allows_act(&v.identity, object)
         })
+    }
+
+    /// Whether a rule that names the `act` tier itself allows `identity` to use `object`
+    /// (cached like verdicts). A Casbin error counts as no.
+    fn allows_act(&self, identity: &str, object: &str) -> bool {
+        let key = format!("{identity}\0{object}");
+        if let Some(v) = self
+            .act_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&key).copied())
+        {
+            return v;
+        }
+        let allowed = self.with_enforcers(identity, |e| {
+            e.get(Which::AllowAct)
+                .enforce((identity, object, "act"))
+                .unwrap_or(false)
+        });
+        if let Ok(mut cache) = self.act_cache.write() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, allowed);
+        }
+        allowed
+    }
+
+    /// Run `ask` on the enforcers that hold `identity`'s share of the rows when the
+    /// policy is indexed, else (or when that fails) on those that hold every row.
+    fn with_enforcers<T>(&self, identity: &str, ask: impl Fn(&Enforcers) -> T) -> T {
+        match self
+            .narrow
+            .as_ref()
+            .map(|n| n.with(&self.enforcers, identity, &ask))
+        {
+            Some(Some(Ok(answer))) => answer,
+            Some(Some(Err(e))) => {
+                tracing::warn!(error = %e, "cannot narrow the policy for a decision; asking every row");
+                ask(&self.enforcers)
+            }
+            Some(None) | None => ask(&self.enforcers),
+        }
     }
 
     fn verdict(&self, identity: &str, object: &str, act: &str) -> Verdict {
@@ -399,11 +444,13 @@ impl Policy {
             e.enforce_ex((identity, object, act))
                 .map(|(hit, rules)| hit.then(|| rules.into_iter().next()))
         };
-        let results = (
-            ask(&self.enforcers.deny),
-            ask(&self.enforcers.approve),
-            ask(&self.enforcers.allow),
-        );
+        let results = self.with_enforcers(identity, |e| {
+            (
+                ask(e.get(Which::Deny)),
+                ask(e.get(Which::Approve)),
+                ask(e.get(Which::Allow)),
+            )
+        });
         let (effect, rule, error) = match results {
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 (None, None, Some(format!("policy evaluation failed: {e}")))
@@ -528,36 +575,30 @@ fn describe(rule: &Option<Arc<Rule>>) -> String {
         .unwrap_or_else(|| "(unknown)".into())
 }
 
-/// An enforcer holding the `p` rules with effect `effect` (as plain allows) and every
-/// grouping rule, under the model's request, policy, role and matcher definitions.
+/// One enforcer per [`Which`], each holding the `p` rules it is for (as plain allows) and
+/// every grouping rule, under the model's request, policy, role and matcher definitions.
+async fn enforcers(model_text: &str, checked: &rules::Checked) -> casbin::Result<Enforcers> {
+    let [a, b, c, d] = Which::ALL;
+    Ok(Enforcers::new([
+        enforcer(model_text, checked, a).await?,
+        enforcer(model_text, checked, b).await?,
+        enforcer(model_text, checked, c).await?,
+        enforcer(model_text, checked, d).await?,
+    ]))
+}
+
 async fn enforcer(
     model_text: &str,
     checked: &rules::Checked,
-    effect: &str,
-    only_act: bool,
+    which: Which,
 ) -> casbin::Result<Enforcer> {
     let mut model = DefaultModel::from_str(model_text).await?;
     casbin::Model::add_def(&mut model, "e", "e", "some(where (p.eft == allow))");
     let mut e = Enforcer::new(model, MemoryAdapter::default()).await?;
-    let eft = checked.eft_index;
     let policies: Vec<Vec<String>> = checked
         .policies
         .iter()
-        .filter(|r| r.fields.get(eft).is_some_and(|f| f == effect))
-        .filter(|r| {
-            !only_act
-                || checked
-                    .act_index
-                    .and_then(|i| r.fields.get(i))
-                    .is_some_and(|f| f == "act")
-        })
-        .map(|r| {
-            let mut fields = r.fields.clone();
-            if let Some(f) = fields.get_mut(eft) {
-                *f = "allow".into();
-            }
-            fields
-        })
+        .filter_map(|r| which.select(checked, &r.fields))
         .collect();
     if !policies.is_empty() {
         e.add_named_policies("p", policies).await?;

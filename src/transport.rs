@@ -13,11 +13,11 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::os::fd::AsFd;
 
-use tokio::net::TcpListener;
 use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{Gateway, Listener, State};
+use crate::listener::HttpListener;
 
 /// The largest request body accepted over HTTP.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -61,7 +61,7 @@ pub fn stdio_pipes() -> Option<(pipe::Receiver, pipe::Sender)> {
 /// Serve Streamable HTTP at `/mcp` on `listener` until `shutdown` resolves.
 pub async fn serve_http(
     state: Arc<State>,
-    listener: TcpListener,
+    listener: HttpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ct = CancellationToken::new();

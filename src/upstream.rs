@@ -10,6 +10,7 @@
 mod asks;
 mod client;
 mod logging;
+mod progress;
 mod prompts;
 mod resources;
 
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
-    ProgressToken, Request, ServerCapabilities, ServerResult,
+    GetExtensions, ProgressNotificationParam, ProgressToken, Request, ServerCapabilities,
+    ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -31,8 +33,8 @@ use crate::audit::Attested;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 use asks::Askers;
 pub use asks::{Ask, AskKind, AskRoute};
-pub use client::ProgressRelay;
 use client::UpstreamClient;
+use progress::{ProgressRelay, RouteGuard};
 
 /// What upstreams tell the gateway on their own.
 #[derive(Debug, Clone)]
@@ -78,12 +80,13 @@ struct Connection {
     config: UpstreamConfig,
     service: Mutex<Option<Arc<Service>>>,
     last_attempt: Mutex<Option<Instant>>,
+    /// Progress tokens are the connection's own, so each connection has its own routes.
+    relay: Arc<ProgressRelay>,
 }
 
 /// All upstream connections.
 pub struct Upstreams {
     connections: HashMap<String, Arc<Connection>>,
-    relay: Arc<ProgressRelay>,
     askers: Arc<Askers>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     timeout: Duration,
@@ -104,13 +107,13 @@ impl Upstreams {
                     config: c.clone(),
                     service: Mutex::new(None),
                     last_attempt: Mutex::new(None),
+                    relay: Arc::default(),
                 };
                 (c.id.clone(), Arc::new(conn))
             })
             .collect();
         Self {
             connections,
-            relay: Arc::new(ProgressRelay::default()),
             askers: Arc::default(),
             events,
             timeout,
@@ -135,8 +138,8 @@ impl Upstreams {
             .collect())
     }
 
-    /// Forward an attested call and wait for its result, relaying progress and
-    /// cancellation.
+    /// Forward an attested call and wait for its result, relaying its progress (all of
+    /// it, in order, before the result) and cancellation.
     pub async fn forward(
         &self,
         attested: &Attested,
@@ -147,7 +150,17 @@ impl Upstreams {
         let service = self.service(server).await?;
         let params =
             CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
-        let request = ClientRequest::CallToolRequest(Request::new(params));
+        let mut request = Request::new(params);
+        let (queue, mut progress) = mpsc::unbounded_channel();
+        let relay = downstream
+            .peer
+            .zip(downstream.progress_token)
+            .and_then(|to| {
+                let guard = self.connections.get(server)?.relay.open(queue);
+                request.extensions_mut().insert(guard.key());
+                Some((to, guard))
+            });
+        let request = ClientRequest::CallToolRequest(request);
         let options = PeerRequestOptions::with_timeout(self.timeout);
         // Registered before the call goes out, so no request it causes can miss it.
         let _asker = downstream
@@ -158,22 +171,26 @@ impl Upstreams {
             .send_request_with_option(request, options)
             .await
             .map_err(|e| unavailable(server, &e))?;
-        let _relay = downstream
-            .peer
-            .zip(downstream.progress_token)
-            .map(|(peer, token)| {
-                self.relay
-                    .register(handle.progress_token.clone(), peer, token)
-            });
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
-        tokio::select! {
-            response = handle.await_response() => self.answer(server, response),
-            () = downstream.cancelled.cancelled() => {
-                let note = CancelledNotificationParam::new(Some(id), Some("cancelled by the caller".into()));
-                let _ = peer.notify_cancelled(note).await;
-                Err(UpstreamError::Cancelled)
+        let response = handle.await_response();
+        tokio::pin!(response);
+        let response = loop {
+            tokio::select! {
+                Some(note) = progress.recv() => relay_progress(relay.as_ref(), note).await,
+                response = &mut response => break response,
+                () = downstream.cancelled.cancelled() => {
+                    let note = CancelledNotificationParam::new(Some(id), Some("cancelled by the caller".into()));
+                    let _ = peer.notify_cancelled(note).await;
+                    return Err(UpstreamError::Cancelled);
+                }
             }
+        };
+        // Whatever the upstream sent before its result was queued before the result
+        // arrived: pass it on first.
+        while let Ok(note) = progress.try_recv() {
+            relay_progress(relay.as_ref(), note).await;
         }
+        self.answer(server, response)
     }
 
     fn answer(
@@ -228,14 +245,9 @@ impl Upstreams {
             });
         }
         *last = Some(Instant::now());
-        let handler = UpstreamClient::new(
-            server,
-            self.relay.clone(),
-            self.askers.clone(),
-            self.events.clone(),
-        );
+        let handler = UpstreamClient::new(server, self.askers.clone(), self.events.clone());
         let service = Arc::new(
-            client::connect(&conn.config, handler)
+            client::connect(&conn.config, handler, conn.relay.clone())
                 .await
                 .map_err(|reason| UpstreamError::Unavailable {
                     server: server.into(),
@@ -284,5 +296,19 @@ pub fn describe(config: &UpstreamConfig) -> String {
     match &config.transport {
         UpstreamTransport::Stdio { command, args, .. } => format!("{} {}", command, args.join(" ")),
         UpstreamTransport::Http { url, .. } => url.clone(),
+    }
+}
+
+/// Pass one progress notification on to the caller, under the caller's own token.
+async fn relay_progress(
+    to: Option<&((Peer<RoleServer>, ProgressToken), RouteGuard)>,
+    mut note: ProgressNotificationParam,
+) {
+    let Some(((peer, token), _)) = to else {
+        return;
+    };
+    note.progress_token = token.clone();
+    if let Err(e) = peer.notify_progress(note).await {
+        tracing::debug!(error = %e, "could not relay progress");
     }
 }

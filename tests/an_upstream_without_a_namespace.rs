@@ -28,7 +28,7 @@ async fn tools_prompts_and_resources_keep_their_own_names() {
     );
     let echoed = h.call("echo", json!({"text": "bare"})).await.unwrap();
     assert_eq!(text(&echoed), "bare");
-    let attempt = &h.audit()[0];
+    let attempt = &h.audit().await[0];
     assert_eq!(
         (&attempt["server"], &attempt["tool"]),
         (&json!("demo"), &json!("echo"))

@@ -63,6 +63,7 @@ async fn an_undecided_request_expires_after_its_timeout_and_late_decisions_chang
     );
     let events: Vec<String> = h
         .audit()
+        .await
         .iter()
         .filter(|r| r["kind"] == "approval")
         .map(|r| r["event"].as_str().unwrap().to_string())

@@ -56,6 +56,7 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
     );
     let attempt = h
         .audit()
+        .await
         .into_iter()
         .find(|r| r["kind"] == "attempt")
         .unwrap();
@@ -65,6 +66,7 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
     );
     let events: Vec<String> = h
         .audit()
+        .await
         .iter()
         .filter(|r| r["kind"] == "approval")
         .map(|r| r["event"].as_str().unwrap().to_string())
@@ -116,6 +118,7 @@ async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
     assert!(matches!(err, ApprovalError::NotPermitted { .. }), "{err}");
     let refused = h
         .audit()
+        .await
         .iter()
         .filter(|r| r["event"] == "refused-decision")
         .count();

@@ -62,12 +62,14 @@ async fn an_act_call_allowed_only_by_a_wildcard_tier_waits_for_a_human() {
     assert!(h.upstream_calls().is_empty());
     let refusal = h
         .audit()
+        .await
         .into_iter()
         .find(|a| a["kind"] == "decision")
         .unwrap();
     assert_eq!(refusal["decision"], "deny");
     let requested = h
         .audit()
+        .await
         .into_iter()
         .find(|a| a["event"] == "requested")
         .unwrap();
@@ -132,6 +134,7 @@ async fn an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two() {
     assert_eq!(h.upstream_calls().len(), 2);
     let attempt = h
         .audit()
+        .await
         .into_iter()
         .rfind(|a| a["kind"] == "attempt")
         .unwrap();
@@ -164,6 +167,7 @@ async fn an_owner_rule_can_require_approvers_with_a_role() {
     }
     assert!(
         h.audit()
+            .await
             .iter()
             .any(|a| a["event"] == "refused-decision" && a["actor"] == "user:carol")
     );

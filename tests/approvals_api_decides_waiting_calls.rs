@@ -192,6 +192,7 @@ async fn an_approval_through_the_api_lets_the_waiting_call_finish() {
     assert_eq!(h.upstream_calls().len(), 1);
     let decided = h
         .audit()
+        .await
         .into_iter()
         .find(|a| a["kind"] == "approval" && a["event"] == "approved")
         .expect("the approval is audited");
@@ -239,6 +240,7 @@ async fn the_requesters_chain_and_approvers_without_permission_are_refused() {
     assert!(h.upstream_calls().is_empty());
     let refused: Vec<Value> = h
         .audit()
+        .await
         .into_iter()
         .filter(|a| a["event"] == "refused-decision")
         .collect();

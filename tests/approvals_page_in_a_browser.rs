@@ -101,6 +101,7 @@ async fn clicking_approve_on_the_page_lets_the_waiting_call_finish() {
     assert_eq!(h.upstream_calls().len(), 1);
     let approved = h
         .audit()
+        .await
         .into_iter()
         .find(|a| a["event"] == "approved")
         .expect("the click is audited");

@@ -94,7 +94,12 @@ async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
     assert_eq!(orders.len(), CALLS, "with its own arguments");
     let executed = h.state.approvals.list(Some(Status::Executed)).unwrap();
     assert_eq!(executed.len(), CALLS);
-    let attempts = h.audit().iter().filter(|r| r["kind"] == "attempt").count();
+    let attempts = h
+        .audit()
+        .await
+        .iter()
+        .filter(|r| r["kind"] == "attempt")
+        .count();
     assert_eq!(attempts, CALLS);
 }
 

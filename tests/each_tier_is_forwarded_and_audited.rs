@@ -28,7 +28,7 @@ async fn read_call_is_forwarded_without_intent_and_audited() {
         h.upstream_calls(),
         vec![json!({"tool": "read_note", "args": {"title": "plan"}})]
     );
-    let audit = h.audit();
+    let audit = h.audit().await;
     assert_eq!(audit.len(), 2, "{audit:?}");
     let (attempt, outcome) = (&audit[0], &audit[1]);
     assert_eq!(attempt["kind"], "attempt");
@@ -68,7 +68,7 @@ async fn transform_call_is_forwarded_and_its_redacted_arguments_stay_out_of_the_
         h.upstream_calls()[0]["args"],
         json!({"title": "todo", "body": "the secret body"})
     );
-    let attempt = &h.audit()[0];
+    let attempt = &h.audit().await[0];
     assert_eq!(attempt["tier"], "transform");
     assert_eq!(
         attempt["args"],
@@ -92,7 +92,7 @@ async fn act_call_by_a_chain_that_may_act_is_forwarded() {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     assert_eq!(text(&result), "message sent to bob@example.com");
     assert_eq!(h.upstream_calls().len(), 1);
-    let audit = h.audit();
+    let audit = h.audit().await;
     assert_eq!(audit[0]["tier"], "act");
     assert_eq!(audit[0]["decision"], "allow");
     assert_eq!(audit[1]["outcome"], "ok");
@@ -114,5 +114,5 @@ async fn intent_may_come_from_meta() {
     params.meta = Some(meta);
     let result = h.client.peer().call_tool(params).await.unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");
-    assert_eq!(h.audit()[0]["intent"], "file the note");
+    assert_eq!(h.audit().await[0]["intent"], "file the note");
 }

@@ -32,6 +32,7 @@ fn server_bin() -> PathBuf {
 struct Fs {
     dir: tempfile::TempDir,
     client: RunningService<rmcp::RoleClient, TestClient>,
+    state: std::sync::Arc<State>,
 }
 
 impl Fs {
@@ -50,7 +51,7 @@ impl Fs {
         std::fs::write(&path, config).unwrap();
         let state = State::start(Config::load(&path).unwrap()).await.unwrap();
         let (client, _) = common::connect(&state).await;
-        Self { dir, client }
+        Self { dir, client, state }
     }
 
     fn data(&self) -> PathBuf {
@@ -67,7 +68,8 @@ impl Fs {
             .unwrap()
     }
 
-    fn audit(&self) -> Vec<Value> {
+    async fn audit(&self) -> Vec<Value> {
+        self.state.audit.flush().await.unwrap();
         read_lines(&self.dir.path().join("audit.jsonl"))
     }
 }
@@ -136,7 +138,7 @@ async fn reads_and_writes_pass_and_moves_wait_for_approval() {
         "a refused move never happens"
     );
 
-    let audit = fs.audit();
+    let audit = fs.audit().await;
     let write_attempt = audit
         .iter()
         .find(|r| r["kind"] == "attempt" && r["tool"] == "write_file")

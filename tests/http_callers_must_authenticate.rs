@@ -114,6 +114,7 @@ fn claims() -> Value {
 struct Gateway {
     dir: tempfile::TempDir,
     url: String,
+    state: std::sync::Arc<mcp_warden::gateway::State>,
     idp: Idp,
     api_key: String,
 }
@@ -126,10 +127,11 @@ async fn start(extra_auth: &str) -> Gateway {
         config_extra: idp.config(extra_auth, &hash),
         ..Setup::default()
     };
-    let (dir, url) = http_gateway(&setup).await;
+    let (dir, url, state) = http_gateway(&setup).await;
     Gateway {
         dir,
         url,
+        state,
         idp,
         api_key,
     }
@@ -189,7 +191,8 @@ impl Gateway {
         read_lines(&self.dir.path().join("calls.jsonl"))
     }
 
-    fn audit(&self) -> Vec<Value> {
+    async fn audit(&self) -> Vec<Value> {
+        self.state.audit.flush().await.unwrap();
         read_lines(&self.dir.path().join("audit.jsonl"))
     }
 }
@@ -213,6 +216,7 @@ async fn valid_tokens_and_keys_get_in_as_the_chain_they_prove() {
     assert_eq!(text(&echo(&client).await), "hi");
     let attempt = gw
         .audit()
+        .await
         .into_iter()
         .find(|r| r["kind"] == "attempt")
         .unwrap();
@@ -230,6 +234,7 @@ async fn valid_tokens_and_keys_get_in_as_the_chain_they_prove() {
     assert_eq!(text(&echo(&gw.client(&gw.api_key).await).await), "hi");
     let last = gw
         .audit()
+        .await
         .into_iter()
         .rfind(|r| r["kind"] == "attempt")
         .unwrap();
@@ -382,6 +387,7 @@ async fn delegation_chains_are_checked_and_only_the_token_counts() {
     assert_eq!(text(&echo(&client).await), "hi");
     let attempt = gw
         .audit()
+        .await
         .into_iter()
         .find(|r| r["kind"] == "attempt")
         .unwrap();
@@ -400,7 +406,7 @@ async fn delegation_chains_are_checked_and_only_the_token_counts() {
         "{}",
         text(&refused)
     );
-    let last = gw.audit().into_iter().last().unwrap();
+    let last = gw.audit().await.into_iter().last().unwrap();
     assert_eq!(
         (&last["decision"], &last["chain"][0]),
         (&json!("deny"), &json!("user:mallory"))
@@ -545,7 +551,7 @@ async fn keys_from_a_jwks_url_are_fetched_again_when_a_token_names_a_new_one() {
         config_extra: config,
         ..Setup::default()
     };
-    let (_dir, url) = http_gateway(&setup).await;
+    let (_dir, url, _) = http_gateway(&setup).await;
     let gw = |token: String| {
         let url = url.clone();
         async move {

@@ -109,7 +109,7 @@ fn the_inspector_cli_works_over_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_cli_works_over_streamable_http() {
-    let (dir, url) = common::http_gateway(&Setup::default()).await;
+    let (dir, url, _state) = common::http_gateway(&Setup::default()).await;
     let path = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || check(&path, &[url.as_str()]))
         .await

@@ -70,8 +70,9 @@ async fn write(h: &Harness) -> rmcp::model::CallToolResult {
     .unwrap()
 }
 
-fn grant_events(h: &Harness) -> Vec<String> {
+async fn grant_events(h: &Harness) -> Vec<String> {
     h.audit()
+        .await
         .iter()
         .filter(|r| r["kind"] == "grant")
         .map(|r| r["event"].as_str().unwrap().to_string())
@@ -112,6 +113,7 @@ async fn a_grant_allows_within_its_time_and_denies_after_it() {
     assert_eq!(text(&allowed), "saved `t`");
     let attempt = h
         .audit()
+        .await
         .into_iter()
         .find(|r| r["kind"] == "attempt")
         .unwrap();
@@ -142,7 +144,7 @@ async fn a_grant_allows_within_its_time_and_denies_after_it() {
         .await
         .unwrap();
     assert_eq!(listed["grants"][0]["status"], "expired");
-    assert_eq!(grant_events(&h), ["created", "expired"]);
+    assert_eq!(grant_events(&h).await, ["created", "expired"]);
 }
 
 #[tokio::test]
@@ -195,9 +197,10 @@ async fn revoking_a_grant_takes_effect_on_the_next_call_and_the_cli_does_it_too(
     assert!(revoked.contains("revoked"), "{revoked}");
     assert_eq!(write(&h).await.is_error, Some(true));
     assert_eq!(writes(&h), 1);
-    assert_eq!(grant_events(&h), ["created", "revoked"]);
+    assert_eq!(grant_events(&h).await, ["created", "revoked"]);
     let record = h
         .audit()
+        .await
         .into_iter()
         .rfind(|r| r["kind"] == "grant")
         .unwrap();
@@ -235,7 +238,7 @@ async fn grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny()
             .0,
         400
     );
-    assert_eq!(grant_events(&h), ["refused"; 4]);
+    assert_eq!(grant_events(&h).await, ["refused"; 4]);
 
     // A grant for alice's agent does nothing for bob's, and never beats a deny.
     let (status, _) = post(&url, Some(CAROL), grant("demo/*", "transform", "30m")).await;

@@ -27,7 +27,7 @@ async fn a_deny_rule_wins_over_an_allow() {
         "denied by policy rule `p, role:intern, */*, act, deny`",
         "policy",
     );
-    assert_rule(&h, "role:intern, */*, act, deny");
+    assert_rule(&h, "role:intern, */*, act, deny").await;
 }
 
 #[tokio::test]
@@ -53,7 +53,7 @@ async fn an_agent_never_exceeds_its_principal() {
         "no policy rule allows `user:mallory`",
         "policy",
     );
-    let verdicts = h.audit().pop().unwrap()["verdicts"].clone();
+    let verdicts = h.audit().await.pop().unwrap()["verdicts"].clone();
     assert_eq!(verdicts[0]["identity"], "user:mallory");
     assert_eq!(
         verdicts[1]["effect"], "allow",
@@ -67,7 +67,7 @@ async fn a_principal_never_lends_more_than_its_agent_may_do() {
     let h = Harness::start().await;
     let result = h.call("demo_send_message", message()).await.unwrap();
     assert_refused(&h, &result, "expired after 1s without a decision", "policy");
-    assert_rule(&h, "role:assistant, demo/*, act, approve");
+    assert_rule(&h, "role:assistant, demo/*, act, approve").await;
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn approve_wins_over_allow_for_the_same_identity() {
 }
 
 /// The last audit record names the deciding rule.
-fn assert_rule(h: &Harness, rule: &str) {
-    let record = h.audit().pop().unwrap();
+async fn assert_rule(h: &Harness, rule: &str) {
+    let record = h.audit().await.pop().unwrap();
     assert!(record["rule"].as_str().unwrap().contains(rule), "{record}");
 }

@@ -63,7 +63,7 @@ async fn an_allowed_prompt_is_audited_then_fetched() {
         h.upstream_calls(),
         vec![json!({"prompt": "summarize_note", "args": {"title": "plan"}})]
     );
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (
             &record["kind"],
@@ -101,7 +101,7 @@ async fn a_prompt_policy_does_not_allow_is_refused_audited_and_never_fetched() {
     assert!(err.contains("no policy rule allows"), "{err}");
     assert!(err.contains("demo/prompts/customer_reply"), "{err}");
     assert!(h.upstream_calls().is_empty());
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (&record["kind"], &record["decision"]),
         (&json!("access"), &json!("deny"))
@@ -144,7 +144,7 @@ async fn prompt_argument_completion_is_decided_like_the_prompt_and_audited() {
         .await
         .unwrap();
     assert_eq!(done.completion.values, ["plan"]);
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (&record["method"], &record["name"], &record["decision"]),
         (

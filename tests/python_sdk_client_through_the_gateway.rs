@@ -91,9 +91,10 @@ fn the_python_sdk_client_works_over_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_client_works_over_streamable_http() {
-    let (dir, url) = common::http_gateway(&Setup::default()).await;
+    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
     let seen = tokio::task::spawn_blocking(move || python_client(&["http", &url]))
         .await
         .unwrap();
+    state.audit.flush().await.unwrap();
     assert_seen(&seen, &dir.path().join("audit.jsonl"));
 }

@@ -58,7 +58,7 @@ async fn write_note(h: &Harness) -> rmcp::model::CallToolResult {
 async fn assert_write_denied(h: &Harness) {
     let r = write_note(h).await;
     assert_eq!(r.is_error, Some(true), "writes stay denied: {r:?}");
-    assert_eq!(h.audit().last().unwrap()["stage"], "policy");
+    assert_eq!(h.audit().await.last().unwrap()["stage"], "policy");
     assert!(
         !h.upstream_calls().iter().any(|c| c["tool"] == "write_note"),
         "a denied write never reaches the upstream"
@@ -75,8 +75,9 @@ async fn reload_errors(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-fn reload_records(h: &Harness) -> Vec<Value> {
+async fn reload_records(h: &Harness) -> Vec<Value> {
     h.audit()
+        .await
         .into_iter()
         .filter(|r| r["kind"] == "reload")
         .collect()
@@ -91,7 +92,7 @@ async fn a_valid_reload_applies_to_the_next_call_and_is_audited() {
     assert_eq!(done.generation, 2);
     let r = write_note(&h).await;
     assert_ne!(r.is_error, Some(true), "{r:?}");
-    let records = reload_records(&h);
+    let records = reload_records(&h).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["outcome"], "ok");
     assert_eq!(records[0]["by"], "test");
@@ -119,7 +120,7 @@ async fn refused_reload_changes_nothing(broken: Option<&str>, expected: &str) {
         "{errors:?} should mention {expected}"
     );
     assert_eq!(h.state.current().generation, 1, "nothing was swapped in");
-    let records = reload_records(&h);
+    let records = reload_records(&h).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["outcome"], "refused");
     assert_eq!(records[0]["errors"], json!(errors));
@@ -191,8 +192,9 @@ fn slow(steps: u64) -> Value {
     json!({"steps": steps, "delay_ms": 100, "intent": "count slowly"})
 }
 
-fn records_of(h: &Harness, kind: &str) -> usize {
+async fn records_of(h: &Harness, kind: &str) -> usize {
     h.audit()
+        .await
         .iter()
         .filter(|r| r["kind"] == kind && r["tool"] == "slow_count")
         .count()
@@ -222,8 +224,8 @@ async fn twenty_calls_under_repeated_reloads_all_complete_and_are_audited() {
         .filter(|c| c["tool"] == "slow_count")
         .count();
     assert_eq!(received, 20);
-    assert_eq!(records_of(&h, "attempt"), 20);
-    assert_eq!(records_of(&h, "outcome"), 20);
+    assert_eq!(records_of(&h, "attempt").await, 20);
+    assert_eq!(records_of(&h, "outcome").await, 20);
     assert_eq!(h.state.current().generation, 7);
 }
 
@@ -255,7 +257,7 @@ async fn calls_in_flight_finish_under_the_policy_they_started_with() {
         Some(true),
         "the next call is decided by the new policy"
     );
-    assert_eq!(h.audit().last().unwrap()["stage"], "policy");
+    assert_eq!(h.audit().await.last().unwrap()["stage"], "policy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,5 +292,5 @@ async fn an_approval_never_outlives_a_reload_that_now_refuses_the_call() {
         text(&result)
     );
     assert!(h.upstream_calls().is_empty(), "never forwarded");
-    assert_eq!(h.audit().last().unwrap()["stage"], "policy");
+    assert_eq!(h.audit().await.last().unwrap()["stage"], "policy");
 }

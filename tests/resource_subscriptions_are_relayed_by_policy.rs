@@ -61,6 +61,7 @@ async fn a_subscribed_client_hears_of_updates_renamed_and_others_do_not() {
     );
     let record = h
         .audit()
+        .await
         .into_iter()
         .find(|r| r["kind"] == "access")
         .unwrap();
@@ -89,7 +90,7 @@ async fn a_subscription_policy_refuses_never_reaches_the_upstream() {
         .to_string();
     assert!(err.contains("denied by policy rule"), "{err}");
     assert!(h.upstream_calls().is_empty());
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (&record["method"], &record["decision"]),
         (&json!("resources/subscribe"), &json!("deny"))

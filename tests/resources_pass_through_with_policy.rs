@@ -52,7 +52,7 @@ async fn an_allowed_read_is_audited_then_forwarded_with_uris_renamed() {
         json!([{"uri": "demo+note://plan", "mimeType": "text/plain", "text": "Refund order 1001 once the customer confirms."}])
     );
     assert_eq!(h.upstream_calls(), vec![json!({"resource": "note://plan"})]);
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (
             &record["kind"],
@@ -89,7 +89,7 @@ async fn a_resource_policy_denies_is_hidden_refused_audited_and_never_read() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("denied by policy rule"), "{err}");
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (&record["kind"], &record["decision"]),
         (&json!("access"), &json!("deny"))
@@ -130,7 +130,7 @@ async fn an_owner_can_tier_resources_by_uri_prefix() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("requires a human approval by policy"), "{err}");
-    assert_eq!(h.audit()[0]["tier"], "act");
+    assert_eq!(h.audit().await[0]["tier"], "act");
     assert!(h.upstream_calls().is_empty());
 }
 
@@ -155,7 +155,7 @@ async fn completing_a_template_argument_is_decided_as_a_read_of_the_template() {
         h.upstream_calls(),
         vec![json!({"complete": "title", "value": "pl"})]
     );
-    let record = &h.audit()[0];
+    let record = &h.audit().await[0];
     assert_eq!(
         (&record["method"], &record["name"], &record["decision"]),
         (
@@ -182,5 +182,5 @@ async fn completing_a_template_argument_is_decided_as_a_read_of_the_template() {
         .to_string();
     assert!(err.contains("denied by policy rule"), "{err}");
     assert!(denied.upstream_calls().is_empty());
-    assert_eq!(denied.audit()[0]["decision"], "deny");
+    assert_eq!(denied.audit().await[0]["decision"], "deny");
 }

@@ -29,7 +29,9 @@ async fn gateway_over_http(
         point_demo_at(&path, url);
     }
     let state = State::start(Config::load(&path).unwrap()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = mcp_warden::listener::HttpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(mcp_warden::transport::serve_http(

@@ -53,6 +53,7 @@ fn pypi(name: &str) -> PathBuf {
 struct Gateway {
     dir: tempfile::TempDir,
     client: RunningService<rmcp::RoleClient, TestClient>,
+    state: std::sync::Arc<State>,
 }
 
 impl Gateway {
@@ -69,7 +70,7 @@ impl Gateway {
         std::fs::write(&path, config).unwrap();
         let state = State::start(Config::load(&path).unwrap()).await.unwrap();
         let (client, _) = common::connect(&state).await;
-        Self { dir, client }
+        Self { dir, client, state }
     }
 
     async fn names(&self) -> Vec<String> {
@@ -86,19 +87,20 @@ impl Gateway {
             .unwrap()
     }
 
-    fn audit(&self) -> Vec<Value> {
+    async fn audit(&self) -> Vec<Value> {
+        self.state.audit.flush().await.unwrap();
         read_lines(&self.dir.path().join("audit.jsonl"))
     }
 
     /// Assert a call was refused for want of approval and audited, with no attempt.
-    fn assert_held(&self, result: &CallToolResult, tool: &str) {
+    async fn assert_held(&self, result: &CallToolResult, tool: &str) {
         assert_eq!(result.is_error, Some(true), "{result:?}");
         assert!(
             text(result).contains("expired after 1s without a decision"),
             "{}",
             text(result)
         );
-        let audit = self.audit();
+        let audit = self.audit().await;
         assert!(
             !audit
                 .iter()
@@ -145,7 +147,7 @@ async fn server_memory_reads_and_writes_but_never_deletes_without_a_human() {
             json!({"entityNames": ["kettle"], "intent": "tidy up"}),
         )
         .await;
-    gw.assert_held(&delete, "delete_entities");
+    gw.assert_held(&delete, "delete_entities").await;
     let still = gw
         .call("memory_open_nodes", json!({"names": ["kettle"]}))
         .await;
@@ -216,7 +218,7 @@ async fn server_everything_answers_through_the_gateway_and_keeps_its_environment
     let env = gw
         .call("everything_get-env", json!({"intent": "debug the config"}))
         .await;
-    gw.assert_held(&env, "get-env");
+    gw.assert_held(&env, "get-env").await;
 }
 
 #[tokio::test]
@@ -243,7 +245,7 @@ async fn mcp_server_time_from_pypi_answers_through_the_gateway() {
         Some(true),
         "the server's own schema is enforced by the gateway"
     );
-    assert!(gw.audit().iter().any(|r| r["stage"] == "arguments"));
+    assert!(gw.audit().await.iter().any(|r| r["stage"] == "arguments"));
 }
 
 #[tokio::test]
@@ -289,7 +291,7 @@ async fn mcp_server_git_from_pypi_reads_the_repository_and_holds_a_reset() {
             json!({"repo_path": path, "intent": "start over"}),
         )
         .await;
-    gw.assert_held(&reset, "git_reset");
+    gw.assert_held(&reset, "git_reset").await;
     let staged = gw
         .call("git_git_diff_staged", json!({"repo_path": path}))
         .await;

@@ -107,7 +107,12 @@ async fn listing(h: &Harness) -> Vec<Value> {
 
 /// Refused for quarantine, naming `field`, audited at the integrity stage, and the
 /// upstream did not see it.
-fn assert_quarantined(h: &Harness, upstream: &Drifting, result: &CallToolResult, field: &str) {
+async fn assert_quarantined(
+    h: &Harness,
+    upstream: &Drifting,
+    result: &CallToolResult,
+    field: &str,
+) {
     let calls_before = upstream.calls().len();
     assert_eq!(result.is_error, Some(true), "{result:?}");
     let message = text(result);
@@ -121,7 +126,7 @@ fn assert_quarantined(h: &Harness, upstream: &Drifting, result: &CallToolResult,
         !message.contains(INJECTION),
         "never the new text: {message}"
     );
-    let audit = h.audit();
+    let audit = h.audit().await;
     let refusal = audit.last().unwrap();
     assert_eq!(refusal["kind"], "decision");
     assert_eq!(refusal["stage"], "integrity");
@@ -130,8 +135,9 @@ fn assert_quarantined(h: &Harness, upstream: &Drifting, result: &CallToolResult,
 }
 
 /// The `drift` audit records, as (tool, changed fields).
-fn drift_records(h: &Harness) -> Vec<(String, Value)> {
+async fn drift_records(h: &Harness) -> Vec<(String, Value)> {
     h.audit()
+        .await
         .into_iter()
         .filter(|r| r["kind"] == "drift")
         .map(|r| {
@@ -162,10 +168,10 @@ async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_
         "clients never see the changed description"
     );
     let refused = h.call("shop_lookup", json!({"order": "A2"})).await.unwrap();
-    assert_quarantined(&h, &upstream, &refused, "description");
+    assert_quarantined(&h, &upstream, &refused, "description").await;
     assert_eq!(upstream.calls(), ["lookup"]);
     assert_eq!(
-        drift_records(&h),
+        drift_records(&h).await,
         [("shop_lookup".to_string(), json!(["description"]))],
         "one drift record, naming the field"
     );
@@ -213,8 +219,8 @@ async fn an_announced_description_change_is_quarantined_and_re_pinning_restores_
     upstream.announce().await;
     wait_until_quarantined(&h, "shop_lookup").await;
     let refused = h.call("shop_lookup", json!({"order": "A4"})).await.unwrap();
-    assert_quarantined(&h, &upstream, &refused, "description");
-    assert_eq!(drift_records(&h).len(), 2);
+    assert_quarantined(&h, &upstream, &refused, "description").await;
+    assert_eq!(drift_records(&h).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,16 +240,16 @@ async fn silent_schema_and_annotation_changes_are_caught_by_the_periodic_re_list
         "both drifted, the new one unlisted"
     );
     let lookup = h.call("shop_lookup", json!({"order": "A1"})).await.unwrap();
-    assert_quarantined(&h, &upstream, &lookup, "inputSchema");
+    assert_quarantined(&h, &upstream, &lookup, "inputSchema").await;
     let convert = h.call("shop_convert", json!({"amount": 1})).await.unwrap();
-    assert_quarantined(&h, &upstream, &convert, "annotations");
+    assert_quarantined(&h, &upstream, &convert, "annotations").await;
     let wipe = h.call("shop_wipe", json!({})).await;
     assert!(
         format!("{wipe:?}").contains("unknown tool `shop_wipe`"),
         "a tool no manifest lists is not exposed: {wipe:?}"
     );
     assert!(upstream.calls().is_empty());
-    let mut drifts = drift_records(&h);
+    let mut drifts = drift_records(&h).await;
     drifts.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         drifts,
@@ -254,7 +260,7 @@ async fn silent_schema_and_annotation_changes_are_caught_by_the_periodic_re_list
     );
     // Further re-lists of the same drift add no more records.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(drift_records(&h).len(), 2);
+    assert_eq!(drift_records(&h).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

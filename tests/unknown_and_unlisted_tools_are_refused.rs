@@ -25,7 +25,7 @@ async fn unknown_tool_is_a_protocol_error_that_is_audited() {
         "{message}"
     );
     assert!(h.upstream_calls().is_empty());
-    let audit = h.audit();
+    let audit = h.audit().await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["decision"], "deny");
     assert_eq!(audit[0]["stage"], "catalog");

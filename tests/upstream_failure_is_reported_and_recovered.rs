@@ -40,6 +40,7 @@ async fn a_dead_upstream_is_reported_then_restarted() {
     );
     let outcome = h
         .audit()
+        .await
         .into_iter()
         .rev()
         .find(|r| r["kind"] == "outcome")

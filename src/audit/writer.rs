@@ -68,10 +68,13 @@ fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
 fn write_batch(file: &mut File, prev: &mut String, batch: &mut [Job]) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut tail = prev.clone();
-    for (fields, _) in batch.iter_mut() {
+    for fields in batch.iter_mut().filter_map(|(fields, _)| fields.as_mut()) {
         let (line, hash) = seal(fields, &tail);
         buf.extend_from_slice(&line);
         tail = hash;
+    }
+    if buf.is_empty() {
+        return Ok(()); // only markers: what came before them is already synced
     }
     file.write_all(&buf).map_err(|e| e.to_string())?;
     file.sync_data().map_err(|e| e.to_string())?;

@@ -72,6 +72,8 @@ pub struct ModelShape {
     p_fields: Vec<String>,
     eft_index: usize,
     act_index: Option<usize>,
+    /// The `p` field the matcher requires to be the requester or one of its roles.
+    subject_index: Option<usize>,
     /// Grouping types (`g`, `g2`, …) and how many fields each takes.
     groupings: BTreeMap<String, usize>,
 }
@@ -84,6 +86,9 @@ pub struct Checked {
     pub eft_index: usize,
     /// Which field is the tier, when the model has one.
     pub act_index: Option<usize>,
+    /// Which field the matcher requires to be the requester or one of its roles (rows can
+    /// then be indexed by it), when it says so in a way that can be relied on.
+    pub subject_index: Option<usize>,
 }
 
 const EFFECTS: [&str; 3] = ["allow", "deny", "approve"];
@@ -144,10 +149,12 @@ pub async fn model_shape(file: &Path, text: &str) -> Result<ModelShape, Problem>
                 .collect()
         })
         .unwrap_or_default();
+    let subject_index = super::narrow::subject_field(&r, &p, &matcher, &groupings);
     Ok(ModelShape {
         p_fields,
         eft_index,
         act_index,
+        subject_index,
         groupings,
     })
 }
@@ -157,6 +164,7 @@ pub fn parse(file: &Path, text: &str, shape: &ModelShape) -> (Checked, Vec<Probl
     let mut checked = Checked {
         eft_index: shape.eft_index,
         act_index: shape.act_index,
+        subject_index: shape.subject_index,
         ..Checked::default()
     };
     let mut problems = Vec::new();

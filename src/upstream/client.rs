@@ -1,80 +1,36 @@
 //! The gateway's rmcp client toward one upstream: starting the transport (child process
 //! with its stderr logged, or Streamable HTTP with gateway-held headers), and the handler
-//! that relays progress, reports list changes, updates and log entries, and hands the
+//! that reports list changes, updates and log entries, and hands the
 //! upstream's own requests (sampling, elicitation, roots) to the call that caused them.
 // Sampling, roots and logging are deprecated by SEP-2577, but real servers still use them.
 #![allow(deprecated)]
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
 use rmcp::ErrorData;
 use rmcp::model::LoggingMessageNotificationParam;
 use rmcp::model::{
     ClientConfig, ClientResult, CreateMessageRequestParams, CreateMessageResult,
-    ElicitRequestParams, ElicitResult, Implementation, ListRootsResult, ProgressNotificationParam,
-    ProgressToken, ProtocolVersion, Request, ServerRequest,
+    ElicitRequestParams, ElicitResult, Implementation, ListRootsResult, ProtocolVersion, Request,
+    ServerRequest,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, Peer, RoleClient, RoleServer, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::UpstreamEvent;
 use super::asks::Askers;
+use super::progress::{Ordered, ProgressRelay};
 use crate::config::{UpstreamConfig, UpstreamTransport};
-
-/// Maps the progress token the gateway used upstream to the caller's peer and token.
-#[derive(Default)]
-pub struct ProgressRelay {
-    routes: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
-}
-
-/// Removes a route when the call it belongs to ends.
-pub struct RouteGuard {
-    relay: Arc<ProgressRelay>,
-    token: ProgressToken,
-}
-
-impl Drop for RouteGuard {
-    fn drop(&mut self) {
-        if let Ok(mut routes) = self.relay.routes.lock() {
-            routes.remove(&self.token);
-        }
-    }
-}
-
-impl ProgressRelay {
-    pub fn register(
-        self: &Arc<Self>,
-        upstream: ProgressToken,
-        peer: Peer<RoleServer>,
-        downstream: ProgressToken,
-    ) -> RouteGuard {
-        if let Ok(mut routes) = self.routes.lock() {
-            routes.insert(upstream.clone(), (peer, downstream));
-        }
-        RouteGuard {
-            relay: self.clone(),
-            token: upstream,
-        }
-    }
-
-    fn route(&self, upstream: &ProgressToken) -> Option<(Peer<RoleServer>, ProgressToken)> {
-        self.routes
-            .lock()
-            .ok()
-            .and_then(|r| r.get(upstream).cloned())
-    }
-}
 
 pub struct UpstreamClient {
     server: String,
-    relay: Arc<ProgressRelay>,
     askers: Arc<Askers>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
 }
@@ -82,13 +38,11 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     pub fn new(
         server: &str,
-        relay: Arc<ProgressRelay>,
         askers: Arc<Askers>,
         events: mpsc::UnboundedSender<UpstreamEvent>,
     ) -> Self {
         Self {
             server: server.to_string(),
-            relay,
             askers,
             events,
         }
@@ -145,21 +99,6 @@ impl ClientHandler for UpstreamClient {
             _ => None,
         })
         .await
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let Some((peer, token)) = self.relay.route(&params.progress_token) else {
-            return;
-        };
-        let mut relayed = params;
-        relayed.progress_token = token;
-        if let Err(e) = peer.notify_progress(relayed).await {
-            tracing::debug!(server = %self.server, error = %e, "could not relay progress");
-        }
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -220,6 +159,7 @@ impl ClientHandler for UpstreamClient {
 pub async fn connect(
     config: &UpstreamConfig,
     handler: UpstreamClient,
+    relay: Arc<ProgressRelay>,
 ) -> Result<RunningService<RoleClient, UpstreamClient>, String> {
     match &config.transport {
         UpstreamTransport::Stdio {
@@ -240,6 +180,7 @@ pub async fn connect(
             if let Some(stderr) = stderr {
                 log_stderr(config.id.clone(), stderr);
             }
+            let transport = Ordered::new(transport, relay);
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
         UpstreamTransport::Http { url, headers } => {
@@ -254,6 +195,7 @@ pub async fn connect(
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
+            let transport = Ordered::new(transport, relay);
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
     }

@@ -37,7 +37,9 @@ impl Drifting {
 
     /// Serve at `/mcp` on a free loopback port; returns the URL.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = mcp_warden::listener::HttpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let this = self.clone();
         let service = StreamableHttpService::new(

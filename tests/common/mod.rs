@@ -228,7 +228,9 @@ impl Harness {
         let (approvers, _) =
             mcp_warden::admin::Approvers::from_config(&self.state.config()).unwrap();
         let admin = mcp_warden::admin::Admin::new(self.state.clone(), approvers);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = mcp_warden::listener::HttpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         self.state.set_page_url(url.clone());
         tokio::spawn(mcp_warden::admin::serve(
@@ -239,7 +241,10 @@ impl Harness {
         url
     }
 
-    pub fn audit(&self) -> Vec<Value> {
+    /// Every audit record, once every record queued so far is written (outcome records
+    /// are queued without the caller's answer waiting for them).
+    pub async fn audit(&self) -> Vec<Value> {
+        self.state.audit.flush().await.unwrap();
         read_lines(&self.dir.path().join("audit.jsonl"))
     }
 
@@ -319,7 +324,8 @@ pub fn assert_refused(h: &Harness, result: &CallToolResult, needle: &str, stage:
         "the upstream must not see a refused call: {:?}",
         h.upstream_calls()
     );
-    let audit = h.audit();
+    // A refusal's record is durable before the refusal is answered.
+    let audit = read_lines(&h.audit_path());
     let last = audit.last().expect("a refusal must be audited");
     assert_eq!(last["kind"], "decision");
     assert_eq!(last["decision"], "deny");
@@ -369,17 +375,19 @@ impl Harness {
 
 /// A gateway for `setup` served over Streamable HTTP on a free loopback port, running
 /// until the test ends; returns its directory and its `/mcp` URL.
-pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String) {
+pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String, Arc<State>) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_setup(dir.path(), setup);
     let state = State::start(Config::load(&config).unwrap()).await.unwrap();
-    (dir, serve_http(state).await)
+    (dir, serve_http(state.clone()).await, state)
 }
 
 /// Serve `state` over Streamable HTTP on a free loopback port until the test ends; its
 /// `/mcp` URL.
 pub async fn serve_http(state: Arc<State>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = mcp_warden::listener::HttpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(mcp_warden::transport::serve_http(
         state,

@@ -50,6 +50,8 @@ pub async fn serve_as(listener: tokio::net::TcpListener, fixture: Fixture) -> st
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
+    // Nagle off, as the gateway's own listeners have it: a kept-alive client stalls otherwise.
+    let listener = mcp_warden::listener::HttpListener::from(listener);
     axum::serve(listener, axum::Router::new().nest_service("/mcp", service)).await
 }
 

@@ -1,0 +1,179 @@
+//! MCP clients keep their HTTP connection open between calls (every SDK client pools
+//! them). One connection, one session, 200 `tools/call`s one after another: every call
+//! is answered on that same connection, reaches the upstream once and is audited. (The
+//! listener's part, Nagle off on each accepted connection, is checked in
+//! `src/listener.rs`: with it on, each of these calls waited for a delayed ACK.)
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use common::{Setup, read_lines};
+
+const CALLS: usize = 200;
+
+/// One HTTP/1.1 connection, used for every request.
+struct Connection {
+    stream: BufReader<TcpStream>,
+    host: String,
+    session: Option<String>,
+}
+
+struct Response {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Connection {
+    async fn open(url: &str) -> Self {
+        let host = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let stream = TcpStream::connect(&host).await.unwrap();
+        Self {
+            stream: BufReader::new(stream),
+            host,
+            session: None,
+        }
+    }
+
+    async fn post(&mut self, message: &Value) -> Response {
+        let body = message.to_string();
+        let mut head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        if let Some(s) = &self.session {
+            head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        self.stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .unwrap();
+        self.read_response().await
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.stream.read_line(&mut line).await.unwrap();
+        assert!(n > 0, "the gateway closed the kept-alive connection");
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    async fn read_response(&mut self) -> Response {
+        let status_line = self.line().await;
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = HashMap::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+        }
+        let mut body = Vec::new();
+        if let Some(len) = headers.get("content-length") {
+            body.resize(len.parse().unwrap(), 0);
+            self.stream.read_exact(&mut body).await.unwrap();
+        } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+            loop {
+                let size = usize::from_str_radix(self.line().await.trim(), 16).unwrap();
+                if size == 0 {
+                    assert_eq!(self.line().await, "", "no trailers expected");
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await.unwrap();
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Response {
+            status,
+            headers,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+}
+
+/// The JSON-RPC message with this id in a response (JSON, or an SSE stream).
+fn message(response: &Response, id: u64) -> Value {
+    response
+        .body
+        .lines()
+        .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["id"] == json!(id))
+        .unwrap_or_else(|| panic!("no answer to {id} in {:?}", response.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
+    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = Connection::open(&url).await;
+    let init = conn
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "keep-alive", "version": "1"}}}),
+        )
+        .await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    assert!(message(&init, 0)["result"]["serverInfo"].is_object());
+    conn.session = init.headers.get("mcp-session-id").cloned();
+    assert!(conn.session.is_some(), "{:?}", init.headers);
+    let initialized = conn
+        .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await;
+    assert_eq!(initialized.status, 202);
+
+    for id in 1..=CALLS as u64 {
+        let response = conn
+            .post(
+                &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                "name": "demo_echo", "arguments": {"text": format!("call {id}")}}}),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_ne!(
+            response.headers.get("connection").map(String::as_str),
+            Some("close")
+        );
+        let answer = message(&response, id);
+        assert_ne!(answer["result"]["isError"], json!(true), "{answer}");
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            json!(format!("call {id}")),
+            "{answer}"
+        );
+    }
+
+    assert_eq!(
+        read_lines(&dir.path().join("calls.jsonl")).len(),
+        CALLS,
+        "the upstream saw each call once"
+    );
+    state.audit.flush().await.unwrap();
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let count = |kind: &str| audit.iter().filter(|r| r["kind"] == kind).count();
+    assert_eq!((count("attempt"), count("outcome")), (CALLS, CALLS));
+    mcp_warden::audit::verify(&dir.path().join("audit.jsonl")).unwrap();
+}
