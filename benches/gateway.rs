@@ -1,6 +1,8 @@
 //! Benchmark: `tools/call echo` on the bundled demo server, directly and through the
 //! gateway (read tier, intent, schema, Casbin, durable hash-chained audit), in one run;
-//! plus a policy decision with 10,000 rules. Run with `cargo bench --bench gateway`.
+//! policy decisions with 10,000 rules (cold and cached); and the gateway's resident memory
+//! on the embedded defaults, idle and with 1,000 open sessions over HTTP (it binds the
+//! defaults' ports, 8787 and 8788). Run with `cargo bench --bench gateway`.
 //!
 //! Both paths are real processes over stdio: client → `mcp-warden demo-tools`, and
 //! client → `mcp-warden serve` → `mcp-warden demo-tools`.
@@ -115,41 +117,220 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-async fn policy_decisions() -> (Duration, Duration) {
+/// 10,000 rules, one role each, and `IDENTITIES` callers (agent and user) with one role
+/// each: every caller's first decision is cold.
+async fn ten_thousand_rules() -> Policy {
     let dir = tempfile::tempdir().unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/model.conf");
     let mut rules = String::new();
     for i in 0..10_000 {
         rules.push_str(&format!("p, role:r{i}, srv{i}/*, read, allow\n"));
     }
+    for j in 0..IDENTITIES {
+        let role = (j * 7919) % 10_000;
+        rules.push_str(&format!(
+            "g, agent:a{j}, role:r{role}\ng, user:u{j}, role:r{role}\n"
+        ));
+    }
     rules.push_str("g, agent:a, role:r9999\ng, user:u, role:r9999\n");
-    let rules_path = dir.path().join("policy.csv");
-    let policy = Policy::load(
+    Policy::load(
         (&model, &std::fs::read_to_string(&model).unwrap()),
-        (&rules_path, &rules),
+        (&dir.path().join("policy.csv"), &rules),
     )
     .await
-    .unwrap();
-    let caller = Caller::from_config(
-        &IdentityConfig {
-            agent: "agent:a".into(),
-            on_behalf_of: Some("user:u".into()),
-        },
-        "b",
-    );
-    let start = Instant::now();
-    let first = policy.decide(&caller, "srv9999/tool", Tier::Read);
-    let uncached = start.elapsed();
-    assert_eq!(first.effect, mcp_warden::policy::Effect::Allow);
+    .unwrap()
+}
+
+const IDENTITIES: usize = 1_000;
+
+fn caller(agent: String, user: String) -> Caller {
+    let identity = IdentityConfig {
+        agent,
+        on_behalf_of: Some(user),
+    };
+    Caller::from_config(&identity, "b")
+}
+
+/// Cold decisions (p50, p99: each caller's first, on its own tool) and a repeated one (p50).
+async fn policy_decisions() -> (Duration, Duration, Duration) {
+    let policy = ten_thousand_rules().await;
+    let mut cold: Vec<Duration> = (0..IDENTITIES)
+        .map(|j| {
+            let c = caller(format!("agent:a{j}"), format!("user:u{j}"));
+            let object = format!("srv{}/tool", (j * 7919) % 10_000);
+            let start = Instant::now();
+            let d = policy.decide(&c, &object, Tier::Read);
+            let took = start.elapsed();
+            assert_eq!(d.effect, mcp_warden::policy::Effect::Allow);
+            took
+        })
+        .collect();
+    cold.sort();
+    let c = caller("agent:a".into(), "user:u".into());
+    policy.decide(&c, "srv9999/tool", Tier::Read);
     let mut times: Vec<Duration> = (0..10_000)
         .map(|_| {
             let start = Instant::now();
-            std::hint::black_box(policy.decide(&caller, "srv9999/tool", Tier::Read));
+            std::hint::black_box(policy.decide(&c, "srv9999/tool", Tier::Read));
             start.elapsed()
         })
         .collect();
     times.sort();
-    (uncached, times[times.len() / 2])
+    (
+        cold[cold.len() / 2],
+        cold[cold.len() * 99 / 100],
+        times[times.len() / 2],
+    )
+}
+
+/// Resident memory of a process, from /proc (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `mcp-warden serve` on the embedded defaults (the shipped manifests and policy, the
+/// bundled demo tools, the audit log on disk), in a fresh directory.
+fn serve_embedded_defaults(dir: &Path) -> std::process::Child {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["tool-manifests", "policies"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::process::Command::new(EXE)
+        .args(["serve", "--transport", "http"])
+        .current_dir(dir)
+        .env("MCP_WARDEN_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+const MCP: &str = "http://127.0.0.1:8787/mcp";
+
+/// POST one JSON-RPC message in a session; the answer's body.
+async fn post(
+    http: &reqwest::Client,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (Option<String>, String) {
+    let mut request = http
+        .post(MCP)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(s) = session {
+        request = request.header("mcp-session-id", s);
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    (id, response.text().await.unwrap())
+}
+
+async fn open_session(http: &reqwest::Client) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+    let (id, _) = post(http, None, init).await;
+    let id = id.unwrap();
+    post(
+        http,
+        Some(&id),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    id
+}
+
+async fn echo_in(http: &reqwest::Client, session: &str, n: u64) -> bool {
+    let call = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {
+        "name": "demo_echo", "arguments": {"text": "hi"}}});
+    let (_, body) = post(http, Some(session), call).await;
+    body.contains("\"result\"") && !body.contains("\"isError\":true")
+}
+
+struct Memory {
+    idle_kb: u64,
+    sessions_kb: u64,
+    calls: u64,
+    failed: u64,
+}
+
+/// Idle resident memory on the embedded defaults, then with `SESSIONS` sessions open and
+/// 8 of them calling for 5 s.
+async fn session_memory() -> Memory {
+    const SESSIONS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_embedded_defaults(dir.path());
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get("http://127.0.0.1:8787/healthz")
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = open_session(&http).await;
+    assert!(echo_in(&http, &first, 1).await, "the gateway answers");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_kb = rss_kb(child.id());
+    let mut sessions = vec![first];
+    for _ in 1..SESSIONS {
+        sessions.push(open_session(&http).await);
+    }
+    let stop = Instant::now() + Duration::from_secs(5);
+    let callers: Vec<_> = sessions[..8]
+        .iter()
+        .cloned()
+        .map(|s| {
+            let http = http.clone();
+            tokio::spawn(async move {
+                let (mut calls, mut failed) = (0, 0);
+                while Instant::now() < stop {
+                    calls += 1;
+                    if !echo_in(&http, &s, calls).await {
+                        failed += 1;
+                    }
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
+    let mut peak_kb = 0;
+    while Instant::now() < stop {
+        peak_kb = peak_kb.max(rss_kb(child.id()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (mut calls, mut failed) = (0, 0);
+    for c in callers {
+        let (n, f) = c.await.unwrap();
+        calls += n;
+        failed += f;
+    }
+    // Every session is still open: the last one made answers too.
+    failed += u64::from(!echo_in(&http, sessions.last().unwrap(), 1).await);
+    let _ = child.kill();
+    let _ = child.wait();
+    Memory {
+        idle_kb,
+        sessions_kb: peak_kb,
+        calls,
+        failed,
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -210,10 +391,19 @@ async fn main() {
         "audit records written (attempt + outcome per call, fsynced) to {}: {records}",
         audit.display()
     );
-    let (uncached, cached) = policy_decisions().await;
+    let (cold_p50, cold_p99, cached) = policy_decisions().await;
     println!(
-        "policy decision, 10,000 rules, chain of 2: first (uncached) {}, repeated p50 {:.2} µs",
-        ms(uncached),
+        "policy decision, 10,000 rules, chain of 2: cold (each of {IDENTITIES} callers' first) p50 {} p99 {}, repeated p50 {:.2} µs",
+        ms(cold_p50),
+        ms(cold_p99),
         cached.as_secs_f64() * 1e6
+    );
+    let m = session_memory().await;
+    println!(
+        "resident memory, embedded defaults over HTTP: idle {:.1} MB; 1,000 sessions with 8 calling for 5 s: {:.1} MB ({} calls, {} failed)",
+        m.idle_kb as f64 / 1024.0,
+        m.sessions_kb as f64 / 1024.0,
+        m.calls,
+        m.failed
     );
 }

@@ -35,7 +35,10 @@ install() {
         "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" "supergateway@$SUPERGATEWAY_VERSION" >/dev/null)
   fi
   if [ ! -x "$WORK/cf-venv/bin/python" ]; then
-    local py=${PYTHON312:-$(command -v python3.12 || ls /root/.pyenv/versions/3.12.*/bin/python3.12 2>/dev/null | head -1 || true)}
+    local py=${PYTHON312:-} candidate
+    for candidate in python3.12 "$HOME"/.pyenv/versions/3.12.*/bin/python3.12 /usr/bin/python3.12; do
+      [ -z "$py" ] && "$candidate" --version >/dev/null 2>&1 && py=$candidate
+    done
     [ -n "$py" ] || { say "ContextForge needs Python 3.12: set PYTHON312=/path/to/python3.12"; exit 1; }
     "$py" -m venv "$WORK/cf-venv"
   fi

@@ -70,6 +70,11 @@ impl ArgumentCheck {
     /// Check arguments (an object, intent already removed). The first violation is
     /// reported, naming the argument but never echoing its value.
     pub fn check(&self, args: &Value) -> Result<(), ArgumentsError> {
+        // The common case, valid arguments, without collecting errors.
+        let constraints_hold = || self.constraints.as_ref().is_none_or(|c| c.is_valid(args));
+        if self.schema.is_valid(args) && constraints_hold() {
+            return Ok(());
+        }
         if let Some(e) = self.schema.iter_errors(args).next() {
             return Err(ArgumentsError::Invalid {
                 pointer: pointer_of(&e),

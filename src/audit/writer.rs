@@ -68,7 +68,7 @@ fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
 fn write_batch(file: &mut File, prev: &mut String, batch: &mut [Job]) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut tail = prev.clone();
-    for fields in batch.iter_mut().filter_map(|(fields, _)| fields.as_mut()) {
+    for fields in batch.iter_mut().filter_map(|(fields, _)| fields.take()) {
         let (line, hash) = seal(fields, &tail);
         buf.extend_from_slice(&line);
         tail = hash;
@@ -82,16 +82,17 @@ fn write_batch(file: &mut File, prev: &mut String, batch: &mut [Job]) -> Result<
     Ok(())
 }
 
-/// Chain a record to `prev` and render its line: the canonical JSON of the record (with
-/// `prev`), then `hash` = SHA-256 of exactly those bytes, appended as the last member.
-pub fn seal(fields: &mut Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
+/// Chain a record to `prev` and render its line: the JSON of the record (with `prev`;
+/// keys in order, no spaces), then `hash` = SHA-256 of exactly those bytes, appended as
+/// the last member. `verify` hashes the bytes as written, so no canonical form is needed.
+pub fn seal(mut fields: Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
     fields.insert("prev".into(), Value::String(prev.to_string()));
-    let body = serde_json_canonicalizer::to_vec(&Value::Object(fields.clone()))
-        .unwrap_or_else(|_| Value::Object(fields.clone()).to_string().into_bytes());
-    let hash = digest::sha256(&body);
-    let mut line = body;
+    let mut line = Value::Object(fields).to_string().into_bytes();
+    let hash = digest::sha256(&line);
     line.pop(); // the closing brace
-    line.extend_from_slice(format!("{HASH_MARK}{hash}\"}}\n").as_bytes());
+    line.extend_from_slice(HASH_MARK.as_bytes());
+    line.extend_from_slice(hash.as_bytes());
+    line.extend_from_slice(b"\"}\n");
     (line, hash)
 }
 

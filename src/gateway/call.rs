@@ -67,8 +67,8 @@ pub async fn run(
     let meta = request
         .meta
         .as_ref()
-        .map(|m| m.0.0.clone())
-        .unwrap_or_else(|| context.meta.0.0.clone());
+        .map(|m| &m.0.0)
+        .unwrap_or(&context.meta.0.0);
     let mut args = request.arguments.clone().unwrap_or_default();
     // The whole call is decided under this one snapshot, whatever a reload does meanwhile.
     let now = state.current();
@@ -121,16 +121,13 @@ pub async fn run(
             .await;
         }
     };
+    let (checked, args) = check_args(&tool, args);
     let pending = Pending {
         args: Some(&args),
         intent: intent.as_deref(),
         ..pending
     };
-    if let Some(Err(e)) = tool
-        .args
-        .as_ref()
-        .map(|c| c.check(&Value::Object(args.clone())))
-    {
+    if let Err(e) = checked {
         return refuse(state, pending, e.into(), None).await;
     }
     let call = Call {
@@ -139,7 +136,7 @@ pub async fn run(
         tool: tool.clone(),
         args: args.clone(),
         intent: intent.clone(),
-        trace: trace(&meta),
+        trace: trace(meta),
     };
     let authorized = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect == Effect::Approve => {
@@ -213,6 +210,23 @@ impl<'a> Pending<'a> {
             args: None,
             intent: None,
         }
+    }
+}
+
+/// Check the arguments against the tool's schema and its owner's constraints (moved into
+/// a JSON value for the check and back out, not copied).
+fn check_args(
+    tool: &ToolRef,
+    args: Map<String, Value>,
+) -> (Result<(), ArgumentsError>, Map<String, Value>) {
+    let Some(check) = tool.args.as_ref() else {
+        return (Ok(()), args);
+    };
+    let value = Value::Object(args);
+    let checked = check.check(&value);
+    match value {
+        Value::Object(args) => (checked, args),
+        _ => (checked, Map::new()),
     }
 }
 
