@@ -42,7 +42,8 @@ install() {
     [ -n "$py" ] || { say "ContextForge needs Python 3.12: set PYTHON312=/path/to/python3.12"; exit 1; }
     "$py" -m venv "$WORK/cf-venv"
   fi
-  if ! "$WORK/cf-venv/bin/pip" show mcp-contextforge-gateway 2>/dev/null | grep -q "^Version: $CONTEXTFORGE_VERSION$"; then
+  local have; have=$("$WORK/cf-venv/bin/pip" show mcp-contextforge-gateway 2>/dev/null || true)
+  if ! grep -q "^Version: $CONTEXTFORGE_VERSION$" <<<"$have"; then
     say "installing mcp-contextforge-gateway $CONTEXTFORGE_VERSION (PyPI)"
     "$WORK/cf-venv/bin/pip" install -q "mcp-contextforge-gateway==$CONTEXTFORGE_VERSION"
   fi
@@ -62,6 +63,9 @@ PIDS=()
 # start NAME PORT COMMAND...: run a target in its own process group, wait for its port.
 start() {
   local name=$1 port=$2; shift 2
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    say "port $port is already in use: stop what listens there (or set PORT_BASE)"; exit 1
+  fi
   setsid "$@" >"$WORK/logs/$name.log" 2>&1 </dev/null &
   PIDS+=($!)
   echo $! >"$WORK/logs/$name.pid"
@@ -197,11 +201,12 @@ crash_check() {
   local url="http://127.0.0.1:$((BASE + 4))/mcp" sid pid
   sid=$(session "$url")
   pid=$(cat "$WORK/logs/mcp-warden.pid")
-  (SESSION=$sid TOOL=everything_echo ARGS='{"message":"hi"}' \
-    wrk -t2 -c8 -d5s -s "$REPO/benches/peers/tools_call.lua" "$url" >/dev/null 2>&1 || true) &
+  SESSION=$sid TOOL=everything_echo ARGS='{"message":"hi"}' \
+    wrk -t2 -c8 -d5s -s "$REPO/benches/peers/tools_call.lua" "$url" >/dev/null 2>&1 &
+  local load=$!
   sleep 2
   kill -KILL -- "-$pid"
-  wait
+  wait "$load" || true
   echo "kill -9 during a run: $("$BIN" audit verify "$WORK/durable/audit.jsonl" 2>&1 | tail -1)"
   start mcp-warden-restarted $((BASE + 4)) env MCP_WARDEN_LOG=warn "$BIN" serve --transport http --config "$WORK/durable.toml"
   cell mcp-warden-after-restart $((BASE + 4)) everything_echo 1 2>/dev/null
