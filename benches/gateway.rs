@@ -359,7 +359,17 @@ async fn main() {
     let d = measure(&direct, "echo", false).await;
     let g = measure(&gateway, "demo_echo", true).await;
     let audit = audit_path(dir.path());
-    let records = std::fs::read_to_string(&audit).unwrap().lines().count();
+    // Outcome records are written with the next group commit (at most 20 ms later when no
+    // other record comes): wait for the last ones.
+    let expected = 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
+    let mut records = 0;
+    for _ in 0..100 {
+        records = std::fs::read_to_string(&audit).unwrap().lines().count();
+        if records >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = std::fs::remove_file(&audit);
     println!(
         "tools/call echo, {SEQUENTIAL} sequential calls for latency, {CONCURRENT_CALLS} calls on {CONCURRENT_TASKS} concurrent tasks for throughput"

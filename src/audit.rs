@@ -67,6 +67,8 @@ type Job = (
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    /// Outcome records, taken by the writer's next batch.
+    deferred: writer::Deferred,
     path: PathBuf,
 }
 
@@ -74,9 +76,11 @@ impl AuditLog {
     /// Open (or create) a log, continuing its hash chain. Refuses a log whose last line is
     /// incomplete or does not verify: run `mcp-warden audit verify` to see why.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        let tx = writer::spawn(path)?;
+        let deferred = writer::Deferred::default();
+        let tx = writer::spawn(path, deferred.clone())?;
         Ok(Self {
             tx,
+            deferred,
             path: path.to_path_buf(),
         })
     }
@@ -97,18 +101,29 @@ impl AuditLog {
         }
     }
 
-    /// Queue the "outcome" record of a forwarded call. The writer chains it in arrival
-    /// order and makes it durable with the next group commit, without the caller's answer
-    /// waiting for that `fsync`: a crash in between leaves the attempt without an outcome,
-    /// which is what "outcome unknown" means. Err only when the writer has stopped.
+    /// Queue the "outcome" record of a forwarded call. The writer chains it and makes it
+    /// durable with its next group commit (at most 20 ms later when no other record
+    /// comes), without the caller's answer waiting for that `fsync`: a crash in between
+    /// leaves the attempt without an outcome, which is what "outcome unknown" means. Err
+    /// only when the writer has stopped.
     pub async fn outcome(&self, attested: &Attested, outcome: &Outcome) -> Result<(), AuditError> {
         let latency = attested.started.elapsed();
         let fields = record::outcome(&attested.permitted, outcome, latency);
-        let (ack, _) = oneshot::channel();
-        self.tx
-            .send((Some(fields), ack))
-            .await
-            .map_err(|_| AuditError::Write("the audit writer has stopped".into()))
+        if self.tx.is_closed() {
+            return Err(AuditError::Write("the audit writer has stopped".into()));
+        }
+        let refused = match self.deferred.lock() {
+            Ok(mut d) => {
+                d.push(fields);
+                None
+            }
+            Err(_) => Some(fields),
+        };
+        match refused {
+            None => Ok(()),
+            // A poisoned queue: write it the waiting way rather than lose it.
+            Some(fields) => self.append(fields).await,
+        }
     }
 
     /// Wait until every record queued so far is on disk (or its write has failed).

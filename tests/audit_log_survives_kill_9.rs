@@ -1,7 +1,8 @@
 //! The gateway killed with SIGKILL while eight clients call through it: the audit log it
 //! leaves verifies, every call the upstream received has its `attempt` record (the record
 //! is written before the call is forwarded, crash or not), and a gateway started on the
-//! same log takes it up and extends the chain.
+//! same log takes it up and extends the chain (and, stopped with SIGTERM, writes the
+//! outcome it still had queued).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -103,14 +104,26 @@ async fn a_gateway_killed_mid_load_leaves_a_log_that_verifies_and_continues() {
         .unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");
     drop(client);
-    restarted.start_kill().unwrap();
-    restarted.wait().await.unwrap();
+    // Stopped the orderly way (SIGTERM), it writes every queued outcome before it exits.
+    let pid = restarted.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(restarted.wait().await.unwrap().success());
     mcp_warden::audit::verify(&audit).unwrap();
     let after = read_lines(&audit);
+    let attempt = after[before..]
+        .iter()
+        .find(|r| r["kind"] == "attempt" && r["args"]["text"] == "after the restart")
+        .expect("the restarted gateway chains its records onto the old log");
     assert!(
         after[before..]
             .iter()
-            .any(|r| r["kind"] == "attempt" && r["args"]["text"] == "after the restart"),
-        "the restarted gateway chains its records onto the old log"
+            .any(|r| r["kind"] == "outcome" && r["call_id"] == attempt["call_id"]),
+        "the outcome is written before the gateway exits"
     );
 }

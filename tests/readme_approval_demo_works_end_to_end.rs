@@ -107,7 +107,15 @@ async fn an_act_call_waits_is_approved_from_the_cli_and_the_audit_tells_the_stor
     assert_eq!(stdout(&done).trim(), "refunded 12.00 for order 1001");
     assert!(String::from_utf8_lossy(&done.stderr).contains("waiting for a human approver"));
 
-    let story = stdout(&warden(&config, &["audit", "show"]));
+    // The outcome record follows the answer by at most 20 ms (the next group commit).
+    let mut story = String::new();
+    for _ in 0..100 {
+        story = stdout(&warden(&config, &["audit", "show"]));
+        if story.contains("OK       demo/issue_refund") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let short = &id[..8];
     let expected = [
         format!(

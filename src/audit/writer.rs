@@ -1,10 +1,14 @@
 //! The audit writer thread: seals records into the hash chain in arrival order, writes a
 //! whole batch, syncs it to disk once, then acknowledges every record in the batch. After
-//! a failed write it refuses everything (the chain's tail is then unknown).
+//! a failed write it refuses everything (the chain's tail is then unknown). Records nobody
+//! waits for (outcomes) are left in [`Deferred`] without waking it: each batch takes them
+//! first, and a ticker wakes it for them when no other record comes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -17,8 +21,13 @@ pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000
 /// How each line ends: `,"hash":"sha256:<64 hex>"}`.
 pub const HASH_MARK: &str = ",\"hash\":\"";
 const BATCH: usize = 1024;
+/// The longest a deferred record waits for a batch when no other record comes.
+const TICK: Duration = Duration::from_millis(20);
 
-pub fn spawn(path: &Path) -> Result<mpsc::Sender<Job>, AuditError> {
+/// Records queued without waiting for their sync.
+pub type Deferred = Arc<Mutex<Vec<Map<String, Value>>>>;
+
+pub fn spawn(path: &Path, deferred: Deferred) -> Result<mpsc::Sender<Job>, AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
         reason,
@@ -34,14 +43,32 @@ pub fn spawn(path: &Path) -> Result<mpsc::Sender<Job>, AuditError> {
         .map_err(|e| open_err(e.to_string()))?;
     let prev = last_hash(&mut file).map_err(open_err)?;
     let (tx, rx) = mpsc::channel(BATCH * 4);
+    let taken = deferred.clone();
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || run(file, prev, rx))
+        .spawn(move || run(file, prev, rx, &taken))
+        .map_err(|e| open_err(e.to_string()))?;
+    let wake = tx.downgrade();
+    std::thread::Builder::new()
+        .name("audit-ticker".into())
+        .spawn(move || tick(&wake, &deferred))
         .map_err(|e| open_err(e.to_string()))?;
     Ok(tx)
 }
 
-fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
+/// Wake the writer for deferred records every [`TICK`], until the log is closed.
+fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred) {
+    loop {
+        std::thread::sleep(TICK);
+        let Some(tx) = wake.upgrade() else { return };
+        if deferred.lock().is_ok_and(|d| !d.is_empty()) {
+            let (ack, _) = tokio::sync::oneshot::channel();
+            let _ = tx.try_send((None, ack));
+        }
+    }
+}
+
+fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>, deferred: &Deferred) {
     let mut broken: Option<String> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -51,9 +78,11 @@ fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let later = deferred.lock().map(|mut d| std::mem::take(&mut *d));
+        let later = later.unwrap_or_default();
         let result = match &broken {
             Some(reason) => Err(reason.clone()),
-            None => write_batch(&mut file, &mut prev, &mut batch),
+            None => write_batch(&mut file, &mut prev, later, &mut batch),
         };
         if let Err(reason) = &result {
             tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
@@ -65,10 +94,18 @@ fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn write_batch(file: &mut File, prev: &mut String, batch: &mut [Job]) -> Result<(), String> {
+/// Write the deferred records (their calls' attempts are already written), then the
+/// batch, and sync once.
+fn write_batch(
+    file: &mut File,
+    prev: &mut String,
+    later: Vec<Map<String, Value>>,
+    batch: &mut [Job],
+) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut tail = prev.clone();
-    for fields in batch.iter_mut().filter_map(|(fields, _)| fields.take()) {
+    let queued = batch.iter_mut().filter_map(|(fields, _)| fields.take());
+    for fields in later.into_iter().chain(queued) {
         let (line, hash) = seal(fields, &tail);
         buf.extend_from_slice(&line);
         tail = hash;
@@ -134,5 +171,63 @@ fn last_hash(file: &mut File) -> Result<String, String> {
     match unseal(last) {
         Some((body, hash)) if digest::sha256(&body) == hash => Ok(hash.to_string()),
         _ => Err("its last record does not verify: run `mcp-warden audit verify` and move the damaged log aside".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(n: u64) -> Map<String, Value> {
+        json!({"kind": "outcome", "n": n})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deferred_records_are_written_by_the_ticker_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let deferred = Deferred::default();
+        let _tx = spawn(&path, deferred.clone()).unwrap();
+        deferred.lock().unwrap().extend([record(1), record(2)]);
+        // Nothing is sent to the writer: only the ticker can wake it.
+        let mut written = Vec::new();
+        for _ in 0..100 {
+            written = lines(&path);
+            if written.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let order: Vec<&Value> = written.iter().map(|r| &r["n"]).collect();
+        assert_eq!(order, [&json!(1), &json!(2)]);
+        assert!(crate::audit::verify(&path).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_the_deferred_records_before_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let deferred = Deferred::default();
+        let tx = spawn(&path, deferred.clone()).unwrap();
+        deferred.lock().unwrap().push(record(1));
+        let (ack, done) = tokio::sync::oneshot::channel();
+        tx.send((Some(record(2)), ack)).await.unwrap();
+        done.await.unwrap().unwrap();
+        // Acknowledged means on disk: both, the deferred one first.
+        let order: Vec<Value> = lines(&path).iter().map(|r| r["n"].clone()).collect();
+        assert_eq!(order, [json!(1), json!(2)]);
+        assert!(deferred.lock().unwrap().is_empty());
     }
 }
