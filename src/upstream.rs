@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
-    GetExtensions, ProgressNotificationParam, ProgressToken, Request, ServerCapabilities,
-    ServerResult,
+    ProgressToken, Request, ServerCapabilities, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -34,7 +33,7 @@ use crate::config::{UpstreamConfig, UpstreamTransport};
 use asks::Askers;
 pub use asks::{Ask, AskKind, AskRoute};
 use client::UpstreamClient;
-use progress::{ProgressRelay, RouteGuard};
+use progress::{CallProgress, ProgressRelay};
 
 /// What upstreams tell the gateway on their own.
 #[derive(Debug, Clone)]
@@ -151,15 +150,9 @@ impl Upstreams {
         let params =
             CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
         let mut request = Request::new(params);
-        let (queue, mut progress) = mpsc::unbounded_channel();
-        let relay = downstream
-            .peer
-            .zip(downstream.progress_token)
-            .and_then(|to| {
-                let guard = self.connections.get(server)?.relay.open(queue);
-                request.extensions_mut().insert(guard.key());
-                Some((to, guard))
-            });
+        let relay = self.connections.get(server).map(|c| &c.relay);
+        let caller = downstream.peer.zip(downstream.progress_token);
+        let mut progress = CallProgress::open(relay, caller, &mut request);
         let request = ClientRequest::CallToolRequest(request);
         let options = PeerRequestOptions::with_timeout(self.timeout);
         // Registered before the call goes out, so no request it causes can miss it.
@@ -176,7 +169,7 @@ impl Upstreams {
         tokio::pin!(response);
         let response = loop {
             tokio::select! {
-                Some(note) = progress.recv() => relay_progress(relay.as_ref(), note).await,
+                Some(note) = progress.next() => progress.relay(note).await,
                 response = &mut response => break response,
                 () = downstream.cancelled.cancelled() => {
                     let note = CancelledNotificationParam::new(Some(id), Some("cancelled by the caller".into()));
@@ -185,11 +178,7 @@ impl Upstreams {
                 }
             }
         };
-        // Whatever the upstream sent before its result was queued before the result
-        // arrived: pass it on first.
-        while let Ok(note) = progress.try_recv() {
-            relay_progress(relay.as_ref(), note).await;
-        }
+        progress.drain().await;
         self.answer(server, response)
     }
 
@@ -296,19 +285,5 @@ pub fn describe(config: &UpstreamConfig) -> String {
     match &config.transport {
         UpstreamTransport::Stdio { command, args, .. } => format!("{} {}", command, args.join(" ")),
         UpstreamTransport::Http { url, .. } => url.clone(),
-    }
-}
-
-/// Pass one progress notification on to the caller, under the caller's own token.
-async fn relay_progress(
-    to: Option<&((Peer<RoleServer>, ProgressToken), RouteGuard)>,
-    mut note: ProgressNotificationParam,
-) {
-    let Some(((peer, token), _)) = to else {
-        return;
-    };
-    note.progress_token = token.clone();
-    if let Err(e) = peer.notify_progress(note).await {
-        tracing::debug!(error = %e, "could not relay progress");
     }
 }

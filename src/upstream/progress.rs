@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rmcp::RoleClient;
 use rmcp::model::{
-    ClientJsonRpcMessage, GetExtensions, GetMeta, JsonRpcMessage, ProgressNotificationParam,
-    ProgressToken, ServerJsonRpcMessage, ServerNotification,
+    CallToolRequestMethod, CallToolRequestParams, ClientJsonRpcMessage, GetExtensions, GetMeta,
+    JsonRpcMessage, ProgressNotificationParam, ProgressToken, Request, ServerJsonRpcMessage,
+    ServerNotification,
 };
 use rmcp::transport::Transport;
+use rmcp::{Peer, RoleClient, RoleServer};
 use tokio::sync::mpsc;
 
 /// Marks a request whose progress a call is waiting for (kept in the request's
@@ -139,5 +140,53 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
 
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.inner.close().await
+    }
+}
+
+/// One call's progress on its way to the caller: the queue the transport fills, and the
+/// caller's peer and token (none when the caller asked for no progress).
+pub struct CallProgress {
+    queue: mpsc::UnboundedReceiver<ProgressNotificationParam>,
+    to: Option<(Peer<RoleServer>, ProgressToken, RouteGuard)>,
+}
+
+impl CallProgress {
+    /// Open a route on `relay` for `request` when the caller asked for progress.
+    pub fn open(
+        relay: Option<&Arc<ProgressRelay>>,
+        caller: Option<(Peer<RoleServer>, ProgressToken)>,
+        request: &mut Request<CallToolRequestMethod, CallToolRequestParams>,
+    ) -> Self {
+        let (tx, queue) = mpsc::unbounded_channel();
+        let to = relay.zip(caller).map(|(relay, (peer, token))| {
+            let route = relay.open(tx);
+            request.extensions_mut().insert(route.key());
+            (peer, token, route)
+        });
+        Self { queue, to }
+    }
+
+    /// The next notification from the upstream (`None` when no route was opened).
+    pub async fn next(&mut self) -> Option<ProgressNotificationParam> {
+        self.queue.recv().await
+    }
+
+    /// Pass one notification on to the caller, under the caller's own token.
+    pub async fn relay(&self, mut note: ProgressNotificationParam) {
+        let Some((peer, token, _)) = &self.to else {
+            return;
+        };
+        note.progress_token = token.clone();
+        if let Err(e) = peer.notify_progress(note).await {
+            tracing::debug!(error = %e, "could not relay progress");
+        }
+    }
+
+    /// Pass on everything queued so far: what the upstream sent before its result was
+    /// queued before the result arrived.
+    pub async fn drain(&mut self) {
+        while let Ok(note) = self.queue.try_recv() {
+            self.relay(note).await;
+        }
     }
 }
