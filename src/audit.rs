@@ -1,7 +1,8 @@
 //! The audit log: one JSON object per line, each hash-chained to the one before, appended
 //! durably (group commit: many records, one `fsync`) before a call is forwarded, and
-//! after it returns with the next group commit. [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding
-//! requires, so no call reaches an upstream without its record on disk. It does not
+//! after it returns with the next group commit. [`AuditLog::attempt`] is the only maker
+//! of [`Attested`], which forwarding requires, so no call reaches an upstream without its
+//! record on disk. It does not
 //! decide anything; `verify` checks a log without trusting it.
 
 mod record;

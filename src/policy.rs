@@ -173,9 +173,10 @@ impl Policy {
         let narrow = match checked.subject_index {
             Some(subject) => {
                 let empty = rules::Checked {
-                    policies: Vec::new(),
-                    groupings: Default::default(),
-                    ..checked.clone()
+                    eft_index: checked.eft_index,
+                    act_index: checked.act_index,
+                    subject_index: checked.subject_index,
+                    ..rules::Checked::default()
                 };
                 let scratch = enforcers(model_text, &empty).await.map_err(err)?;
                 Some(Narrow::new(checked.clone(), subject, scratch))
@@ -393,7 +394,7 @@ impl Policy {
         {
             return v;
         }
-        let allowed = self.with_enforcers(identity, |e| {
+        let allowed = self.with_enforcers(identity, &[Which::AllowAct], |e| {
             e.get(Which::AllowAct)
                 .enforce((identity, object, "act"))
                 .unwrap_or(false)
@@ -409,11 +410,16 @@ impl Policy {
 
     /// Run `ask` on the enforcers that hold `identity`'s share of the rows when the
     /// policy is indexed, else (or when that fails) on those that hold every row.
-    fn with_enforcers<T>(&self, identity: &str, ask: impl Fn(&Enforcers) -> T) -> T {
+    fn with_enforcers<T>(
+        &self,
+        identity: &str,
+        needed: &[Which],
+        ask: impl Fn(&Enforcers) -> T,
+    ) -> T {
         match self
             .narrow
             .as_ref()
-            .map(|n| n.with(&self.enforcers, identity, &ask))
+            .map(|n| n.with(&self.enforcers, identity, needed, &ask))
         {
             Some(Some(Ok(answer))) => answer,
             Some(Some(Err(e))) => {
@@ -444,7 +450,8 @@ impl Policy {
             e.enforce_ex((identity, object, act))
                 .map(|(hit, rules)| hit.then(|| rules.into_iter().next()))
         };
-        let results = self.with_enforcers(identity, |e| {
+        let needed = [Which::Deny, Which::Approve, Which::Allow];
+        let results = self.with_enforcers(identity, &needed, |e| {
             (
                 ask(e.get(Which::Deny)),
                 ask(e.get(Which::Approve)),

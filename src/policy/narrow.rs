@@ -82,9 +82,11 @@ pub struct Narrow {
 }
 
 impl Narrow {
-    /// Index `checked` by its subject field; `scratch` are enforcers with the model and
-    /// no rows.
-    pub fn new(checked: Checked, subject: usize, scratch: Enforcers) -> Self {
+    /// Index the `p` rows of `checked` by its subject field; `scratch` are enforcers with
+    /// the model and no rows. Grouping rows are not kept: links come from the full
+    /// enforcers' role manager.
+    pub fn new(mut checked: Checked, subject: usize, scratch: Enforcers) -> Self {
+        checked.groupings.clear();
         let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
         for (at, rule) in checked.policies.iter().enumerate() {
             if let Some(s) = rule.fields.get(subject) {
@@ -99,12 +101,14 @@ impl Narrow {
     }
 
     /// Run `ask` on enforcers that hold only the rows whose subject is `identity` or one
-    /// of its roles (as `full`'s role manager links them), and those links. `None` when
-    /// the enforcers cannot be had (the caller then asks `full`).
+    /// of its roles (as `full`'s role manager links them), and those links; only the
+    /// enforcers in `needed` are loaded. `None` when the enforcers cannot be had (the
+    /// caller then asks `full`).
     pub fn with<T>(
         &self,
         full: &Enforcers,
         identity: &str,
+        needed: &[Which],
         ask: impl FnOnce(&Enforcers) -> T,
     ) -> Option<casbin::Result<T>> {
         let roles = roles_of(full.get(Which::Allow), identity);
@@ -121,8 +125,8 @@ impl Narrow {
             .map(|r| vec![identity.to_string(), r])
             .collect();
         let mut scratch = self.scratch.lock().ok()?;
-        for which in Which::ALL {
-            if let Err(e) = self.load(&mut scratch, which, &rows, &links) {
+        for which in needed {
+            if let Err(e) = self.load(&mut scratch, *which, &rows, &links) {
                 return Some(Err(e));
             }
         }
