@@ -11,6 +11,8 @@ mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -36,6 +38,7 @@ pub enum AuditError {
 pub struct Attested {
     permitted: Permitted,
     started: Instant,
+    _busy: Busy,
 }
 
 impl Attested {
@@ -64,12 +67,35 @@ type Job = (
     oneshot::Sender<Result<(), AuditError>>,
 );
 
+/// Marks a record being written, or a call between its attempt and its outcome, for as
+/// long as it lives.
+#[derive(Debug)]
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    /// Enter, and say whether nothing else was in flight.
+    fn enter(count: &Arc<AtomicUsize>) -> (Self, bool) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (Self(count.clone()), before == 0)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A handle to the audit log's writer; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
-    /// Outcome records, taken by the writer's next batch.
+    /// The end of the log, for a caller that writes its record itself.
+    tail: writer::Shared,
+    /// Outcome records, taken by the next batch.
     deferred: writer::Deferred,
+    /// Records being written and calls between attempt and outcome.
+    busy: Arc<AtomicUsize>,
     path: PathBuf,
 }
 
@@ -78,10 +104,12 @@ impl AuditLog {
     /// incomplete or does not verify: run `mcp-warden audit verify` to see why.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
-        let tx = writer::spawn(path, deferred.clone())?;
+        let (tx, tail) = writer::spawn(path, deferred.clone())?;
         Ok(Self {
             tx,
+            tail,
             deferred,
+            busy: Arc::default(),
             path: path.to_path_buf(),
         })
     }
@@ -93,10 +121,12 @@ impl AuditLog {
     /// Write the "attempt" record of a permitted call and wait until it is on disk.
     pub async fn attempt(&self, permitted: Permitted) -> Result<Attested, (Permitted, AuditError)> {
         let fields = record::attempt(&permitted);
-        match self.append(fields).await {
+        let (busy, alone) = Busy::enter(&self.busy);
+        match self.write(fields, alone).await {
             Ok(()) => Ok(Attested {
                 permitted,
                 started: Instant::now(),
+                _busy: busy,
             }),
             Err(e) => Err((permitted, e)),
         }
@@ -187,6 +217,24 @@ impl AuditLog {
     }
 
     async fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+        let (_busy, alone) = Busy::enter(&self.busy);
+        self.write(fields, alone).await
+    }
+
+    /// Write a record and wait until it is on disk. When nothing else is in flight (no
+    /// other record being written, no call between its attempt and its outcome, nothing
+    /// queued for the writer thread, which is idle), the caller writes and syncs it itself:
+    /// handing it to the thread and being woken again would cost more than the `fsync`.
+    /// That blocks this runtime thread for one `fsync`, when nothing waits for it.
+    /// Otherwise the writer thread takes it into its next group commit.
+    async fn write(&self, fields: Map<String, Value>, alone: bool) -> Result<(), AuditError> {
+        if alone
+            && self.tx.capacity() == self.tx.max_capacity()
+            && let Ok(mut tail) = self.tail.try_lock()
+        {
+            return writer::commit(&mut tail, &self.deferred, std::iter::once(fields))
+                .map_err(AuditError::Write);
+        }
         self.send(Some(fields)).await
     }
 
@@ -199,5 +247,61 @@ impl AuditLog {
             .map_err(|_| AuditError::Write("the audit writer has stopped".into()))?;
         done.await
             .map_err(|_| AuditError::Write("the audit writer has stopped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(n: usize) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert("n".into(), Value::from(n));
+        fields
+    }
+
+    /// Records written by callers alone (written in place) and by many at once (handed to
+    /// the writer thread) make one chain, each record once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alone_or_together_every_record_lands_once_in_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        for n in 0..20 {
+            log.event("test", numbered(n)).await.unwrap();
+        }
+        let together: Vec<_> = (20..220)
+            .map(|n| {
+                let log = log.clone();
+                tokio::spawn(async move { log.event("test", numbered(n)).await })
+            })
+            .collect();
+        for task in together {
+            task.await.unwrap().unwrap();
+        }
+        for n in 220..240 {
+            log.event("test", numbered(n)).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        assert_eq!(
+            log.busy.load(Ordering::Acquire),
+            0,
+            "nothing left in flight"
+        );
+        verify(&path).unwrap();
+        let mut seen: Vec<u64> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        // Alone, the order is the callers' order.
+        assert_eq!(seen[..20], (0..20).collect::<Vec<_>>()[..]);
+        assert_eq!(seen[220..], (220..240).collect::<Vec<_>>()[..]);
+        seen.sort_unstable();
+        assert_eq!(seen, (0..240).collect::<Vec<_>>());
     }
 }

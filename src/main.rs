@@ -7,8 +7,24 @@ use clap::Parser;
 use mcp_warden::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Runtime threads: `MCP_WARDEN_THREADS`, or half the cores (at least one). The other half
+/// is left to the tool servers the gateway starts as child processes, to the audit
+/// writer and to the clients on the same machine: on a small machine a second runtime
+/// thread mostly wakes up to find the first one already did the work.
+fn runtime_threads() -> usize {
+    if let Ok(value) = std::env::var("MCP_WARDEN_THREADS") {
+        match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => return n,
+            _ => tracing::warn!(
+                "MCP_WARDEN_THREADS={value:?} is not a positive whole number; using half the cores"
+            ),
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / 2).max(1)
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Diagnostics go to stderr: on the stdio transport stdout carries the protocol. rmcp
     // stays at `warn` because it logs whole requests, arguments included, at debug.
@@ -25,5 +41,15 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    mcp_warden::cli::run(cli).await
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(runtime_threads())
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(mcp_warden::cli::run(cli)),
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

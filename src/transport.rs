@@ -4,6 +4,7 @@
 //! shutdown future so tests can run and stop them.
 
 mod auth;
+mod coalesce;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -108,9 +109,13 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let mcp = axum::Router::new().nest_service("/mcp", service).layer(
-        axum::middleware::from_fn_with_state(auth.clone(), auth::authenticate),
-    );
+    let mcp = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(coalesce::coalesce))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::authenticate,
+        ));
     let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(mcp);

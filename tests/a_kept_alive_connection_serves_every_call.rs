@@ -2,7 +2,9 @@
 //! them). One connection, one session, 200 `tools/call`s one after another: every call
 //! is answered on that same connection, reaches the upstream once and is audited. (The
 //! listener's part, Nagle off on each accepted connection, is checked in
-//! `src/listener.rs`: with it on, each of these calls waited for a delayed ACK.)
+//! `src/listener.rs`: with it on, each of these calls waited for a delayed ACK.) A quick
+//! answer comes as one whole response with its length; one that takes longer streams,
+//! its progress first, nothing lost.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -125,10 +127,9 @@ fn message(response: &Response, id: u64) -> Value {
         .unwrap_or_else(|| panic!("no answer to {id} in {:?}", response.body))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
-    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
-    let mut conn = Connection::open(&url).await;
+/// A connection with an initialized session.
+async fn session(url: &str) -> Connection {
+    let mut conn = Connection::open(url).await;
     let init = conn
         .post(
             &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -144,6 +145,100 @@ async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
         .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .await;
     assert_eq!(initialized.status, 202);
+    conn
+}
+
+/// The `data:` messages of an event stream, in order.
+fn events(response: &Response) -> Vec<Value> {
+    response
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_answer_comes_whole_and_a_slow_one_streams_in_order() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = session(&url).await;
+
+    let quick = conn
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "demo_echo", "arguments": {"text": "quick"}}}),
+        )
+        .await;
+    assert_eq!(quick.status, 200, "{}", quick.body);
+    assert!(
+        quick.headers["content-type"].starts_with("text/event-stream"),
+        "{:?}",
+        quick.headers
+    );
+    // One whole response: its length up front, not a stream of chunks.
+    assert_eq!(
+        quick
+            .headers
+            .get("content-length")
+            .map(|l| l.parse::<usize>().unwrap()),
+        Some(quick.body.len()),
+        "{:?}",
+        quick.headers
+    );
+    assert!(!quick.headers.contains_key("transfer-encoding"));
+    assert_eq!(
+        message(&quick, 1)["result"]["content"][0]["text"],
+        json!("quick")
+    );
+
+    // 3 steps 100 ms apart: far longer than a response is held back, so it streams,
+    // every progress notification first and in order, then the result.
+    let slow = conn
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "_meta": {"progressToken": "p"},
+            "name": "demo_slow_count", "arguments": {"steps": 3, "delay_ms": 100}}}),
+        )
+        .await;
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(
+        slow.headers.get("transfer-encoding").map(String::as_str),
+        Some("chunked"),
+        "{:?}",
+        slow.headers
+    );
+    let got = events(&slow);
+    let progress: Vec<Option<f64>> = got
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["progress"].as_f64())
+        .collect();
+    assert_eq!(progress, [Some(1.0), Some(2.0), Some(3.0)], "{got:?}");
+    assert!(got.iter().all(|m| m["method"] != "notifications/progress" || m["params"]["progressToken"] == "p"));
+    assert_eq!(
+        got.last().unwrap()["id"],
+        json!(2),
+        "the result comes last: {got:?}"
+    );
+    assert_ne!(message(&slow, 2)["result"]["isError"], json!(true));
+
+    // And the connection is still good for the next quick call.
+    let after = conn
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "demo_echo", "arguments": {"text": "after"}}}),
+        )
+        .await;
+    assert_eq!(
+        message(&after, 3)["result"]["content"][0]["text"],
+        json!("after")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
+    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = session(&url).await;
 
     for id in 1..=CALLS as u64 {
         let response = conn

@@ -1,8 +1,10 @@
-//! The audit writer thread: seals records into the hash chain in arrival order, writes a
-//! whole batch, syncs it to disk once, then acknowledges every record in the batch. After
-//! a failed write it refuses everything (the chain's tail is then unknown). Records nobody
-//! waits for (outcomes) are left in [`Deferred`] without waking it: each batch takes them
-//! first, and a ticker wakes it for them when no other record comes.
+//! Writing the audit log: seal records into the hash chain in the order they are written,
+//! write a whole batch, sync it to disk once, then acknowledge every record in it. The
+//! writer thread does this for records handed to it; a caller with nothing else in flight
+//! may do it itself on the [`Tail`] (see `AuditLog::write`). After a failed write
+//! everything is refused (the chain's tail is then unknown). Records nobody waits for
+//! (outcomes) are left in [`Deferred`] without waking anyone: each batch takes them
+//! first, and a ticker wakes the writer for them when no other record comes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -27,7 +29,18 @@ const TICK: Duration = Duration::from_millis(20);
 /// Records queued without waiting for their sync.
 pub type Deferred = Arc<Mutex<Vec<Map<String, Value>>>>;
 
-pub fn spawn(path: &Path, deferred: Deferred) -> Result<mpsc::Sender<Job>, AuditError> {
+/// The end of the log: the open file, the hash of its last record, and why it can no
+/// longer be written (after a failed write the chain's tail is unknown). Whoever holds
+/// it writes the next records: the writer thread, or a caller with nothing else in flight.
+pub struct Tail {
+    file: File,
+    prev: String,
+    broken: Option<String>,
+}
+
+pub type Shared = Arc<Mutex<Tail>>;
+
+pub fn spawn(path: &Path, deferred: Deferred) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
         reason,
@@ -42,18 +55,23 @@ pub fn spawn(path: &Path, deferred: Deferred) -> Result<mpsc::Sender<Job>, Audit
         .open(path)
         .map_err(|e| open_err(e.to_string()))?;
     let prev = last_hash(&mut file).map_err(open_err)?;
+    let tail = Arc::new(Mutex::new(Tail {
+        file,
+        prev,
+        broken: None,
+    }));
     let (tx, rx) = mpsc::channel(BATCH * 4);
-    let taken = deferred.clone();
+    let (writer_tail, taken) = (tail.clone(), deferred.clone());
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || run(file, prev, rx, &taken))
+        .spawn(move || run(&writer_tail, rx, &taken))
         .map_err(|e| open_err(e.to_string()))?;
     let wake = tx.downgrade();
     std::thread::Builder::new()
         .name("audit-ticker".into())
         .spawn(move || tick(&wake, &deferred))
         .map_err(|e| open_err(e.to_string()))?;
-    Ok(tx)
+    Ok((tx, tail))
 }
 
 /// Wake the writer for deferred records every [`TICK`], until the log is closed.
@@ -68,8 +86,7 @@ fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred) {
     }
 }
 
-fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>, deferred: &Deferred) {
-    let mut broken: Option<String> = None;
+fn run(tail: &Shared, mut rx: mpsc::Receiver<Job>, deferred: &Deferred) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -78,44 +95,53 @@ fn run(mut file: File, mut prev: String, mut rx: mpsc::Receiver<Job>, deferred: 
                 Err(_) => break,
             }
         }
-        let later = deferred.lock().map(|mut d| std::mem::take(&mut *d));
-        let later = later.unwrap_or_default();
-        let result = match &broken {
-            Some(reason) => Err(reason.clone()),
-            None => write_batch(&mut file, &mut prev, later, &mut batch),
+        let records = batch.iter_mut().filter_map(|(fields, _)| fields.take());
+        let result = match tail.lock() {
+            Ok(mut tail) => commit(&mut tail, deferred, records),
+            Err(_) => Err("the audit writer failed while writing".to_string()),
         };
-        if let Err(reason) = &result {
-            tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
-            broken = Some(reason.clone());
-        }
         for (_, ack) in batch {
             let _ = ack.send(result.clone().map_err(AuditError::Write));
         }
     }
 }
 
-/// Write the deferred records (their calls' attempts are already written), then the
-/// batch, and sync once.
+/// Chain and write the deferred records (their calls' attempts are already written),
+/// then `records`, and sync once. After a failure, refuses everything.
+pub fn commit(
+    tail: &mut Tail,
+    deferred: &Deferred,
+    records: impl Iterator<Item = Map<String, Value>>,
+) -> Result<(), String> {
+    if let Some(reason) = &tail.broken {
+        return Err(reason.clone());
+    }
+    let later = deferred.lock().map(|mut d| std::mem::take(&mut *d));
+    let result = write_batch(tail, later.unwrap_or_default().into_iter().chain(records));
+    if let Err(reason) = &result {
+        tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
+        tail.broken = Some(reason.clone());
+    }
+    result
+}
+
 fn write_batch(
-    file: &mut File,
-    prev: &mut String,
-    later: Vec<Map<String, Value>>,
-    batch: &mut [Job],
+    tail: &mut Tail,
+    records: impl Iterator<Item = Map<String, Value>>,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
-    let mut tail = prev.clone();
-    let queued = batch.iter_mut().filter_map(|(fields, _)| fields.take());
-    for fields in later.into_iter().chain(queued) {
-        let (line, hash) = seal(fields, &tail);
+    let mut last = tail.prev.clone();
+    for fields in records {
+        let (line, hash) = seal(fields, &last);
         buf.extend_from_slice(&line);
-        tail = hash;
+        last = hash;
     }
     if buf.is_empty() {
         return Ok(()); // only markers: what came before them is already synced
     }
-    file.write_all(&buf).map_err(|e| e.to_string())?;
-    file.sync_data().map_err(|e| e.to_string())?;
-    *prev = tail;
+    tail.file.write_all(&buf).map_err(|e| e.to_string())?;
+    tail.file.sync_data().map_err(|e| e.to_string())?;
+    tail.prev = last;
     Ok(())
 }
 
@@ -199,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let _tx = spawn(&path, deferred.clone()).unwrap();
+        let _writer = spawn(&path, deferred.clone()).unwrap();
         deferred.lock().unwrap().extend([record(1), record(2)]);
         // Nothing is sent to the writer: only the ticker can wake it.
         let mut written = Vec::new();
@@ -220,7 +246,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let tx = spawn(&path, deferred.clone()).unwrap();
+        let (tx, _) = spawn(&path, deferred.clone()).unwrap();
         deferred.lock().unwrap().push(record(1));
         let (ack, done) = tokio::sync::oneshot::channel();
         tx.send((Some(record(2)), ack)).await.unwrap();
