@@ -46,7 +46,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build();
     match runtime {
-        Ok(runtime) => runtime.block_on(mcp_warden::cli::run(cli)),
+        Ok(runtime) => {
+            tracing::debug!("{} runtime threads", runtime.metrics().num_workers());
+            runtime.block_on(mcp_warden::cli::run(cli))
+        }
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
