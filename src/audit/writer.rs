@@ -150,7 +150,14 @@ fn write_batch(
 /// the last member. `verify` hashes the bytes as written, so no canonical form is needed.
 pub fn seal(mut fields: Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
     fields.insert("prev".into(), Value::String(prev.to_string()));
-    let mut line = Value::Object(fields).to_string().into_bytes();
+    let record = Value::Object(fields);
+    // Straight into bytes: the same compact JSON as `to_string`, without its detour
+    // through the text formatter (a tenth of a call's CPU when it took that detour).
+    let mut line = Vec::with_capacity(1024);
+    if serde_json::to_writer(&mut line, &record).is_err() {
+        // Writing into memory cannot fail; should it, take the formatter's way.
+        line = record.to_string().into_bytes();
+    }
     let hash = digest::sha256(&line);
     line.pop(); // the closing brace
     line.extend_from_slice(HASH_MARK.as_bytes());
@@ -218,6 +225,30 @@ mod tests {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// A sealed line is the record's compact JSON (keys in order, no spaces, the same
+    /// escapes as `to_string`), `hash` appended last, and its hash is of those bytes.
+    #[test]
+    fn a_sealed_line_is_the_compact_json_of_its_record() {
+        let fields =
+            json!({"kind": "attempt", "args": {"q": "\"quoted\"\n\u{1}", "z": [1, 2.5, null]},
+            "intent": "naïve ✓ 🙂", "tool": "echo"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let mut expected = fields.clone();
+        expected.insert("prev".into(), json!(GENESIS));
+        let expected = Value::Object(expected).to_string();
+        let (line, hash) = seal(fields, GENESIS);
+        let line = String::from_utf8(line).unwrap();
+        let (body, stated) = unseal(line.trim_end().as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(body.clone()).unwrap(), expected);
+        assert_eq!(
+            (stated, hash.as_str()),
+            (digest::sha256(&body).as_str(), stated)
+        );
+        assert!(line.ends_with("\"}\n") && !line.trim_end().contains('\n'));
     }
 
     #[tokio::test]
