@@ -2,8 +2,7 @@
 //! durably (group commit: many records, one `fsync`) before a call is forwarded, and
 //! after it returns with the next group commit. [`AuditLog::attempt`] is the only maker
 //! of [`Attested`], which forwarding requires, so no call reaches an upstream without its
-//! record on disk. It does not
-//! decide anything; `verify` checks a log without trusting it.
+//! record on disk. It does not decide anything; `verify` checks a log without trusting it.
 
 mod record;
 mod show;
@@ -143,18 +142,8 @@ impl AuditLog {
         if self.tx.is_closed() {
             return Err(AuditError::Write("the audit writer has stopped".into()));
         }
-        let refused = match self.deferred.lock() {
-            Ok(mut d) => {
-                d.push(fields);
-                None
-            }
-            Err(_) => Some(fields),
-        };
-        match refused {
-            None => Ok(()),
-            // A poisoned queue: write it the waiting way rather than lose it.
-            Some(fields) => self.append(fields).await,
-        }
+        writer::queued(&self.deferred).push(fields);
+        Ok(())
     }
 
     /// Wait until every record queued so far is on disk (or its write has failed).

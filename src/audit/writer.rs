@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -28,6 +28,12 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// Records queued without waiting for their sync.
 pub type Deferred = Arc<Mutex<Vec<Map<String, Value>>>>;
+
+/// The deferred queue. A `Vec` is whole whatever panicked while it was held, so a
+/// poisoned lock still gives it: no queued record is lost.
+pub fn queued(deferred: &Deferred) -> MutexGuard<'_, Vec<Map<String, Value>>> {
+    deferred.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The end of the log: the open file, the hash of its last record, and why it can no
 /// longer be written (after a failed write the chain's tail is unknown). Whoever holds
@@ -79,7 +85,7 @@ fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred) {
     loop {
         std::thread::sleep(TICK);
         let Some(tx) = wake.upgrade() else { return };
-        if deferred.lock().is_ok_and(|d| !d.is_empty()) {
+        if !queued(deferred).is_empty() {
             let (ack, _) = tokio::sync::oneshot::channel();
             let _ = tx.try_send((None, ack));
         }
@@ -116,8 +122,8 @@ pub fn commit(
     if let Some(reason) = &tail.broken {
         return Err(reason.clone());
     }
-    let later = deferred.lock().map(|mut d| std::mem::take(&mut *d));
-    let result = write_batch(tail, later.unwrap_or_default().into_iter().chain(records));
+    let later = std::mem::take(&mut *queued(deferred));
+    let result = write_batch(tail, later.into_iter().chain(records));
     if let Err(reason) = &result {
         tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
         tail.broken = Some(reason.clone());
