@@ -1,9 +1,11 @@
 //! The audit log: one JSON object per line, each hash-chained to the one before, appended
-//! durably (group commit: many records, one `fsync`) before a call is forwarded, and
-//! after it returns with the next group commit. [`AuditLog::attempt`] is the only maker
-//! of [`Attested`], which forwarding requires, so no call reaches an upstream without its
-//! record on disk. It does not decide anything; `verify` checks a log without trusting it.
+//! durably (group commit: many records, one synchronous write to the `journal` beside the
+//! log) before a call is forwarded, and after it returns with the next group commit.
+//! [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding requires, so
+//! no call reaches an upstream without its record on disk. It does not decide anything;
+//! `verify` checks a log without trusting it.
 
+mod journal;
 mod record;
 mod show;
 mod verify;
@@ -133,7 +135,7 @@ impl AuditLog {
 
     /// Queue the "outcome" record of a forwarded call. The writer chains it and makes it
     /// durable with its next group commit (at most 20 ms later when no other record
-    /// comes), without the caller's answer waiting for that `fsync`: a crash in between
+    /// comes), without the caller's answer waiting for that write: a crash in between
     /// leaves the attempt without an outcome, which is what "outcome unknown" means. Err
     /// only when the writer has stopped.
     pub async fn outcome(&self, attested: &Attested, outcome: &Outcome) -> Result<(), AuditError> {
@@ -213,8 +215,8 @@ impl AuditLog {
     /// Write a record and wait until it is on disk. When nothing else is in flight (no
     /// other record being written, no call between its attempt and its outcome, nothing
     /// queued for the writer thread, which is idle), the caller writes and syncs it itself:
-    /// handing it to the thread and being woken again would cost more than the `fsync`.
-    /// That blocks this runtime thread for one `fsync`, when nothing waits for it.
+    /// handing it to the thread and being woken again would cost more than the write.
+    /// That blocks this runtime thread for one synchronous write, when nothing waits for it.
     /// Otherwise the writer thread takes it into its next group commit.
     async fn write(&self, fields: Map<String, Value>, alone: bool) -> Result<(), AuditError> {
         if alone

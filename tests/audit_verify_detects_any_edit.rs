@@ -1,5 +1,6 @@
 //! `mcp-warden audit verify` accepts an intact log and names the first bad line after a
-//! one-byte edit, a removed line or a truncated tail.
+//! one-byte edit, a removed line or a truncated tail; the gateway takes up a log whose
+//! unsynced end was torn from its journal, and refuses one it cannot repair.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -105,12 +106,58 @@ async fn a_removed_line_is_detected() {
     assert!(out.contains("line 2: `prev` does not match"), "{out}");
 }
 
+/// A record cut short at the end of the log, after its last sync (a machine that lost
+/// power, a full disk mid-write), is what the journal beside the log is for: the log is
+/// taken up again whole, and the damaged end is kept aside, not thrown away.
+#[tokio::test]
+async fn a_torn_end_after_the_last_sync_is_restored_from_the_journal() {
+    let (h, _) = log_with_records().await;
+    h.audit().await; // every queued outcome written
+    let original = std::fs::read(h.audit_path()).unwrap();
+    std::fs::write(h.audit_path(), &original[..original.len() - 5]).unwrap();
+    drop(mcp_warden::audit::AuditLog::open(&h.audit_path()).unwrap());
+    assert_eq!(std::fs::read(h.audit_path()).unwrap(), original);
+    let (ok, out) = verify(&h.audit_path());
+    assert!(ok, "{out}");
+    let aside: Vec<_> = std::fs::read_dir(h.audit_path().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("audit.jsonl.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let last_line_start = original[..original.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    assert_eq!(
+        std::fs::read(&aside[0]).unwrap(),
+        &original[last_line_start..original.len() - 5]
+    );
+}
+
+/// What the journal cannot repair is refused: a torn end with no journal beside the log,
+/// and a log cut below the point its journal says it was synced to.
 #[tokio::test]
 async fn the_gateway_refuses_to_start_on_a_damaged_log() {
-    let (h, original) = log_with_records().await;
-    std::fs::write(h.audit_path(), &original[..original.len() - 5]).unwrap();
-    let err = mcp_warden::audit::AuditLog::open(&h.audit_path())
+    let (h, _) = log_with_records().await;
+    h.audit().await;
+    let path = h.audit_path();
+    let original = std::fs::read(&path).unwrap();
+    let journal = path.with_file_name("audit.jsonl.journal");
+    std::fs::rename(&journal, path.with_file_name("elsewhere")).unwrap();
+    std::fs::write(&path, &original[..original.len() - 5]).unwrap();
+    let err = mcp_warden::audit::AuditLog::open(&path)
         .err()
         .expect("a damaged log is refused");
     assert!(err.to_string().contains("incomplete"), "{err}");
+    assert!(!journal.exists(), "no journal is made for a log refused");
+
+    std::fs::write(&path, &original).unwrap();
+    drop(mcp_warden::audit::AuditLog::open(&path).unwrap()); // synced whole, and says so
+    std::fs::write(&path, &original[..original.len() - 5]).unwrap();
+    let err = mcp_warden::audit::AuditLog::open(&path)
+        .err()
+        .expect("a log cut below its last sync is refused");
+    assert!(err.to_string().contains("cut from its end"), "{err}");
 }

@@ -1,13 +1,14 @@
 //! Writing the audit log: seal records into the hash chain in the order they are written,
-//! write a whole batch, sync it to disk once, then acknowledge every record in it. The
-//! writer thread does this for records handed to it; a caller with nothing else in flight
-//! may do it itself on the [`Tail`] (see `AuditLog::write`). After a failed write
+//! write a whole batch, make it durable once (in the journal, see `journal`), then
+//! acknowledge every record in it. The writer thread does this for records handed to it;
+//! a caller with nothing else in flight may do it itself on the [`Tail`] (see
+//! `AuditLog::write`). After a failed write
 //! everything is refused (the chain's tail is then unknown). Records nobody waits for
 //! (outcomes) are left in [`Deferred`] without waking anyone: each batch takes them
 //! first, and a ticker wakes the writer for them when no other record comes.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::journal::{self, Journal};
 use super::{AuditError, Job};
 use crate::digest;
 
@@ -35,12 +37,15 @@ pub fn queued(deferred: &Deferred) -> MutexGuard<'_, Vec<Map<String, Value>>> {
     deferred.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The end of the log: the open file, the hash of its last record, and why it can no
-/// longer be written (after a failed write the chain's tail is unknown). Whoever holds
-/// it writes the next records: the writer thread, or a caller with nothing else in flight.
+/// The end of the log: the open file, its length, the hash of its last record, its
+/// journal, and why it can no longer be written (after a failed write the chain's tail is
+/// unknown). Whoever holds it writes the next records: the writer thread, or a caller
+/// with nothing else in flight.
 pub struct Tail {
     file: File,
+    len: u64,
     prev: String,
+    journal: Option<Journal>,
     broken: Option<String>,
 }
 
@@ -60,10 +65,12 @@ pub fn spawn(path: &Path, deferred: Deferred) -> Result<(mpsc::Sender<Job>, Shar
         .create(true)
         .open(path)
         .map_err(|e| open_err(e.to_string()))?;
-    let prev = last_hash(&mut file).map_err(open_err)?;
+    let opened = journal::open(path, &mut file).map_err(open_err)?;
     let tail = Arc::new(Mutex::new(Tail {
         file,
-        prev,
+        len: opened.len,
+        prev: opened.head,
+        journal: opened.journal,
         broken: None,
     }));
     let (tx, rx) = mpsc::channel(BATCH * 4);
@@ -146,7 +153,13 @@ fn write_batch(
         return Ok(()); // only markers: what came before them is already synced
     }
     tail.file.write_all(&buf).map_err(|e| e.to_string())?;
-    tail.file.sync_data().map_err(|e| e.to_string())?;
+    let len = tail.len + buf.len() as u64;
+    match &mut tail.journal {
+        Some(journal) => journal.record(&tail.file, &buf, len, &last),
+        None => tail.file.sync_data(),
+    }
+    .map_err(|e| e.to_string())?;
+    tail.len = len;
     tail.prev = last;
     Ok(())
 }
@@ -180,37 +193,6 @@ pub fn unseal(line: &[u8]) -> Option<(Vec<u8>, &str)> {
     let mut body = text.get(..at)?.as_bytes().to_vec();
     body.push(b'}');
     Some((body, hash))
-}
-
-/// The hash of the last record, after checking that the last line is complete and
-/// intact; [`GENESIS`] for an empty log.
-fn last_hash(file: &mut File) -> Result<String, String> {
-    let len = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    if len == 0 {
-        return Ok(GENESIS.to_string());
-    }
-    let mut tail = Vec::new();
-    let mut pos = len;
-    while pos > 0 {
-        let step = pos.min(64 * 1024);
-        pos -= step;
-        let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
-        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-        file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-        if tail.iter().rev().skip(1).any(|b| *b == b'\n') {
-            break;
-        }
-    }
-    let Some(stripped) = tail.strip_suffix(b"\n") else {
-        return Err("its last line is incomplete: run `mcp-warden audit verify` and move the damaged log aside".into());
-    };
-    let last = stripped.rsplit(|b| *b == b'\n').next().unwrap_or_default();
-    match unseal(last) {
-        Some((body, hash)) if digest::sha256(&body) == hash => Ok(hash.to_string()),
-        _ => Err("its last record does not verify: run `mcp-warden audit verify` and move the damaged log aside".into()),
-    }
 }
 
 #[cfg(test)]

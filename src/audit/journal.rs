@@ -1,0 +1,625 @@
+//! The journal beside the audit log (`<log>.journal`): a file of fixed size, filled with
+//! zeros once and from then on overwritten in place, that makes each batch of records
+//! durable with one synchronous write. Syncing the growing log instead costs a block
+//! allocation and a size update on every batch (three device writes and a flush, not one
+//! write and a flush). The log itself is synced when the journal is full; its length and
+//! last hash at that point are the journal's header. At start, [`open`] puts back into
+//! the log every record the journal holds beyond that point, in case the machine lost
+//! power and the log lost them. It does not seal records and does not judge them: a
+//! line counts only if its hash verifies and it extends the chain.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::writer::{GENESIS, unseal};
+use crate::digest;
+
+/// Two header slots, written in turn, so a torn header write leaves the other whole.
+const SLOT: u64 = 512;
+/// Where the records start.
+const LAP_START: u64 = 4096;
+/// How many bytes of records the journal holds before the log is synced and it starts
+/// again from [`LAP_START`].
+const LAP: u64 = 1 << 20;
+
+/// The journal of one log, open for writing.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    generation: u64,
+    inode: u64,
+    cursor: u64,
+}
+
+/// What the log was when it was last synced.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    journal: u32,
+    generation: u64,
+    /// The log this journal belongs to: a log moved aside and started anew is another.
+    inode: u64,
+    /// The log's length when it was last synced...
+    synced: u64,
+    /// ...and the hash of its last record then ([`GENESIS`] when empty).
+    head: String,
+}
+
+/// The log's end after opening it: its length, the hash of its last record, and its
+/// journal (none for a log that is not a regular file, such as a device: each batch is
+/// then synced in the log itself).
+pub struct Opened {
+    pub len: u64,
+    pub head: String,
+    pub journal: Option<Journal>,
+}
+
+pub fn path_of(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Open the journal of `log` (creating it if there is none), after putting back into the
+/// log what the journal holds beyond the log's last sync. Refuses a log cut below its
+/// last sync, a log whose records after it disagree with the journal, and a log whose
+/// last line is damaged when there is no journal to repair it from.
+pub fn open(log_path: &Path, log: &mut File) -> Result<Opened, String> {
+    let meta = log.metadata().map_err(|e| e.to_string())?;
+    let len = meta.len();
+    if !meta.is_file() {
+        let head = hash_before(log, len)?;
+        return Ok(Opened {
+            len,
+            head,
+            journal: None,
+        });
+    }
+    let path = path_of(log_path);
+    let header = match File::open(&path) {
+        Ok(mut file) => Some(read_header(&mut file, &path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    };
+    let header = match header {
+        Some(h) if h.inode == meta.ino() => Some(h),
+        Some(_) => {
+            set_aside(&path)?;
+            None
+        }
+        None => None,
+    };
+    let (len, head, generation) = match header {
+        Some(h) => {
+            let (len, head) = recover(log_path, log, &path, &h)?;
+            log.sync_data().map_err(|e| e.to_string())?;
+            (len, head, h.generation)
+        }
+        None => {
+            let head = hash_before(log, len)?;
+            log.sync_data().map_err(|e| e.to_string())?;
+            create(&path, first(meta.ino(), len, &head))?;
+            (len, head, 1)
+        }
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DSYNC)
+        .open(&path)
+        .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+    let mut journal = Journal {
+        file,
+        generation,
+        inode: meta.ino(),
+        cursor: LAP_START,
+    };
+    journal.mark_synced(len, &head).map_err(|e| e.to_string())?;
+    Ok(Opened {
+        len,
+        head,
+        journal: Some(journal),
+    })
+}
+
+impl Journal {
+    /// Make `batch`, just written at the end of `log` (now `len` bytes, its last record
+    /// `head`), durable: one synchronous write into the journal, or, when the journal is
+    /// full, a sync of the log itself, which then starts the journal again.
+    pub fn record(
+        &mut self,
+        log: &File,
+        batch: &[u8],
+        len: u64,
+        head: &str,
+    ) -> std::io::Result<()> {
+        let size = batch.len() as u64;
+        if self.cursor + size > LAP_START + LAP {
+            log.sync_data()?;
+            return self.mark_synced(len, head);
+        }
+        self.file.write_all_at(batch, self.cursor)?;
+        self.cursor += size;
+        Ok(())
+    }
+
+    /// Record that the log is durable up to `len` bytes, ending with `head`; the records
+    /// in the journal are no longer needed.
+    fn mark_synced(&mut self, len: u64, head: &str) -> std::io::Result<()> {
+        let header = Header {
+            journal: 1,
+            generation: self.generation + 1,
+            inode: self.inode,
+            synced: len,
+            head: head.to_string(),
+        };
+        let (at, slot) = header.slot()?;
+        self.file.write_all_at(&slot, at)?;
+        self.generation = header.generation;
+        self.cursor = LAP_START;
+        Ok(())
+    }
+}
+
+impl Header {
+    /// Where this header goes, and its bytes there.
+    fn slot(&self) -> std::io::Result<(u64, Vec<u8>)> {
+        let mut slot = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        slot.push(b'\n');
+        if slot.len() as u64 > SLOT {
+            return Err(std::io::Error::other("journal header too long"));
+        }
+        slot.resize(SLOT as usize, 0);
+        Ok(((self.generation % 2) * SLOT, slot))
+    }
+}
+
+/// The header of a new journal, for a log synced up to `len` bytes ending with `head`.
+fn first(inode: u64, len: u64, head: &str) -> Header {
+    Header {
+        journal: 1,
+        generation: 1,
+        inode,
+        synced: len,
+        head: head.to_string(),
+    }
+}
+
+/// The newest whole header of the two slots.
+fn read_header(file: &mut File, path: &Path) -> Result<Header, String> {
+    let mut slots = vec![0u8; (2 * SLOT) as usize];
+    file.read_exact(&mut slots).map_err(|e| {
+        format!(
+            "the audit journal `{}` is damaged ({e}): check the log with `mcp-warden audit verify`, then move the journal aside",
+            path.display()
+        )
+    })?;
+    slots
+        .chunks(SLOT as usize)
+        .filter_map(|slot| {
+            let line = slot.split(|b| *b == b'\n').next()?;
+            serde_json::from_slice::<Header>(line).ok()
+        })
+        .filter(|h| h.journal == 1)
+        .max_by_key(|h| h.generation)
+        .ok_or_else(|| {
+            format!(
+                "the audit journal `{}` has no readable header: check the log with `mcp-warden audit verify`, then move the journal aside",
+                path.display()
+            )
+        })
+}
+
+/// A journal left by a log that was moved aside: keep it, beside, for whoever looks
+/// into that log, and start a new one.
+fn set_aside(path: &Path) -> Result<(), String> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".{}", now_secs()));
+    std::fs::rename(path, &aside)
+        .map_err(|e| format!("cannot move `{}` aside: {e}", path.display()))?;
+    tracing::warn!(
+        journal = %path.display(),
+        kept = %PathBuf::from(&aside).display(),
+        "the audit journal belongs to another log (this one was moved aside or replaced); kept it and started a new one"
+    );
+    Ok(())
+}
+
+/// A journal of zeros under its first header, made whole under another name first so
+/// that a crash never leaves one half made.
+fn create(path: &Path, header: Header) -> Result<(), String> {
+    let err =
+        |e: std::io::Error| format!("cannot create the audit journal `{}`: {e}", path.display());
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let mut file = File::create(&part).map_err(err)?;
+    file.write_all(&vec![0u8; (LAP_START + LAP) as usize])
+        .map_err(err)?;
+    let (at, slot) = header.slot().map_err(err)?;
+    file.write_all_at(&slot, at).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&part, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Bring the log up to date from its journal; its new length and last hash.
+fn recover(
+    log_path: &Path,
+    log: &mut File,
+    path: &Path,
+    header: &Header,
+) -> Result<(u64, String), String> {
+    let len = log.metadata().map_err(|e| e.to_string())?.len();
+    if len < header.synced {
+        return Err(format!(
+            "it is {len} bytes long but held {} when last synced: lines were cut from its end. Restore it, or move it and `{}` aside to start a new log",
+            header.synced,
+            path.display()
+        ));
+    }
+    if hash_before(log, header.synced).ok().as_deref() != Some(header.head.as_str()) {
+        return Err(format!(
+            "its record at byte {} is not the one its journal `{}` recorded there: run `mcp-warden audit verify`, then move both aside",
+            header.synced,
+            path.display()
+        ));
+    }
+    let mut after = Vec::new();
+    log.seek(SeekFrom::Start(header.synced))
+        .map_err(|e| e.to_string())?;
+    log.read_to_end(&mut after).map_err(|e| e.to_string())?;
+    let in_log = chain_in_order(&after, &header.head);
+    let mut lap = vec![0u8; LAP as usize];
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(LAP_START))
+        .map_err(|e| e.to_string())?;
+    file.read_exact(&mut lap)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let journaled = chain_anywhere(&lap, &header.head);
+    let same = in_log
+        .iter()
+        .zip(&journaled)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if same < in_log.len() && same < journaled.len() {
+        return Err(format!(
+            "its record {} after byte {} differs from the one in its journal `{}`: run `mcp-warden audit verify`, then move both aside",
+            same + 1,
+            header.synced,
+            path.display()
+        ));
+    }
+    let kept: usize = in_log.iter().map(|l| l.len()).sum();
+    let missing = journaled.get(in_log.len()..).unwrap_or_default();
+    let damaged = after.get(kept..).unwrap_or_default();
+    if damaged.is_empty() && missing.is_empty() {
+        return Ok((len, last_hash_of(in_log.last(), &header.head)));
+    }
+    if !damaged.is_empty() {
+        let mut aside = log_path.as_os_str().to_owned();
+        aside.push(format!(".damaged-{}", now_secs()));
+        std::fs::write(&aside, damaged)
+            .map_err(|e| format!("cannot keep the damaged end of the log aside: {e}"))?;
+        tracing::warn!(
+            bytes = damaged.len(),
+            kept = %PathBuf::from(&aside).display(),
+            "the audit log ended in a damaged or unfinished record (never acknowledged); moved it aside"
+        );
+    }
+    let end = header.synced + kept as u64;
+    log.set_len(end).map_err(|e| e.to_string())?;
+    for line in missing {
+        log.write_all(line).map_err(|e| e.to_string())?;
+    }
+    log.sync_data().map_err(|e| e.to_string())?;
+    if !missing.is_empty() {
+        tracing::warn!(
+            records = missing.len(),
+            "restored audit records from the journal that the log had lost (the machine stopped before the log was synced)"
+        );
+    }
+    let len = end + missing.iter().map(|l| l.len() as u64).sum::<u64>();
+    Ok((
+        len,
+        last_hash_of(missing.last().or(in_log.last()), &header.head),
+    ))
+}
+
+fn last_hash_of(line: Option<&&[u8]>, otherwise: &str) -> String {
+    line.and_then(|l| sealed(l))
+        .map(|(hash, _)| hash)
+        .unwrap_or_else(|| otherwise.to_string())
+}
+
+/// A whole line's own hash and its `prev`, if its hash verifies.
+fn sealed(line: &[u8]) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Prev {
+        prev: String,
+    }
+    let (body, hash) = unseal(line.strip_suffix(b"\n")?)?;
+    if digest::sha256(&body) != hash {
+        return None;
+    }
+    let prev = serde_json::from_slice::<Prev>(&body).ok()?.prev;
+    Some((hash.to_string(), prev))
+}
+
+/// The whole lines of `bytes` (each with its newline).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|l| l.ends_with(b"\n"))
+}
+
+/// The lines at the start of `bytes` that verify and extend the chain from `head`.
+fn chain_in_order<'a>(bytes: &'a [u8], head: &str) -> Vec<&'a [u8]> {
+    let mut chain = Vec::new();
+    let mut last = head.to_string();
+    for line in lines(bytes) {
+        match sealed(line) {
+            Some((hash, prev)) if prev == last => {
+                chain.push(line);
+                last = hash;
+            }
+            _ => break,
+        }
+    }
+    chain
+}
+
+/// The lines anywhere in `bytes` that verify and extend the chain from `head`, in chain
+/// order. Lines left from earlier laps extend older records, never this chain.
+fn chain_anywhere<'a>(bytes: &'a [u8], head: &str) -> Vec<&'a [u8]> {
+    let mut next: HashMap<String, (&[u8], String)> = HashMap::new();
+    for line in lines(bytes) {
+        if let Some((hash, prev)) = sealed(line) {
+            next.entry(prev).or_insert((line, hash));
+        }
+    }
+    let mut chain = Vec::new();
+    let mut last = head.to_string();
+    while let Some((line, hash)) = next.remove(&last) {
+        chain.push(line);
+        last = hash;
+    }
+    chain
+}
+
+/// The hash of the record that ends at byte `end`, after checking that its line is
+/// whole and intact; [`GENESIS`] at 0.
+pub fn hash_before(file: &mut File, end: u64) -> Result<String, String> {
+    if end == 0 {
+        return Ok(GENESIS.to_string());
+    }
+    let mut tail = Vec::new();
+    let mut pos = end;
+    while pos > 0 {
+        let step = pos.min(64 * 1024);
+        pos -= step;
+        let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
+        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+        file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        if tail.iter().rev().skip(1).any(|b| *b == b'\n') {
+            break;
+        }
+    }
+    let Some(stripped) = tail.strip_suffix(b"\n") else {
+        return Err("its last line is incomplete: run `mcp-warden audit verify` and move the damaged log aside".into());
+    };
+    let last = stripped.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    match unseal(last) {
+        Some((body, hash)) if digest::sha256(&body) == hash => Ok(hash.to_string()),
+        _ => Err("its last record does not verify: run `mcp-warden audit verify` and move the damaged log aside".into()),
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditLog, verify};
+    use serde_json::{Map, Value, json};
+
+    /// Write records numbered `from..to`, each with `pad` bytes of payload, and close.
+    async fn write(path: &Path, from: u64, to: u64, pad: usize) {
+        let log = AuditLog::open(path).unwrap();
+        for n in from..to {
+            let fields: Map<String, Value> = json!({"n": n, "pad": "x".repeat(pad)})
+                .as_object()
+                .cloned()
+                .unwrap();
+            log.event("test", fields).await.unwrap();
+        }
+        log.flush().await.unwrap();
+    }
+
+    fn numbers(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn header(log: &Path) -> Header {
+        read_header(&mut File::open(path_of(log)).unwrap(), log).unwrap()
+    }
+
+    fn cut(path: &Path, len: u64) {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
+    fn set_aside_files(dir: &Path, infix: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(infix))
+            .collect()
+    }
+
+    /// A machine that loses power loses what the log had not synced: anything from
+    /// nothing to a record cut anywhere. Every acknowledged record comes back from the
+    /// journal, in order, and the chain goes on; what was cut mid-record is kept aside.
+    #[tokio::test]
+    async fn every_acknowledged_record_survives_losing_the_unsynced_end_of_the_log() {
+        let probe = tempfile::tempdir().unwrap();
+        let path = probe.path().join("audit.jsonl");
+        write(&path, 0, 6, 40).await;
+        let full = std::fs::read(&path).unwrap();
+        let mut ends = vec![0];
+        ends.extend(
+            full.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i as u64 + 1),
+        );
+        // Every record boundary, one byte either side of it, and the middle of each record.
+        let mut cuts: Vec<u64> = ends
+            .windows(2)
+            .flat_map(|w| [w[0], w[0] + 1, (w[0] + w[1]) / 2, w[1] - 1])
+            .collect();
+        cuts.push(full.len() as u64);
+        for at in cuts {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            write(&path, 0, 6, 40).await;
+            assert_eq!(header(&path).synced, 0, "nothing synced in the log yet");
+            cut(&path, at);
+            write(&path, 6, 8, 40).await;
+            assert_eq!(
+                numbers(&path),
+                (0..8).collect::<Vec<_>>(),
+                "cut at byte {at}"
+            );
+            verify(&path).unwrap();
+            let mid_record = !ends.contains(&at);
+            assert_eq!(
+                set_aside_files(dir.path(), ".damaged-").len(),
+                usize::from(mid_record),
+                "cut at byte {at}"
+            );
+        }
+    }
+
+    /// A hole of zeros where the log lost a page in the middle of its unsynced end, with
+    /// records after it: the journal fills it.
+    #[tokio::test]
+    async fn a_hole_in_the_unsynced_end_is_filled_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 0, 20, 100).await;
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (from, to) = (bytes.len() / 3, bytes.len() / 2);
+        bytes[from..to].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        write(&path, 20, 21, 100).await;
+        assert_eq!(numbers(&path), (0..21).collect::<Vec<_>>());
+        verify(&path).unwrap();
+    }
+
+    /// Past a full journal the log is synced and the journal starts again; losing the
+    /// log's unsynced end then still loses nothing, across several laps.
+    #[tokio::test]
+    async fn records_survive_across_many_laps_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 0, 700, 10_000).await;
+        let synced = header(&path).synced;
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            synced > 5 * LAP && synced < len,
+            "several laps, and records after the last: {synced} of {len}"
+        );
+        cut(&path, synced);
+        write(&path, 700, 701, 10).await;
+        assert_eq!(numbers(&path), (0..701).collect::<Vec<_>>());
+        verify(&path).unwrap();
+    }
+
+    /// Records cut from below the point the log was last synced cannot be a crash: the
+    /// gateway refuses to start on that log and says so, whole lines or not.
+    #[tokio::test]
+    async fn a_log_cut_below_its_last_sync_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 0, 10, 10).await;
+        // Opened again: the log is synced whole and the journal says so.
+        drop(AuditLog::open(&path).unwrap());
+        let full = std::fs::read(&path).unwrap();
+        let synced = header(&path).synced;
+        assert_eq!(synced, full.len() as u64);
+        let last_line = full[..full.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap() as u64
+            + 1;
+        for at in [synced - 1, last_line, 0] {
+            cut(&path, at);
+            let err = AuditLog::open(&path).err().unwrap().to_string();
+            assert!(err.contains("lines were cut from its end"), "{err}");
+            std::fs::write(&path, &full).unwrap();
+        }
+    }
+
+    /// A record after the last sync that differs from the journal's (an edit, or a
+    /// record made up and sealed again) is refused, not repaired and not believed.
+    #[tokio::test]
+    async fn a_log_that_disagrees_with_its_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 0, 5, 10).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let last: Value = serde_json::from_str(lines[4]).unwrap();
+        let mut forged = last.as_object().unwrap().clone();
+        forged.remove("hash");
+        let prev = forged.remove("prev").unwrap();
+        forged.insert("n".into(), json!(99));
+        let (line, _) = super::super::writer::seal(forged, prev.as_str().unwrap());
+        let line = String::from_utf8(line).unwrap();
+        lines[4] = line.trim_end();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        verify(&path).unwrap(); // the chain alone cannot tell
+        let err = AuditLog::open(&path).err().unwrap().to_string();
+        assert!(err.contains("differs from the one in its journal"), "{err}");
+    }
+
+    /// A log moved aside and started anew is another log: its predecessor's journal is
+    /// kept beside it, and the new log starts its own chain.
+    #[tokio::test]
+    async fn a_new_log_sets_the_old_journal_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write(&path, 0, 5, 10).await;
+        std::fs::rename(&path, dir.path().join("old.jsonl")).unwrap();
+        write(&path, 5, 7, 10).await;
+        assert_eq!(numbers(&path), [5, 6]);
+        verify(&path).unwrap();
+        assert_eq!(set_aside_files(dir.path(), ".journal.").len(), 1);
+    }
+}
