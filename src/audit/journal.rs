@@ -8,9 +8,8 @@
 //! power and the log lost them. It does not seal records and does not judge them: a
 //! line counts only if its hash verifies and it extends the chain.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -249,7 +248,10 @@ fn create(path: &Path, header: Header) -> Result<(), String> {
     Ok(())
 }
 
-/// Bring the log up to date from its journal; its new length and last hash.
+/// Bring the log up to date from its journal; its new length and last hash. Both are
+/// read a line at a time: the journal's records since the header start at [`LAP_START`]
+/// in chain order, and what follows them (left from earlier laps) extends older records,
+/// never this chain.
 fn recover(
     log_path: &Path,
     log: &mut File,
@@ -271,51 +273,55 @@ fn recover(
             path.display()
         ));
     }
-    let mut after = Vec::new();
     log.seek(SeekFrom::Start(header.synced))
         .map_err(|e| e.to_string())?;
-    log.read_to_end(&mut after).map_err(|e| e.to_string())?;
-    let in_log = chain_in_order(&after, &header.head);
-    let mut lap = vec![0u8; LAP as usize];
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
-    file.seek(SeekFrom::Start(LAP_START))
+    let (mut in_log, mut kept) = (Vec::new(), 0u64);
+    walk(BufReader::new(&mut *log), &header.head, |line, hash| {
+        in_log.push(hash.to_string());
+        kept += line.len() as u64;
+        true
+    })?;
+    let mut journal =
+        File::open(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    journal
+        .seek(SeekFrom::Start(LAP_START))
         .map_err(|e| e.to_string())?;
-    file.read_exact(&mut lap)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let journaled = chain_anywhere(&lap, &header.head);
-    let same = in_log
-        .iter()
-        .zip(&journaled)
-        .take_while(|(a, b)| a == b)
-        .count();
-    if same < in_log.len() && same < journaled.len() {
+    let (mut missing, mut differs, mut at) = (Vec::new(), None, 0);
+    walk(
+        BufReader::new(journal).take(LAP),
+        &header.head,
+        |line, hash| {
+            match in_log.get(at) {
+                Some(same) if same == hash => {}
+                Some(_) => differs = Some(at),
+                None => missing.push((line.to_vec(), hash.to_string())),
+            }
+            at += 1;
+            differs.is_none()
+        },
+    )?;
+    if let Some(at) = differs {
         return Err(format!(
             "its record {} after byte {} differs from the one in its journal `{}`: run `mcp-warden audit verify`, then move both aside",
-            same + 1,
+            at + 1,
             header.synced,
             path.display()
         ));
     }
-    let kept: usize = in_log.iter().map(|l| l.len()).sum();
-    let missing = journaled.get(in_log.len()..).unwrap_or_default();
-    let damaged = after.get(kept..).unwrap_or_default();
-    if damaged.is_empty() && missing.is_empty() {
-        return Ok((len, last_hash_of(in_log.last(), &header.head)));
+    let end = header.synced + kept;
+    let head = missing
+        .last()
+        .map(|(_, hash)| hash.clone())
+        .or_else(|| in_log.last().cloned())
+        .unwrap_or_else(|| header.head.clone());
+    if end == len && missing.is_empty() {
+        return Ok((len, head));
     }
-    if !damaged.is_empty() {
-        let mut aside = log_path.as_os_str().to_owned();
-        aside.push(format!(".damaged-{}", now_secs()));
-        std::fs::write(&aside, damaged)
-            .map_err(|e| format!("cannot keep the damaged end of the log aside: {e}"))?;
-        tracing::warn!(
-            bytes = damaged.len(),
-            kept = %PathBuf::from(&aside).display(),
-            "the audit log ended in a damaged or unfinished record (never acknowledged); moved it aside"
-        );
+    if end < len {
+        keep_damaged_end(log_path, log, end)?;
     }
-    let end = header.synced + kept as u64;
     log.set_len(end).map_err(|e| e.to_string())?;
-    for line in missing {
+    for (line, _) in &missing {
         log.write_all(line).map_err(|e| e.to_string())?;
     }
     log.sync_data().map_err(|e| e.to_string())?;
@@ -325,17 +331,26 @@ fn recover(
             "restored audit records from the journal that the log had lost (the machine stopped before the log was synced)"
         );
     }
-    let len = end + missing.iter().map(|l| l.len() as u64).sum::<u64>();
-    Ok((
-        len,
-        last_hash_of(missing.last().or(in_log.last()), &header.head),
-    ))
+    let restored: u64 = missing.iter().map(|(l, _)| l.len() as u64).sum();
+    Ok((end + restored, head))
 }
 
-fn last_hash_of(line: Option<&&[u8]>, otherwise: &str) -> String {
-    line.and_then(|l| sealed(l))
-        .map(|(hash, _)| hash)
-        .unwrap_or_else(|| otherwise.to_string())
+/// Copy the log from byte `end` on (a record never acknowledged, cut short or damaged)
+/// into a file beside it, before it is cut off.
+fn keep_damaged_end(log_path: &Path, log: &mut File, end: u64) -> Result<(), String> {
+    let mut damaged = Vec::new();
+    log.seek(SeekFrom::Start(end)).map_err(|e| e.to_string())?;
+    log.read_to_end(&mut damaged).map_err(|e| e.to_string())?;
+    let mut aside = log_path.as_os_str().to_owned();
+    aside.push(format!(".damaged-{}", now_secs()));
+    std::fs::write(&aside, &damaged)
+        .map_err(|e| format!("cannot keep the damaged end of the log aside: {e}"))?;
+    tracing::warn!(
+        bytes = damaged.len(),
+        kept = %PathBuf::from(&aside).display(),
+        "the audit log ended in a damaged or unfinished record (never acknowledged); moved it aside"
+    );
+    Ok(())
 }
 
 /// A whole line's own hash and its `prev`, if its hash verifies.
@@ -352,45 +367,28 @@ fn sealed(line: &[u8]) -> Option<(String, String)> {
     Some((hash.to_string(), prev))
 }
 
-/// The whole lines of `bytes` (each with its newline).
-fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    bytes
-        .split_inclusive(|b| *b == b'\n')
-        .filter(|l| l.ends_with(b"\n"))
-}
-
-/// The lines at the start of `bytes` that verify and extend the chain from `head`.
-fn chain_in_order<'a>(bytes: &'a [u8], head: &str) -> Vec<&'a [u8]> {
-    let mut chain = Vec::new();
-    let mut last = head.to_string();
-    for line in lines(bytes) {
-        match sealed(line) {
-            Some((hash, prev)) if prev == last => {
-                chain.push(line);
-                last = hash;
-            }
-            _ => break,
+/// Read whole lines in order while each verifies and extends the chain from `head`,
+/// handing each (with its newline) and its hash to `each`, which returns whether to go on.
+fn walk(
+    mut reader: impl BufRead,
+    head: &str,
+    mut each: impl FnMut(&[u8], &str) -> bool,
+) -> Result<(), String> {
+    let (mut last, mut line) = (head.to_string(), Vec::new());
+    loop {
+        // A record starts with `{`; zeros (a journal's unused end, a hole) start none.
+        if reader.fill_buf().map_err(|e| e.to_string())?.first() != Some(&b'{') {
+            return Ok(());
+        }
+        line.clear();
+        reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        match sealed(&line) {
+            Some((hash, prev)) if prev == last && each(&line, &hash) => last = hash,
+            _ => return Ok(()),
         }
     }
-    chain
-}
-
-/// The lines anywhere in `bytes` that verify and extend the chain from `head`, in chain
-/// order. Lines left from earlier laps extend older records, never this chain.
-fn chain_anywhere<'a>(bytes: &'a [u8], head: &str) -> Vec<&'a [u8]> {
-    let mut next: HashMap<String, (&[u8], String)> = HashMap::new();
-    for line in lines(bytes) {
-        if let Some((hash, prev)) = sealed(line) {
-            next.entry(prev).or_insert((line, hash));
-        }
-    }
-    let mut chain = Vec::new();
-    let mut last = head.to_string();
-    while let Some((line, hash)) = next.remove(&last) {
-        chain.push(line);
-        last = hash;
-    }
-    chain
 }
 
 /// The hash of the record that ends at byte `end`, after checking that its line is
