@@ -97,7 +97,8 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
 }
 
 /// Where the gateway's audit log goes: `MCP_WARDEN_BENCH_AUDIT_DIR` (e.g. a tmpfs, to
-/// separate the cost of the disk's fsync from the gateway's own) or the bench's temp dir.
+/// separate the cost of the disk's synchronous writes from the gateway's own) or the
+/// bench's temp dir.
 fn audit_path(dir: &Path) -> std::path::PathBuf {
     let base = std::env::var_os("MCP_WARDEN_BENCH_AUDIT_DIR")
         .map(std::path::PathBuf::from)
@@ -398,7 +399,7 @@ async fn main() {
         g.calls_per_sec / d.calls_per_sec
     );
     println!(
-        "audit records written (attempt + outcome per call, fsynced) to {}: {records}",
+        "audit records written (attempt + outcome per call, durable) to {}: {records}",
         audit.display()
     );
     let (cold_p50, cold_p99, cached) = policy_decisions().await;
