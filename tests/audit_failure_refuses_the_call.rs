@@ -37,4 +37,6 @@ async fn an_unwritable_audit_log_refuses_every_call() {
         common::read_lines(&dir.path().join("calls.jsonl")).is_empty(),
         "the upstream must not be called"
     );
+    // A device is no file to keep a journal beside: each batch is synced in it directly.
+    assert!(!std::path::Path::new("/dev/full.journal").exists());
 }
