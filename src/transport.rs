@@ -5,12 +5,12 @@
 
 mod auth;
 mod coalesce;
+mod sessions;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use rmcp::ServiceExt;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::os::fd::AsFd;
 
@@ -106,7 +106,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
                 Listener::Http,
             ))
         },
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions::Sessions::default()),
         config,
     );
     let mcp = axum::Router::new()

@@ -272,3 +272,101 @@ async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
     assert_eq!((count("attempt"), count("outcome")), (CALLS, CALLS));
     mcp_warden::audit::verify(&dir.path().join("audit.jsonl")).unwrap();
 }
+
+impl Connection {
+    /// Send a request head (and body) without reading the answer.
+    async fn send(&mut self, method: &str, extra: &str, body: &str) {
+        let mut head = format!(
+            "{method} /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n{extra}",
+            self.host,
+            body.len()
+        );
+        if let Some(s) = &self.session {
+            head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        self.stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Read a streamed (chunked) response's head and then its events until `until`
+    /// says stop; the events read, as (id, data) pairs.
+    async fn events_until(
+        &mut self,
+        until: impl Fn(&[(String, Value)]) -> bool,
+    ) -> Vec<(String, Value)> {
+        let status = self.line().await;
+        assert!(status.contains(" 200 "), "{status}");
+        while !self.line().await.is_empty() {}
+        let (mut text, mut got) = (String::new(), Vec::new());
+        while !until(&got) {
+            let size = usize::from_str_radix(self.line().await.trim(), 16).unwrap();
+            assert!(size > 0, "the stream ended early: {got:?}");
+            let mut chunk = vec![0; size + 2];
+            self.stream.read_exact(&mut chunk).await.unwrap();
+            text.push_str(std::str::from_utf8(&chunk[..size]).unwrap());
+            while let Some(end) = text.find("\n\n") {
+                let event: String = text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    event
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                let data = field("data:").and_then(|d| serde_json::from_str(&d).ok());
+                if let (Some(id), Some(data)) = (field("id:"), data) {
+                    got.push((id, data));
+                }
+            }
+        }
+        got
+    }
+}
+
+/// A client whose POST stream drops in the middle of a call reconnects with the id of
+/// the last event it saw (SEP-1699) and gets the rest: the progress it missed, in order,
+/// then the result, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_dropped_mid_call_is_taken_up_again_from_its_last_event() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = session(&url).await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "_meta": {"progressToken": "p"},
+        "name": "demo_slow_count", "arguments": {"steps": 5, "delay_ms": 100}}});
+    conn.send("POST", "", &call.to_string()).await;
+    let first = conn.events_until(|got| !got.is_empty()).await;
+    assert_eq!(first[0].1["params"]["progress"], json!(1.0), "{first:?}");
+    let last_seen = first[0].0.clone();
+    let session_id = conn.session.clone();
+    drop(conn); // the connection is lost
+    // Long enough for more progress to be sent meanwhile, into the lost stream.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+
+    let mut again = Connection::open(&url).await;
+    again.session = session_id;
+    let header = format!("Last-Event-ID: {last_seen}\r\n");
+    again.send("GET", &header, "").await;
+    let rest = again
+        .events_until(|got| got.iter().any(|(_, m)| m["id"] == json!(7)))
+        .await;
+    let progress: Vec<&Value> = rest
+        .iter()
+        .filter(|(_, m)| m["method"] == "notifications/progress")
+        .map(|(_, m)| &m["params"]["progress"])
+        .collect();
+    assert_eq!(
+        progress,
+        [&json!(2.0), &json!(3.0), &json!(4.0), &json!(5.0)],
+        "{rest:?}"
+    );
+    assert_eq!(rest.last().unwrap().1["id"], json!(7), "{rest:?}");
+    assert_ne!(rest.last().unwrap().1["result"]["isError"], json!(true));
+    // Event ids go on from the one the client last saw.
+    let (stream, index) = last_seen.split_once('/').unwrap();
+    let next = format!("{stream}/{}", index.parse::<u64>().unwrap() + 1);
+    assert_eq!(rest[0].0, next, "{rest:?}");
+}
