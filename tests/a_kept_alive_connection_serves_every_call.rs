@@ -4,7 +4,8 @@
 //! listener's part, Nagle off on each accepted connection, is checked in
 //! `src/listener.rs`: with it on, each of these calls waited for a delayed ACK.) A quick
 //! answer comes as one whole response with its length; one that takes longer streams,
-//! its progress first, nothing lost.
+//! its progress first, nothing lost; a stream lost in the middle of a call is taken up
+//! again from its last event; a request in an unknown session gets 404.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -369,4 +370,17 @@ async fn a_stream_dropped_mid_call_is_taken_up_again_from_its_last_event() {
     let (stream, index) = last_seen.split_once('/').unwrap();
     let next = format!("{stream}/{}", index.parse::<u64>().unwrap() + 1);
     assert_eq!(rest[0].0, next, "{rest:?}");
+}
+
+/// A request in a session the gateway does not have (never opened, or closed when it
+/// sat idle) is answered 404, which tells a client to start a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_an_unknown_session_gets_404() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = Connection::open(&url).await;
+    conn.session = Some("3f0c5e2a9b7d4c1e8f6a0b2c4d6e8f10".into());
+    let answer = conn
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
 }
