@@ -40,6 +40,8 @@ const RETRY: Duration = Duration::from_secs(3);
 /// How long a request's messages are kept for a client to reconnect to, after the
 /// answer found its POST stream gone.
 const PARKED: Duration = Duration::from_secs(60);
+/// How many of a POST stream's last messages are kept for a client that reconnects.
+const KEPT: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -82,17 +84,41 @@ pub struct Session {
 struct Open {
     number: u64,
     tx: mpsc::UnboundedSender<ServerSseMessage>,
-    sent: Vec<ServerSseMessage>,
+    sent: Sent,
 }
 
 impl Open {
     /// Send the next message, with its event id `<stream>/<index>`; whether it reached
     /// an open stream.
     fn send(&mut self, message: ServerJsonRpcMessage) -> bool {
-        let id = format!("{}/{}", self.number, self.sent.len() + 1);
+        let id = format!("{}/{}", self.number, self.sent.count + 1);
         let sse = ServerSseMessage::new(id, message);
         self.sent.push(sse.clone());
         self.tx.send(sse).is_ok()
+    }
+}
+
+/// What was sent on a POST stream: the last [`KEPT`] messages, and how many in all.
+#[derive(Debug, Default)]
+struct Sent {
+    kept: VecDeque<ServerSseMessage>,
+    count: usize,
+}
+
+impl Sent {
+    fn push(&mut self, sse: ServerSseMessage) {
+        if self.kept.len() == KEPT {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(sse);
+        self.count += 1;
+    }
+
+    /// What was sent after event `index`, as far as it is kept (a stream's answer is
+    /// its last message, so only progress that old is ever lost).
+    fn after(&self, index: usize) -> impl Iterator<Item = &ServerSseMessage> {
+        let first = self.count - self.kept.len();
+        self.kept.iter().skip(index.saturating_sub(first))
     }
 }
 
@@ -101,7 +127,7 @@ struct Routes {
     /// The POST stream of each request still being answered.
     requests: HashMap<RequestId, Open>,
     /// The messages of answered requests whose POST stream had gone, by stream number.
-    parked: HashMap<u64, (Instant, Vec<ServerSseMessage>)>,
+    parked: HashMap<u64, (Instant, Sent)>,
     next_stream: u64,
     /// The request each progress token reports on.
     progress: HashMap<ProgressToken, RequestId>,
@@ -171,7 +197,7 @@ impl Session {
             let open = Open {
                 number,
                 tx,
-                sent: Vec::new(),
+                sent: Sent::default(),
             };
             routes.requests.insert(r.id.clone(), open);
         }
@@ -237,8 +263,8 @@ impl Session {
     ) -> Option<mpsc::UnboundedReceiver<ServerSseMessage>> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut routes = lock(&self.routes);
-        let replay = |sent: &[ServerSseMessage]| {
-            for sse in sent.iter().skip(index) {
+        let replay = |sent: &Sent| {
+            for sse in sent.after(index) {
                 let _ = tx.send(sse.clone());
             }
         };
@@ -483,6 +509,30 @@ mod tests {
 
     fn ping(id: u64) -> ClientJsonRpcMessage {
         serde_json::from_value(json!({"jsonrpc": "2.0", "id": id, "method": "ping"})).unwrap()
+    }
+
+    /// A client reconnecting gets what was sent after the event it names, as far as the
+    /// last [`KEPT`] messages go.
+    #[test]
+    fn a_stream_keeps_its_last_messages_for_a_reconnecting_client() {
+        let mut sent = Sent::default();
+        let nth = |n: usize| ServerSseMessage::priming(format!("0/{n}"), RETRY);
+        for n in 1..=KEPT + 44 {
+            sent.push(nth(n));
+        }
+        let ids = |from: usize| -> Vec<String> {
+            sent.after(from)
+                .filter_map(|s| s.event_id.clone())
+                .collect()
+        };
+        let all = KEPT + 44;
+        assert_eq!(ids(all - 2), [format!("0/{}", all - 1), format!("0/{all}")]);
+        assert!(ids(all).is_empty());
+        // Older than what is kept: everything kept, from the oldest.
+        assert_eq!(ids(3).len(), KEPT);
+        assert_eq!(ids(3)[0], "0/45");
+        assert_eq!(ids(44)[0], "0/45");
+        assert_eq!(ids(45)[0], "0/46");
     }
 
     /// A session nobody has used for five minutes, with nothing in flight, is closed
