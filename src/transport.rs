@@ -1,7 +1,8 @@
 //! Serving the gateway to clients: over stdio (a client launched `mcp-warden serve`) and
 //! over Streamable HTTP at `/mcp`, with `Host`/`Origin` checks against DNS rebinding and,
-//! when the configuration asks for it, caller authentication (`auth`). Each takes a
-//! shutdown future so tests can run and stop them.
+//! when the configuration asks for it, caller authentication (`auth`), its sessions
+//! (`sessions`) and answers that go out in one write when they are quick (`coalesce`).
+//! Each takes a shutdown future so tests can run and stop them.
 
 mod auth;
 mod coalesce;
