@@ -245,6 +245,19 @@ impl AuditLog {
 mod tests {
     use super::*;
 
+    /// The `n` of every record in a log, in order.
+    pub(super) fn numbers(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     fn numbered(n: usize) -> Map<String, Value> {
         let mut fields = Map::new();
         fields.insert("n".into(), Value::from(n));
@@ -280,15 +293,7 @@ mod tests {
             "nothing left in flight"
         );
         verify(&path).unwrap();
-        let mut seen: Vec<u64> = std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["n"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
+        let mut seen = numbers(&path);
         // Alone, the order is the callers' order.
         assert_eq!(seen[..20], (0..20).collect::<Vec<_>>()[..]);
         assert_eq!(seen[220..], (220..240).collect::<Vec<_>>()[..]);

@@ -431,6 +431,7 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::tests::numbers;
     use crate::audit::{AuditLog, verify};
     use serde_json::{Map, Value, json};
 
@@ -445,18 +446,6 @@ mod tests {
             log.event("test", fields).await.unwrap();
         }
         log.flush().await.unwrap();
-    }
-
-    fn numbers(path: &Path) -> Vec<u64> {
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["n"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect()
     }
 
     fn header(log: &Path) -> Header {

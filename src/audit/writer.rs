@@ -2,10 +2,10 @@
 //! write a whole batch, make it durable once (in the journal, see `journal`), then
 //! acknowledge every record in it. The writer thread does this for records handed to it;
 //! a caller with nothing else in flight may do it itself on the [`Tail`] (see
-//! `AuditLog::write`). After a failed write
-//! everything is refused (the chain's tail is then unknown). Records nobody waits for
-//! (outcomes) are left in [`Deferred`] without waking anyone: each batch takes them
-//! first, and a ticker wakes the writer for them when no other record comes.
+//! `AuditLog::write`). After a failed write everything is refused (the chain's tail is
+//! then unknown). Records nobody waits for (outcomes) are left in [`Deferred`] without
+//! waking anyone: each batch takes them first, and a ticker wakes the writer for them
+//! when no other record comes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -120,7 +120,7 @@ fn run(tail: &Shared, mut rx: mpsc::Receiver<Job>, deferred: &Deferred) {
 }
 
 /// Chain and write the deferred records (their calls' attempts are already written),
-/// then `records`, and sync once. After a failure, refuses everything.
+/// then `records`, and make them durable once. After a failure, refuses everything.
 pub fn commit(
     tail: &mut Tail,
     deferred: &Deferred,

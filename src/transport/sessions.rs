@@ -13,7 +13,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
@@ -84,17 +83,31 @@ pub struct Session {
 struct Open {
     number: u64,
     tx: mpsc::UnboundedSender<ServerSseMessage>,
+    token: Option<ProgressToken>,
     sent: Sent,
 }
 
 impl Open {
-    /// Send the next message, with its event id `<stream>/<index>`; whether it reached
-    /// an open stream.
-    fn send(&mut self, message: ServerJsonRpcMessage) -> bool {
+    /// Send the next message, with its event id `<stream>/<index>`; whether it reached an
+    /// open stream. It is kept for a client that reconnects, unless it is the answer (the
+    /// last message) and reached one.
+    fn send(&mut self, message: ServerJsonRpcMessage, answer: bool) -> bool {
         let id = format!("{}/{}", self.number, self.sent.count + 1);
         let sse = ServerSseMessage::new(id, message);
-        self.sent.push(sse.clone());
-        self.tx.send(sse).is_ok()
+        if !answer {
+            self.sent.push(sse.clone());
+            return self.tx.send(sse).is_ok();
+        }
+        match self.tx.send(sse) {
+            Ok(()) => {
+                self.sent.count += 1;
+                true
+            }
+            Err(mpsc::error::SendError(sse)) => {
+                self.sent.push(sse);
+                false
+            }
+        }
     }
 }
 
@@ -187,8 +200,9 @@ impl Session {
             routes
                 .parked
                 .retain(|_, (at, _)| now.duration_since(*at) < PARKED);
-            if let Some(token) = r.request.get_meta().get_progress_token() {
-                routes.progress.insert(token, r.id.clone());
+            let token = r.request.get_meta().get_progress_token();
+            if let Some(token) = &token {
+                routes.progress.insert(token.clone(), r.id.clone());
             }
             let number = routes.next_stream;
             routes.next_stream += 1;
@@ -197,6 +211,7 @@ impl Session {
             let open = Open {
                 number,
                 tx,
+                token,
                 sent: Sent::default(),
             };
             routes.requests.insert(r.id.clone(), open);
@@ -230,23 +245,20 @@ impl Session {
             },
         };
         match request {
-            Some(id) if done => {
-                routes.progress.retain(|_, r| *r != id);
-                match routes.requests.remove(&id) {
-                    // Dropping the sender after the answer ends the POST stream.
-                    Some(mut open) => {
-                        if !open.send(message) {
-                            routes
-                                .parked
-                                .insert(open.number, (Instant::now(), open.sent));
-                        }
+            Some(id) if done => match routes.finish(&id) {
+                // Dropping the sender after the answer ends the POST stream.
+                Some(mut open) => {
+                    if !open.send(message, true) {
+                        routes
+                            .parked
+                            .insert(open.number, (Instant::now(), open.sent));
                     }
-                    None => routes.send_common(ServerSseMessage::from_message(message)),
                 }
-            }
+                None => routes.send_common(ServerSseMessage::from_message(message)),
+            },
             Some(id) => match routes.requests.get_mut(&id) {
                 Some(open) => {
-                    open.send(message);
+                    open.send(message, false);
                 }
                 None => routes.send_common(ServerSseMessage::from_message(message)),
             },
@@ -280,6 +292,15 @@ impl Session {
 }
 
 impl Routes {
+    /// A request is answered or cancelled: its stream and its progress token go.
+    fn finish(&mut self, request: &RequestId) -> Option<Open> {
+        let open = self.requests.remove(request)?;
+        if let Some(token) = &open.token {
+            self.progress.remove(token);
+        }
+        Some(open)
+    }
+
     fn send_common(&mut self, sse: ServerSseMessage) {
         let sse = match &self.common {
             Some(tx) => match tx.try_send(sse) {
@@ -336,30 +357,6 @@ impl Transport<RoleServer> for SessionTransport {
     async fn close(&mut self) -> Result<(), SessionError> {
         self.0.close();
         Ok(())
-    }
-}
-
-fn stream_of<S>(mut rx: S) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static
-where
-    S: Receiving + Send + Sync + 'static,
-{
-    futures::stream::poll_fn(move |cx| rx.poll_next(cx))
-}
-
-/// A receiving end of either kind of channel.
-trait Receiving {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>>;
-}
-
-impl Receiving for mpsc::UnboundedReceiver<ServerSseMessage> {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
-        self.poll_recv(cx)
-    }
-}
-
-impl Receiving for mpsc::Receiver<ServerSseMessage> {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
-        self.poll_recv(cx)
     }
 }
 
@@ -446,7 +443,8 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionError> {
-        Ok(stream_of(self.get(id)?.open_request(message)))
+        let mut rx = self.get(id)?.open_request(message);
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
 
     async fn accept_message(
@@ -460,9 +458,7 @@ impl SessionManager for Sessions {
             && let Some(request) = &c.params.request_id
         {
             // A cancelled request's stream ends; the handler hears of it below.
-            let mut routes = lock(&session.routes);
-            routes.progress.retain(|_, r| r != request);
-            routes.requests.remove(request);
+            lock(&session.routes).finish(request);
         }
         lock(&session.routes).last_used = Instant::now();
         session.push(message);
@@ -474,7 +470,7 @@ impl SessionManager for Sessions {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionError> {
         let session = self.get(id)?;
-        let (tx, rx) = mpsc::channel(BACKLOG);
+        let (tx, mut rx) = mpsc::channel(BACKLOG);
         let mut routes = lock(&session.routes);
         routes.last_used = Instant::now();
         while let Some(sse) = routes.backlog.pop_front() {
@@ -482,7 +478,7 @@ impl SessionManager for Sessions {
         }
         // A new GET stream replaces the one before it, which ends.
         routes.common = Some(tx);
-        Ok(stream_of(rx))
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
 
     async fn resume(
@@ -495,10 +491,10 @@ impl SessionManager for Sessions {
             .split_once('/')
             .and_then(|(n, i)| Some((n.parse().ok()?, i.parse().ok()?)))
             .ok_or(SessionError::NoResume)?;
-        let rx = session
+        let mut rx = session
             .resume(number, index)
             .ok_or(SessionError::NoResume)?;
-        Ok(stream_of(rx))
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
     }
 }
 
