@@ -384,3 +384,55 @@ async fn a_request_in_an_unknown_session_gets_404() {
         .await;
     assert_eq!(answer.status, 404, "{}", answer.body);
 }
+
+/// A call that ends while its client is away: the answer finds the POST stream gone and
+/// is kept, and the client that reconnects with its last event id gets the progress it
+/// missed and the answer, and the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_found_its_stream_gone_is_kept_for_the_client() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let mut conn = session(&url).await;
+    let call = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {
+        "_meta": {"progressToken": "q"},
+        "name": "demo_slow_count", "arguments": {"steps": 4, "delay_ms": 50}}});
+    conn.send("POST", "", &call.to_string()).await;
+    let first = conn.events_until(|got| !got.is_empty()).await;
+    let last_seen = first[0].0.clone();
+    let session_id = conn.session.clone();
+    drop(conn);
+    // The call ends meanwhile (4 steps of 50 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let mut again = Connection::open(&url).await;
+    again.session = session_id;
+    again
+        .send("GET", &format!("Last-Event-ID: {last_seen}\r\n"), "")
+        .await;
+    let rest = again
+        .events_until(|got| got.iter().any(|(_, m)| m["id"] == json!(8)))
+        .await;
+    let progress: Vec<&Value> = rest
+        .iter()
+        .filter(|(_, m)| m["method"] == "notifications/progress")
+        .map(|(_, m)| &m["params"]["progress"])
+        .collect();
+    assert_eq!(
+        progress,
+        [&json!(2.0), &json!(3.0), &json!(4.0)],
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest.last().unwrap().1["result"]["content"][0]["text"],
+        json!("counted to 4")
+    );
+    // Taken once: the same id again finds nothing to take up (an empty stream, which
+    // ends a client's reconnecting instead of sending it round again).
+    let mut third = Connection::open(&url).await;
+    third.session = again.session.clone();
+    third
+        .send("GET", &format!("Last-Event-ID: {last_seen}\r\n"), "")
+        .await;
+    let empty = third.read_response().await;
+    assert_eq!(empty.status, 200);
+    assert!(events(&empty).is_empty(), "{}", empty.body);
+}
