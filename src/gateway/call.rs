@@ -9,14 +9,14 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
 
-use super::State;
+use super::{Snapshot, State};
 use crate::arguments::ArgumentsError;
-use crate::audit::{AuditError, Outcome, Refusal, Stage};
+use crate::audit::{Attested, AuditError, Outcome, Refusal, Stage};
 use crate::catalog::{CatalogError, ToolRef, ToolState};
 use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
-use crate::policy::{Call, Decision, Effect};
+use crate::policy::{Call, Decision, Effect, Refused};
 use crate::upstream::UpstreamError;
 
 /// Why a call was not made (or did not finish).
@@ -63,115 +63,14 @@ pub async fn run(
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
-    let call_id = uuid::Uuid::new_v4().to_string();
-    let meta = request
-        .meta
-        .as_ref()
-        .map(|m| &m.0.0)
-        .unwrap_or(&context.meta.0.0);
-    let mut args = request.arguments.clone().unwrap_or_default();
     // The whole call is decided under this one snapshot, whatever a reload does meanwhile.
     let now = state.current();
-    let tool = match now.catalog.resolve(&request.name) {
-        Ok(tool) => tool,
-        Err(e) => {
-            return refuse(
-                state,
-                Pending::new(&call_id, &caller, &request.name),
-                e.into(),
-                None,
-            )
-            .await;
-        }
+    let mut facts = Facts::new(&caller, &request.name);
+    let attested = match admit(state, &now, &mut facts, &request, &context).await {
+        Ok(attested) => attested,
+        Err(e) => return refuse(state, &facts, e).await,
     };
-    let pending = Pending {
-        tool: Some(&tool),
-        ..Pending::new(&call_id, &caller, &request.name)
-    };
-    if let Err(e) = integrity(&tool) {
-        return refuse(
-            state,
-            Pending {
-                args: Some(&args),
-                ..pending
-            },
-            e,
-            None,
-        )
-        .await;
-    }
-    let intent = match intent::take(
-        &mut args,
-        meta.get(intent::META_KEY),
-        &now.config.intent_field,
-        tool.intent_injected,
-        tool.tier,
-    ) {
-        Ok(intent) => intent,
-        Err(e) => {
-            return refuse(
-                state,
-                Pending {
-                    args: Some(&args),
-                    ..pending
-                },
-                e.into(),
-                None,
-            )
-            .await;
-        }
-    };
-    let (checked, args) = check_args(&tool, args);
-    let pending = Pending {
-        args: Some(&args),
-        intent: intent.as_deref(),
-        ..pending
-    };
-    if let Err(e) = checked {
-        return refuse(state, pending, e.into(), None).await;
-    }
-    let call = Call {
-        id: call_id.clone(),
-        caller: caller.clone(),
-        tool: tool.clone(),
-        args: args.clone(),
-        intent: intent.clone(),
-        trace: trace(meta),
-    };
-    let authorized = match now.policy.authorize(call, None) {
-        Err(r) if r.decision.effect == Effect::Approve => {
-            super::approve::obtain(state, &now.policy, r, &context).await
-        }
-        other => other,
-    };
-    let permitted = match authorized {
-        Ok(p) => p,
-        Err(refused) => {
-            return refuse(
-                state,
-                pending,
-                CallError::Denied(refused.message.clone()),
-                Some(&refused.decision),
-            )
-            .await;
-        }
-    };
-    let attested = match state.audit.attempt(permitted).await {
-        Ok(a) => a,
-        Err((p, e)) => return refuse(state, pending, e.into(), Some(p.decision())).await,
-    };
-    let result = super::asks::forward(state, &attested, &context)
-        .await
-        .map(|r| {
-            let links = r
-                .content
-                .iter()
-                .any(|c| c.as_resource_link().is_some() || c.as_resource().is_some());
-            match links {
-                true => super::resources::rename_links(state, &tool.server, r),
-                false => r,
-            }
-        });
+    let result = forward(state, &attested, &context).await;
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -182,52 +81,124 @@ pub async fn run(
         },
     };
     if let Err(e) = state.audit.outcome(&attested, &outcome).await {
-        tracing::error!(call = %call_id, error = %e, "the outcome of a forwarded call could not be audited");
+        tracing::error!(call = %facts.call_id, error = %e, "the outcome of a forwarded call could not be audited");
     }
-    match result {
-        Ok(r) => Ok(r),
-        Err(e) => reply(&call_id, CallError::Upstream(e)),
-    }
+    result.or_else(|e| reply(&facts.call_id, CallError::Upstream(e)))
 }
 
-/// What is known about a call when it is refused.
-struct Pending<'a> {
-    call_id: &'a str,
+/// Every stage up to the durable "attempt" record, in order: catalog, integrity, intent,
+/// arguments, policy (and approval), audit. Each stage adds to `facts` what the audit
+/// record of a refusal after it must say. A new stage is one line here and a variant of
+/// [`CallError`].
+async fn admit(
+    state: &Arc<State>,
+    now: &Snapshot,
+    facts: &mut Facts<'_>,
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Result<Attested, CallError> {
+    let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
+    let tool = facts.tool.insert(now.catalog.resolve(&request.name)?);
+    let args = facts
+        .args
+        .insert(request.arguments.clone().unwrap_or_default());
+    integrity(tool)?;
+    let (field, injected) = (&now.config.intent_field, tool.intent_injected);
+    facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
+    check_args(tool, args)?;
+    let call = Call {
+        id: facts.call_id.clone(),
+        caller: facts.caller.clone(),
+        tool: tool.clone(),
+        args: args.clone(),
+        intent: facts.intent.clone(),
+        trace: trace(meta),
+    };
+    let permitted = match now.policy.authorize(call, None) {
+        Err(r) if r.decision.effect == Effect::Approve => {
+            super::approve::obtain(state, &now.policy, r, context).await
+        }
+        other => other,
+    }
+    .map_err(|refused| facts.denied(refused))?;
+    state
+        .audit
+        .attempt(permitted)
+        .await
+        .map_err(|(permitted, e)| {
+            facts.decision = Some(permitted.decision().clone());
+            e.into()
+        })
+}
+
+/// Forward an attested call to its upstream; links to the upstream's resources in the
+/// result are renamed to the gateway's names for them.
+async fn forward(
+    state: &Arc<State>,
+    attested: &Attested,
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResult, UpstreamError> {
+    let result = super::asks::forward(state, attested, context).await?;
+    let links = result
+        .content
+        .iter()
+        .any(|c| c.as_resource_link().is_some() || c.as_resource().is_some());
+    Ok(match links {
+        true => {
+            let server = &attested.permitted().call().tool.server;
+            super::resources::rename_links(state, server, result)
+        }
+        false => result,
+    })
+}
+
+/// What is known about a call when it is refused: filled in stage by stage by [`admit`].
+struct Facts<'a> {
+    call_id: String,
     caller: &'a Caller,
+    /// The name the caller asked for.
     requested: &'a str,
-    tool: Option<&'a ToolRef>,
-    args: Option<&'a Map<String, Value>>,
-    intent: Option<&'a str>,
+    tool: Option<Arc<ToolRef>>,
+    args: Option<Map<String, Value>>,
+    intent: Option<String>,
+    decision: Option<Decision>,
 }
 
-impl<'a> Pending<'a> {
-    fn new(call_id: &'a str, caller: &'a Caller, requested: &'a str) -> Self {
+impl<'a> Facts<'a> {
+    fn new(caller: &'a Caller, requested: &'a str) -> Self {
         Self {
-            call_id,
+            call_id: uuid::Uuid::new_v4().to_string(),
             caller,
             requested,
             tool: None,
             args: None,
             intent: None,
+            decision: None,
         }
+    }
+
+    /// A call the policy (or an approver) refused: its decision goes into the record.
+    fn denied(&mut self, refused: Box<Refused>) -> CallError {
+        let Refused {
+            decision, message, ..
+        } = *refused;
+        self.decision = Some(decision);
+        CallError::Denied(message)
     }
 }
 
 /// Check the arguments against the tool's schema and its owner's constraints (moved into
-/// a JSON value for the check and back out, not copied).
-fn check_args(
-    tool: &ToolRef,
-    args: Map<String, Value>,
-) -> (Result<(), ArgumentsError>, Map<String, Value>) {
+/// a JSON value for the check and back, not copied).
+fn check_args(tool: &ToolRef, args: &mut Map<String, Value>) -> Result<(), ArgumentsError> {
     let Some(check) = tool.args.as_ref() else {
-        return (Ok(()), args);
+        return Ok(());
     };
-    let value = Value::Object(args);
+    let value = Value::Object(std::mem::take(args));
     let checked = check.check(&value);
-    match value {
-        Value::Object(args) => (checked, args),
-        _ => (checked, Map::new()),
+    if let Value::Object(taken) = value {
+        *args = taken;
     }
+    checked
 }
 
 fn integrity(tool: &ToolRef) -> Result<(), CallError> {
@@ -280,27 +251,26 @@ fn trace(meta: &Map<String, Value>) -> Map<String, Value> {
 /// Audit a refusal, then answer it.
 async fn refuse(
     state: &State,
-    p: Pending<'_>,
+    facts: &Facts<'_>,
     error: CallError,
-    decision: Option<&Decision>,
 ) -> Result<CallToolResult, ErrorData> {
     let message = error.to_string();
     let refusal = Refusal {
-        call_id: p.call_id,
-        caller: p.caller,
-        requested: p.requested,
-        tool: p.tool,
-        args: p.args,
-        intent: p.intent,
+        call_id: &facts.call_id,
+        caller: facts.caller,
+        requested: facts.requested,
+        tool: facts.tool.as_deref(),
+        args: facts.args.as_ref(),
+        intent: facts.intent.as_deref(),
         stage: error.stage(),
-        decision,
+        decision: facts.decision.as_ref(),
         error: &message,
     };
     if let Err(e) = state.audit.refusal(&refusal).await {
-        tracing::error!(call = %p.call_id, error = %e, "a refused call could not be audited");
+        tracing::error!(call = %facts.call_id, error = %e, "a refused call could not be audited");
     }
-    tracing::info!(call = %p.call_id, tool = %p.requested, agent = %p.caller.agent(), stage = ?error.stage(), "refused: {message}");
-    reply(p.call_id, error)
+    tracing::info!(call = %facts.call_id, tool = %facts.requested, agent = %facts.caller.agent(), stage = ?error.stage(), "refused: {message}");
+    reply(&facts.call_id, error)
 }
 
 /// The one place a refusal becomes an MCP answer: an unknown tool is a protocol error
