@@ -173,28 +173,6 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
-/// `s` with control, bidi and invisible characters shown as `\u{…}` escapes, for
-/// terminals and logs an approver reads.
-pub fn visible(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if hidden(c) {
-            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{ad}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{3164}' | '\u{feff}'
-            | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
-            | '\u{fe00}'..='\u{fe0f}' | '\u{fff9}'..='\u{fffb}')
-}
-
 /// A JSON error body: `{"error": "…"}`.
 pub(crate) fn problem(status: StatusCode, message: &str) -> Response {
     let mut r = (status, Json(json!({ "error": message }))).into_response();
@@ -208,15 +186,6 @@ pub(crate) fn problem(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hidden_characters_are_shown_escaped() {
-        assert_eq!(
-            visible("pay \u{202e}evil\u{1b}[2J ok\n"),
-            "pay \\u{202E}evil\\u{001B}[2J ok\\u{000A}"
-        );
-        assert_eq!(visible("plain é 日本"), "plain é 日本");
-    }
 
     #[test]
     fn hosts_are_compared_without_their_port() {

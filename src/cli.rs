@@ -277,7 +277,7 @@ async fn reload(connection: &approvals::Connection, config: &Config) -> Result<(
     for w in warnings.into_iter().flatten() {
         eprintln!(
             "warning: {}",
-            crate::admin::visible(w.as_str().unwrap_or_default())
+            crate::escape::visible(w.as_str().unwrap_or_default())
         );
     }
     println!(

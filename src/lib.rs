@@ -8,6 +8,7 @@
 //! |-------------|------|
 //! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
 //! | [`clock`]     | milliseconds for expiries: wall clock at start + monotonic time |
+//! | [`escape`]    | text for people: control, bidi and invisible characters shown as escapes |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
 //! | [`digest`]    | SHA-256 over RFC 8785 canonical JSON: argument digests, pins, the audit chain |
@@ -53,6 +54,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod digest;
+pub mod escape;
 pub mod gateway;
 pub mod grant;
 pub mod identity;

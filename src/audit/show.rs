@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::admin::visible;
+use crate::escape::visible;
 
 /// One record in words.
 pub fn describe(r: &Value) -> String {

@@ -8,8 +8,8 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::admin::auth::{new_token, token_file, token_hash};
-use crate::admin::visible;
 use crate::config::Config;
+use crate::escape::visible;
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {

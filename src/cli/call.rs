@@ -10,7 +10,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Map, Value};
 
-use crate::admin::visible;
+use crate::escape::visible;
 
 /// Prints the gateway's progress notes on stderr.
 #[derive(Clone, Default)]

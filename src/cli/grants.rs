@@ -6,8 +6,8 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::approvals::{Client, Connection};
-use crate::admin::visible;
 use crate::config::Config;
+use crate::escape::visible;
 
 #[derive(Debug, Subcommand)]
 pub enum GrantCommand {

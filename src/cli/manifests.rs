@@ -151,7 +151,7 @@ fn show_change(pinned: Option<Value>, live: &Value) {
         let text = v
             .map(|v| serde_json::to_string_pretty(v).unwrap_or_default())
             .unwrap_or_else(|| "(absent)".into());
-        let lines: Vec<String> = text.lines().map(crate::admin::visible).collect();
+        let lines: Vec<String> = text.lines().map(crate::escape::visible).collect();
         lines.join("\n    ")
     };
     let Some(pinned) = pinned else {
