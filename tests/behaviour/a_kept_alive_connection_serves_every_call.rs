@@ -6,14 +6,8 @@
 //! answer comes as one whole response with its length; one that takes longer streams,
 //! its progress first, nothing lost; a stream lost in the middle of a call is taken up
 //! again from its last event; a request in an unknown session gets 404.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,14 +1,8 @@
 //! One upstream may be shown without a namespace (`namespace = false`): its tools,
 //! prompts and resources keep their own names and URIs, which is what a client written
 //! for that one server expects; policy and audit still name it by its id.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, text};
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};

@@ -2,14 +2,8 @@
 //! test takes no real ten minutes): the caller is told how long it waited, the call is
 //! never made, expiry is audited, and a decision that comes later changes nothing and is
 //! audited too.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, text};
 use mcp_warden::approval::{ApprovalError, Status};

@@ -3,14 +3,8 @@
 //! never forwarded; the requester and its chain can never approve, nor can anyone
 //! without the `approve` permission; an approval granted while nobody waits is honoured
 //! by the identical call only, once.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,14 +1,8 @@
 //! A gateway restart loses no approval request: a call parked by one gateway process is
 //! still listed by the next, an approver decides it there, and the client's identical
 //! retry is executed once; the audit chain runs unbroken across both processes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,14 +2,8 @@
 //! policy allows only through a wildcard tier waits (the configurable `act` default); a
 //! tool owner's rule asks for approval only `when` its condition holds, with its own
 //! quorum of distinct approvers, timeout, and approver role.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,14 +1,8 @@
 //! A new approval request is announced to the configured webhook: a JSON notice with who
 //! asks, for whom, why, which tool, and the link to the approvals page, but never the
 //! call's arguments.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

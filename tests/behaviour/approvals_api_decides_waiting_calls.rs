@@ -4,14 +4,8 @@
 //! waiting call. The requester's own chain and approvers without permission are refused,
 //! and every refused decision is audited. The page signs in with a strict cookie and can
 //! decide only with JSON. The CLI does the same through the API.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,14 +2,8 @@
 //! an approver signs in from the start-up link, the page shows a call that starts waiting
 //! after it loaded (it refreshes by itself) with who, for whom, intent, tool, tier and
 //! arguments with hidden characters escaped, and clicking Approve lets the call finish.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -1,12 +1,6 @@
 //! If the attempt record cannot be written, the call is refused and never forwarded.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,14 +3,8 @@
 //! is written before the call is forwarded, crash or not), and a gateway started on the
 //! same log takes it up and extends the chain (and, stopped with SIGTERM, writes the
 //! outcome it still had queued).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -76,9 +70,13 @@ async fn a_gateway_killed_mid_load_leaves_a_log_that_verifies_and_continues() {
         .filter(|r| r["kind"] == "attempt")
         .map(|r| r["args"]["text"].as_str().unwrap().to_string())
         .collect();
-    // The upstream outlives the gateway by a moment: read what it received now.
+    // The upstream outlives the gateway by a moment: read what it received now (its log
+    // also says which calls in flight it saw cancelled when the gateway's pipe closed).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let received = read_lines(&calls);
+    let received: Vec<_> = read_lines(&calls)
+        .into_iter()
+        .filter(|line| line.get("tool").is_some())
+        .collect();
     assert!(received.len() >= 300);
     for call in &received {
         let text = call["args"]["text"]

@@ -1,14 +1,8 @@
 //! `mcp-warden audit verify` accepts an intact log and names the first bad line after a
 //! one-byte edit, a removed line or a truncated tail; the gateway takes up a log whose
 //! unsynced end was torn from its journal, and refuses one it cannot repair.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

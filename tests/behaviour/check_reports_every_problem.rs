@@ -1,13 +1,7 @@
 //! `mcp-warden check` prints every problem with file and line, and `serve` refuses to
 //! start on an invalid policy or manifest.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

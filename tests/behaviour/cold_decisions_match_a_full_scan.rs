@@ -3,12 +3,6 @@
 //! same rule, for every identity, object and tier, over policies with role chains,
 //! cycles, wildcards and every effect. The reference is the same model with its matcher
 //! in parentheses (the same expression, which the gateway does not index).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
 use std::path::PathBuf;
 

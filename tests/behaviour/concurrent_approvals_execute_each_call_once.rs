@@ -2,14 +2,8 @@
 //! request gets exactly one winning decision, and every call is forwarded exactly once
 //! with its own arguments. Two identical calls share one request, and its approval runs
 //! one of them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

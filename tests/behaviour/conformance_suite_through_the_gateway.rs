@@ -5,16 +5,9 @@
 //! must pass directly, and every scenario that passes directly must pass through the
 //! gateway. The gateway must also have decided and audited the sampling and elicitation
 //! requests it relayed. Run with `--nocapture` to see the table the README shows.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
-#[path = "conformance/fixture.rs"]
-mod fixture;
+use crate::common;
+use crate::fixture;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,13 +1,7 @@
 //! The happy path for each tier: the call reaches the demo upstream once, with the
 //! intent stripped, and the audit log holds an attempt and an outcome record.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, text};
 use serde_json::json;

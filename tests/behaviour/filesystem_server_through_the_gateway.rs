@@ -1,14 +1,8 @@
 //! The gateway in front of a real third-party server, npm
 //! `@modelcontextprotocol/server-filesystem` (installed by `.ci/run` with `npm ci`), with
 //! the shipped `tool-manifests/filesystem.toml`: all 14 tools pinned and tiered.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,14 +4,8 @@
 //! for a missing scope), with a `WWW-Authenticate` pointing at the protected resource
 //! metadata, and the upstream never hears of the request. The keys in `tests/auth/` are
 //! test-only keys, made for these tests.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

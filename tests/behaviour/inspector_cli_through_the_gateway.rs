@@ -3,14 +3,8 @@
 //! stdio (it launches `mcp-warden serve`) and Streamable HTTP: it lists the tools, an
 //! allowed call returns the upstream's answer, and a refused call comes back as a tool
 //! error saying what to add.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

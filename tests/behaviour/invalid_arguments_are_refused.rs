@@ -1,13 +1,7 @@
 //! Arguments are checked against the tool's own schema and the manifest's constraints;
 //! a violation names the argument, never echoes its value, and is never forwarded.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, assert_refused};
 use serde_json::json;

@@ -4,14 +4,8 @@
 //! approve, never override a deny, apply only to the principal they name, and every
 //! step (created, used, expired, revoked, refused) is audited. The CLI goes through the
 //! same API.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,13 +1,7 @@
 //! A transform or act call without a stated intent is refused with a message that says
 //! exactly what to add, and never reaches the upstream.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, assert_refused};
 use serde_json::json;

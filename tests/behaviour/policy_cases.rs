@@ -1,11 +1,5 @@
 //! Runs the table in `tests/policy_cases.toml` against the shipped policy: each case is a
 //! caller chain, an object and a tier, and the decision and rule that must come out.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
 use std::path::{Path, PathBuf};
 

@@ -1,13 +1,7 @@
 //! `mcp-warden policy explain` on the shipped configuration: each identity's verdict with
 //! its rule, the combined decision, and for a refusal the row that would allow it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{EXE, Setup, write_setup};
 

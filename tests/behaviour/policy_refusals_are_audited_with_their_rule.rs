@@ -1,13 +1,7 @@
 //! Policy refusals: a deny rule wins, no rule means deny, `approve` is refused until an
 //! approver exists, and every identity in the delegation chain must be allowed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, assert_refused};
 use serde_json::json;

@@ -1,13 +1,7 @@
 //! Progress from the upstream reaches the caller under the caller's own token, and a
 //! caller's cancellation reaches the upstream and is audited.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

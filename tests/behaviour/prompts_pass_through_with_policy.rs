@@ -3,14 +3,8 @@
 //! chain, and every get decided and audited before it reaches the upstream. A refused get
 //! is an error that says why, is audited, and never reaches the upstream. Completing a
 //! prompt's argument is decided like getting the prompt.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup};
 use rmcp::model::GetPromptRequestParams;

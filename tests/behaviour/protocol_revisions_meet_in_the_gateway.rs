@@ -3,17 +3,10 @@
 //! a 2025-06-18 client uses an upstream on 2025-11-25, with calls, server-to-client
 //! requests and progress passing both ways. (Clients on 2026-07-28 are the Python SDK's
 //! tests: they negotiate down to 2025-11-25.)
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 #![allow(deprecated)] // sampling is deprecated by SEP-2577 but still relayed
 
-mod common;
-#[path = "conformance/fixture.rs"]
-mod fixture;
+use crate::common;
+use crate::fixture;
 
 use std::sync::{Arc, Mutex};
 

@@ -4,14 +4,8 @@
 //! answers "method not found" and the client settles on 2025-11-25 through `initialize`.
 //! It lists the tools, an allowed call returns the upstream's answer, and a refused call
 //! comes back as a tool error (`isError`) that the SDK reads, and is audited.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

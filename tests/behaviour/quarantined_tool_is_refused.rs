@@ -1,13 +1,7 @@
 //! A tool whose live definition no longer matches its manifest pin is hidden and its
 //! calls are refused with a message that says how to re-pin; the upstream never sees them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup, assert_refused};
 use serde_json::json;

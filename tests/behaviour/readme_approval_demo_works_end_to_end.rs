@@ -3,14 +3,8 @@
 //! `mcp-warden approvals list / approve` (with the token the gateway generated) decides
 //! it; the call prints its result; `audit show` tells the whole story and `audit verify`
 //! passes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

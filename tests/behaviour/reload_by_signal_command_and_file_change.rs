@@ -2,14 +2,8 @@
 //! `mcp-warden reload` (the admin API, as an approver; it prints every error of a reload
 //! that changed nothing), and, with `[gateway] watch = true`, saving a file. Each reload
 //! is audited with who asked and whether it took effect.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,14 +4,8 @@
 //! be emptied by a failed load) or any other error changes nothing, so what was allowed
 //! stays allowed and what was denied stays denied; calls in flight finish, and none is
 //! lost, however many reloads happen under them.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,14 +3,8 @@
 //! unsubscribing stops it upstream. A subscription policy refuses never reaches the
 //! upstream.
 #![allow(deprecated)] // resources/subscribe is legacy-only in 2026-07-28; clients here speak 2025-11-25
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,14 +3,8 @@
 //! decided and audited before it reaches the upstream, with the contents' URIs renamed
 //! too. A refused or unknown read is an error that says why and never reaches the
 //! upstream. Completing a resource template's argument is decided as a read of the template.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup};
 use rmcp::model::ReadResourceRequestParams;

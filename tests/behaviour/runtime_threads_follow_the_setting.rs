@@ -1,13 +1,7 @@
 //! The gateway runs on half the cores unless `MCP_WARDEN_THREADS` says otherwise; a value
 //! that is not a positive whole number is reported and ignored, never fatal.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::EXE;
 

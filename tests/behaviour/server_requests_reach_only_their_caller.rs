@@ -5,17 +5,10 @@
 //! Each refusal reaches the upstream as an error and is audited when policy made it.
 //! The fixture is ours (tests/conformance/fixture.rs); the last test uses npm
 //! `server-everything`, a third-party server that asks the client itself.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 #![allow(deprecated)] // sampling is deprecated by SEP-2577 but still relayed
 
-mod common;
-#[path = "conformance/fixture.rs"]
-mod fixture;
+use crate::common;
+use crate::fixture;
 
 use std::sync::{Arc, Mutex};
 

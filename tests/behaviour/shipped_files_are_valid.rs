@@ -1,11 +1,5 @@
 //! Every shipped manifest, policy and example config loads without errors, so shipped
 //! examples never rot.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
 use std::path::{Path, PathBuf};
 

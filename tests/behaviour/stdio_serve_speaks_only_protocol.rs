@@ -1,13 +1,7 @@
 //! `mcp-warden serve --config F` launched by a client as a child process: the client
 //! lists and calls tools over its stdin/stdout, and refusals work the same way.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{EXE, Setup, TestClient, read_lines, text, write_setup};
 use rmcp::ServiceExt;

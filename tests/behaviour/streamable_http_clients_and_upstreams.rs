@@ -1,13 +1,7 @@
 //! The gateway over Streamable HTTP: several clients at once, an upstream that is itself
 //! a Streamable HTTP server, and DNS-rebinding protection on the listener.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Setup, TestClient, demo_over_http, point_demo_at, read_lines, text, write_setup};
 use mcp_warden::config::Config;

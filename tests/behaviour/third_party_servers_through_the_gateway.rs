@@ -4,14 +4,8 @@
 //! `mcp-server-git` (installed into `.venv` by `.ci/run`). For each: the tools are listed,
 //! none quarantined; an allowed call returns the server's real answer; a call policy does
 //! not simply allow is refused, audited, and never changes the server's state.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

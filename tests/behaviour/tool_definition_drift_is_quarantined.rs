@@ -3,16 +3,9 @@
 //! fields, audited, and never forwarded; re-pinning and reloading restores it. Announced
 //! changes are re-listed at once (a flood of announcements coalesces); silent ones are
 //! caught by the periodic re-list. A new tool stays hidden until a manifest lists it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
-#[path = "common/drifting.rs"]
-mod drifting;
+use crate::common;
+use crate::common::drifting;
 
 use std::time::Duration;
 

@@ -2,14 +2,8 @@
 //! that loads, pins every live tool and suggests tiers no laxer than the annotations;
 //! `manifest pin` shows what changed and writes new pins only with `--yes`, leaving the
 //! rest of the file alone.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::run_exe as run;
 use common::{Setup, write_setup};

@@ -1,13 +1,7 @@
 //! `tools/list` goes through the same policy as `tools/call`: a caller sees exactly the
 //! tools it may call or request approval for, each with a required `intent` property.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup};
 use serde_json::json;

@@ -1,13 +1,7 @@
 //! A name that is not in the catalog — never existed, or offered upstream but not listed
 //! in the manifest — is a JSON-RPC error, is audited, and never reaches the upstream.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use common::{Harness, Setup};
 use serde_json::json;

@@ -1,14 +1,8 @@
 //! When an upstream process dies, a permitted call is answered with "upstream
 //! unavailable" (its outcome audited as unknown), and the gateway restarts the upstream
 //! on a later call.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

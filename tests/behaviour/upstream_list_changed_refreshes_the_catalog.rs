@@ -1,13 +1,7 @@
 //! `notifications/tools/list_changed` from an upstream refreshes the catalog and is
 //! passed on to connected clients.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,14 +3,8 @@
 //! when policy lets the client read that server's logs (`server/logs`): a log line can
 //! carry another caller's data.
 #![allow(deprecated)] // logging is deprecated by SEP-2577 but still relayed
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,13 +1,9 @@
 //! Shared test harness: a real rmcp client talking to an in-process gateway that fronts
 //! the bundled demo tool server as a child process (`mcp-warden demo-tools`), with the
 //! shipped manifests and policy copied into a temporary directory.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code
 #![allow(dead_code)]
+
+pub mod drifting;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,65 @@
+//! The behaviour tests, one crate: each module is one behaviour of the gateway, tried
+//! from outside (a real rmcp client, the gateway, a real upstream), named as a sentence.
+//! One crate links the library and its dependencies once, not once per behaviour.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
+
+mod common;
+/// The conformance fixture (also served on its own by `cargo run --example conformance-fixture`).
+#[path = "../conformance/fixture.rs"]
+mod fixture;
+
+mod a_kept_alive_connection_serves_every_call;
+mod a_loaded_policy_holds_no_threads;
+mod an_upstream_without_a_namespace;
+mod approval_expiry_in_paused_time;
+mod approval_parks_high_risk_calls;
+mod approval_requests_survive_a_gateway_restart;
+mod approval_rules_from_manifests_and_the_act_default;
+mod approval_webhook_announces_new_requests;
+mod approvals_api_decides_waiting_calls;
+mod approvals_page_in_a_browser;
+mod audit_failure_refuses_the_call;
+mod audit_log_survives_kill_9;
+mod audit_verify_detects_any_edit;
+mod check_reports_every_problem;
+mod cold_decisions_match_a_full_scan;
+mod concurrent_approvals_execute_each_call_once;
+mod conformance_suite_through_the_gateway;
+mod each_tier_is_forwarded_and_audited;
+mod filesystem_server_through_the_gateway;
+mod http_callers_must_authenticate;
+mod inspector_cli_through_the_gateway;
+mod invalid_arguments_are_refused;
+mod just_in_time_grants;
+mod missing_intent_is_refused;
+mod policy_cases;
+mod policy_explain_says_why;
+mod policy_refusals_are_audited_with_their_rule;
+mod progress_and_cancellation_are_relayed;
+mod prompts_pass_through_with_policy;
+mod protocol_revisions_meet_in_the_gateway;
+mod python_sdk_client_through_the_gateway;
+mod quarantined_tool_is_refused;
+mod readme_approval_demo_works_end_to_end;
+mod reload_by_signal_command_and_file_change;
+mod reload_swaps_everything_or_nothing;
+mod resource_subscriptions_are_relayed_by_policy;
+mod resources_pass_through_with_policy;
+mod runtime_threads_follow_the_setting;
+mod server_requests_reach_only_their_caller;
+mod shipped_files_are_valid;
+mod stdio_serve_speaks_only_protocol;
+mod streamable_http_clients_and_upstreams;
+mod third_party_servers_through_the_gateway;
+mod tool_definition_drift_is_quarantined;
+mod tool_owners_write_manifests_from_live_tools;
+mod tools_list_shows_only_permitted_tools;
+mod unknown_and_unlisted_tools_are_refused;
+mod upstream_failure_is_reported_and_recovered;
+mod upstream_list_changed_refreshes_the_catalog;
+mod upstream_logs_reach_only_clients_that_may_read_them;
