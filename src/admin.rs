@@ -35,10 +35,11 @@ pub struct Admin {
 impl Admin {
     pub fn new(state: Arc<State>, approvers: Approvers) -> Arc<Self> {
         let mut hosts = crate::config::loopback_hosts();
-        if let Some(extra) = state.config().http.as_ref() {
+        let now = state.current();
+        if let Some(extra) = now.config.http.as_ref() {
             hosts.extend(extra.allowed_hosts.iter().cloned());
         }
-        if let Some(public) = &state.config().approval.public_url {
+        if let Some(public) = &now.config.approval.public_url {
             hosts.extend(host_of(public));
         }
         Arc::new(Self {
@@ -69,11 +70,12 @@ impl axum::extract::FromRequestParts<Arc<Admin>> for Signed {
 
 /// The page's address as approvers reach it, for links.
 pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
-    if let Some(public) = &state.config().approval.public_url {
+    let now = state.current();
+    if let Some(public) = &now.config.approval.public_url {
         return Some(public.clone());
     }
     bound
-        .or(state.config().admin)
+        .or(now.config.admin)
         .map(|addr| format!("http://{addr}"))
 }
 

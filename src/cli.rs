@@ -432,10 +432,11 @@ async fn run_transports(
 
 /// Start the admin listener when configured, and say how approvers sign in.
 async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let Some(addr) = state.config().admin else {
+    let now = state.current();
+    let Some(addr) = now.config.admin else {
         return Ok(None);
     };
-    let (approvers, fresh) = crate::admin::Approvers::from_config(&state.config())
+    let (approvers, fresh) = crate::admin::Approvers::from_config(&now.config)
         .map_err(|e| format!("cannot write approver tokens: {e}"))?;
     let listener = crate::listener::HttpListener::bind(addr)
         .await
@@ -452,7 +453,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
             t.file.display()
         );
     }
-    if state.config().approval.approvers.is_empty() {
+    if now.config.approval.approvers.is_empty() {
         eprintln!("    no `[[approver]]` is configured, so nobody can sign in to decide");
     }
     let admin = crate::admin::Admin::new(state.clone(), approvers);
@@ -468,7 +469,8 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
 
 /// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
 fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) {
-    let config = &state.config();
+    let now = state.current();
+    let config = &now.config;
     eprintln!(
         "mcp-warden {} ({})",
         env!("CARGO_PKG_VERSION"),
@@ -478,7 +480,7 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
         eprintln!("  MCP endpoint (Streamable HTTP): http://{addr}/mcp");
     }
     eprintln!("  audit log: {}", config.audit_log.display());
-    let catalog = state.catalog();
+    let catalog = &now.catalog;
     for u in &config.upstreams {
         let tools: Vec<_> = catalog.tools().filter(|t| t.server == u.id).collect();
         eprintln!(
@@ -497,8 +499,8 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
         &config.stdio_identity
     };
     let caller = Caller::from_config(identity, "banner");
-    let visible =
-        Gateway::new(state.clone(), identity.clone(), Listener::Http).visible_tools(&caller);
+    let gateway = Gateway::new(state.clone(), identity.clone(), Listener::Http);
+    let visible = gateway.visible_tools(&now, &caller);
     eprintln!(
         "  caller `{}` (for `{}`) may use {} of them; every call is audited",
         identity.agent,

@@ -66,7 +66,7 @@ impl Gateway {
 
     /// The caller of a request: over stdio the configured identity; over HTTP the one
     /// its credential proved, or the configured identity when HTTP callers present none.
-    fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
+    fn caller(&self, now: &Snapshot, context: &RequestContext<RoleServer>) -> Caller {
         let parts = context.extensions.get::<axum::http::request::Parts>();
         let session = match &self.listener {
             Listener::Stdio { session } => session.clone(),
@@ -80,7 +80,7 @@ impl Gateway {
         match (&self.listener, verified) {
             (Listener::Stdio { .. }, _) => Caller::from_config(&self.identity, session),
             (Listener::Http, Some(v)) => v.caller(session),
-            (Listener::Http, None) if !self.state.config().authenticates() => {
+            (Listener::Http, None) if !now.config.authenticates() => {
                 Caller::from_config(&self.identity, session)
             }
             // Unreachable behind the transport's check; fail closed if it ever is not:
@@ -95,8 +95,7 @@ impl Gateway {
     }
 
     /// The tools this caller may call or request approval for, as clients see them.
-    pub fn visible_tools(&self, caller: &Caller) -> Vec<Tool> {
-        let now = self.state.current();
+    pub fn visible_tools(&self, now: &Snapshot, caller: &Caller) -> Vec<Tool> {
         now.catalog
             .tools()
             .filter(|t| t.state == ToolState::Ready)
@@ -141,10 +140,13 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let caller = self.caller(&context);
-        Ok(ListToolsResult::with_all_items(self.visible_tools(&caller))
-            .with_ttl_ms(0)
-            .with_cache_scope(CacheScope::Private))
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        Ok(
+            ListToolsResult::with_all_items(self.visible_tools(&now, &caller))
+                .with_ttl_ms(0)
+                .with_cache_scope(CacheScope::Private),
+        )
     }
 
     async fn call_tool(
@@ -152,8 +154,9 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let caller = self.caller(&context);
-        call::run(&self.state, caller, request, context)
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        call::run(&self.state, &now, caller, request, context)
             .await
             .map(CallToolResponse::from)
     }
@@ -163,9 +166,10 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let caller = self.caller(&context);
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
         Ok(
-            ListPromptsResult::with_all_items(prompts::list(&self.state, &caller).await)
+            ListPromptsResult::with_all_items(prompts::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
                 .with_cache_scope(CacheScope::Private),
         )
@@ -176,8 +180,9 @@ impl ServerHandler for Gateway {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let caller = self.caller(&context);
-        prompts::get(&self.state, caller, request)
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        prompts::get(&self.state, &now, caller, request)
             .await
             .map(GetPromptResponse::from)
     }
@@ -187,9 +192,10 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let caller = self.caller(&context);
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
         Ok(
-            ListResourcesResult::with_all_items(resources::list(&self.state, &caller).await)
+            ListResourcesResult::with_all_items(resources::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
                 .with_cache_scope(CacheScope::Private),
         )
@@ -200,8 +206,9 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let caller = self.caller(&context);
-        let templates = resources::templates(&self.state, &caller).await;
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        let templates = resources::templates(&self.state, &now, &caller).await;
         Ok(ListResourceTemplatesResult::with_all_items(templates)
             .with_ttl_ms(0)
             .with_cache_scope(CacheScope::Private))
@@ -212,8 +219,9 @@ impl ServerHandler for Gateway {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let caller = self.caller(&context);
-        resources::read(&self.state, caller, request)
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        resources::read(&self.state, &now, caller, request)
             .await
             .map(ReadResourceResponse::from)
     }
@@ -223,7 +231,8 @@ impl ServerHandler for Gateway {
         request: rmcp::model::SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let caller = self.caller(&context);
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
         self.state
             .subscribe_resource(context.peer.clone(), caller, request)
             .await
@@ -234,7 +243,8 @@ impl ServerHandler for Gateway {
         request: rmcp::model::UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let caller = self.caller(&context);
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
         self.state.unsubscribe_resource(&caller, request).await
     }
 
@@ -243,8 +253,9 @@ impl ServerHandler for Gateway {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let caller = self.caller(&context);
-        prompts::complete(&self.state, caller, request).await
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        prompts::complete(&self.state, &now, caller, request).await
     }
 
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
@@ -253,7 +264,8 @@ impl ServerHandler for Gateway {
         request: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let caller = self.caller(&context);
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
         self.state
             .subscribe_logs(context.peer.clone(), caller, request.level)
             .await;
@@ -270,9 +282,10 @@ impl ServerHandler for Gateway {
 /// caller gets (the refusal audited too).
 async fn attest(
     state: &State,
+    now: &Snapshot,
     access: crate::policy::Access,
 ) -> Result<crate::audit::AttestedAccess, ErrorData> {
-    let permitted = match state.policy().authorize_access(access) {
+    let permitted = match now.policy.authorize_access(access) {
         Ok(p) => p,
         Err(refused) => {
             if let Err(e) = state.audit.access_refused(&refused).await {

@@ -32,7 +32,7 @@ pub async fn serve_stdio(
     let session = format!("stdio:{}", uuid::Uuid::new_v4());
     let gateway = Gateway::new(
         state.clone(),
-        state.config().stdio_identity.clone(),
+        state.current().config.stdio_identity.clone(),
         Listener::Stdio { session },
     );
     let started = match stdio_pipes() {
@@ -78,9 +78,10 @@ pub async fn serve_http(
 }
 
 fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
+    let now = state.current();
     // Never empty: rmcp treats an empty list as "any host".
-    let hosts = state
-        .config()
+    let hosts = now
+        .config
         .http
         .as_ref()
         .map(|h| h.allowed_hosts.clone())
@@ -88,7 +89,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let mut origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
         .map(String::from)
         .to_vec();
-    if let Some(http) = &state.config().http {
+    if let Some(http) = &now.config.http {
         origins.extend(http.allowed_origins.iter().cloned());
     }
     let config = StreamableHttpServerConfig::default()
@@ -96,7 +97,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
-    let identity = state.config().http_identity.clone();
+    let identity = now.config.http_identity.clone();
     let auth = auth::HttpAuth::new(state.clone());
     let gateway_state = state.clone();
     let service = StreamableHttpService::new(
@@ -120,7 +121,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(mcp);
-    if state.config().auth.is_some() {
+    if now.config.auth.is_some() {
         let metadata = axum::routing::get(auth::metadata);
         router = router
             .route("/.well-known/oauth-protected-resource", metadata.clone())

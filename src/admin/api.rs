@@ -52,7 +52,8 @@ pub async fn login(Extract(admin): Extract<Arc<Admin>>, Json(login): Json<Login>
     };
     let secure = admin
         .state
-        .config()
+        .current()
+        .config
         .approval
         .public_url
         .as_deref()

@@ -17,11 +17,10 @@ pub async fn list(Extract(admin): Extract<Arc<Admin>>, Signed(approver, _): Sign
     admin.state.sweep_grants().await;
     match admin.state.grants.list() {
         Ok(grants) => {
+            let now = admin.state.current();
             let visible: Vec<_> = grants
                 .into_iter()
-                .filter(|g| {
-                    g.by == approver || admin.state.policy().may_approve(&approver, &g.tools)
-                })
+                .filter(|g| g.by == approver || now.policy.may_approve(&approver, &g.tools))
                 .collect();
             Json(json!({ "approver": approver, "grants": visible })).into_response()
         }

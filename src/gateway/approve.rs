@@ -10,7 +10,7 @@ use rmcp::model::ProgressNotificationParam;
 use rmcp::service::RequestContext;
 use serde_json::Value;
 
-use super::State;
+use super::{Snapshot, State};
 use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms, webhook};
 use crate::audit::redacted;
 use crate::digest;
@@ -35,10 +35,11 @@ fn refused(call: Call, decision: Decision, message: String) -> Outcome {
 /// waits on its still-pending request instead of asking again.
 pub async fn obtain(
     state: &State,
-    policy: &Policy,
+    now: &Snapshot,
     waiting: Box<Refused>,
     context: &RequestContext<RoleServer>,
 ) -> Outcome {
+    let policy = now.policy.as_ref();
     let Refused { call, decision, .. } = *waiting;
     let binding = binding_of(&call);
     match state.approvals.find_approved(&binding, now_ms()) {
@@ -51,7 +52,7 @@ pub async fn obtain(
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
-    let request = match state.approvals.create(new_request(state, &call), now_ms()) {
+    let request = match state.approvals.create(new_request(now, &call), now_ms()) {
         Ok(r) => r,
         Err(e) => return refused(call, decision, e.to_string()),
     };
@@ -63,7 +64,7 @@ pub async fn obtain(
         return refused(call, decision, e.to_string());
     }
     tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
-    if let Some(url) = &state.config().approval.webhook {
+    if let Some(url) = &now.config.approval.webhook {
         let notice = webhook::notice(&request, state.page_url());
         tokio::spawn(webhook::deliver(url.clone(), notice));
     }
@@ -186,11 +187,16 @@ async fn use_approval(
         return refused(call, decision, e.to_string());
     }
     let permitted = policy.authorize(call, Some(&used))?;
-    let latest = state.policy();
-    if std::ptr::eq(latest.as_ref(), policy) {
+    // The policy now, which may have been reloaded while the call waited: a second,
+    // deliberate snapshot, since an approval never outranks the current policy.
+    let latest = state.current();
+    if std::ptr::eq(latest.policy.as_ref(), policy) {
         return Ok(permitted);
     }
-    match latest.authorize(permitted.call().clone(), Some(&used)) {
+    match latest
+        .policy
+        .authorize(permitted.call().clone(), Some(&used))
+    {
         Ok(_) => Ok(permitted),
         Err(r) => refused(
             r.call,
@@ -203,7 +209,7 @@ async fn use_approval(
     }
 }
 
-fn new_request(state: &State, call: &Call) -> NewRequest {
+fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
     let args = Value::Object(call.args.clone());
     // The owner's quorum, timeout and approvers count only when their rule applies.
     let rule = call.tool.approval.as_deref().filter(|r| r.applies(&args));
@@ -221,7 +227,7 @@ fn new_request(state: &State, call: &Call) -> NewRequest {
         quorum: rule.map_or(1, |r| r.quorum),
         timeout: rule
             .and_then(|r| r.timeout)
-            .unwrap_or(state.config().approval.timeout),
+            .unwrap_or(now.config.approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
     }
 }
@@ -245,12 +251,13 @@ impl State {
 
     /// Whether `approver` may decide `request` on `object`: the `approve` permission.
     pub fn may_approve(&self, approver: &str, object: &str, request: &Request) -> bool {
-        self.policy().may_approve(approver, object)
+        let policy = self.current().policy.clone();
+        policy.may_approve(approver, object)
             && request
                 .call
                 .approvers
                 .as_deref()
-                .is_none_or(|who| self.policy().is_or_has_role(approver, who))
+                .is_none_or(|who| policy.is_or_has_role(approver, who))
     }
 
     /// An approver's decision on a request, checked against every rule (separation of
@@ -265,7 +272,8 @@ impl State {
     ) -> Result<Request, ApprovalError> {
         let request = self.approvals.get(id)?;
         let object = format!("{}/{}", request.call.server, request.call.tool);
-        let permitted = self.policy().may_approve(approver, &object);
+        let policy = self.current().policy.clone();
+        let permitted = policy.may_approve(approver, &object);
         let verdict = Verdict {
             approver: approver.to_string(),
             approve,
@@ -273,7 +281,7 @@ impl State {
             at: now_ms(),
         };
         let result = match request.call.approvers.as_deref() {
-            Some(role) if permitted && !self.policy().is_or_has_role(approver, role) => {
+            Some(role) if permitted && !policy.is_or_has_role(approver, role) => {
                 Err(ApprovalError::NotInRole {
                     approver: approver.into(),
                     role: role.into(),

@@ -82,7 +82,8 @@ async fn put(
         tier: Tier::Read,
         args,
     };
-    super::attest(state, access).await?;
+    // A relayed request is decided as its own request, under the policy of now.
+    super::attest(state, &state.current(), access).await?;
     peer.send_request(request).await.map_err(|e| {
         ErrorData::internal_error(
             format!("the calling client did not answer {}: {e}", kind.method()),

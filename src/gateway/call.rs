@@ -57,20 +57,21 @@ impl CallError {
 }
 
 /// Run one `tools/call` through every stage.
+/// The whole call is decided under the request's one snapshot, whatever a reload does
+/// meanwhile.
 pub async fn run(
     state: &Arc<State>,
+    now: &Snapshot,
     caller: Caller,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
-    // The whole call is decided under this one snapshot, whatever a reload does meanwhile.
-    let now = state.current();
     let mut facts = Facts::new(&caller, &request.name);
-    let attested = match admit(state, &now, &mut facts, &request, &context).await {
+    let attested = match admit(state, now, &mut facts, &request, &context).await {
         Ok(attested) => attested,
         Err(e) => return refuse(state, &facts, e).await,
     };
-    let result = forward(state, &attested, &context).await;
+    let result = forward(state, now, &attested, &context).await;
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -116,7 +117,7 @@ async fn admit(
     };
     let permitted = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect == Effect::Approve => {
-            super::approve::obtain(state, &now.policy, r, context).await
+            super::approve::obtain(state, now, r, context).await
         }
         other => other,
     }
@@ -135,6 +136,7 @@ async fn admit(
 /// result are renamed to the gateway's names for them.
 async fn forward(
     state: &Arc<State>,
+    now: &Snapshot,
     attested: &Attested,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, UpstreamError> {
@@ -146,7 +148,7 @@ async fn forward(
     Ok(match links {
         true => {
             let server = &attested.permitted().call().tool.server;
-            super::resources::rename_links(state, server, result)
+            super::resources::rename_links(now, server, result)
         }
         false => result,
     })

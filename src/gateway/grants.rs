@@ -117,7 +117,7 @@ impl State {
                 "`{by}` cannot grant to itself or to a chain it is part of"
             )));
         }
-        if !self.policy().may_approve(by, &r.tools) {
+        if !self.current().policy.may_approve(by, &r.tools) {
             return Err(GrantError::NotPermitted(format!(
                 "`{by}` may not grant on `{}`: a grant needs the `approve` permission on that pattern (e.g. `p, {by}, {}, approve, allow`)",
                 r.tools, r.tools
@@ -137,7 +137,7 @@ impl State {
             .map_err(|e| GrantError::Failed(e.to_string()))?
             .filter(|g| g.status == GrantStatus::Active)
             .ok_or_else(|| GrantError::Unknown(id.into()))?;
-        if by != current.by && !self.policy().may_approve(by, &current.tools) {
+        if by != current.by && !self.current().policy.may_approve(by, &current.tools) {
             return Err(GrantError::NotPermitted(format!(
                 "`{by}` may not revoke a grant on `{}`",
                 current.tools

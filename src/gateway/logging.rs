@@ -73,12 +73,13 @@ impl State {
             None => server.to_string(),
         });
         let object = format!("{server}/logs");
+        let now = self.current();
         let targets: Vec<Peer<RoleServer>> = match self.logs.list.lock() {
             Ok(list) => list
                 .iter()
                 .filter(|s| rank(entry.level) >= rank(s.level) && !s.peer.is_transport_closed())
                 .filter(|s| {
-                    self.policy().decide(&s.caller, &object, Tier::Read).effect == Effect::Allow
+                    now.policy.decide(&s.caller, &object, Tier::Read).effect == Effect::Allow
                 })
                 .map(|s| s.peer.clone())
                 .collect(),

@@ -11,14 +11,14 @@ use rmcp::model::{
 };
 use serde_json::json;
 
-use super::State;
+use super::{Snapshot, State};
 use crate::config::SEPARATOR;
 use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind, Effect};
 
 /// The prompts this caller may get, from every upstream that answers.
-pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
+pub async fn list(state: &State, now: &Snapshot, caller: &Caller) -> Vec<Prompt> {
     let mut visible = Vec::new();
     for server in state.upstreams.ids() {
         let prompts = match state.upstreams.list_prompts(server).await {
@@ -29,21 +29,11 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
             }
         };
         for mut prompt in prompts {
-            let access = access(
-                state,
-                caller,
-                server,
-                &prompt.name,
-                AccessKind::Prompt,
-                Default::default(),
-            );
-            if state
-                .policy()
-                .decide(caller, &access.object(), access.tier)
-                .effect
-                == Effect::Allow
-            {
-                if state.config().upstream(server).is_none_or(|u| u.namespace) {
+            let kind = AccessKind::Prompt;
+            let access = access(now, caller, server, &prompt.name, kind, Default::default());
+            let decision = now.policy.decide(caller, &access.object(), access.tier);
+            if decision.effect == Effect::Allow {
+                if now.config.upstream(server).is_none_or(|u| u.namespace) {
                     prompt.name = format!("{server}{SEPARATOR}{}", prompt.name);
                 }
                 visible.push(prompt);
@@ -56,18 +46,19 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Prompt> {
 /// Decide, audit, then get one prompt.
 pub async fn get(
     state: &State,
+    now: &Snapshot,
     caller: Caller,
     request: GetPromptRequestParams,
 ) -> Result<GetPromptResult, ErrorData> {
     let args = request.arguments.clone().unwrap_or_default();
-    let (server, name) = route(state, &request.name)?;
-    let access = access(state, &caller, &server, name, AccessKind::Prompt, args);
-    let attested = super::attest(state, access).await?;
+    let (server, name) = route(now, &request.name)?;
+    let access = access(now, &caller, &server, name, AccessKind::Prompt, args);
+    let attested = super::attest(state, now, access).await?;
     state
         .upstreams
         .get_prompt(&attested)
         .await
-        .map(|r| super::resources::rename_links(state, &server, r))
+        .map(|r| super::resources::rename_links(now, &server, r))
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
@@ -75,6 +66,7 @@ pub async fn get(
 /// complete one of its arguments.
 pub async fn complete(
     state: &State,
+    now: &Snapshot,
     caller: Caller,
     request: CompleteRequestParams,
 ) -> Result<CompleteResult, ErrorData> {
@@ -82,12 +74,12 @@ pub async fn complete(
     args.insert(request.argument.name.clone(), json!(request.argument.value));
     let access = match &request.r#ref {
         Reference::Prompt(prompt) => {
-            let (server, name) = route(state, &prompt.name)?;
+            let (server, name) = route(now, &prompt.name)?;
             let kind = AccessKind::PromptCompletion;
-            access(state, &caller, &server, name, kind, args)
+            access(now, &caller, &server, name, kind, args)
         }
         Reference::Resource(template) => {
-            let mut read = super::resources::access_by_uri(state, &caller, &template.uri)?;
+            let mut read = super::resources::access_by_uri(now, &caller, &template.uri)?;
             read.kind = AccessKind::ResourceCompletion;
             read.args = args;
             read
@@ -97,7 +89,7 @@ pub async fn complete(
             return Err(ErrorData::invalid_params(message, None));
         }
     };
-    let attested = super::attest(state, access).await?;
+    let attested = super::attest(state, now, access).await?;
     state
         .upstreams
         .complete(&attested, request.argument, request.context)
@@ -106,28 +98,26 @@ pub async fn complete(
 }
 
 /// `server_prompt` → (server, prompt) for a configured server.
-fn route<'a>(state: &State, name: &'a str) -> Result<(String, &'a str), ErrorData> {
+fn route<'a>(now: &Snapshot, name: &'a str) -> Result<(String, &'a str), ErrorData> {
     let unknown = || {
         ErrorData::invalid_params(
             format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use"),
             None,
         )
     };
-    let config = state.config();
-    let (upstream, prompt) = config.route(name, SEPARATOR).ok_or_else(unknown)?;
+    let (upstream, prompt) = now.config.route(name, SEPARATOR).ok_or_else(unknown)?;
     Ok((upstream.id.clone(), prompt))
 }
 
 fn access(
-    state: &State,
+    now: &Snapshot,
     caller: &Caller,
     server: &str,
     name: &str,
     kind: AccessKind,
     args: serde_json::Map<String, serde_json::Value>,
 ) -> Access {
-    let tier = state
-        .current()
+    let tier = now
         .manifests
         .get(server)
         .and_then(|m| m.prompts.get(name).copied())

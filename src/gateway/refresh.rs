@@ -99,7 +99,7 @@ pub(super) async fn relist(weak: std::sync::Weak<State>, every: Duration) {
 impl State {
     /// What the catalog holds for one upstream, to see whether a re-list changed it.
     fn fingerprint(&self, id: &str) -> String {
-        let catalog = self.catalog();
+        let catalog = self.current().catalog.clone();
         let tools: Vec<String> = catalog
             .tools()
             .filter(|t| t.server == id)

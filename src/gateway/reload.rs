@@ -225,7 +225,7 @@ pub(super) async fn watch(weak: std::sync::Weak<State>, mut seen: Fingerprint) {
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(state) = weak.upgrade() else { return };
-        let now = fingerprint(&state.config());
+        let now = fingerprint(&state.current().config);
         if now == seen {
             settling = None;
             continue;

@@ -10,27 +10,27 @@ use rmcp::model::{ReadResourceRequestParams, ReadResourceResult, Resource, Resou
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::State;
 use super::attest;
+use super::{Snapshot, State};
 use crate::identity::Caller;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind, Effect};
 
 /// The URI a client sees for an upstream's `uri` (unchanged for the upstream without a
 /// namespace).
-pub(super) fn outer(state: &State, server: &str, uri: &str) -> String {
-    match state.config().upstream(server) {
+pub(super) fn outer(now: &Snapshot, server: &str, uri: &str) -> String {
+    match now.config.upstream(server) {
         Some(u) if !u.namespace => uri.to_string(),
         _ => format!("{server}+{uri}"),
     }
 }
 
 /// The resources this caller may read, from every upstream that answers.
-pub async fn list(state: &State, caller: &Caller) -> Vec<Resource> {
+pub async fn list(state: &State, now: &Snapshot, caller: &Caller) -> Vec<Resource> {
     let mut visible = Vec::new();
     for server in state.upstreams.ids() {
         match state.upstreams.list_resources(server).await {
-            Ok(items) => visible.extend(renamed(state, caller, server, items, "uri")),
+            Ok(items) => visible.extend(renamed(now, caller, server, items, "uri")),
             Err(e) => {
                 tracing::warn!(server = %server, error = %e, "cannot list upstream resources")
             }
@@ -40,11 +40,11 @@ pub async fn list(state: &State, caller: &Caller) -> Vec<Resource> {
 }
 
 /// The resource templates this caller may use, from every upstream that answers.
-pub async fn templates(state: &State, caller: &Caller) -> Vec<ResourceTemplate> {
+pub async fn templates(state: &State, now: &Snapshot, caller: &Caller) -> Vec<ResourceTemplate> {
     let mut visible = Vec::new();
     for server in state.upstreams.ids() {
         match state.upstreams.list_resource_templates(server).await {
-            Ok(items) => visible.extend(renamed(state, caller, server, items, "uriTemplate")),
+            Ok(items) => visible.extend(renamed(now, caller, server, items, "uriTemplate")),
             Err(e) => {
                 tracing::warn!(server = %server, error = %e, "cannot list upstream resource templates")
             }
@@ -55,7 +55,7 @@ pub async fn templates(state: &State, caller: &Caller) -> Vec<ResourceTemplate> 
 
 /// Items whose `key` (a URI or URI template) policy lets this caller read, renamed.
 fn renamed<T: DeserializeOwned>(
-    state: &State,
+    now: &Snapshot,
     caller: &Caller,
     server: &str,
     items: Vec<Value>,
@@ -65,16 +65,12 @@ fn renamed<T: DeserializeOwned>(
         .into_iter()
         .filter_map(|mut item| {
             let uri = item.get(key)?.as_str()?.to_string();
-            let wanted = access(state, caller, server, &uri);
-            if state
-                .policy()
-                .decide(caller, &wanted.object(), wanted.tier)
-                .effect
-                != Effect::Allow
-            {
+            let wanted = access(now, caller, server, &uri);
+            let decision = now.policy.decide(caller, &wanted.object(), wanted.tier);
+            if decision.effect != Effect::Allow {
                 return None;
             }
-            *item.get_mut(key)? = Value::String(outer(state, server, &uri));
+            *item.get_mut(key)? = Value::String(outer(now, server, &uri));
             serde_json::from_value(item).ok()
         })
         .collect()
@@ -83,13 +79,14 @@ fn renamed<T: DeserializeOwned>(
 /// Decide, audit, then read one resource; the contents' URIs are renamed too.
 pub async fn read(
     state: &State,
+    now: &Snapshot,
     caller: Caller,
     request: ReadResourceRequestParams,
 ) -> Result<ReadResourceResult, ErrorData> {
-    let wanted = access_by_uri(state, &caller, &request.uri)?;
+    let wanted = access_by_uri(now, &caller, &request.uri)?;
     let server = wanted.server.clone();
     let server = server.as_str();
-    let attested = attest(state, wanted).await?;
+    let attested = attest(state, now, wanted).await?;
     let result = state
         .upstreams
         .read_resource(&attested)
@@ -100,7 +97,7 @@ pub async fn read(
         for c in contents {
             if let Some(uri) = c.get_mut("uri") {
                 let inner = uri.as_str().unwrap_or_default().to_string();
-                *uri = Value::String(outer(state, server, &inner));
+                *uri = Value::String(outer(now, server, &inner));
             }
         }
     }
@@ -111,7 +108,7 @@ pub async fn read(
 
 /// A read of the resource (or template) the client calls `uri`, routed to its upstream.
 pub(super) fn access_by_uri(
-    state: &State,
+    now: &Snapshot,
     caller: &Caller,
     uri: &str,
 ) -> Result<Access, ErrorData> {
@@ -123,16 +120,14 @@ pub(super) fn access_by_uri(
             None,
         )
     };
-    let config = state.config();
-    let (upstream, inner) = config.route(uri, '+').ok_or_else(unknown)?;
-    Ok(access(state, caller, upstream.id.as_str(), inner))
+    let (upstream, inner) = now.config.route(uri, '+').ok_or_else(unknown)?;
+    Ok(access(now, caller, upstream.id.as_str(), inner))
 }
 
 /// A read of `uri` on `server`, at the tier the owner's manifest gives it (`read`
 /// unless a `[resources."PREFIX"]` entry says otherwise).
-pub(super) fn access(state: &State, caller: &Caller, server: &str, uri: &str) -> Access {
-    let tier = state
-        .current()
+pub(super) fn access(now: &Snapshot, caller: &Caller, server: &str, uri: &str) -> Access {
+    let tier = now
         .manifests
         .get(server)
         .map_or(Tier::Read, |m| m.resource_tier(uri));
@@ -149,27 +144,23 @@ pub(super) fn access(state: &State, caller: &Caller, server: &str, uri: &str) ->
 /// `value` with the URIs of its resource links and embedded resources renamed for
 /// `server` (tool results, prompt messages), so a client can read what it is pointed at.
 /// `structuredContent` is the tool's own data and is left alone.
-pub(super) fn rename_links<T>(state: &State, server: &str, value: T) -> T
+pub(super) fn rename_links<T>(now: &Snapshot, server: &str, value: T) -> T
 where
     T: serde::Serialize + DeserializeOwned,
 {
-    if state
-        .config()
-        .upstream(server)
-        .is_some_and(|u| !u.namespace)
-    {
+    if now.config.upstream(server).is_some_and(|u| !u.namespace) {
         return value;
     }
     let Ok(mut json) = serde_json::to_value(&value) else {
         return value;
     };
-    rename_in(state, server, &mut json);
+    rename_in(now, server, &mut json);
     serde_json::from_value(json).unwrap_or(value)
 }
 
-fn rename_in(state: &State, server: &str, json: &mut Value) {
+fn rename_in(now: &Snapshot, server: &str, json: &mut Value) {
     match json {
-        Value::Array(items) => items.iter_mut().for_each(|i| rename_in(state, server, i)),
+        Value::Array(items) => items.iter_mut().for_each(|i| rename_in(now, server, i)),
         Value::Object(map) => {
             let kind = map.get("type").and_then(Value::as_str).map(str::to_string);
             let target = match kind.as_deref() {
@@ -179,11 +170,11 @@ fn rename_in(state: &State, server: &str, json: &mut Value) {
             };
             if let Some(uri) = target {
                 let inner = uri.as_str().unwrap_or_default().to_string();
-                *uri = Value::String(outer(state, server, &inner));
+                *uri = Value::String(outer(now, server, &inner));
             }
             for (key, v) in map.iter_mut() {
                 if key != "structuredContent" {
-                    rename_in(state, server, v);
+                    rename_in(now, server, v);
                 }
             }
         }

@@ -195,27 +195,14 @@ impl State {
         Ok(state)
     }
 
-    /// The current snapshot: take it once per request and use it throughout.
+    /// The current snapshot: config, manifests, policy and catalog of one generation. A
+    /// request takes it once and passes it down, so that a reload in the middle of the
+    /// request cannot mix generations (there are no accessors for its parts, on purpose).
     pub fn current(&self) -> Arc<Snapshot> {
         match self.current.read() {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-
-    /// The current config.
-    pub fn config(&self) -> Arc<Config> {
-        self.current().config.clone()
-    }
-
-    /// The current policy.
-    pub fn policy(&self) -> Arc<Policy> {
-        self.current().policy.clone()
-    }
-
-    /// The current catalog.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.current().catalog.clone()
     }
 
     /// Install `next` (the caller holds `swapping`).

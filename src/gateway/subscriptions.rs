@@ -11,9 +11,9 @@ use rmcp::model::{
 };
 use rmcp::{ErrorData, Peer, RoleServer};
 
-use super::State;
 use super::attest;
 use super::resources::{access, outer};
+use super::{Snapshot, State};
 use crate::identity::Caller;
 use crate::policy::{AccessKind, Effect};
 
@@ -38,10 +38,11 @@ impl State {
         caller: Caller,
         request: SubscribeRequestParams,
     ) -> Result<(), ErrorData> {
-        let (server, uri) = self.route_resource(&request.uri)?;
-        let mut wanted = access(self, &caller, &server, &uri);
+        let now = self.current();
+        let (server, uri) = route_resource(&now, &request.uri)?;
+        let mut wanted = access(&now, &caller, &server, &uri);
         wanted.kind = AccessKind::Subscription;
-        let attested = attest(self, wanted).await?;
+        let attested = attest(self, &now, wanted).await?;
         let first = {
             let Ok(mut list) = self.subscriptions.list.lock() else {
                 return Err(ErrorData::internal_error(
@@ -76,7 +77,7 @@ impl State {
         caller: &Caller,
         request: UnsubscribeRequestParams,
     ) -> Result<(), ErrorData> {
-        let (server, uri) = self.route_resource(&request.uri)?;
+        let (server, uri) = route_resource(&self.current(), &request.uri)?;
         let last = match self.subscriptions.list.lock() {
             Ok(mut list) => {
                 list.retain(|s| {
@@ -94,22 +95,21 @@ impl State {
 
     /// Pass an upstream's update to the clients subscribed that may still read it.
     pub async fn relay_resource_updated(&self, server: &str, uri: &str) {
+        let now = self.current();
         let targets: Vec<Peer<RoleServer>> = match self.subscriptions.list.lock() {
             Ok(list) => list
                 .iter()
                 .filter(|s| s.server == server && s.uri == uri && !s.peer.is_transport_closed())
                 .filter(|s| {
-                    let wanted = access(self, &s.caller, server, uri);
-                    self.policy()
-                        .decide(&s.caller, &wanted.object(), wanted.tier)
-                        .effect
-                        == Effect::Allow
+                    let wanted = access(&now, &s.caller, server, uri);
+                    let decision = now.policy.decide(&s.caller, &wanted.object(), wanted.tier);
+                    decision.effect == Effect::Allow
                 })
                 .map(|s| s.peer.clone())
                 .collect(),
             Err(_) => return,
         };
-        let renamed = outer(self, server, uri);
+        let renamed = outer(&now, server, uri);
         for peer in targets {
             let note = ResourceUpdatedNotificationParam::new(renamed.clone());
             if let Err(e) = peer.notify_resource_updated(note).await {
@@ -125,16 +125,17 @@ impl State {
             let _ = peer.notify_prompt_list_changed().await;
         }
     }
+}
 
-    fn route_resource(&self, uri: &str) -> Result<(String, String), ErrorData> {
-        self.config()
-            .route(uri, '+')
-            .map(|(u, inner)| (u.id.clone(), inner.to_string()))
-            .ok_or_else(|| {
-                ErrorData::resource_not_found(
-                    format!("unknown resource `{uri}`: call resources/list to see the resources you may read"),
-                    None,
-                )
-            })
-    }
+/// `server+uri` → (server, uri) for a configured server.
+fn route_resource(now: &Snapshot, uri: &str) -> Result<(String, String), ErrorData> {
+    now.config
+        .route(uri, '+')
+        .map(|(u, inner)| (u.id.clone(), inner.to_string()))
+        .ok_or_else(|| {
+            ErrorData::resource_not_found(
+                format!("unknown resource `{uri}`: call resources/list to see the resources you may read"),
+                None,
+            )
+        })
 }

@@ -48,7 +48,7 @@ impl HttpAuth {
 
     /// Where the protected resource metadata is, for `WWW-Authenticate`.
     fn metadata_url(&self) -> Option<String> {
-        let config = self.state.config();
+        let config = self.state.current().config.clone();
         let resource = &config.auth.as_ref()?.resource;
         let (origin, path) = split_origin(resource);
         Some(format!(
@@ -220,7 +220,7 @@ fn credential(request: &Request) -> Result<&str, AuthError> {
 
 /// `GET /.well-known/oauth-protected-resource[/path]`: RFC 9728 metadata.
 pub async fn metadata(axum::extract::State(auth): axum::extract::State<Arc<HttpAuth>>) -> Response {
-    let config = auth.state.config();
+    let config = auth.state.current().config.clone();
     let Some(config) = config.auth.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -80,7 +80,14 @@ async fn wait_for_list_changed(h: &Harness) {
 /// The reload told the client about a change already, so wait on the catalog itself.
 async fn wait_until_quarantined(h: &Harness, name: &str) {
     for _ in 0..200 {
-        let state = h.state.catalog().resolve(name).unwrap().state.clone();
+        let state = h
+            .state
+            .current()
+            .catalog
+            .resolve(name)
+            .unwrap()
+            .state
+            .clone();
         if matches!(state, mcp_warden::catalog::ToolState::Quarantined { .. }) {
             return;
         }

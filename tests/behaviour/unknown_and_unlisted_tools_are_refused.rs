@@ -59,7 +59,12 @@ async fn an_upstream_configured_to_expose_unlisted_tools_shows_them_as_act() {
         ..Setup::as_agent("agent:ops-bot", Some("user:alice"))
     };
     let h = Harness::with(setup).await;
-    let tool = h.state.catalog().resolve("demo_issue_refund").unwrap();
+    let tool = h
+        .state
+        .current()
+        .catalog
+        .resolve("demo_issue_refund")
+        .unwrap();
     assert_eq!(tool.tier, mcp_warden::manifest::Tier::Act);
 }
 

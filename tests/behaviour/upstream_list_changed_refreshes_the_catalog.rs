@@ -11,7 +11,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed() {
     let h = Harness::start().await;
-    assert!(h.state.catalog().resolve("demo_extra").is_err());
+    assert!(h.state.current().catalog.resolve("demo_extra").is_err());
     let result = h
         .call(
             "demo_toggle_extra",
@@ -62,7 +62,7 @@ async fn a_server_that_changes_silently_is_caught_by_the_periodic_re_list() {
         .unwrap();
     assert_eq!(text(&result), "extra tool shown");
     assert!(
-        h.state.catalog().resolve("demo_extra").is_err(),
+        h.state.current().catalog.resolve("demo_extra").is_err(),
         "nothing was announced, so nothing changed yet"
     );
     tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())

@@ -222,7 +222,7 @@ impl Harness {
     /// Serve the admin listener on a free loopback port; returns its base URL.
     pub async fn serve_admin(&self) -> String {
         let (approvers, _) =
-            mcp_warden::admin::Approvers::from_config(&self.state.config()).unwrap();
+            mcp_warden::admin::Approvers::from_config(&self.state.current().config).unwrap();
         let admin = mcp_warden::admin::Admin::new(self.state.clone(), approvers);
         let listener = mcp_warden::listener::HttpListener::bind("127.0.0.1:0")
             .await
@@ -268,7 +268,7 @@ pub async fn connect_as<H: ClientHandler>(
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let gateway = Gateway::new(
         state.clone(),
-        state.config().stdio_identity.clone(),
+        state.current().config.stdio_identity.clone(),
         Listener::Stdio {
             session: format!("test:{}", uuid::Uuid::new_v4()),
         },
