@@ -41,6 +41,27 @@
 //! The compiler proves the two rules that matter most: [`upstream::Upstreams::forward`]
 //! accepts only an [`audit::Attested`], which only [`audit::AuditLog::attempt`] makes, and
 //! only from a [`policy::Permitted`], which only [`policy::Policy::authorize`] makes.
+//!
+//! A request reads config, manifests, policy and catalog from one
+//! [`gateway::Snapshot`], taken once ([`gateway::State::current`]) and passed down, so a
+//! reload in the middle of a request never mixes generations.
+//!
+//! ## Locks
+//!
+//! - **State** is guarded by `std::sync::Mutex` or `RwLock`, held for a few statements
+//!   and never across an `.await` (clippy's `await_holding_lock`, denied in CI).
+//! - **A sequence with awaits that must run alone** (a reload or catalog refresh, an
+//!   upstream reconnect, a JWKS refresh) holds a `tokio::sync` lock, the only ones
+//!   there are: `clippy.toml` disallows those types, and each site says why with
+//!   `#[expect(clippy::disallowed_types, reason = …)]`.
+//! - **One lock at a time**, with two nestings, always in this order: a sequence's lock,
+//!   then state locks; the session table, then one session's routes.
+//! - **A poisoned lock** is recovered (`PoisonError::into_inner`) where its data is
+//!   whole whatever panicked (a queue, a list replaced whole, a table of whole entries);
+//!   elsewhere it reads as unavailable, and what needed it fails closed.
+//! - **Blocking I/O under a lock** on a tokio worker: only the approval and grant
+//!   stores' SQLite connections, today, which the store module is to take off the
+//!   workers; nothing else.
 #![forbid(unsafe_code)]
 
 pub mod admin;

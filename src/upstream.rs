@@ -25,7 +25,7 @@ use rmcp::model::{
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{Peer, RoleClient, RoleServer};
 use serde_json::Value;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Attested;
@@ -77,8 +77,18 @@ type Service = RunningService<RoleClient, UpstreamClient>;
 
 struct Connection {
     config: UpstreamConfig,
-    service: Mutex<Option<Arc<Service>>>,
-    last_attempt: Mutex<Option<Instant>>,
+    /// Held across a reconnect, so that the calls that find the connection down start
+    /// one child process (or one HTTP session), not one each.
+    #[expect(
+        clippy::disallowed_types,
+        reason = "one reconnect at a time, across the awaits of starting the upstream"
+    )]
+    service: tokio::sync::Mutex<Option<Arc<Service>>>,
+    #[expect(
+        clippy::disallowed_types,
+        reason = "read and set within the reconnect sequence that `service` serializes"
+    )]
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
     /// Progress tokens are the connection's own, so each connection has its own routes.
     relay: Arc<ProgressRelay>,
 }
@@ -104,8 +114,8 @@ impl Upstreams {
             .map(|c| {
                 let conn = Connection {
                     config: c.clone(),
-                    service: Mutex::new(None),
-                    last_attempt: Mutex::new(None),
+                    service: Default::default(),
+                    last_attempt: Default::default(),
                     relay: Arc::default(),
                 };
                 (c.id.clone(), Arc::new(conn))

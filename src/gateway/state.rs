@@ -41,6 +41,10 @@ pub struct State {
     current: RwLock<Arc<Snapshot>>,
     /// Held while a new snapshot is built and installed, so refreshes and reloads never
     /// interleave (neither loses the other's change).
+    #[expect(
+        clippy::disallowed_types,
+        reason = "a reload or refresh runs alone, across the awaits of reading and listing"
+    )]
     pub(super) swapping: tokio::sync::Mutex<()>,
     /// Each upstream's last tool list, so a reload rebuilds the catalog without asking.
     live: Mutex<HashMap<String, Arc<Vec<Value>>>>,
@@ -163,7 +167,7 @@ impl State {
                 catalog: Arc::default(),
                 generation: 1,
             })),
-            swapping: tokio::sync::Mutex::new(()),
+            swapping: Default::default(),
             live: Mutex::new(HashMap::new()),
             drifts: Mutex::new(HashMap::new()),
             audit,

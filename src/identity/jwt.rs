@@ -11,7 +11,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use super::{AuthError, Credential, Verified};
 use crate::config::{AuthConfig, IssuerConfig, KeySource};
@@ -29,7 +29,13 @@ struct Key {
 pub struct Keys {
     config: AuthConfig,
     keys: RwLock<Vec<Key>>,
-    refreshed: RwLock<Option<Instant>>,
+    /// When the keys were last fetched; held across a fetch, so that a burst of tokens
+    /// naming an unknown key fetches once.
+    #[expect(
+        clippy::disallowed_types,
+        reason = "one JWKS refresh at a time, across the awaits of fetching"
+    )]
+    refreshed: tokio::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -62,7 +68,7 @@ impl Keys {
             config: config.clone(),
             keys: RwLock::new(keys),
             // The first unknown `kid` fetches again at once (a key rotated since start).
-            refreshed: RwLock::new(None),
+            refreshed: Default::default(),
         })
     }
 
@@ -74,7 +80,8 @@ impl Keys {
         if header.kid.is_some() && !self.has_kid(header.kid.as_deref()).await {
             self.refresh().await;
         }
-        let keys = self.keys.read().await;
+        // The keys are replaced whole, so a poisoned lock still holds a whole list.
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let key = pick(&keys, header.kid.as_deref(), header.alg)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&key.issuer]);
@@ -126,14 +133,14 @@ impl Keys {
     async fn has_kid(&self, kid: Option<&str>) -> bool {
         self.keys
             .read()
-            .await
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .any(|k| k.kid.as_deref() == kid)
     }
 
     /// Fetch the JWKS URLs again, unless that was done in the last 30 s.
     async fn refresh(&self) {
-        let mut last = self.refreshed.write().await;
+        let mut last = self.refreshed.lock().await;
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(30)) {
             return;
         }
@@ -148,7 +155,7 @@ impl Keys {
                 }
             }
         }
-        *self.keys.write().await = fresh;
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = fresh;
     }
 }
 
