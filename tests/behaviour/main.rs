@@ -15,6 +15,7 @@ mod fixture;
 
 mod a_kept_alive_connection_serves_every_call;
 mod a_loaded_policy_holds_no_threads;
+mod a_request_sees_one_generation;
 mod an_upstream_without_a_namespace;
 mod approval_expiry_in_paused_time;
 mod approval_parks_high_risk_calls;

@@ -35,6 +35,26 @@ pub struct Fixture {
     pub only: Option<ProtocolVersion>,
     /// The protocol revision of each tool call's session, in order.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Hold the next `prompts/list`: say so on the first, wait for the second.
+    pub hold_prompt_list: Option<Hold>,
+}
+
+/// A request held in the middle: `entered` is notified when it arrives, and it goes on
+/// once `release` is; only the first request is held.
+#[derive(Clone, Default)]
+pub struct Hold {
+    pub entered: Arc<tokio::sync::Notify>,
+    pub release: Arc<tokio::sync::Notify>,
+    pub used: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Hold {
+    async fn pass(&self) {
+        if !self.used.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+    }
 }
 
 /// Serve the fixture at `/mcp` on `listener` until the process ends.
@@ -477,6 +497,9 @@ impl ServerHandler for Fixture {
         _r: Option<PaginatedRequestParams>,
         _c: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
+        if let Some(hold) = &self.hold_prompt_list {
+            hold.pass().await;
+        }
         Ok(ListPromptsResult::with_all_items(from(prompts())?))
     }
 
