@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::approval;
 use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
-pub use record::{Outcome, Refusal, Stage, redacted};
+pub use record::{AuditRecord, Outcome, Refusal, Stage, redacted};
 pub use show::describe;
 pub use verify::{VerifyError, verify};
 
@@ -63,10 +63,7 @@ impl AttestedAccess {
 
 /// A record to chain and write, or `None` for a marker that is acknowledged once every
 /// record queued before it is durable; and where its acknowledgement goes.
-type Job = (
-    Option<Map<String, Value>>,
-    oneshot::Sender<Result<(), AuditError>>,
-);
+type Job = (Option<AuditRecord>, oneshot::Sender<Result<(), AuditError>>);
 
 /// Marks a record being written, or a call between its attempt and its outcome, for as
 /// long as it lives.
@@ -207,7 +204,7 @@ impl AuditLog {
         self.append(record::refusal(refusal)).await
     }
 
-    async fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+    async fn append(&self, fields: AuditRecord) -> Result<(), AuditError> {
         let (_busy, alone) = Busy::enter(&self.busy);
         self.write(fields, alone).await
     }
@@ -218,7 +215,7 @@ impl AuditLog {
     /// handing it to the thread and being woken again would cost more than the write.
     /// That blocks this runtime thread for one synchronous write, when nothing waits for it.
     /// Otherwise the writer thread takes it into its next group commit.
-    async fn write(&self, fields: Map<String, Value>, alone: bool) -> Result<(), AuditError> {
+    async fn write(&self, fields: AuditRecord, alone: bool) -> Result<(), AuditError> {
         if alone
             && self.tx.capacity() == self.tx.max_capacity()
             && let Ok(mut tail) = self.tail.try_lock()
@@ -230,7 +227,7 @@ impl AuditLog {
     }
 
     /// Queue a job and wait for the batch it went out in to be synced.
-    async fn send(&self, fields: Option<Map<String, Value>>) -> Result<(), AuditError> {
+    async fn send(&self, fields: Option<AuditRecord>) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send((fields, ack))

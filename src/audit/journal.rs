@@ -668,7 +668,8 @@ mod tests {
         forged.remove("hash");
         let prev = forged.remove("prev").unwrap();
         forged.insert("n".into(), json!(99));
-        let (line, _) = super::super::writer::seal(forged, prev.as_str().unwrap());
+        let forged = crate::audit::AuditRecord::Event(forged);
+        let (line, _) = super::super::writer::seal(&forged, prev.as_str().unwrap()).unwrap();
         let line = String::from_utf8(line).unwrap();
         lines[4] = line.trim_end();
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();

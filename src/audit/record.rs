@@ -1,7 +1,10 @@
-//! The fields of each kind of audit record: `decision` (a refused call), `attempt`
-//! (written before forwarding) and `outcome` (after). Arguments are stored redacted, with
-//! the digest of the exact arguments.
+//! The audit record, typed: one [`AuditRecord`] per kind (`decision` for a refused call,
+//! `attempt` before forwarding, `outcome` after, `access`, `approval`, `grant`, and the
+//! gateway's own events), each a struct whose fields are the record's, written as JSON
+//! with `kind` first. Arguments are stored redacted, with the digest of the exact
+//! arguments. It builds records; sealing them into the chain is the writer's.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -10,8 +13,9 @@ use serde_json::{Map, Value, json};
 use crate::approval;
 use crate::catalog::ToolRef;
 use crate::digest;
-use crate::identity::Caller;
-use crate::policy::{Access, Decision, Permitted};
+use crate::identity::{Caller, Credential};
+use crate::manifest::Tier;
+use crate::policy::{Access, Decision, Effect, Grant, Permitted, Rule, Verdict};
 
 /// The stage that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,32 +54,243 @@ pub enum Outcome {
     Unknown { reason: String },
 }
 
-fn base(kind: &str, call_id: &str, caller: &Caller) -> Map<String, Value> {
-    let mut m = Map::new();
-    let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    m.insert("ts".into(), json!(ts));
-    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
-    m.insert("kind".into(), json!(kind));
-    m.insert("call_id".into(), json!(call_id));
-    m.insert("session".into(), json!(caller.session));
-    m.insert("agent".into(), json!(caller.agent()));
-    m.insert("chain".into(), json!(caller.chain()));
-    if let Some(credential) = &caller.credential {
-        m.insert("credential".into(), json!(credential));
+/// One audit record, tagged by `kind`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AuditRecord {
+    /// A call refused before it was forwarded.
+    Decision(Box<DecisionRecord>),
+    /// A permitted call, durable before it is forwarded.
+    Attempt(Box<AttemptRecord>),
+    /// What a forwarded call came to.
+    Outcome(Box<OutcomeRecord>),
+    /// A request other than a tool call (prompt, resource, completion, relayed request).
+    Access(Box<AccessRecord>),
+    /// A step in an approval's life.
+    Approval(Box<ApprovalRecord>),
+    /// A step in a grant's life.
+    Grant(Box<GrantRecord>),
+    /// A record about the gateway itself (`drift`, `reload`): its fields as given,
+    /// `ts`, `id` and `kind` among them.
+    #[serde(untagged)]
+    Event(Map<String, Value>),
+}
+
+/// When, which record, and who called: how every call record starts.
+#[derive(Debug, Serialize)]
+pub struct Header {
+    pub ts: String,
+    pub id: String,
+    pub call_id: String,
+    pub session: String,
+    pub agent: String,
+    pub chain: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Credential>,
+}
+
+impl Header {
+    fn new(call_id: &str, caller: &Caller) -> Self {
+        Self {
+            ts: now(),
+            id: uuid::Uuid::new_v4().to_string(),
+            call_id: call_id.to_string(),
+            session: caller.session.clone(),
+            agent: caller.agent().to_string(),
+            chain: caller.chain().into_iter().map(String::from).collect(),
+            credential: caller.credential.clone(),
+        }
     }
-    m
 }
 
-fn tool_fields(m: &mut Map<String, Value>, tool: &ToolRef) {
-    m.insert("server".into(), json!(tool.server));
-    m.insert("tool".into(), json!(tool.tool));
-    m.insert("tier".into(), json!(tool.tier));
+/// The tool a call went to, as the catalog knows it.
+#[derive(Debug, Serialize)]
+pub struct ToolFields {
+    pub server: String,
+    pub tool: String,
+    pub tier: Tier,
 }
 
-fn args_fields(m: &mut Map<String, Value>, args: &Map<String, Value>, redact: &[String]) {
-    let exact = Value::Object(args.clone());
-    m.insert("args_digest".into(), json!(digest::canonical(&exact)));
-    m.insert("args".into(), redacted(exact, redact));
+impl From<&ToolRef> for ToolFields {
+    fn from(tool: &ToolRef) -> Self {
+        Self {
+            server: tool.server.clone(),
+            tool: tool.tool.clone(),
+            tier: tool.tier,
+        }
+    }
+}
+
+/// The arguments: the digest of the exact ones, and the redacted ones.
+#[derive(Debug, Serialize)]
+pub struct ArgsFields {
+    pub args_digest: String,
+    pub args: Value,
+}
+
+impl ArgsFields {
+    fn new(args: &Map<String, Value>, redact: &[String]) -> Self {
+        let exact = Value::Object(args.clone());
+        Self {
+            args_digest: digest::canonical(&exact),
+            args: redacted(exact, redact),
+        }
+    }
+}
+
+/// The decision's verdicts: the rule that decided, one verdict per identity, and the
+/// grants the decision used (the "used" record of a grant).
+#[derive(Debug, Serialize)]
+pub struct Reasons {
+    pub rule: Option<Arc<Rule>>,
+    pub verdicts: Vec<Verdict>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+}
+
+impl From<&Decision> for Reasons {
+    fn from(decision: &Decision) -> Self {
+        let grants = decision
+            .verdicts
+            .iter()
+            .filter_map(|v| v.rule.as_ref()?.grant.clone())
+            .collect();
+        Self {
+            rule: decision.rule.clone(),
+            verdicts: decision.verdicts.clone(),
+            grants,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionRecord {
+    #[serde(flatten)]
+    pub header: Header,
+    /// The name the caller asked for.
+    pub requested: String,
+    #[serde(flatten)]
+    pub tool: Option<ToolFields>,
+    #[serde(flatten)]
+    pub args: Option<ArgsFields>,
+    pub intent: Option<String>,
+    /// The rule that decided, when the call got as far as the policy (null otherwise),
+    /// and the rest of the policy's reasons.
+    pub rule: Option<Arc<Rule>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<Vec<Verdict>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    /// What the policy said (it may have allowed a call a later stage refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_effect: Option<Effect>,
+    /// Always `deny`: whatever the policy said, the call was not made.
+    pub decision: Effect,
+    pub stage: Stage,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptRecord {
+    #[serde(flatten)]
+    pub header: Header,
+    #[serde(flatten)]
+    pub tool: ToolFields,
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub trace: Map<String, Value>,
+    #[serde(flatten)]
+    pub args: ArgsFields,
+    pub decision: Effect,
+    #[serde(flatten)]
+    pub reasons: Reasons,
+    pub approval: Option<Grant>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutcomeRecord {
+    #[serde(flatten)]
+    pub header: Header,
+    #[serde(flatten)]
+    pub tool: ToolFields,
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub trace: Map<String, Value>,
+    /// `ok`, `error` (the tool failed) or `unknown` (no answer).
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccessRecord {
+    #[serde(flatten)]
+    pub header: Header,
+    pub method: &'static str,
+    pub server: String,
+    pub name: String,
+    pub tier: Tier,
+    pub args_digest: String,
+    /// What the policy said, when the request was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_effect: Option<Effect>,
+    pub decision: Effect,
+    #[serde(flatten)]
+    pub reasons: Reasons,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApprovalRecord {
+    pub ts: String,
+    pub id: String,
+    pub call_id: String,
+    pub session: String,
+    pub agent: String,
+    pub chain: Vec<String>,
+    pub server: String,
+    pub tool: String,
+    pub tier: String,
+    pub intent: Option<String>,
+    pub args: Value,
+    pub args_digest: String,
+    /// `requested`, `approved`, `denied`, `expired`, `executed`, `refused-decision`.
+    pub event: String,
+    /// The approver who caused it, if anyone.
+    pub actor: Option<String>,
+    pub approval: ApprovalState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where the approval request stands after the step.
+#[derive(Debug, Serialize)]
+pub struct ApprovalState {
+    pub id: String,
+    pub status: approval::Status,
+    pub expires: u64,
+    pub quorum: u32,
+    pub verdicts: Vec<approval::Verdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantRecord {
+    pub ts: String,
+    pub id: String,
+    /// `created`, `revoked`, `expired`, `refused`.
+    pub event: String,
+    pub actor: String,
+    pub grant: crate::grant::Grant,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 /// The arguments with every pointer in `redact` replaced by `"[redacted]"`.
@@ -88,21 +303,6 @@ pub fn redacted(mut args: Value, redact: &[String]) -> Value {
     args
 }
 
-fn decision_fields(m: &mut Map<String, Value>, decision: &Decision) {
-    m.insert("decision".into(), json!(decision.effect));
-    m.insert("rule".into(), json!(decision.rule));
-    m.insert("verdicts".into(), json!(decision.verdicts));
-    // The grants this decision used (the "used" record of a grant).
-    let grants: Vec<&String> = decision
-        .verdicts
-        .iter()
-        .filter_map(|v| v.rule.as_ref()?.grant.as_ref())
-        .collect();
-    if !grants.is_empty() {
-        m.insert("grants".into(), json!(grants));
-    }
-}
-
 /// A step in a grant's life: `created`, `revoked`, `expired`, or a refused request for
 /// one (`refused`, with the reason), by `actor`.
 pub fn grant(
@@ -110,80 +310,59 @@ pub fn grant(
     event: &str,
     actor: &str,
     error: Option<&str>,
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    m.insert("ts".into(), json!(ts));
-    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
-    m.insert("kind".into(), json!("grant"));
-    m.insert("event".into(), json!(event));
-    m.insert("actor".into(), json!(actor));
-    m.insert("grant".into(), json!(grant));
-    if let Some(e) = error {
-        m.insert("error".into(), json!(e));
-    }
-    m
+) -> AuditRecord {
+    AuditRecord::Grant(Box::new(GrantRecord {
+        ts: now(),
+        id: uuid::Uuid::new_v4().to_string(),
+        event: event.to_string(),
+        actor: actor.to_string(),
+        grant: grant.clone(),
+        error: error.map(String::from),
+    }))
 }
 
 /// A record about the gateway itself rather than a call (`drift`, `reload`): a
 /// timestamp, an id and `kind`, then `fields`.
-pub fn event(kind: &str, fields: Map<String, Value>) -> Map<String, Value> {
+pub fn event(kind: &str, fields: Map<String, Value>) -> AuditRecord {
     let mut m = Map::new();
-    let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    m.insert("ts".into(), json!(ts));
+    m.insert("ts".into(), json!(now()));
     m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("kind".into(), json!(kind));
     m.extend(fields);
-    m
+    AuditRecord::Event(m)
 }
 
-pub fn refusal(r: &Refusal<'_>) -> Map<String, Value> {
-    let mut m = base("decision", r.call_id, r.caller);
-    m.insert("requested".into(), json!(r.requested));
-    if let Some(tool) = r.tool {
-        tool_fields(&mut m, tool);
-    }
-    if let Some(args) = r.args {
-        args_fields(
-            &mut m,
-            args,
-            r.tool.map(|t| t.redact.as_slice()).unwrap_or_default(),
-        );
-    }
-    m.insert("intent".into(), json!(r.intent));
-    match r.decision {
-        Some(d) => {
-            decision_fields(&mut m, d);
-            m.insert("policy_effect".into(), json!(d.effect));
-        }
-        None => {
-            m.insert("rule".into(), Value::Null);
-        }
-    }
-    // Whatever the policy said, this call was not made.
-    m.insert("decision".into(), json!("deny"));
-    m.insert("stage".into(), json!(r.stage));
-    m.insert("error".into(), json!(r.error));
-    m
+pub fn refusal(r: &Refusal<'_>) -> AuditRecord {
+    let redact = r.tool.map(|t| t.redact.as_slice()).unwrap_or_default();
+    let reasons = r.decision.map(Reasons::from);
+    AuditRecord::Decision(Box::new(DecisionRecord {
+        header: Header::new(r.call_id, r.caller),
+        requested: r.requested.to_string(),
+        tool: r.tool.map(ToolFields::from),
+        args: r.args.map(|a| ArgsFields::new(a, redact)),
+        intent: r.intent.map(String::from),
+        rule: reasons.as_ref().and_then(|r| r.rule.clone()),
+        verdicts: reasons.as_ref().map(|r| r.verdicts.clone()),
+        grants: reasons.map(|r| r.grants).unwrap_or_default(),
+        policy_effect: r.decision.map(|d| d.effect),
+        decision: Effect::Deny,
+        stage: r.stage,
+        error: r.error.to_string(),
+    }))
 }
 
-fn permitted_fields(kind: &str, p: &Permitted) -> Map<String, Value> {
+pub fn attempt(p: &Permitted) -> AuditRecord {
     let call = p.call();
-    let mut m = base(kind, &call.id, &call.caller);
-    tool_fields(&mut m, &call.tool);
-    m.insert("intent".into(), json!(call.intent));
-    if !call.trace.is_empty() {
-        m.insert("trace".into(), Value::Object(call.trace.clone()));
-    }
-    m
-}
-
-pub fn attempt(p: &Permitted) -> Map<String, Value> {
-    let mut m = permitted_fields("attempt", p);
-    args_fields(&mut m, &p.call().args, &p.call().tool.redact);
-    decision_fields(&mut m, p.decision());
-    m.insert("approval".into(), json!(p.approval()));
-    m
+    AuditRecord::Attempt(Box::new(AttemptRecord {
+        header: Header::new(&call.id, &call.caller),
+        tool: ToolFields::from(call.tool.as_ref()),
+        intent: call.intent.clone(),
+        trace: call.trace.clone(),
+        args: ArgsFields::new(&call.args, &call.tool.redact),
+        decision: p.decision().effect,
+        reasons: Reasons::from(p.decision()),
+        approval: p.approval().cloned(),
+    }))
 }
 
 /// A step in an approval's life. `actor` is who caused it (an approver), if anyone.
@@ -192,75 +371,74 @@ pub fn approval(
     event: &str,
     actor: Option<&str>,
     error: Option<&str>,
-) -> Map<String, Value> {
+) -> AuditRecord {
     let call = &request.call;
-    let mut m = Map::new();
-    m.insert(
-        "ts".into(),
-        json!(humantime::format_rfc3339_micros(SystemTime::now()).to_string()),
-    );
-    m.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));
-    m.insert("kind".into(), json!("approval"));
-    m.insert("call_id".into(), json!(call.call_id));
-    m.insert("session".into(), json!(call.session));
-    m.insert("agent".into(), json!(call.agent));
-    m.insert("chain".into(), json!(call.chain));
-    m.insert("server".into(), json!(call.server));
-    m.insert("tool".into(), json!(call.tool));
-    m.insert("tier".into(), json!(call.tier));
-    m.insert("intent".into(), json!(call.intent));
-    m.insert("args".into(), call.args_display.clone());
-    m.insert("args_digest".into(), json!(call.args_digest));
-    m.insert("event".into(), json!(event));
-    m.insert("actor".into(), json!(actor));
-    let approval = json!({"id": request.id, "status": request.status, "expires": request.expires, "quorum": call.quorum, "verdicts": request.verdicts});
-    m.insert("approval".into(), approval);
-    if let Some(e) = error {
-        m.insert("error".into(), json!(e));
-    }
-    m
+    AuditRecord::Approval(Box::new(ApprovalRecord {
+        ts: now(),
+        id: uuid::Uuid::new_v4().to_string(),
+        call_id: call.call_id.clone(),
+        session: call.session.clone(),
+        agent: call.agent.clone(),
+        chain: call.chain.clone(),
+        server: call.server.clone(),
+        tool: call.tool.clone(),
+        tier: call.tier.clone(),
+        intent: call.intent.clone(),
+        args: call.args_display.clone(),
+        args_digest: call.args_digest.clone(),
+        event: event.to_string(),
+        actor: actor.map(String::from),
+        approval: ApprovalState {
+            id: request.id.clone(),
+            status: request.status,
+            expires: request.expires,
+            quorum: call.quorum,
+            verdicts: request.verdicts.clone(),
+        },
+        error: error.map(String::from),
+    }))
 }
 
-pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> Map<String, Value> {
-    let mut m = permitted_fields("outcome", p);
-    match outcome {
+pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> AuditRecord {
+    let call = p.call();
+    let (word, result_digest, error) = match outcome {
         Outcome::Result { is_error, digest } => {
-            m.insert(
-                "outcome".into(),
-                json!(if *is_error { "error" } else { "ok" }),
-            );
-            m.insert("result_digest".into(), json!(digest));
+            let word = if *is_error { "error" } else { "ok" };
+            (word, Some(digest.clone()), None)
         }
-        Outcome::Unknown { reason } => {
-            m.insert("outcome".into(), json!("unknown"));
-            m.insert("error".into(), json!(reason));
-        }
-    }
-    m.insert("latency_ms".into(), json!(latency.as_secs_f64() * 1000.0));
-    m
+        Outcome::Unknown { reason } => ("unknown", None, Some(reason.clone())),
+    };
+    AuditRecord::Outcome(Box::new(OutcomeRecord {
+        header: Header::new(&call.id, &call.caller),
+        tool: ToolFields::from(call.tool.as_ref()),
+        intent: call.intent.clone(),
+        trace: call.trace.clone(),
+        outcome: word,
+        result_digest,
+        error,
+        latency_ms: latency.as_secs_f64() * 1000.0,
+    }))
 }
 
 /// A prompt (or other non-tool) request: who, what, the decision and, when refused, why.
-pub fn access(access: &Access, decision: &Decision, error: Option<&str>) -> Map<String, Value> {
+pub fn access(access: &Access, decision: &Decision, error: Option<&str>) -> AuditRecord {
     let call_id = uuid::Uuid::new_v4().to_string();
-    let mut m = base("access", &call_id, &access.caller);
-    m.insert("method".into(), json!(access.kind.method()));
-    m.insert("server".into(), json!(access.server));
-    m.insert("name".into(), json!(access.name));
-    m.insert("tier".into(), json!(access.tier));
     let args = Value::Object(access.args.clone());
-    m.insert("args_digest".into(), json!(digest::canonical(&args)));
-    match error {
-        None => decision_fields(&mut m, decision),
-        Some(e) => {
-            m.insert("policy_effect".into(), json!(decision.effect));
-            m.insert("decision".into(), json!("deny"));
-            m.insert("rule".into(), json!(decision.rule));
-            m.insert("verdicts".into(), json!(decision.verdicts));
-            m.insert("error".into(), json!(e));
-        }
-    }
-    m
+    AuditRecord::Access(Box::new(AccessRecord {
+        header: Header::new(&call_id, &access.caller),
+        method: access.kind.method(),
+        server: access.server.clone(),
+        name: access.name.clone(),
+        tier: access.tier,
+        args_digest: digest::canonical(&args),
+        policy_effect: error.map(|_| decision.effect),
+        decision: match error {
+            None => decision.effect,
+            Some(_) => Effect::Deny,
+        },
+        reasons: Reasons::from(decision),
+        error: error.map(String::from),
+    }))
 }
 
 #[cfg(test)]
