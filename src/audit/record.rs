@@ -190,8 +190,10 @@ pub struct DecisionRecord {
     pub error: String,
 }
 
+/// What an attempt and its outcome both say of the call: who, which tool, why, and the
+/// caller's trace context.
 #[derive(Debug, Serialize)]
-pub struct AttemptRecord {
+pub struct Permit {
     #[serde(flatten)]
     pub header: Header,
     #[serde(flatten)]
@@ -199,6 +201,24 @@ pub struct AttemptRecord {
     pub intent: Option<String>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub trace: Map<String, Value>,
+}
+
+impl From<&Permitted> for Permit {
+    fn from(p: &Permitted) -> Self {
+        let call = p.call();
+        Self {
+            header: Header::new(&call.id, &call.caller),
+            tool: ToolFields::from(call.tool.as_ref()),
+            intent: call.intent.clone(),
+            trace: call.trace.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptRecord {
+    #[serde(flatten)]
+    pub permit: Permit,
     #[serde(flatten)]
     pub args: ArgsFields,
     pub decision: Effect,
@@ -210,12 +230,7 @@ pub struct AttemptRecord {
 #[derive(Debug, Serialize)]
 pub struct OutcomeRecord {
     #[serde(flatten)]
-    pub header: Header,
-    #[serde(flatten)]
-    pub tool: ToolFields,
-    pub intent: Option<String>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub trace: Map<String, Value>,
+    pub permit: Permit,
     /// `ok`, `error` (the tool failed) or `unknown` (no answer).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,10 +369,7 @@ pub fn refusal(r: &Refusal<'_>) -> AuditRecord {
 pub fn attempt(p: &Permitted) -> AuditRecord {
     let call = p.call();
     AuditRecord::Attempt(Box::new(AttemptRecord {
-        header: Header::new(&call.id, &call.caller),
-        tool: ToolFields::from(call.tool.as_ref()),
-        intent: call.intent.clone(),
-        trace: call.trace.clone(),
+        permit: Permit::from(p),
         args: ArgsFields::new(&call.args, &call.tool.redact),
         decision: p.decision().effect,
         reasons: Reasons::from(p.decision()),
@@ -400,7 +412,6 @@ pub fn approval(
 }
 
 pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> AuditRecord {
-    let call = p.call();
     let (word, result_digest, error) = match outcome {
         Outcome::Result { is_error, digest } => {
             let word = if *is_error { "error" } else { "ok" };
@@ -409,10 +420,7 @@ pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> AuditReco
         Outcome::Unknown { reason } => ("unknown", None, Some(reason.clone())),
     };
     AuditRecord::Outcome(Box::new(OutcomeRecord {
-        header: Header::new(&call.id, &call.caller),
-        tool: ToolFields::from(call.tool.as_ref()),
-        intent: call.intent.clone(),
-        trace: call.trace.clone(),
+        permit: Permit::from(p),
         outcome: word,
         result_digest,
         error,
