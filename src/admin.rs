@@ -36,10 +36,10 @@ impl Admin {
     pub fn new(state: Arc<State>, approvers: Approvers) -> Arc<Self> {
         let mut hosts = crate::config::loopback_hosts();
         let now = state.current();
-        if let Some(extra) = now.config.http.as_ref() {
+        if let Some(extra) = now.config.boot.http.as_ref() {
             hosts.extend(extra.allowed_hosts.iter().cloned());
         }
-        if let Some(public) = &now.config.approval.public_url {
+        if let Some(public) = &now.config.boot.approval.public_url {
             hosts.extend(host_of(public));
         }
         Arc::new(Self {
@@ -71,11 +71,11 @@ impl axum::extract::FromRequestParts<Arc<Admin>> for Signed {
 /// The page's address as approvers reach it, for links.
 pub fn page_url(state: &State, bound: Option<SocketAddr>) -> Option<String> {
     let now = state.current();
-    if let Some(public) = &now.config.approval.public_url {
+    if let Some(public) = &now.config.boot.approval.public_url {
         return Some(public.clone());
     }
     bound
-        .or(now.config.admin)
+        .or(now.config.boot.admin)
         .map(|addr| format!("http://{addr}"))
 }
 

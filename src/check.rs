@@ -98,8 +98,8 @@ fn check_approvers(
     policy: &Policy,
     out: &mut Vec<Problem>,
 ) {
-    let approvers = &config.approval.approvers;
-    if !approvers.is_empty() && config.admin.is_none() {
+    let approvers = &config.boot.approval.approvers;
+    if !approvers.is_empty() && config.boot.admin.is_none() {
         out.push(Problem::warning(&config.source, None, "`[[approver]]` entries are configured but `[listen] admin` is not: approvers have nowhere to decide".to_string()));
     }
     let objects: Vec<String> = manifests
@@ -130,8 +130,8 @@ fn check_constraints(m: &Manifest, out: &mut Vec<Problem>) {
 
 async fn check_upstreams(config: &Config, manifests: &Manifests, out: &mut Vec<Problem>) {
     let (tx, _rx) = mpsc::unbounded_channel();
-    let upstreams = Arc::new(Upstreams::new(&config.upstreams, UPSTREAM_TIMEOUT, tx));
-    for upstream in &config.upstreams {
+    let upstreams = Arc::new(Upstreams::new(&config.boot.upstreams, UPSTREAM_TIMEOUT, tx));
+    for upstream in &config.boot.upstreams {
         let listed =
             tokio::time::timeout(UPSTREAM_TIMEOUT, upstreams.list_tools(&upstream.id)).await;
         let live = match listed {
@@ -162,7 +162,7 @@ async fn check_upstreams(config: &Config, manifests: &Manifests, out: &mut Vec<P
                 format!(
                     "upstream `{}` has no manifest in `{}`: none of its {} tools is exposed",
                     upstream.id,
-                    config.manifests.display(),
+                    config.live.manifests.display(),
                     live.len()
                 ),
             )),

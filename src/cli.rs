@@ -318,7 +318,7 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         TransportChoice::Http => (false, true),
         TransportChoice::Both => (true, true),
     };
-    let listen = match (http, &config.http) {
+    let listen = match (http, &config.boot.http) {
         (true, Some(l)) => Some(l.addr),
         (true, None) if !stdio => return Err("nothing to serve: stdin is a terminal and the config has no `[listen] http`; add one, or let an MCP client launch `mcp-warden serve` over stdio".into()),
         _ => None,
@@ -433,7 +433,7 @@ async fn run_transports(
 /// Start the admin listener when configured, and say how approvers sign in.
 async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
     let now = state.current();
-    let Some(addr) = now.config.admin else {
+    let Some(addr) = now.config.boot.admin else {
         return Ok(None);
     };
     let (approvers, fresh) = crate::admin::Approvers::from_config(&now.config)
@@ -453,7 +453,7 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
             t.file.display()
         );
     }
-    if now.config.approval.approvers.is_empty() {
+    if now.config.boot.approval.approvers.is_empty() {
         eprintln!("    no `[[approver]]` is configured, so nobody can sign in to decide");
     }
     let admin = crate::admin::Admin::new(state.clone(), approvers);
@@ -479,9 +479,9 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
     if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
         eprintln!("  MCP endpoint (Streamable HTTP): http://{addr}/mcp");
     }
-    eprintln!("  audit log: {}", config.audit_log.display());
+    eprintln!("  audit log: {}", config.boot.audit_log.display());
     let catalog = &now.catalog;
-    for u in &config.upstreams {
+    for u in &config.boot.upstreams {
         let tools: Vec<_> = catalog.tools().filter(|t| t.server == u.id).collect();
         eprintln!(
             "  upstream `{}` ({}): {} tools",
@@ -494,9 +494,9 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
         }
     }
     let identity = if listener.is_some() {
-        &config.http_identity
+        &config.live.http_identity
     } else {
-        &config.stdio_identity
+        &config.live.stdio_identity
     };
     let caller = Caller::from_config(identity, "banner");
     let gateway = Gateway::new(state.clone(), identity.clone(), Listener::Http);
@@ -509,7 +509,7 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
     );
     eprintln!(
         "  reload policy, manifests and config: `mcp-warden reload` or SIGHUP{}",
-        if config.watch {
+        if config.boot.watch {
             " (and on every saved change)"
         } else {
             ""
@@ -535,7 +535,7 @@ async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {
 fn show(file: Option<PathBuf>, config: Option<&Path>, last: Option<usize>) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
-        None => load_config(config)?.audit_log,
+        None => load_config(config)?.boot.audit_log,
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -553,7 +553,7 @@ fn show(file: Option<PathBuf>, config: Option<&Path>, last: Option<usize>) -> Re
 fn verify(file: Option<PathBuf>, config: Option<&Path>) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
-        None => load_config(config)?.audit_log,
+        None => load_config(config)?.boot.audit_log,
     };
     match crate::audit::verify(&path) {
         Ok(n) => {

@@ -14,7 +14,7 @@ use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval;
 mod auth;
-pub use approval::{ActDefault, ApprovalConfig, ApproverConfig};
+pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
 
 /// The separator between a server id and a tool name in a namespaced tool name
@@ -124,31 +124,48 @@ struct RawUpstream {
     namespace: Option<bool>,
 }
 
-/// The checked gateway configuration.
+/// The checked gateway configuration: what only a restart applies, and what a reload
+/// replaces.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from (`<embedded defaults>` for the built-in one).
     pub source: PathBuf,
     /// The directory relative paths are taken from.
     pub base: PathBuf,
+    pub boot: Boot,
+    pub live: Live,
+}
+
+/// The settings only a restart applies: listeners, upstreams, storage, the timings of
+/// the loops started at start, and the approvers' credentials. A reload that reads other
+/// values keeps these and names them in a warning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boot {
     /// Reload when a manifest, the policy or the config file changes (`[gateway] watch`).
     pub watch: bool,
-    pub manifests: PathBuf,
-    pub policy_model: PathBuf,
-    pub policy: PathBuf,
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
-    pub intent_field: String,
     pub call_timeout: Duration,
     /// How often every upstream's tools are listed again, for servers that change without
     /// saying so (`0s`: never).
     pub relist_interval: Duration,
     pub http: Option<HttpListen>,
-    pub stdio_identity: IdentityConfig,
-    pub http_identity: IdentityConfig,
     pub upstreams: Vec<UpstreamConfig>,
     /// Where approvers work: the approvals page and API (loopback unless allowed).
     pub admin: Option<SocketAddr>,
+    pub approval: ApprovalBoot,
+}
+
+/// The settings a reload replaces: where manifests and policy are, the intent field,
+/// the configured identities, how approvals run, and how HTTP callers authenticate.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub manifests: PathBuf,
+    pub policy_model: PathBuf,
+    pub policy: PathBuf,
+    pub intent_field: String,
+    pub stdio_identity: IdentityConfig,
+    pub http_identity: IdentityConfig,
     pub approval: ApprovalConfig,
     /// Token verification for HTTP callers (`[auth]`).
     pub auth: Option<AuthConfig>,
@@ -156,15 +173,61 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
 }
 
+impl Boot {
+    /// The settings (as written in `warden.toml`) whose values differ in `other`.
+    pub fn changed(&self, other: &Boot) -> Vec<&'static str> {
+        // Every field, named: a field added to `Boot` does not compile until it is here.
+        let Boot {
+            watch,
+            state_dir,
+            audit_log,
+            call_timeout,
+            relist_interval,
+            http,
+            upstreams,
+            admin,
+            approval,
+        } = self;
+        let ApprovalBoot {
+            database,
+            public_url,
+            approvers,
+        } = approval;
+        [
+            ("`state_dir`", state_dir == &other.state_dir),
+            ("`audit_log`", audit_log == &other.audit_log),
+            ("`call_timeout`", call_timeout == &other.call_timeout),
+            (
+                "`relist_interval`",
+                relist_interval == &other.relist_interval,
+            ),
+            ("`watch`", watch == &other.watch),
+            ("`listen.http`", http == &other.http),
+            ("`listen.admin`", admin == &other.admin),
+            ("`[[upstream]]`", upstreams == &other.upstreams),
+            ("`approval.database`", database == &other.approval.database),
+            ("`[[approver]]`", approvers == &other.approval.approvers),
+            (
+                "`approval.public_url`",
+                public_url == &other.approval.public_url,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
 impl Config {
     /// Whether HTTP callers must authenticate (any `[auth]` or API key configured); when
     /// not, every HTTP caller is `[identity.http]`, on loopback only.
     pub fn authenticates(&self) -> bool {
-        self.auth.is_some() || !self.api_keys.is_empty()
+        self.live.auth.is_some() || !self.live.api_keys.is_empty()
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpListen {
     pub addr: SocketAddr,
     /// `Host` header values accepted (DNS-rebinding protection).
@@ -182,7 +245,7 @@ pub struct IdentityConfig {
     pub on_behalf_of: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub id: String,
     pub transport: UpstreamTransport,
@@ -192,7 +255,7 @@ pub struct UpstreamConfig {
     pub namespace: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamTransport {
     Stdio {
         command: String,
@@ -250,7 +313,7 @@ impl Config {
     }
 
     pub fn upstream(&self, id: &str) -> Option<&UpstreamConfig> {
-        self.upstreams.iter().find(|u| u.id == id)
+        self.boot.upstreams.iter().find(|u| u.id == id)
     }
 
     /// The upstream a name belongs to: `id` + `separator` + rest for a namespaced
@@ -259,7 +322,7 @@ impl Config {
         let namespaced = name
             .split_once(separator)
             .and_then(|(id, rest)| Some((self.upstream(id).filter(|u| u.namespace)?, rest)));
-        namespaced.or_else(|| Some((self.upstreams.iter().find(|u| !u.namespace)?, name)))
+        namespaced.or_else(|| Some((self.boot.upstreams.iter().find(|u| !u.namespace)?, name)))
     }
 }
 
@@ -320,26 +383,32 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
     let upstreams = check_upstreams(raw.upstream, text, file, base, out);
+    let (approval_boot, approval) = approval;
     Config {
         source: file.to_path_buf(),
         base: base.to_path_buf(),
-        watch: raw.gateway.watch,
-        manifests: path(raw.gateway.manifests, "tool-manifests"),
-        policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
-        policy: path(raw.gateway.policy, "policies/policy.csv"),
-        state_dir,
-        audit_log,
-        intent_field,
-        call_timeout,
-        relist_interval,
-        admin,
-        approval,
-        http,
-        stdio_identity,
-        http_identity,
-        upstreams,
-        auth,
-        api_keys,
+        boot: Boot {
+            watch: raw.gateway.watch,
+            state_dir,
+            audit_log,
+            call_timeout,
+            relist_interval,
+            http,
+            upstreams,
+            admin,
+            approval: approval_boot,
+        },
+        live: Live {
+            manifests: path(raw.gateway.manifests, "tool-manifests"),
+            policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
+            policy: path(raw.gateway.policy, "policies/policy.csv"),
+            intent_field,
+            stdio_identity,
+            http_identity,
+            approval,
+            auth,
+            api_keys,
+        },
     }
 }
 
@@ -627,8 +696,27 @@ mod tests {
     #[test]
     fn embedded_defaults_are_valid() {
         let config = Config::embedded(Path::new("/base")).unwrap();
-        assert_eq!(config.upstreams.len(), 1);
-        assert_eq!(config.manifests, Path::new("/base/tool-manifests"));
+        assert_eq!(config.boot.upstreams.len(), 1);
+        assert_eq!(config.live.manifests, Path::new("/base/tool-manifests"));
+    }
+
+    /// A reload names the restart-only settings the file changed, and only those: a
+    /// changed policy path, intent field or approval timeout is applied, not named.
+    #[test]
+    fn boot_settings_that_differ_are_named_and_live_ones_are_not() {
+        let upstream = "[[upstream]]\nid = \"demo\"\ncommand = \"x\"\n";
+        let running = parse(upstream).unwrap();
+        let live_only = format!(
+            "[gateway]\npolicy = \"other.csv\"\nintent_field = \"why\"\n[approval]\ntimeout = \"5s\"\n{upstream}"
+        );
+        let live_only = parse(&live_only).unwrap();
+        assert!(running.boot.changed(&live_only.boot).is_empty());
+        assert_ne!(running.live.policy, live_only.live.policy);
+        let boot = "[gateway]\ncall_timeout = \"9s\"\n[listen]\nadmin = \"127.0.0.1:9999\"\n[[upstream]]\nid = \"demo\"\ncommand = \"y\"\n";
+        assert_eq!(
+            running.boot.changed(&parse(boot).unwrap().boot),
+            ["`call_timeout`", "`listen.admin`", "`[[upstream]]`"]
+        );
     }
 
     #[test]

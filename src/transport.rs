@@ -32,7 +32,7 @@ pub async fn serve_stdio(
     let session = format!("stdio:{}", uuid::Uuid::new_v4());
     let gateway = Gateway::new(
         state.clone(),
-        state.current().config.stdio_identity.clone(),
+        state.current().config.live.stdio_identity.clone(),
         Listener::Stdio { session },
     );
     let started = match stdio_pipes() {
@@ -82,6 +82,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     // Never empty: rmcp treats an empty list as "any host".
     let hosts = now
         .config
+        .boot
         .http
         .as_ref()
         .map(|h| h.allowed_hosts.clone())
@@ -89,7 +90,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let mut origins: Vec<String> = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
         .map(String::from)
         .to_vec();
-    if let Some(http) = &now.config.http {
+    if let Some(http) = &now.config.boot.http {
         origins.extend(http.allowed_origins.iter().cloned());
     }
     let config = StreamableHttpServerConfig::default()
@@ -97,7 +98,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
-    let identity = now.config.http_identity.clone();
+    let identity = now.config.live.http_identity.clone();
     let auth = auth::HttpAuth::new(state.clone());
     let gateway_state = state.clone();
     let service = StreamableHttpService::new(
@@ -121,7 +122,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(mcp);
-    if now.config.auth.is_some() {
+    if now.config.live.auth.is_some() {
         let metadata = axum::routing::get(auth::metadata);
         router = router
             .route("/.well-known/oauth-protected-resource", metadata.clone())

@@ -54,6 +54,7 @@ pub async fn login(Extract(admin): Extract<Arc<Admin>>, Json(login): Json<Login>
         .state
         .current()
         .config
+        .boot
         .approval
         .public_url
         .as_deref()

@@ -44,12 +44,12 @@ impl Approvers {
     pub fn from_config(config: &Config) -> std::io::Result<(Self, Vec<FreshToken>)> {
         let mut approvers = Self::default();
         let mut fresh = Vec::new();
-        for a in &config.approval.approvers {
+        for a in &config.boot.approval.approvers {
             let hash = match &a.sha256 {
                 Some(h) => h.clone(),
                 None => {
                     let token = new_token();
-                    let file = token_file(&config.state_dir, &a.identity);
+                    let file = token_file(&config.boot.state_dir, &a.identity);
                     write_private(&file, &token)?;
                     let hash = token_hash(&token);
                     fresh.push(FreshToken {

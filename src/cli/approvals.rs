@@ -125,7 +125,7 @@ fn token(conn: &Connection, config: &Config) -> Result<String, String> {
     }
     let file = match (&conn.token_file, &conn.as_identity) {
         (Some(f), _) => f.clone(),
-        (None, Some(who)) => token_file(&config.state_dir, who),
+        (None, Some(who)) => token_file(&config.boot.state_dir, who),
         (None, None) => only_generated(config)?,
     };
     read_token(&file)
@@ -133,6 +133,7 @@ fn token(conn: &Connection, config: &Config) -> Result<String, String> {
 
 fn only_generated(config: &Config) -> Result<PathBuf, String> {
     let generated: Vec<&str> = config
+        .boot
         .approval
         .approvers
         .iter()
@@ -140,7 +141,7 @@ fn only_generated(config: &Config) -> Result<PathBuf, String> {
         .map(|a| a.identity.as_str())
         .collect();
     match generated.as_slice() {
-        [one] => Ok(token_file(&config.state_dir, one)),
+        [one] => Ok(token_file(&config.boot.state_dir, one)),
         [] => Err("no approver token: set MCP_WARDEN_APPROVER_TOKEN or pass --token-file".into()),
         many => Err(format!(
             "several approvers ({}): choose one with --as, or pass --token-file",
@@ -172,8 +173,8 @@ impl Client {
         let url = conn
             .url
             .clone()
-            .or_else(|| config.approval.public_url.clone())
-            .or_else(|| config.admin.map(|a| format!("http://{a}")))
+            .or_else(|| config.boot.approval.public_url.clone())
+            .or_else(|| config.boot.admin.map(|a| format!("http://{a}")))
             .ok_or("no admin listener: set `[listen] admin` in the config, or pass --url")?;
         let token = token(conn, config)?;
         Ok(Self { url, token })

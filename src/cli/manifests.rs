@@ -51,7 +51,8 @@ pub async fn run(command: ManifestCommand, config: Config) -> Result<(), String>
             force,
         } => {
             let live = live_tools(&config, &upstream).await?;
-            let path = output.unwrap_or_else(|| config.manifests.join(format!("{upstream}.toml")));
+            let path =
+                output.unwrap_or_else(|| config.live.manifests.join(format!("{upstream}.toml")));
             if path.exists() && !force {
                 return Err(format!(
                     "`{}` exists: pass --force to replace it, or --output elsewhere",
@@ -60,7 +61,7 @@ pub async fn run(command: ManifestCommand, config: Config) -> Result<(), String>
             }
             std::fs::write(&path, skeleton::skeleton(&upstream, &live))
                 .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-            let pins = PinStore::new(&config.state_dir);
+            let pins = PinStore::new(&config.boot.state_dir);
             live.iter().for_each(|d| pins.remember(d));
             println!(
                 "wrote {} ({} tools): review every tier, then ship it",
@@ -88,7 +89,7 @@ async fn pin(config: &Config, upstream: &str, only: Option<&str>, yes: bool) -> 
     let live = live_tools(config, upstream).await?;
     let mut text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
-    let pins = PinStore::new(&config.state_dir);
+    let pins = PinStore::new(&config.boot.state_dir);
     let mut changed = 0;
     for (name, entry) in &manifest.tools {
         if only.is_some_and(|t| t != name) {
@@ -173,7 +174,7 @@ async fn live_tools(config: &Config, id: &str) -> Result<Vec<Value>, String> {
     }
     let (tx, _rx) = mpsc::unbounded_channel();
     let upstreams = Arc::new(Upstreams::new(
-        &config.upstreams,
+        &config.boot.upstreams,
         Duration::from_secs(60),
         tx,
     ));

@@ -38,16 +38,21 @@ pub enum ActDefault {
     Policy,
 }
 
-/// The checked `[approval]` table and approvers.
+/// The checked `[approval]` settings a reload applies.
 #[derive(Debug, Clone)]
 pub struct ApprovalConfig {
     /// How long a request waits for a decision (a manifest rule may say otherwise).
     pub timeout: Duration,
-    /// The SQLite database of approval requests.
-    pub database: PathBuf,
     pub act: ActDefault,
     /// Told (HTTP POST, JSON) of every new request.
     pub webhook: Option<String>,
+}
+
+/// The checked `[approval]` settings and approvers only a restart applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalBoot {
+    /// The SQLite database of approval requests.
+    pub database: PathBuf,
     /// The approvals page as approvers reach it, for links; default: the admin listener.
     pub public_url: Option<String>,
     pub approvers: Vec<ApproverConfig>,
@@ -74,7 +79,7 @@ pub(super) fn check(
     approvers: Vec<RawApprover>,
     cx: &Context<'_>,
     out: &mut Vec<Problem>,
-) -> ApprovalConfig {
+) -> (ApprovalBoot, ApprovalConfig) {
     let timeout = super::duration(
         raw.timeout,
         "approval.timeout",
@@ -99,18 +104,21 @@ pub(super) fn check(
             ActDefault::Approve
         }
     };
-    ApprovalConfig {
+    let live = ApprovalConfig {
         timeout,
-        database,
         act,
         webhook: raw
             .webhook
             .and_then(|u| url(cx, u, "approval.webhook", out)),
+    };
+    let boot = ApprovalBoot {
+        database,
         public_url: raw
             .public_url
             .and_then(|u| url(cx, u, "approval.public_url", out)),
         approvers: check_approvers(approvers, cx, out),
-    }
+    };
+    (boot, live)
 }
 
 fn url(
@@ -194,10 +202,10 @@ mod tests {
             "[approval]\nact = \"policy\"\nwebhook = \"https://hooks.example/a\"\n\n[listen]\nadmin = \"127.0.0.1:8788\"\n\n[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\n"
         ))
         .unwrap();
-        assert_eq!(ok.approval.act, ActDefault::Policy);
-        assert_eq!(ok.approval.approvers.len(), 2);
-        assert_eq!(ok.approval.approvers[1].sha256, None);
-        assert_eq!(ok.admin.map(|a| a.port()), Some(8788));
+        assert_eq!(ok.live.approval.act, ActDefault::Policy);
+        assert_eq!(ok.boot.approval.approvers.len(), 2);
+        assert_eq!(ok.boot.approval.approvers[1].sha256, None);
+        assert_eq!(ok.boot.admin.map(|a| a.port()), Some(8788));
 
         let errs = errors(&format!(
             "[approval]\nact = \"always\"\nwebhook = \"ftp://x\"\n\n[[approver]]\nidentity = \"carol\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\nsha256 = \"{hash}\"\n\n[[approver]]\nidentity = \"user:erin\"\nsha256 = \"xyz\"\n"

@@ -64,7 +64,7 @@ pub async fn obtain(
         return refused(call, decision, e.to_string());
     }
     tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
-    if let Some(url) = &now.config.approval.webhook {
+    if let Some(url) = &now.config.live.approval.webhook {
         let notice = webhook::notice(&request, state.page_url());
         tokio::spawn(webhook::deliver(url.clone(), notice));
     }
@@ -227,7 +227,7 @@ fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
         quorum: rule.map_or(1, |r| r.quorum),
         timeout: rule
             .and_then(|r| r.timeout)
-            .unwrap_or(now.config.approval.timeout),
+            .unwrap_or(now.config.live.approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
     }
 }

@@ -104,7 +104,7 @@ async fn admit(
         .args
         .insert(request.arguments.clone().unwrap_or_default());
     integrity(tool)?;
-    let (field, injected) = (&now.config.intent_field, tool.intent_injected);
+    let (field, injected) = (&now.config.live.intent_field, tool.intent_injected);
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     check_args(tool, args)?;
     let call = Call {

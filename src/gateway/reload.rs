@@ -98,7 +98,7 @@ impl State {
         warnings.append(&mut found);
         if policy.rows().next().is_none() && running.policy.rows().next().is_some() {
             return Err(vec![Problem::error(
-                &config.policy,
+                &config.live.policy,
                 None,
                 "the new policy has no `p` rules at all (an empty or half-written file?); \
                  the running policy stays in force: to refuse everything on purpose, write a `deny` rule",
@@ -140,29 +140,11 @@ impl State {
     }
 }
 
-/// `read` with the settings only a restart can apply put back to their running values;
-/// one warning names those that were changed in the file.
+/// `read` with the settings only a restart can apply (its `boot`) put back to their
+/// running values; one warning names those that were changed in the file.
 fn keep_restart_only(running: &Config, mut read: Config, warnings: &mut Vec<Problem>) -> Config {
-    let mut kept = Vec::new();
-    macro_rules! keep {
-        ($name:literal, $($field:ident).+) => {
-            if format!("{:?}", running.$($field).+) != format!("{:?}", read.$($field).+) {
-                kept.push(concat!("`", $name, "`"));
-            }
-            read.$($field).+ = running.$($field).+.clone();
-        };
-    }
-    keep!("state_dir", state_dir);
-    keep!("audit_log", audit_log);
-    keep!("call_timeout", call_timeout);
-    keep!("relist_interval", relist_interval);
-    keep!("watch", watch);
-    keep!("listen.http", http);
-    keep!("listen.admin", admin);
-    keep!("[[upstream]]", upstreams);
-    keep!("approval.database", approval.database);
-    keep!("[[approver]]", approval.approvers);
-    keep!("approval.public_url", approval.public_url);
+    let kept = running.boot.changed(&read.boot);
+    read.boot = running.boot.clone();
     if !kept.is_empty() {
         warnings.push(Problem::warning(
             &read.source,
@@ -187,11 +169,11 @@ fn inputs(config: &Config) -> Map<String, Value> {
 /// Every file a reload reads: the config file, the policy model and rules, and each
 /// manifest.
 fn watched(config: &Config) -> Vec<PathBuf> {
-    let mut files = vec![config.policy_model.clone(), config.policy.clone()];
+    let mut files = vec![config.live.policy_model.clone(), config.live.policy.clone()];
     if config.source.is_file() {
         files.push(config.source.clone());
     }
-    if let Ok(dir) = std::fs::read_dir(&config.manifests) {
+    if let Ok(dir) = std::fs::read_dir(&config.live.manifests) {
         let mut manifests: Vec<PathBuf> = dir
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))

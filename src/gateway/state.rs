@@ -87,14 +87,14 @@ pub struct Snapshot {
 pub type Inputs = (Vec<(std::path::PathBuf, String)>, (String, String));
 
 pub fn read_inputs(config: &Config) -> Result<Inputs, Vec<Problem>> {
-    let manifests = manifest::read_dir(&config.manifests).map_err(|p| vec![p])?;
+    let manifests = manifest::read_dir(&config.live.manifests).map_err(|p| vec![p])?;
     let read = |p: &Path| {
         std::fs::read_to_string(p)
             .map_err(|e| vec![Problem::error(p, None, format!("cannot read: {e}"))])
     };
     Ok((
         manifests,
-        (read(&config.policy_model)?, read(&config.policy)?),
+        (read(&config.live.policy_model)?, read(&config.live.policy)?),
     ))
 }
 
@@ -104,7 +104,11 @@ pub async fn load_rules(
 ) -> Result<(Manifests, Policy, Vec<Problem>), Vec<Problem>> {
     let (files, (model, rules)) = read_inputs(config)?;
     let (manifests, mut problems) = Manifests::parse(&files);
-    let policy = Policy::load((&config.policy_model, &model), (&config.policy, &rules)).await;
+    let policy = Policy::load(
+        (&config.live.policy_model, &model),
+        (&config.live.policy, &rules),
+    )
+    .await;
     let mut unused: Vec<String> = manifests
         .iter()
         .filter(|m| config.upstream(&m.server).is_none())
@@ -113,7 +117,7 @@ pub async fn load_rules(
     unused.sort();
     if !unused.is_empty() {
         problems.push(Problem::warning(
-            &config.manifests,
+            &config.live.manifests,
             None,
             format!(
                 "manifests for servers with no configured upstream are unused: {}",
@@ -129,7 +133,7 @@ pub async fn load_rules(
         Ok(_) if problems.iter().any(Problem::is_error) => Err(problems),
         Ok(policy) => Ok((
             manifests,
-            policy.with_act_default(config.approval.act),
+            policy.with_act_default(config.live.approval.act),
             problems,
         )),
     }
@@ -141,7 +145,10 @@ impl State {
     /// upstream does not (its tools appear once it answers).
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
         // Taken before anything is read, so a change made while starting is not missed.
-        let seen = config.watch.then(|| super::reload::fingerprint(&config));
+        let seen = config
+            .boot
+            .watch
+            .then(|| super::reload::fingerprint(&config));
         let (manifests, policy, warnings) =
             load_rules(&config).await.map_err(StartError::Invalid)?;
         for w in &warnings {
@@ -150,15 +157,16 @@ impl State {
         let authenticator = crate::identity::Authenticator::load(&config)
             .await
             .map_err(StartError::Auth)?;
-        let audit = AuditLog::open(&config.audit_log)?;
-        let approvals = ApprovalStore::open(&config.approval.database)?;
-        let grants = crate::grant::GrantStore::open(&config.approval.database)?;
+        let audit = AuditLog::open(&config.boot.audit_log)?;
+        let approvals = ApprovalStore::open(&config.boot.approval.database)?;
+        let grants = crate::grant::GrantStore::open(&config.boot.approval.database)?;
         let policy = policy.with_grants(grants.book());
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
-        let upstreams = Upstreams::new(&config.upstreams, config.call_timeout, changed_tx);
-        let relist_interval = config.relist_interval;
+        let upstreams =
+            Upstreams::new(&config.boot.upstreams, config.boot.call_timeout, changed_tx);
+        let relist_interval = config.boot.relist_interval;
         let state = Arc::new(Self {
-            pins: PinStore::new(&config.state_dir),
+            pins: PinStore::new(&config.boot.state_dir),
             current: RwLock::new(Arc::new(Snapshot {
                 config: Arc::new(config),
                 manifests: Arc::new(manifests),
@@ -300,8 +308,13 @@ impl State {
         live: &[Value],
     ) -> Option<Vec<Arc<catalog::ToolRef>>> {
         let upstream = config.upstream(id)?;
-        let (tools, warnings) =
-            catalog::build_server(upstream, live, manifests, &config.intent_field, &self.pins);
+        let (tools, warnings) = catalog::build_server(
+            upstream,
+            live,
+            manifests,
+            &config.live.intent_field,
+            &self.pins,
+        );
         for w in warnings {
             tracing::warn!(server = %id, "{w}");
         }

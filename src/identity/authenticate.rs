@@ -25,14 +25,14 @@ impl Authenticator {
         if !config.authenticates() {
             return Ok(None);
         }
-        let jwt = match &config.auth {
+        let jwt = match &config.live.auth {
             Some(auth) if !auth.issuers.is_empty() => Some(Keys::load(auth).await?),
             _ => None,
         };
         Ok(Some(Self {
-            api_keys: config.api_keys.clone(),
+            api_keys: config.live.api_keys.clone(),
             jwt,
-            max_chain_depth: config.auth.as_ref().map_or(4, |a| a.max_chain_depth),
+            max_chain_depth: config.live.auth.as_ref().map_or(4, |a| a.max_chain_depth),
         }))
     }
 

@@ -49,7 +49,7 @@ impl HttpAuth {
     /// Where the protected resource metadata is, for `WWW-Authenticate`.
     fn metadata_url(&self) -> Option<String> {
         let config = self.state.current().config.clone();
-        let resource = &config.auth.as_ref()?.resource;
+        let resource = &config.live.auth.as_ref()?.resource;
         let (origin, path) = split_origin(resource);
         Some(format!(
             "{origin}/.well-known/oauth-protected-resource{path}"
@@ -221,7 +221,7 @@ fn credential(request: &Request) -> Result<&str, AuthError> {
 /// `GET /.well-known/oauth-protected-resource[/path]`: RFC 9728 metadata.
 pub async fn metadata(axum::extract::State(auth): axum::extract::State<Arc<HttpAuth>>) -> Response {
     let config = auth.state.current().config.clone();
-    let Some(config) = config.auth.as_ref() else {
+    let Some(config) = config.live.auth.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut body = serde_json::Map::new();

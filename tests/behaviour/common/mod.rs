@@ -268,7 +268,7 @@ pub async fn connect_as<H: ClientHandler>(
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     let gateway = Gateway::new(
         state.clone(),
-        state.current().config.stdio_identity.clone(),
+        state.current().config.live.stdio_identity.clone(),
         Listener::Stdio {
             session: format!("test:{}", uuid::Uuid::new_v4()),
         },
