@@ -5,6 +5,7 @@
 //! subscriptions (`resources`, `subscriptions`) and upstream log entries (`logging`).
 //! rmcp types are translated here and in `upstream`, nowhere else.
 
+mod answer;
 mod approve;
 mod asks;
 mod call;
@@ -291,11 +292,14 @@ async fn attest(
             if let Err(e) = state.audit.access_refused(&refused).await {
                 tracing::error!(error = %e, "a refused request could not be audited");
             }
-            let data = serde_json::json!({"object": refused.access.object()});
-            return Err(ErrorData::invalid_request(refused.message, Some(data)));
+            let object = refused.access.object();
+            let message = refused.message;
+            return Err(answer::Failure::Refused { message, object }.into());
         }
     };
-    state.audit.access(permitted).await.map_err(|(_, e)| {
-        ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)
-    })
+    state
+        .audit
+        .access(permitted)
+        .await
+        .map_err(|(_, e)| answer::Failure::NotAudited(e).into())
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::State;
+use super::answer::Failure;
 use crate::audit::Attested;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind};
@@ -48,7 +49,7 @@ pub async fn forward(
                 let answer = tokio::select! {
                     answer = put(state, attested, &context.peer, ask.kind, ask.request) => answer,
                     // The caller gave up on the call: stop waiting for its answer too.
-                    () = context.ct.cancelled() => Err(ErrorData::invalid_request("the call was cancelled by the caller", None)),
+                    () = context.ct.cancelled() => Err(Failure::ClientCannot("the call was cancelled by the caller".into()).into()),
                 };
                 let _ = ask.reply.send(answer);
             }
@@ -85,10 +86,8 @@ async fn put(
     // A relayed request is decided as its own request, under the policy of now.
     super::attest(state, &state.current(), access).await?;
     peer.send_request(request).await.map_err(|e| {
-        ErrorData::internal_error(
-            format!("the calling client did not answer {}: {e}", kind.method()),
-            None,
-        )
+        let message = format!("the calling client did not answer {}: {e}", kind.method());
+        Failure::ClientFailed(message).into()
     })
 }
 
@@ -101,9 +100,10 @@ fn offered(peer: &Peer<RoleServer>, kind: AskKind) -> Result<(), ErrorData> {
     });
     match offered {
         true => Ok(()),
-        false => Err(ErrorData::invalid_request(
-            format!("the calling client does not support {}", kind.method()),
-            None,
-        )),
+        false => Err(Failure::ClientCannot(format!(
+            "the calling client does not support {}",
+            kind.method()
+        ))
+        .into()),
     }
 }

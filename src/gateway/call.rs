@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, MetaObject};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::answer::{self, Failure};
 use super::{Snapshot, State};
 use crate::arguments::ArgumentsError;
 use crate::audit::{Attested, AuditError, Outcome, Refusal, Stage};
@@ -275,25 +276,17 @@ async fn refuse(
     reply(&facts.call_id, error)
 }
 
-/// The one place a refusal becomes an MCP answer: an unknown tool is a protocol error
-/// (the request cannot be routed); everything else is a tool error the caller can read
-/// and act on, with `isError: true`.
+/// A refusal as an MCP answer (see `answer`): an unknown tool is a protocol error (the
+/// request cannot be routed); everything else is a tool error the caller can read and
+/// act on, with `isError: true`.
 fn reply(call_id: &str, error: CallError) -> Result<CallToolResult, ErrorData> {
     let stage = error.stage();
     match error {
-        CallError::Unknown(e) => Err(ErrorData::invalid_params(
-            e.to_string(),
-            Some(json!({ "call_id": call_id })),
-        )),
-        other => {
-            let mut result = CallToolResult::error(vec![ContentBlock::text(other.to_string())]);
-            let mut meta = Map::new();
-            meta.insert(
-                "io.mcp-warden/refusal".into(),
-                json!({ "call_id": call_id, "stage": stage }),
-            );
-            result.meta = Some(MetaObject(meta));
-            Ok(result)
+        CallError::Unknown(e) => Err(Failure::UnknownTool {
+            message: e.to_string(),
+            call_id: call_id.to_string(),
         }
+        .into()),
+        other => Ok(answer::tool_refusal(call_id, stage, other.to_string())),
     }
 }

@@ -11,6 +11,7 @@ use rmcp::model::{
 };
 use serde_json::json;
 
+use super::answer::Failure;
 use super::{Snapshot, State};
 use crate::config::SEPARATOR;
 use crate::identity::Caller;
@@ -59,7 +60,7 @@ pub async fn get(
         .get_prompt(&attested)
         .await
         .map(|r| super::resources::rename_links(now, &server, r))
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+        .map_err(|e| Failure::Upstream(e).into())
 }
 
 /// Decide (as a get of the prompt, or a read of the resource template), audit, then
@@ -86,7 +87,7 @@ pub async fn complete(
         }
         _ => {
             let message = "unknown kind of completion reference: use ref/prompt or ref/resource";
-            return Err(ErrorData::invalid_params(message, None));
+            return Err(Failure::Malformed(message.into()).into());
         }
     };
     let attested = super::attest(state, now, access).await?;
@@ -94,16 +95,15 @@ pub async fn complete(
         .upstreams
         .complete(&attested, request.argument, request.context)
         .await
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+        .map_err(|e| Failure::Upstream(e).into())
 }
 
 /// `server_prompt` → (server, prompt) for a configured server.
 fn route<'a>(now: &Snapshot, name: &'a str) -> Result<(String, &'a str), ErrorData> {
     let unknown = || {
-        ErrorData::invalid_params(
-            format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use"),
-            None,
-        )
+        let message =
+            format!("unknown prompt `{name}`: call prompts/list to see the prompts you may use");
+        ErrorData::from(Failure::UnknownPrompt(message))
     };
     let (upstream, prompt) = now.config.route(name, SEPARATOR).ok_or_else(unknown)?;
     Ok((upstream.id.clone(), prompt))

@@ -10,6 +10,7 @@ use rmcp::model::{ReadResourceRequestParams, ReadResourceResult, Resource, Resou
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::answer::Failure;
 use super::attest;
 use super::{Snapshot, State};
 use crate::identity::Caller;
@@ -91,7 +92,7 @@ pub async fn read(
         .upstreams
         .read_resource(&attested)
         .await
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        .map_err(|e| ErrorData::from(Failure::Upstream(e)))?;
     let mut value = serde_json::to_value(&result).unwrap_or_default();
     if let Some(contents) = value.get_mut("contents").and_then(Value::as_array_mut) {
         for c in contents {
@@ -102,7 +103,8 @@ pub async fn read(
         }
     }
     serde_json::from_value(value).map_err(|e| {
-        ErrorData::internal_error(format!("cannot rename the resource's contents: {e}"), None)
+        let message = format!("cannot rename the resource's contents: {e}");
+        Failure::Unrelayable(message).into()
     })
 }
 
@@ -113,12 +115,10 @@ pub(super) fn access_by_uri(
     uri: &str,
 ) -> Result<Access, ErrorData> {
     let unknown = || {
-        ErrorData::resource_not_found(
-            format!(
-                "unknown resource `{uri}`: call resources/list to see the resources you may read"
-            ),
-            None,
-        )
+        let message = format!(
+            "unknown resource `{uri}`: call resources/list to see the resources you may read"
+        );
+        ErrorData::from(Failure::UnknownResource(message))
     };
     let (upstream, inner) = now.config.route(uri, '+').ok_or_else(unknown)?;
     Ok(access(now, caller, upstream.id.as_str(), inner))

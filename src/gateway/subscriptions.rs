@@ -11,6 +11,7 @@ use rmcp::model::{
 };
 use rmcp::{ErrorData, Peer, RoleServer};
 
+use super::answer::Failure;
 use super::attest;
 use super::resources::{access, outer};
 use super::{Snapshot, State};
@@ -45,10 +46,7 @@ impl State {
         let attested = attest(self, &now, wanted).await?;
         let first = {
             let Ok(mut list) = self.subscriptions.list.lock() else {
-                return Err(ErrorData::internal_error(
-                    "subscriptions are unavailable",
-                    None,
-                ));
+                return Err(Failure::Unavailable("subscriptions are unavailable").into());
             };
             list.retain(|s| !s.peer.is_transport_closed());
             let first = !list.iter().any(|s| s.server == server && s.uri == uri);
@@ -66,7 +64,7 @@ impl State {
             self.upstreams
                 .subscribe(&attested)
                 .await
-                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                .map_err(|e| ErrorData::from(Failure::Upstream(e)))?;
         }
         Ok(())
     }
@@ -133,9 +131,9 @@ fn route_resource(now: &Snapshot, uri: &str) -> Result<(String, String), ErrorDa
         .route(uri, '+')
         .map(|(u, inner)| (u.id.clone(), inner.to_string()))
         .ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("unknown resource `{uri}`: call resources/list to see the resources you may read"),
-                None,
-            )
+            let message = format!(
+                "unknown resource `{uri}`: call resources/list to see the resources you may read"
+            );
+            Failure::UnknownResource(message).into()
         })
 }
