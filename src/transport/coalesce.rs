@@ -61,3 +61,74 @@ fn is_event_stream(response: &Response) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use tokio::sync::mpsc;
+    use tower::ServiceExt;
+
+    /// A POST whose event stream is the frames sent into the returned channel.
+    async fn serve(frames: mpsc::Receiver<Bytes>) -> Response {
+        let stream = futures::stream::unfold(frames, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        });
+        let body = std::sync::Arc::new(std::sync::Mutex::new(Some(Body::from_stream(stream))));
+        let handler = move || async move {
+            let body = body.lock().unwrap().take().unwrap();
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(body)
+                .unwrap()
+        };
+        let router = axum::Router::new()
+            .route("/", post(handler))
+            .layer(axum::middleware::from_fn(coalesce));
+        let request = Request::post("/").body(Body::empty()).unwrap();
+        router.oneshot(request).await.unwrap()
+    }
+
+    /// A stream that ends before the hold is over goes out whole, with its length.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_ends_within_the_hold_goes_out_whole() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"id: 1/0\n\n")).await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(HOLD / 2).await;
+            tx.send(Bytes::from_static(b"data: answer\n\n"))
+                .await
+                .unwrap();
+        });
+        let response = serve(rx).await;
+        let length = response.headers().get(header::CONTENT_LENGTH).cloned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"id: 1/0\n\ndata: answer\n\n");
+        assert_eq!(length, Some(HeaderValue::from(body.len())));
+    }
+
+    /// A stream still open when the hold is over streams: what was held first, then the
+    /// rest as it comes, nothing lost or reordered.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_longer_than_the_hold_streams_in_order() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"id: 1/0\n\n")).await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(HOLD * 3).await;
+            tx.send(Bytes::from_static(b"data: progress\n\n"))
+                .await
+                .unwrap();
+            tx.send(Bytes::from_static(b"data: answer\n\n"))
+                .await
+                .unwrap();
+        });
+        let response = serve(rx).await;
+        assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"id: 1/0\n\ndata: progress\n\ndata: answer\n\n");
+    }
+}

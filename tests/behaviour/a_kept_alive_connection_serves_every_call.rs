@@ -153,8 +153,12 @@ fn events(response: &Response) -> Vec<Value> {
         .collect()
 }
 
+/// Between two quick calls, a slow one streams: its progress first and in order, then its
+/// result. (Whether a quick answer goes out whole depends on it coming within the 10 ms
+/// hold, which a loaded machine may miss; the unit tests of `transport::coalesce` hold
+/// that rule in paused time.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quick_answer_comes_whole_and_a_slow_one_streams_in_order() {
+async fn a_slow_answer_streams_in_order_between_quick_ones() {
     let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
     let mut conn = session(&url).await;
 
@@ -170,17 +174,6 @@ async fn a_quick_answer_comes_whole_and_a_slow_one_streams_in_order() {
         "{:?}",
         quick.headers
     );
-    // One whole response: its length up front, not a stream of chunks.
-    assert_eq!(
-        quick
-            .headers
-            .get("content-length")
-            .map(|l| l.parse::<usize>().unwrap()),
-        Some(quick.body.len()),
-        "{:?}",
-        quick.headers
-    );
-    assert!(!quick.headers.contains_key("transfer-encoding"));
     assert_eq!(
         message(&quick, 1)["result"]["content"][0]["text"],
         json!("quick")
