@@ -261,12 +261,9 @@ pub struct AccessRecord {
 
 #[derive(Debug, Serialize)]
 pub struct ApprovalRecord {
-    pub ts: String,
-    pub id: String,
-    pub call_id: String,
-    pub session: String,
-    pub agent: String,
-    pub chain: Vec<String>,
+    /// The call's, as the request stored it (no credential: the request outlives it).
+    #[serde(flatten)]
+    pub header: Header,
     pub server: String,
     pub tool: String,
     pub tier: String,
@@ -386,12 +383,15 @@ pub fn approval(
 ) -> AuditRecord {
     let call = &request.call;
     AuditRecord::Approval(Box::new(ApprovalRecord {
-        ts: now(),
-        id: uuid::Uuid::new_v4().to_string(),
-        call_id: call.call_id.clone(),
-        session: call.session.clone(),
-        agent: call.agent.clone(),
-        chain: call.chain.clone(),
+        header: Header {
+            ts: now(),
+            id: uuid::Uuid::new_v4().to_string(),
+            call_id: call.call_id.clone(),
+            session: call.session.clone(),
+            agent: call.agent.clone(),
+            chain: call.chain.clone(),
+            credential: None,
+        },
         server: call.server.clone(),
         tool: call.tool.clone(),
         tier: call.tier.clone(),
