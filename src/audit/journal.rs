@@ -715,6 +715,33 @@ mod tests {
         }
     }
 
+    /// Where direct writes are refused, the journal is written through the page cache:
+    /// the same bytes at the same places.
+    #[test]
+    fn without_direct_writes_the_journal_holds_the_same_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log_path, path) = (dir.path().join("log"), dir.path().join("j"));
+        std::fs::write(&path, vec![0u8; (LAP_START + LAP) as usize]).unwrap();
+        let log = File::create(&log_path).unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let mut journal = Journal {
+            file,
+            direct: None,
+            generation: 1,
+            inode: 0,
+            cursor: LAP_START,
+        };
+        let batches: [&[u8]; 3] = [b"{\"a\":1}\n", &[b'x'; 5000], b"{\"b\":2}\n"];
+        for batch in batches {
+            journal.record(&log, batch, 0, GENESIS).unwrap();
+        }
+        let start = LAP_START as usize;
+        let expected = batches.concat();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[start..start + expected.len()], &expected[..]);
+        assert!(written[start + expected.len()..].iter().all(|b| *b == 0));
+    }
+
     /// A log moved aside and started anew is another log: its predecessor's journal is
     /// kept beside it, and the new log starts its own chain.
     #[tokio::test]

@@ -58,6 +58,8 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
         attempt["approval"],
         json!({"id": id, "approvers": ["user:carol"]})
     );
+    // The README's promise: an approved call's attempt says `approve`, not `allow`.
+    assert_eq!(attempt["decision"], "approve", "{attempt}");
     let events: Vec<String> = h
         .audit()
         .await
