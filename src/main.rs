@@ -7,6 +7,12 @@ use clap::Parser;
 use mcp_warden::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the gateway allocates and frees small buffers on every call, often on another
+/// thread than the one that allocated them (the audit writer frees what a runtime thread
+/// built); glibc's allocator then serialises on its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runtime threads: `MCP_WARDEN_THREADS`, or half the cores (at least one). The other half
 /// is left to the tool servers the gateway starts as child processes, to the audit
 /// writer and to the clients on the same machine: on a small machine a second runtime
