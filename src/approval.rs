@@ -1,11 +1,12 @@
-//! Approval requests: the durable store (embedded SQLite) and the rules of their
-//! lifecycle — separation of duties, permission, quorum of distinct approvers, expiry,
-//! single use, binding to the exact tool + argument digest + caller. It does not decide
+//! Approval requests: what they record, and the rules of their lifecycle (in
+//! `lifecycle`, applied atomically by the state `store`) — separation of duties,
+//! permission, quorum of distinct approvers, expiry, single use, binding to the exact
+//! tool + argument digest + caller. It does not decide
 //! whether a call needs approval (policy and manifests do) nor wait on one (the gateway
 //! does); it only records and enforces decisions. Times are passed in, so tests control
 //! the clock.
 
-mod store;
+mod lifecycle;
 pub mod webhook;
 
 use std::time::Duration;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::digest;
-pub use store::ApprovalStore;
+pub use lifecycle::Approvals;
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,30 +192,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_approval_is_bound_to_its_call_and_used_once() {
-        let store = ApprovalStore::in_memory().unwrap();
-        let r = store.create(call("sha256:a", 1), 0).unwrap();
+    #[tokio::test]
+    async fn an_approval_is_bound_to_its_call_and_used_once() {
+        let store = Approvals::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).await.unwrap();
         let approved = store
             .decide(&r.id, verdict("user:carol", true, 1), true, 1)
+            .await
             .unwrap();
         assert_eq!(approved.status, Status::Approved);
         assert!(
             store
                 .find_approved(&call("sha256:b", 1).binding(), 2)
+                .await
                 .unwrap()
                 .is_none(),
             "other arguments need their own approval"
         );
         let found = store
             .find_approved(&call("sha256:a", 1).binding(), 2)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(found.id, r.id);
-        assert_eq!(store.consume(&r.id, 3).unwrap().status, Status::Executed);
+        assert_eq!(
+            store.consume(&r.id, 3).await.unwrap().status,
+            Status::Executed
+        );
         assert!(
             matches!(
-                store.consume(&r.id, 4),
+                store.consume(&r.id, 4).await,
                 Err(ApprovalError::Closed {
                     status: "executed",
                     ..
@@ -222,31 +229,33 @@ mod tests {
             ),
             "single use"
         );
-        assert!(store.find_approved(&r.binding, 5).unwrap().is_none());
+        assert!(store.find_approved(&r.binding, 5).await.unwrap().is_none());
     }
 
-    #[test]
-    fn the_requester_and_its_chain_can_never_approve() {
-        let store = ApprovalStore::in_memory().unwrap();
-        let r = store.create(call("sha256:a", 1), 0).unwrap();
+    #[tokio::test]
+    async fn the_requester_and_its_chain_can_never_approve() {
+        let store = Approvals::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).await.unwrap();
         for who in ["agent:desktop", "user:alice"] {
             let err = store
                 .decide(&r.id, verdict(who, true, 1), true, 1)
+                .await
                 .unwrap_err();
             assert!(
                 matches!(err, ApprovalError::SeparationOfDuties { .. }),
                 "{who}: {err}"
             );
         }
-        assert_eq!(store.get(&r.id).unwrap().status, Status::Pending);
+        assert_eq!(store.get(&r.id).await.unwrap().status, Status::Pending);
     }
 
-    #[test]
-    fn an_approver_without_permission_is_refused() {
-        let store = ApprovalStore::in_memory().unwrap();
-        let r = store.create(call("sha256:a", 1), 0).unwrap();
+    #[tokio::test]
+    async fn an_approver_without_permission_is_refused() {
+        let store = Approvals::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).await.unwrap();
         let err = store
             .decide(&r.id, verdict("user:dave", true, 1), false, 1)
+            .await
             .unwrap_err();
         assert_eq!(
             err,
@@ -257,39 +266,44 @@ mod tests {
         );
     }
 
-    #[test]
-    fn quorum_needs_distinct_approvers_and_a_deny_closes() {
-        let store = ApprovalStore::in_memory().unwrap();
-        let r = store.create(call("sha256:a", 2), 0).unwrap();
+    #[tokio::test]
+    async fn quorum_needs_distinct_approvers_and_a_deny_closes() {
+        let store = Approvals::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 2), 0).await.unwrap();
         assert_eq!(
             store
                 .decide(&r.id, verdict("user:carol", true, 1), true, 1)
+                .await
                 .unwrap()
                 .status,
             Status::Pending
         );
         let twice = store
             .decide(&r.id, verdict("user:carol", true, 2), true, 2)
+            .await
             .unwrap_err();
         assert!(matches!(twice, ApprovalError::AlreadyDecided { .. }));
         let done = store
             .decide(&r.id, verdict("user:erin", true, 3), true, 3)
+            .await
             .unwrap();
         assert_eq!(
             (done.status, done.approvers()),
             (Status::Approved, vec!["user:carol", "user:erin"])
         );
 
-        let d = store.create(call("sha256:b", 2), 0).unwrap();
+        let d = store.create(call("sha256:b", 2), 0).await.unwrap();
         assert_eq!(
             store
                 .decide(&d.id, verdict("user:carol", false, 1), true, 1)
+                .await
                 .unwrap()
                 .status,
             Status::Denied
         );
         let late = store
             .decide(&d.id, verdict("user:erin", true, 2), true, 2)
+            .await
             .unwrap_err();
         assert!(matches!(
             late,
@@ -300,13 +314,14 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn expiry_closes_a_request_and_late_decisions_change_nothing() {
-        let store = ApprovalStore::in_memory().unwrap();
-        let r = store.create(call("sha256:a", 1), 0).unwrap();
+    #[tokio::test]
+    async fn expiry_closes_a_request_and_late_decisions_change_nothing() {
+        let store = Approvals::in_memory().unwrap();
+        let r = store.create(call("sha256:a", 1), 0).await.unwrap();
         assert_eq!(r.expires, 10 * MIN);
         let late = store
             .decide(&r.id, verdict("user:carol", true, 10 * MIN), true, 10 * MIN)
+            .await
             .unwrap_err();
         assert!(matches!(
             late,
@@ -315,31 +330,36 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(store.get(&r.id).unwrap().status, Status::Expired);
-        let other = store.create(call("sha256:b", 1), 0).unwrap();
-        let expired = store.expire_due(10 * MIN).unwrap();
+        assert_eq!(store.get(&r.id).await.unwrap().status, Status::Expired);
+        let other = store.create(call("sha256:b", 1), 0).await.unwrap();
+        let expired = store.expire_due(10 * MIN).await.unwrap();
         assert_eq!(
             expired.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             vec![other.id.as_str()]
         );
     }
 
-    #[test]
-    fn requests_survive_reopening_the_database() {
+    #[tokio::test]
+    async fn requests_survive_reopening_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/approvals.db");
         let id = {
-            let store = ApprovalStore::open(&path).unwrap();
-            store.create(call("sha256:a", 1), 0).unwrap().id
+            let store = Approvals::new(std::sync::Arc::new(
+                crate::store::Store::open(&path).unwrap(),
+            ));
+            store.create(call("sha256:a", 1), 0).await.unwrap().id
         };
-        let store = ApprovalStore::open(&path).unwrap();
-        let pending = store.list(Some(Status::Pending)).unwrap();
+        let store = Approvals::new(std::sync::Arc::new(
+            crate::store::Store::open(&path).unwrap(),
+        ));
+        let pending = store.list(Some(Status::Pending)).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, id);
         assert_eq!(pending[0].call.intent.as_deref(), Some("refund the order"));
         assert_eq!(
             store
                 .decide(&id, verdict("user:carol", true, 1), true, 1)
+                .await
                 .unwrap()
                 .status,
             Status::Approved

@@ -5,17 +5,17 @@
 //! API): it never overrides a `deny`; whoever grants must hold the `approve` permission on
 //! the pattern (so grants only pre-approve what that person could approve one call at a
 //! time) and may not grant to themselves; and it covers `read`, `transform` or `act`,
-//! never the right to approve. Grants live in the approvals database, expire by
+//! never the right to approve. Grants live in the state database (`store`), expire by
 //! themselves (a decision never honours an expired grant), and can be revoked.
 
-mod store;
+mod kept;
 
 use std::sync::RwLock;
 
 use serde::Serialize;
 
 use crate::manifest::Tier;
-pub use store::{GrantStore, StoreError};
+pub use kept::{Grants, StoreError};
 
 /// One grant as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

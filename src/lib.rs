@@ -15,10 +15,11 @@
 //! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
-//! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, SQLite-backed |
+//! | [`store`]     | state that outlives the process (approvals, grants): one SQLite pool, async, atomic updates, a change watch |
+//! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, kept in the store |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
-//! | [`approval`]  | approval requests: SQLite store, separation of duties, quorum, expiry, single use, webhook |
+//! | [`approval`]  | approval requests: their lifecycle over the store, separation of duties, quorum, expiry, single use, webhook |
 //! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
@@ -59,9 +60,10 @@
 //! - **A poisoned lock** is recovered (`PoisonError::into_inner`) where its data is
 //!   whole whatever panicked (a queue, a list replaced whole, a table of whole entries);
 //!   elsewhere it reads as unavailable, and what needed it fails closed.
-//! - **Blocking I/O under a lock** on a tokio worker: only the approval and grant
-//!   stores' SQLite connections, today, which the store module is to take off the
-//!   workers; nothing else.
+//! - **Blocking I/O** never runs on a tokio worker under a lock: the state database
+//!   ([`store`]) runs its work on tokio's blocking threads, and the audit log writes
+//!   on its own thread (or, with nothing else in flight, the caller's, holding only the
+//!   log's tail).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -84,5 +86,6 @@ pub mod listener;
 pub mod manifest;
 pub mod policy;
 pub mod problem;
+pub mod store;
 pub mod transport;
 pub mod upstream;

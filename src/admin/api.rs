@@ -109,7 +109,7 @@ pub async fn list(
         },
     };
     admin.state.expire_approvals().await;
-    match admin.state.approvals.list(status) {
+    match admin.state.approvals.list(status).await {
         Ok(requests) => {
             let views: Vec<View> = requests
                 .iter()
@@ -128,7 +128,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     admin.state.expire_approvals().await;
-    match admin.state.approvals.get(&id) {
+    match admin.state.approvals.get(&id).await {
         Ok(r) if may_see(&admin, &approver, &r) => Json(View::of(&r, &approver)).into_response(),
         Ok(r) => failure(&ApprovalError::NotPermitted {
             approver,

@@ -15,7 +15,7 @@ use crate::gateway::{GrantError, GrantRequest};
 
 pub async fn list(Extract(admin): Extract<Arc<Admin>>, Signed(approver, _): Signed) -> Response {
     admin.state.sweep_grants().await;
-    match admin.state.grants.list() {
+    match admin.state.grants.list().await {
         Ok(grants) => {
             let now = admin.state.current();
             let visible: Vec<_> = grants

@@ -16,8 +16,9 @@ use crate::audit::redacted;
 use crate::digest;
 use crate::policy::{Call, Decision, Permitted, Policy, Refused, binding_of};
 
-/// How often a waiting call looks at its request.
-const POLL: Duration = Duration::from_millis(200);
+/// How often a waiting call tells its client it is still waiting (progress keeps the
+/// call open). Between those, it wakes when the store changes or the request expires.
+const PROGRESS: Duration = Duration::from_secs(1);
 
 type Outcome = Result<Permitted, Box<Refused>>;
 
@@ -42,17 +43,21 @@ pub async fn obtain(
     let policy = now.policy.as_ref();
     let Refused { call, decision, .. } = *waiting;
     let binding = binding_of(&call);
-    match state.approvals.find_approved(&binding, now_ms()) {
+    match state.approvals.find_approved(&binding, now_ms()).await {
         Ok(Some(granted)) => return use_approval(state, policy, call, decision, granted).await,
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
-    match state.approvals.find_pending(&binding, now_ms()) {
+    match state.approvals.find_pending(&binding, now_ms()).await {
         Ok(Some(open)) => return wait(state, policy, call, decision, open, context).await,
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
-    let request = match state.approvals.create(new_request(now, &call), now_ms()) {
+    let request = match state
+        .approvals
+        .create(new_request(now, &call), now_ms())
+        .await
+    {
         Ok(r) => r,
         Err(e) => return refused(call, decision, e.to_string()),
     };
@@ -87,29 +92,17 @@ async fn wait(
         }
         None => format!("waiting for a human approver (request `{id}`)"),
     };
+    // Subscribed before the first read: a decision made after it wakes this loop.
+    let mut changes = state.approvals.watch();
+    let mut next_progress = tokio::time::Instant::now();
     for tick in 0u32.. {
-        if let Some(token) = token.as_ref().filter(|_| tick % 5 == 0) {
-            let progress = ProgressNotificationParam::new(token.clone(), f64::from(tick))
-                .with_message(note.clone());
-            let _ = context.peer.notify_progress(progress).await;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            () = context.ct.cancelled() => {
-                let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
-                return refused(call, decision, message);
-            }
-            () = state.stopping() => {
-                let message = format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call and it will be made");
-                return refused(call, decision, message);
-            }
-        }
-        let current = match state.approvals.get(&id) {
+        let current = match state.approvals.get(&id).await {
             Ok(r) => r,
             Err(e) => return refused(call, decision, e.to_string()),
         };
+        let left = current.expires.saturating_sub(now_ms());
         match current.status {
-            Status::Pending if now_ms() < current.expires => {}
+            Status::Pending if left > 0 => {}
             Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
             Status::Denied => return denied(call, decision, current),
             Status::Approved => return use_approval(state, policy, call, decision, current).await,
@@ -123,6 +116,35 @@ async fn wait(
                 );
             }
         }
+        if let Some(token) = token
+            .as_ref()
+            .filter(|_| tokio::time::Instant::now() >= next_progress)
+        {
+            let progress = ProgressNotificationParam::new(token.clone(), f64::from(tick))
+                .with_message(note.clone());
+            let _ = context.peer.notify_progress(progress).await;
+            next_progress = tokio::time::Instant::now() + PROGRESS;
+        }
+        let mut until = Duration::from_millis(left);
+        if token.is_some() {
+            until = until.min(next_progress.saturating_duration_since(tokio::time::Instant::now()));
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return refused(call, decision, "the approval store closed".into());
+                }
+            }
+            () = tokio::time::sleep(until) => {}
+            () = context.ct.cancelled() => {
+                let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
+                return refused(call, decision, message);
+            }
+            () = state.stopping() => {
+                let message = format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call and it will be made");
+                return refused(call, decision, message);
+            }
+        }
     }
     refused(call, decision, "approval wait ended".into())
 }
@@ -132,6 +154,7 @@ async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Out
     let after = state
         .approvals
         .get(id)
+        .await
         .map(|r| humantime::format_duration(r.call.timeout).to_string())
         .unwrap_or_else(|_| "its timeout".into());
     refused(
@@ -170,7 +193,7 @@ async fn use_approval(
     decision: Decision,
     granted: Request,
 ) -> Outcome {
-    let used = match state.approvals.consume(&granted.id, now_ms()) {
+    let used = match state.approvals.consume(&granted.id, now_ms()).await {
         Ok(r) => r,
         Err(ApprovalError::Closed {
             id,
@@ -235,7 +258,7 @@ fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
 impl State {
     /// Close every pending request whose time is up, each with an audit record.
     pub async fn expire_approvals(&self) {
-        let expired = match self.approvals.expire_due(now_ms()) {
+        let expired = match self.approvals.expire_due(now_ms()).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "cannot expire approval requests");
@@ -270,7 +293,7 @@ impl State {
         approve: bool,
         comment: Option<String>,
     ) -> Result<Request, ApprovalError> {
-        let request = self.approvals.get(id)?;
+        let request = self.approvals.get(id).await?;
         let object = format!("{}/{}", request.call.server, request.call.tool);
         let policy = self.current().policy.clone();
         let permitted = policy.may_approve(approver, &object);
@@ -288,12 +311,16 @@ impl State {
                     object,
                 })
             }
-            _ => self.approvals.decide(id, verdict, permitted, now_ms()),
+            _ => {
+                self.approvals
+                    .decide(id, verdict, permitted, now_ms())
+                    .await
+            }
         };
         let (record, event, error) = match &result {
             Ok(r) => (r.clone(), r.status.as_str(), None),
             Err(e) => (
-                self.approvals.get(id)?,
+                self.approvals.get(id).await?,
                 "refused-decision",
                 Some(e.to_string()),
             ),

@@ -75,6 +75,7 @@ impl State {
             .map_err(|e| GrantError::Failed(e.to_string()))?;
         self.grants
             .insert(&grant)
+            .await
             .map_err(|e| GrantError::Failed(e.to_string()))?;
         tracing::info!(grant = %grant.id, to = %grant.to, tools = %grant.tools, by = %by, "grant created");
         Ok(grant)
@@ -134,6 +135,7 @@ impl State {
         let current = self
             .grants
             .get(id)
+            .await
             .map_err(|e| GrantError::Failed(e.to_string()))?
             .filter(|g| g.status == GrantStatus::Active)
             .ok_or_else(|| GrantError::Unknown(id.into()))?;
@@ -146,6 +148,7 @@ impl State {
         let revoked = self
             .grants
             .revoke(id, by)
+            .await
             .map_err(|e| GrantError::Failed(e.to_string()))?
             .ok_or_else(|| GrantError::Unknown(id.into()))?;
         if let Err(e) = self.audit.grant(&revoked, "revoked", by, None).await {
@@ -157,7 +160,7 @@ impl State {
     /// Record grants that ran out (decisions already ignore them) in the store and the
     /// audit log.
     pub async fn sweep_grants(&self) {
-        let expired = match self.grants.sweep(now_ms()) {
+        let expired = match self.grants.sweep(now_ms()).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot sweep expired grants");

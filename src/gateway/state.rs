@@ -11,13 +11,14 @@ use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::approval::ApprovalStore;
+use crate::approval::Approvals;
 use crate::audit::AuditLog;
 use crate::catalog::{self, Catalog, PinStore};
 use crate::config::Config;
 use crate::manifest::{self, Manifests};
 use crate::policy::Policy;
 use crate::problem::{self, Problem};
+use crate::store::Store;
 use crate::upstream::Upstreams;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +27,8 @@ pub enum StartError {
     Invalid(Vec<Problem>),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
-    #[error("cannot open the approval store: {0}")]
-    Approvals(#[from] crate::approval::ApprovalError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot verify HTTP callers: {0}")]
     Auth(String),
     #[error(transparent)]
@@ -54,9 +55,9 @@ pub struct State {
     /// time a tool enters quarantine or drifts again, not one a refresh.
     drifts: Mutex<HashMap<String, String>>,
     pub audit: AuditLog,
-    pub approvals: ApprovalStore,
+    pub approvals: Approvals,
     /// Just-in-time grants (their active set is what policy consults).
-    pub grants: crate::grant::GrantStore,
+    pub grants: crate::grant::Grants,
     pub upstreams: Upstreams,
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// The approvals page's address, once the admin listener is up (for links).
@@ -158,8 +159,9 @@ impl State {
             .await
             .map_err(StartError::Auth)?;
         let audit = AuditLog::open(&config.boot.audit_log)?;
-        let approvals = ApprovalStore::open(&config.boot.approval.database)?;
-        let grants = crate::grant::GrantStore::open(&config.boot.approval.database)?;
+        let store = Arc::new(Store::open(&config.boot.approval.database)?);
+        let approvals = Approvals::new(store.clone());
+        let grants = crate::grant::Grants::open(store).await?;
         let policy = policy.with_grants(grants.book());
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams =

@@ -1,9 +1,12 @@
 //! A request nobody decides expires after its timeout (measured on a paused clock, so the
 //! test takes no real ten minutes): the caller is told how long it waited, the call is
 //! never made, expiry is audited, and a decision that comes later changes nothing and is
-//! audited too.
+//! audited too. A decision wakes the waiting call at once, with no time passing on that
+//! clock: the call waits on the store's changes, not on a timer.
 
 use crate::common;
+
+use std::sync::Arc;
 
 use common::{Harness, Setup, text};
 use mcp_warden::approval::{ApprovalError, Status};
@@ -38,7 +41,7 @@ async fn an_undecided_request_expires_after_its_timeout_and_late_decisions_chang
     );
     assert!(h.upstream_calls().is_empty());
 
-    let request = h.state.approvals.list(None).unwrap().pop().unwrap();
+    let request = h.state.approvals.list(None).await.unwrap().pop().unwrap();
     assert_eq!(request.status, Status::Expired);
     let late = h
         .state
@@ -66,5 +69,45 @@ async fn an_undecided_request_expires_after_its_timeout_and_late_decisions_chang
     assert!(
         h.upstream_calls().is_empty(),
         "a late approval forwards nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_wakes_the_waiting_call_with_no_time_passing() {
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "10m".into(),
+            ..Setup::default()
+        })
+        .await,
+    );
+    tokio::time::pause();
+    let refund = json!({"order_id": "1001", "amount_cents": 1200, "intent": "refund the order"});
+    let _waiting = common::spawn_call(&h, "demo_issue_refund", refund);
+    let id = common::first_pending(&h).await.id;
+    let decided_at = tokio::time::Instant::now();
+    h.state
+        .decide_approval(&id, "user:carol", true, None)
+        .await
+        .unwrap();
+    // Never idle, so the paused clock cannot move: only a wake-up by the decision itself
+    // lets the waiting call use its approval.
+    let mut status = Status::Approved;
+    for _ in 0..100_000 {
+        status = h.state.approvals.get(&id).await.unwrap().status;
+        if status == Status::Executed {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        status,
+        Status::Executed,
+        "the waiting call used its approval"
+    );
+    assert_eq!(
+        decided_at.elapsed(),
+        std::time::Duration::ZERO,
+        "no time passed on the paused clock"
     );
 }

@@ -68,7 +68,10 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
         .map(|r| r["event"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(events, ["requested", "approved", "executed"]);
-    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Executed);
+    assert_eq!(
+        h.state.approvals.get(&id).await.unwrap().status,
+        Status::Executed
+    );
 }
 
 #[tokio::test]
@@ -119,7 +122,10 @@ async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
         .filter(|r| r["event"] == "refused-decision")
         .count();
     assert_eq!(refused, 3, "refused decisions are audited too");
-    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Pending);
+    assert_eq!(
+        h.state.approvals.get(&id).await.unwrap().status,
+        Status::Pending
+    );
     h.state
         .decide_approval(&id, "user:carol", false, None)
         .await
@@ -156,7 +162,7 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pending = h.state.approvals.list(Some(Status::Pending)).unwrap();
+    let pending = h.state.approvals.list(Some(Status::Pending)).await.unwrap();
     assert_eq!(pending.len(), 1, "changed arguments need a new approval");
     h.state
         .decide_approval(&pending[0].id, "user:carol", false, None)

@@ -78,7 +78,7 @@ async fn with_the_act_default_set_to_policy_the_policy_alone_decides() {
     let result = h.call("demo_issue_refund", refund(900)).await.unwrap();
     assert_eq!(text(&result), "refunded 9.00 for order 1001");
     assert_eq!(h.upstream_calls().len(), 1);
-    assert!(h.state.approvals.list(None).unwrap().is_empty());
+    assert!(h.state.approvals.list(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -230,7 +230,10 @@ async fn the_requesters_chain_and_approvers_without_permission_are_refused() {
             .contains("`approve` permission")
     );
 
-    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Pending);
+    assert_eq!(
+        h.state.approvals.get(&id).await.unwrap().status,
+        Status::Pending
+    );
     assert!(h.upstream_calls().is_empty());
     let refused: Vec<Value> = h
         .audit()
@@ -380,7 +383,10 @@ async fn the_page_signs_in_with_a_strict_cookie_and_decides_only_with_json() {
         415,
         "a cross-site form cannot decide"
     );
-    assert_eq!(h.state.approvals.get(&id).unwrap().status, Status::Pending);
+    assert_eq!(
+        h.state.approvals.get(&id).await.unwrap().status,
+        Status::Pending
+    );
     let json_post = client
         .post(format!("{url}/approvals/{id}/deny"))
         .header("Cookie", &pair)

@@ -38,7 +38,7 @@ async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
 
     let mut ids = Vec::new();
     for _ in 0..200 {
-        ids = h.state.approvals.list(Some(Status::Pending)).unwrap();
+        ids = h.state.approvals.list(Some(Status::Pending)).await.unwrap();
         if ids.len() == CALLS {
             break;
         }
@@ -86,7 +86,12 @@ async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
         .map(|c| c["args"]["order_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(orders.len(), CALLS, "with its own arguments");
-    let executed = h.state.approvals.list(Some(Status::Executed)).unwrap();
+    let executed = h
+        .state
+        .approvals
+        .list(Some(Status::Executed))
+        .await
+        .unwrap();
     assert_eq!(executed.len(), CALLS);
     let attempts = h
         .audit()
@@ -112,7 +117,7 @@ async fn an_identical_call_waits_on_the_same_request_and_one_approval_runs_one_c
     let second = common::spawn_call(&h, "demo_issue_refund", args);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        h.state.approvals.list(None).unwrap().len(),
+        h.state.approvals.list(None).await.unwrap().len(),
         1,
         "the retry joins the pending request instead of asking again"
     );

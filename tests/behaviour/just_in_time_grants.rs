@@ -268,6 +268,7 @@ async fn grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny()
     bob.state
         .grants
         .insert(&new.into_grant(mcp_warden::clock::now_ms()))
+        .await
         .unwrap();
     assert_eq!(
         write(&bob).await.is_error,

@@ -346,6 +346,7 @@ pub async fn first_pending(h: &Harness) -> mcp_warden::approval::Request {
             .state
             .approvals
             .list(Some(mcp_warden::approval::Status::Pending))
+            .await
             .unwrap();
         if let Some(r) = pending.into_iter().last() {
             return r;
