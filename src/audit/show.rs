@@ -1,128 +1,188 @@
 //! `mcp-warden audit show`: the audit log as a story a person can read, one line a
 //! record (who, for whom, what, the decision and why, who approved, what happened),
-//! with agent-supplied text escaped. It reads records; it never checks the chain (that
-//! is `verify`).
+//! with agent-supplied text escaped. It reads each record into [`Shown`], a typed view
+//! of the fields it tells (every one optional, so records from older versions read
+//! too); it never checks the chain (that is `verify`).
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::escape::visible;
 
+/// What `show` reads of a record: the fields of [`super::AuditRecord`] it tells, by the
+/// names the records are written with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Shown {
+    ts: String,
+    kind: String,
+    agent: Option<String>,
+    chain: Vec<String>,
+    server: String,
+    tool: String,
+    /// `access`: the prompt or resource.
+    name: String,
+    method: String,
+    /// `decision`: the name the caller asked for.
+    requested: String,
+    stage: String,
+    decision: String,
+    rule: Option<String>,
+    intent: Option<String>,
+    error: Option<String>,
+    outcome: String,
+    latency_ms: f64,
+    /// `approval`, `grant`: the step.
+    event: String,
+    actor: Option<String>,
+    approval: Option<ApprovalShown>,
+    grant: Option<GrantShown>,
+    /// `drift`: the fields that changed (null when unknown).
+    changed: Option<Vec<String>>,
+    /// `reload`: who or what triggered it.
+    by: String,
+    generation: u64,
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ApprovalShown {
+    id: String,
+    /// An attempt's approval: who approved it.
+    approvers: Vec<String>,
+    /// An approval record's request: every verdict so far.
+    verdicts: Vec<VerdictShown>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VerdictShown {
+    approver: String,
+    comment: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct GrantShown {
+    id: String,
+    to: String,
+    tools: String,
+    tier: String,
+    reason: String,
+}
+
 /// One record in words.
-pub fn describe(r: &Value) -> String {
-    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
-    let ts: String = s("ts").chars().take(19).collect();
-    let tool = format!("{}/{}", s("server"), s("tool"));
+pub fn describe(record: &Value) -> String {
+    match Shown::deserialize(record) {
+        Ok(r) => visible(&sentence(&r)),
+        Err(e) => {
+            let kind = record
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            visible(&format!("a `{kind}` record this version cannot read: {e}"))
+        }
+    }
+}
+
+fn sentence(r: &Shown) -> String {
+    let ts: String = r.ts.chars().take(19).collect();
+    let tool = format!("{}/{}", r.server, r.tool);
     let who = caller(r);
-    let what = match s("kind") {
+    let what = match r.kind.as_str() {
         "attempt" => format!("ALLOWED  {tool} by {who}{}{}", approval(r), rule(r)),
         "outcome" => format!(
             "{:<8} {tool} in {:.1} ms",
-            s("outcome").to_uppercase(),
-            r.get("latency_ms").and_then(Value::as_f64).unwrap_or(0.0)
+            r.outcome.to_uppercase(),
+            r.latency_ms
         ),
         "decision" => format!(
             "REFUSED  {} by {who} at {}: {}",
-            s("requested"),
-            s("stage"),
-            s("error")
+            r.requested,
+            r.stage,
+            r.error.as_deref().unwrap_or("")
         ),
         "approval" => event(r, &tool, &who),
-        "access" if s("decision") == "deny" => format!(
+        "access" if r.decision == "deny" => format!(
             "REFUSED  {} {}/{} by {who}: {}",
-            s("method"),
-            s("server"),
-            s("name"),
-            s("error")
+            r.method,
+            r.server,
+            r.name,
+            r.error.as_deref().unwrap_or("")
         ),
         "access" => format!(
             "ALLOWED  {} {}/{} by {who}{}",
-            s("method"),
-            s("server"),
-            s("name"),
+            r.method,
+            r.server,
+            r.name,
             rule(r)
         ),
         "grant" => grant(r),
         "drift" => format!(
             "QUARANTINED {} (upstream `{}`): changed {}",
-            s("tool"),
-            s("server"),
-            list(r, "changed").unwrap_or_else(|| "fields unknown".into())
+            r.tool,
+            r.server,
+            r.changed
+                .as_ref()
+                .map_or_else(|| "fields unknown".into(), |c| c.join("; "))
         ),
-        "reload" if s("outcome") == "ok" => format!(
-            "RELOADED by {} (generation {})",
-            s("by"),
-            r.get("generation").and_then(Value::as_u64).unwrap_or(0)
-        ),
-        "reload" => format!(
-            "RELOAD REFUSED by {}: {}",
-            s("by"),
-            list(r, "errors").unwrap_or_default()
-        ),
+        "reload" if r.outcome == "ok" => {
+            format!("RELOADED by {} (generation {})", r.by, r.generation)
+        }
+        "reload" => format!("RELOAD REFUSED by {}: {}", r.by, r.errors.join("; ")),
         other => format!("{other} record"),
     };
+    let told = matches!(r.kind.as_str(), "attempt" | "decision") || r.event == "requested";
     let intent = r
-        .get("intent")
-        .and_then(Value::as_str)
-        .filter(|_| matches!(s("kind"), "attempt" | "decision") || s("event") == "requested")
+        .intent
+        .as_deref()
+        .filter(|_| told)
         .map(|i| format!("  intent: \"{i}\""))
         .unwrap_or_default();
-    visible(&format!("{ts}  {what}{intent}"))
-}
-
-/// The strings of array field `key`, joined.
-fn list(r: &Value, key: &str) -> Option<String> {
-    let items: Vec<&str> = r
-        .get(key)?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    Some(items.join("; "))
+    format!("{ts}  {what}{intent}")
 }
 
 /// A grant's step: `GRANTED`, `REVOKED`, `EXPIRED`, or a refused request for one.
-fn grant(r: &Value) -> String {
-    let g = |k: &str| {
-        r.pointer(&format!("/grant/{k}"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    };
-    let actor = r.get("actor").and_then(Value::as_str).unwrap_or("?");
-    let what = format!("{} ({}) to {}", g("tools"), g("tier"), g("to"));
-    match r.get("event").and_then(Value::as_str).unwrap_or("") {
+fn grant(r: &Shown) -> String {
+    let g = r.grant.as_ref();
+    let field = |f: fn(&GrantShown) -> &str| g.map(f).unwrap_or("");
+    let id = field(|g| &g.id);
+    let actor = r.actor.as_deref().unwrap_or("?");
+    let what = format!(
+        "{} ({}) to {}",
+        field(|g| &g.tools),
+        field(|g| &g.tier),
+        field(|g| &g.to)
+    );
+    match r.event.as_str() {
         "created" => format!(
-            "GRANTED  {what} by {actor} (grant {}): {}",
-            g("id"),
-            g("reason")
+            "GRANTED  {what} by {actor} (grant {id}): {}",
+            field(|g| &g.reason)
         ),
-        "revoked" => format!("REVOKED  grant {} ({what}) by {actor}", g("id")),
-        "expired" => format!("EXPIRED  grant {} ({what})", g("id")),
+        "revoked" => format!("REVOKED  grant {id} ({what}) by {actor}"),
+        "expired" => format!("EXPIRED  grant {id} ({what})"),
         "refused" => format!(
             "REFUSED  a grant of {what} by {actor}: {}",
-            r.get("error").and_then(Value::as_str).unwrap_or("")
+            r.error.as_deref().unwrap_or("")
         ),
-        other => format!("{other} on grant {}", g("id")),
+        other => format!("{other} on grant {id}"),
     }
 }
 
-fn caller(r: &Value) -> String {
-    let agent = r.get("agent").and_then(Value::as_str).unwrap_or("?");
-    let chain: Vec<&str> = r
-        .get("chain")
-        .and_then(Value::as_array)
-        .map(|c| c.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    match chain.first() {
-        Some(p) if chain.len() > 1 => format!("{agent} for {p}"),
+fn caller(r: &Shown) -> String {
+    let agent = r.agent.as_deref().unwrap_or("?");
+    match r.chain.first() {
+        Some(p) if r.chain.len() > 1 => format!("{agent} for {p}"),
         _ => agent.to_string(),
     }
 }
 
-fn approval(r: &Value) -> String {
-    let names: Vec<&str> = r
-        .pointer("/approval/approvers")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+fn approval(r: &Shown) -> String {
+    let names = r
+        .approval
+        .as_ref()
+        .map(|a| a.approvers.as_slice())
         .unwrap_or_default();
     if names.is_empty() {
         return String::new();
@@ -130,39 +190,39 @@ fn approval(r: &Value) -> String {
     format!(", approved by {}", names.join(" and "))
 }
 
-fn rule(r: &Value) -> String {
-    r.get("rule")
-        .and_then(Value::as_str)
+fn rule(r: &Shown) -> String {
+    r.rule
+        .as_deref()
         .map(|rule| format!(" (rule {rule})"))
         .unwrap_or_default()
 }
 
-fn event(r: &Value, tool: &str, who: &str) -> String {
-    let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let id: String = s("/approval/id").chars().take(8).collect();
-    let actor = s("/actor");
+fn event(r: &Shown, tool: &str, who: &str) -> String {
+    let id: String = r
+        .approval
+        .as_ref()
+        .map(|a| a.id.chars().take(8).collect())
+        .unwrap_or_default();
+    let actor = r.actor.as_deref().unwrap_or("");
     let comment = r
-        .pointer("/approval/verdicts")
-        .and_then(Value::as_array)
-        .and_then(|v| {
-            v.iter()
-                .rev()
-                .find(|v| v.get("approver").and_then(Value::as_str) == Some(actor))
-        })
-        .and_then(|v| v.get("comment").and_then(Value::as_str))
+        .approval
+        .iter()
+        .flat_map(|a| a.verdicts.iter().rev())
+        .find(|v| v.approver == actor)
+        .and_then(|v| v.comment.as_deref())
         .map(|c| format!(": \"{c}\""))
         .unwrap_or_default();
-    match s("/event") {
+    match r.event.as_str() {
         "requested" => format!("WAITING  {tool} by {who} for approval (request {id})"),
         "approved" | "approved-partly" | "denied" => {
             format!(
                 "{:<8} request {id} by {actor}{comment}",
-                s("/event").to_uppercase()
+                r.event.to_uppercase()
             )
         }
         "refused-decision" => format!(
             "IGNORED  decision by {actor} on request {id}: {}",
-            s("/error")
+            r.error.as_deref().unwrap_or("")
         ),
         "expired" => format!("EXPIRED  request {id} ({tool}) without a decision"),
         "executed" => format!("USED     approval {id} for {tool}"),

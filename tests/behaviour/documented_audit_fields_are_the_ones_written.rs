@@ -2,7 +2,8 @@
 //! kind of record, and every field that is only sometimes there (a trace, a credential,
 //! a grant used, a refused decision, an upstream that never answered), is held against
 //! them in both directions. A field the gateway writes that the README does not name
-//! fails, and so does a field the README names that no record has.
+//! fails, and so does a field the README names that no record has. `audit show` must
+//! read every one of those records.
 
 use crate::common;
 
@@ -296,6 +297,15 @@ async fn every_documented_audit_field_is_written_and_every_written_one_documente
         assert!(
             undocumented.is_empty() && never_written.is_empty(),
             "`{kind}` records: written but not in the README {undocumented:?}; in the README but never written {never_written:?}"
+        );
+    }
+    // `audit show` reads every one of them as a sentence about it.
+    for record in &log {
+        let told = mcp_warden::audit::describe(record);
+        let kind = record["kind"].as_str().unwrap();
+        assert!(
+            !told.contains("cannot read") && !told.ends_with(&format!("{kind} record")),
+            "{told}"
         );
     }
 }
