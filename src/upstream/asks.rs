@@ -43,6 +43,44 @@ impl AskKind {
     }
 }
 
+/// Why an upstream's request was put to no client: the one place these become the
+/// answer the upstream gets (the client-facing answers are `gateway::answer`'s).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unasked {
+    #[error("mcp-warden does not relay this request to clients")]
+    NotRelayed,
+    #[error(
+        "mcp-warden relays {} only during a tools/call to this server, and none is in flight",
+        .0.method()
+    )]
+    NoCall(AskKind),
+    #[error(
+        "mcp-warden cannot tell which of several clients with calls in flight this {} is for, so it asks none of them; retry when this server has one caller",
+        .0.method()
+    )]
+    Ambiguous(AskKind),
+    #[error("the call this request belonged to has ended")]
+    Ended,
+    #[error("the gateway's call table is unusable")]
+    Unusable,
+    #[error("the client answered with the wrong kind of result")]
+    WrongResult,
+}
+
+impl From<Unasked> for ErrorData {
+    fn from(why: Unasked) -> Self {
+        let message = why.to_string();
+        match why {
+            // What the upstream asked cannot be put to a client now, or at all.
+            Unasked::NotRelayed | Unasked::NoCall(_) | Unasked::Ambiguous(_) | Unasked::Ended => {
+                ErrorData::invalid_request(message, None)
+            }
+            // The gateway or the client failed it.
+            Unasked::Unusable | Unasked::WrongResult => ErrorData::internal_error(message, None),
+        }
+    }
+}
+
 /// One server-to-client request on its way to the caller, and where its answer goes.
 pub struct Ask {
     pub kind: AskKind,
@@ -99,50 +137,32 @@ impl Askers {
     }
 
     /// The one session that can be asked on `server`'s behalf, or why there is none.
-    fn route(&self, server: &str, kind: AskKind) -> Result<AskRoute, ErrorData> {
-        let calls = self
-            .calls
-            .lock()
-            .map_err(|_| ErrorData::internal_error("the gateway's call table is unusable", None))?;
+    fn route(&self, server: &str, kind: AskKind) -> Result<AskRoute, Unasked> {
+        let calls = self.calls.lock().map_err(|_| Unasked::Unusable)?;
         let routes: Vec<&AskRoute> = calls
             .get(server)
             .map(|l| l.iter().map(|(_, r)| r).collect())
             .unwrap_or_default();
         let first = routes.first().copied().cloned();
         match first {
-            None => Err(ErrorData::invalid_request(
-                format!(
-                    "mcp-warden relays {} only during a tools/call to this server, and none is in flight",
-                    kind.method()
-                ),
-                None,
-            )),
+            None => Err(Unasked::NoCall(kind)),
             Some(route) if routes.iter().all(|r| r.session == route.session) => Ok(route),
-            Some(_) => Err(ErrorData::invalid_request(
-                format!(
-                    "mcp-warden cannot tell which of several clients with calls in flight this {} is for, so it asks none of them; retry when this server has one caller",
-                    kind.method()
-                ),
-                None,
-            )),
+            Some(_) => Err(Unasked::Ambiguous(kind)),
         }
     }
 
-    /// Put `request` to the calling client and wait for its answer.
+    /// Put `request` to the calling client and wait for its answer (or the client's own
+    /// error).
     pub async fn ask(
         &self,
         server: &str,
         request: ServerRequest,
     ) -> Result<ClientResult, ErrorData> {
-        let kind = AskKind::of(&request).ok_or_else(|| {
-            ErrorData::invalid_request("mcp-warden does not relay this request to clients", None)
-        })?;
+        let kind = AskKind::of(&request).ok_or(Unasked::NotRelayed)?;
         let route = self.route(server, kind).inspect_err(|e| {
-            tracing::warn!(server = %server, method = kind.method(), reason = %e.message, "server-to-client request refused");
+            tracing::warn!(server = %server, method = kind.method(), reason = %e, "server-to-client request refused");
         })?;
         let (reply, answer) = oneshot::channel();
-        let ended =
-            || ErrorData::invalid_request("the call this request belonged to has ended", None);
         route
             .asks
             .send(Ask {
@@ -151,8 +171,8 @@ impl Askers {
                 reply,
             })
             .await
-            .map_err(|_| ended())?;
-        answer.await.map_err(|_| ended())?
+            .map_err(|_| Unasked::Ended)?;
+        answer.await.map_err(|_| Unasked::Ended)?
     }
 }
 
@@ -179,11 +199,14 @@ mod tests {
         let (b, _rb) = route("b");
         let gb = askers.register("s", b);
         let refused = askers.route("s", AskKind::Elicitation).unwrap_err();
+        assert_eq!(refused, Unasked::Ambiguous(AskKind::Elicitation));
+        let answer = ErrorData::from(refused);
         assert!(
-            refused.message.contains("several clients"),
+            answer.message.contains("several clients"),
             "{}",
-            refused.message
+            answer.message
         );
+        assert_eq!(answer.code, rmcp::model::ErrorCode::INVALID_REQUEST);
         drop(gb);
         drop(g1);
         assert_eq!(askers.route("s", AskKind::Roots).unwrap().session, "a");

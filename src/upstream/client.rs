@@ -25,7 +25,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::UpstreamEvent;
-use super::asks::Askers;
+use super::asks::{Askers, Unasked};
 use super::progress::{Ordered, ProgressRelay};
 use crate::config::{UpstreamConfig, UpstreamTransport};
 
@@ -56,9 +56,7 @@ impl UpstreamClient {
         pick: impl FnOnce(ClientResult) -> Option<T>,
     ) -> Result<T, ErrorData> {
         let answer = self.askers.ask(&self.server, request).await?;
-        pick(answer).ok_or_else(|| {
-            ErrorData::internal_error("the client answered with the wrong kind of result", None)
-        })
+        pick(answer).ok_or_else(|| Unasked::WrongResult.into())
     }
 }
 
