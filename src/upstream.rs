@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
+    CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, ErrorCode,
     ProgressToken, Request, ServerCapabilities, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
@@ -59,8 +59,15 @@ pub enum UpstreamError {
     Timeout { server: String, secs: u64 },
     #[error("the call was cancelled by the caller")]
     Cancelled,
+    /// The upstream answered with a JSON-RPC error: its code is passed on to the caller
+    /// (a missing prompt argument stays "invalid params", a missing resource "resource not
+    /// found"); nothing else of it is.
     #[error("upstream `{server}` refused the call: {message}")]
-    Refused { server: String, message: String },
+    Refused {
+        server: String,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Where a forwarded call came from, so progress can be relayed and cancellation noticed.
@@ -201,6 +208,7 @@ impl Upstreams {
             Ok(ServerResult::CallToolResult(result)) => Ok(result),
             Ok(_) => Err(UpstreamError::Refused {
                 server: server.into(),
+                code: ErrorCode::INTERNAL_ERROR,
                 message: "unexpected answer to tools/call".into(),
             }),
             Err(e) => Err(failed(server, e)),
@@ -273,6 +281,7 @@ fn failed(server: &str, e: ServiceError) -> UpstreamError {
     match e {
         ServiceError::McpError(e) => UpstreamError::Refused {
             server: server.into(),
+            code: e.code,
             message: e.message.to_string(),
         },
         ServiceError::Timeout { timeout } => UpstreamError::Timeout {

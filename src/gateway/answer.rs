@@ -55,6 +55,10 @@ impl From<Failure> for ErrorData {
             Failure::NotAudited(e) => {
                 ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)
             }
+            // The upstream's own refusal keeps its code; a failure to reach it is ours.
+            Failure::Upstream(e @ UpstreamError::Refused { code, .. }) => {
+                ErrorData::new(code, e.to_string(), None)
+            }
             Failure::Upstream(e) => ErrorData::internal_error(e.to_string(), None),
             Failure::ClientCannot(message) => ErrorData::invalid_request(message, None),
             Failure::Unrelayable(message) | Failure::ClientFailed(message) => {

@@ -161,3 +161,30 @@ async fn prompt_argument_completion_is_decided_like_the_prompt_and_audited() {
         "the refused completion never reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn an_upstreams_refusal_reaches_the_client_with_its_own_code() {
+    let h = Harness::start().await;
+    let missing = GetPromptRequestParams::new("demo_summarize_note");
+    let refused = h.client.peer().get_prompt(missing).await.unwrap_err();
+    let rmcp::service::ServiceError::McpError(error) = refused else {
+        panic!("a JSON-RPC error, not {refused}");
+    };
+    // The demo server answers a missing argument with "invalid params", as it would
+    // directly: the gateway does not turn the caller's mistake into its own failure.
+    assert_eq!(
+        error.code,
+        rmcp::model::ErrorCode::INVALID_PARAMS,
+        "{error:?}"
+    );
+    assert!(
+        error.message.contains("argument `title` is required"),
+        "{}",
+        error.message
+    );
+    let record = h.audit().await.pop().unwrap();
+    assert_eq!(
+        (&record["kind"], &record["decision"]),
+        (&json!("access"), &json!("allow"))
+    );
+}
