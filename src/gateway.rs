@@ -292,9 +292,14 @@ async fn attest(
             if let Err(e) = state.audit.access_refused(&refused).await {
                 tracing::error!(error = %e, "a refused request could not be audited");
             }
-            let object = refused.access.object();
+            let (object, kind) = (refused.access.object(), refused.access.kind);
             let message = refused.message;
-            return Err(answer::Failure::Refused { message, object }.into());
+            return Err(answer::Failure::Refused {
+                message,
+                object,
+                kind,
+            }
+            .into());
         }
     };
     state

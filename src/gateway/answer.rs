@@ -9,6 +9,7 @@ use rmcp::model::{CallToolResult, ContentBlock, MetaObject};
 use serde_json::{Map, json};
 
 use crate::audit::{AuditError, Stage};
+use crate::policy::AccessKind;
 use crate::upstream::UpstreamError;
 
 /// Why a request other than a successful one got no answer from its upstream.
@@ -23,7 +24,11 @@ pub enum Failure {
     /// Parameters the gateway cannot use (what is wrong is in the message).
     Malformed(String),
     /// Refused by policy (the refusal is already audited).
-    Refused { message: String, object: String },
+    Refused {
+        message: String,
+        object: String,
+        kind: AccessKind,
+    },
     /// Its audit record could not be written, so it was not forwarded.
     NotAudited(AuditError),
     /// The upstream failed, or could not be reached.
@@ -49,8 +54,27 @@ impl From<Failure> for ErrorData {
                 ErrorData::invalid_params(message, None)
             }
             Failure::UnknownResource(message) => ErrorData::resource_not_found(message, None),
-            Failure::Refused { message, object } => {
-                ErrorData::invalid_request(message, Some(json!({ "object": object })))
+            // A refused request answers as the method answers what it cannot give: a
+            // prompt or completion the caller may not have is invalid params (MCP's code
+            // for an unknown prompt), a resource it may not read is "resource not found";
+            // an upstream's request the policy refuses is not a request it may make.
+            Failure::Refused {
+                message,
+                object,
+                kind,
+            } => {
+                let data = Some(json!({ "object": object }));
+                match kind {
+                    AccessKind::Prompt
+                    | AccessKind::PromptCompletion
+                    | AccessKind::ResourceCompletion => ErrorData::invalid_params(message, data),
+                    AccessKind::Resource | AccessKind::Subscription => {
+                        ErrorData::resource_not_found(message, data)
+                    }
+                    AccessKind::Sampling | AccessKind::Elicitation | AccessKind::Roots => {
+                        ErrorData::invalid_request(message, data)
+                    }
+                }
             }
             Failure::NotAudited(e) => {
                 ErrorData::internal_error(format!("{e}; the request was not forwarded"), None)

@@ -85,13 +85,18 @@ async fn a_prompt_policy_does_not_allow_is_refused_audited_and_never_fetched() {
         ..Setup::default()
     })
     .await;
-    let err = h
+    let refused = h
         .client
         .peer()
         .get_prompt(get("demo_customer_reply"))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let rmcp::service::ServiceError::McpError(error) = &refused else {
+        panic!("a JSON-RPC error, not {refused}");
+    };
+    // What a client gets for a prompt it may not have, as for an unknown one.
+    assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+    let err = refused.to_string();
     assert!(err.contains("no policy rule allows"), "{err}");
     assert!(err.contains("demo/prompts/customer_reply"), "{err}");
     assert!(h.upstream_calls().is_empty());

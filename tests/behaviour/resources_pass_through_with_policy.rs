@@ -75,13 +75,18 @@ async fn a_resource_policy_denies_is_hidden_refused_audited_and_never_read() {
     .await;
     let uris: Vec<String> = h.resource_uris().await;
     assert_eq!(uris, ["demo+note://welcome"]);
-    let err = h
+    let refused = h
         .client
         .peer()
         .read_resource(read("demo+note://plan"))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let rmcp::service::ServiceError::McpError(error) = &refused else {
+        panic!("a JSON-RPC error, not {refused}");
+    };
+    // What a client gets for a resource it cannot read, as for one that does not exist.
+    assert_eq!(error.code, rmcp::model::ErrorCode::RESOURCE_NOT_FOUND);
+    let err = refused.to_string();
     assert!(err.contains("denied by policy rule"), "{err}");
     let record = &h.audit().await[0];
     assert_eq!(
