@@ -9,6 +9,7 @@
 //! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
 //! | [`clock`]     | milliseconds for expiries: wall clock at start + monotonic time |
 //! | [`escape`]    | text for people: control, bidi and invisible characters shown as escapes |
+//! | [`secrets`]   | text that looks like a credential, masked with its kind and a digest |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
 //! | [`digest`]    | SHA-256 over RFC 8785 canonical JSON: argument digests, pins, the audit chain |
@@ -86,6 +87,7 @@ pub mod listener;
 pub mod manifest;
 pub mod policy;
 pub mod problem;
+pub mod secrets;
 pub mod store;
 pub mod transport;
 pub mod upstream;

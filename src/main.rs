@@ -32,7 +32,8 @@ fn runtime_threads() -> usize {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Diagnostics go to stderr: on the stdio transport stdout carries the protocol. rmcp
+    // Diagnostics go to stderr (with credentials masked: an upstream's stderr is logged
+    // too): on the stdio transport stdout carries the protocol. rmcp
     // stays at `warn` because it logs whole requests, arguments included, at debug.
     // `check` prints its own report, so it shows only warnings (upstream chatter is info).
     let default = match cli.command {
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         EnvFilter::try_from_env("MCP_WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| mcp_warden::secrets::Masked(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -7,6 +7,7 @@
 //! waking anyone: each batch takes them first, and a ticker wakes the writer for them
 //! when no other record comes.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::journal::{self, Journal};
 use super::{AuditError, AuditRecord, Job};
-use crate::digest;
+use crate::{digest, secrets};
 
 /// `prev` of the first record in a log.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -160,13 +161,17 @@ fn write_batch(tail: &mut Tail, records: impl Iterator<Item = AuditRecord>) -> R
     Ok(())
 }
 
-/// Chain a record to `prev` and render its line: the record's compact JSON with `prev`
-/// as its last member, then `hash` = SHA-256 of exactly those bytes, appended as the
+/// Chain a record to `prev` and render its line: the record's compact JSON (with every
+/// credential it holds masked, see [`secrets`]) with `prev` as its last member, then `hash` = SHA-256 of exactly those bytes, appended as the
 /// last member. `verify` hashes the bytes as written, so no canonical form is needed.
 pub fn seal(record: &AuditRecord, prev: &str) -> Result<(Vec<u8>, String), String> {
     let mut line = Vec::with_capacity(1024);
     serde_json::to_writer(&mut line, record)
         .map_err(|e| format!("cannot write an audit record: {e}"))?;
+    // No credential reaches the log, whatever field it came in.
+    if let Cow::Owned(masked) = secrets::scrub(&line) {
+        line = masked;
+    }
     if line.pop() != Some(b'}') || line.len() < 2 {
         return Err("an audit record is not a JSON object with members".into());
     }

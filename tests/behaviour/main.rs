@@ -31,6 +31,7 @@ mod check_reports_every_problem;
 mod cold_decisions_match_a_full_scan;
 mod concurrent_approvals_execute_each_call_once;
 mod conformance_suite_through_the_gateway;
+mod credentials_never_reach_the_audit_log_or_the_logs;
 mod documented_audit_fields_are_the_ones_written;
 mod each_tier_is_forwarded_and_audited;
 mod filesystem_server_through_the_gateway;
