@@ -62,6 +62,9 @@ pub struct NewRequest {
     /// Principal first, acting agent last.
     pub chain: Vec<String>,
     pub intent: Option<String>,
+    /// The audit log keeps only the intent's digest (approvers still see it on the page).
+    #[serde(default)]
+    pub intent_redacted: bool,
     pub server: String,
     pub tool: String,
     pub tier: String,
@@ -172,6 +175,7 @@ mod tests {
             agent: "agent:desktop".into(),
             chain: vec!["user:alice".into(), "agent:desktop".into()],
             intent: Some("refund the order".into()),
+            intent_redacted: false,
             server: "demo".into(),
             tool: "issue_refund".into(),
             tier: "act".into(),

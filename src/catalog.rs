@@ -63,6 +63,14 @@ pub struct ToolRef {
     pub live_pin: String,
 }
 
+impl ToolRef {
+    /// Whether the manifest redacts the caller's intent for this tool (`redact` lists
+    /// `/intent`).
+    pub fn redacts_intent(&self) -> bool {
+        self.redact.iter().any(|p| p == "/intent")
+    }
+}
+
 /// Why a name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {

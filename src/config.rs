@@ -70,6 +70,9 @@ struct RawGateway {
     state_dir: Option<String>,
     audit_log: Option<String>,
     intent_field: Option<String>,
+    /// Record every caller's intent as its digest only.
+    #[serde(default)]
+    redact_intent: bool,
     call_timeout: Option<Spanned<String>>,
     relist_interval: Option<Spanned<String>>,
     /// Reload when a manifest, the policy or this file changes.
@@ -164,6 +167,8 @@ pub struct Live {
     pub policy_model: PathBuf,
     pub policy: PathBuf,
     pub intent_field: String,
+    /// Record every intent as its digest only (`[gateway] redact_intent`).
+    pub redact_intent: bool,
     pub stdio_identity: IdentityConfig,
     pub http_identity: IdentityConfig,
     pub approval: ApprovalConfig,
@@ -403,6 +408,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
             policy: path(raw.gateway.policy, "policies/policy.csv"),
             intent_field,
+            redact_intent: raw.gateway.redact_intent,
             stdio_identity,
             http_identity,
             approval,

@@ -84,6 +84,9 @@ pub struct Call {
     /// Arguments to forward, intent removed.
     pub args: Map<String, Value>,
     pub intent: Option<String>,
+    /// The intent is recorded as its digest only (the tool's manifest, or the gateway,
+    /// redacts it).
+    pub intent_redacted: bool,
     /// Request `_meta` worth keeping in the audit (trace context).
     pub trace: Map<String, Value>,
 }

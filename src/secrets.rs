@@ -184,7 +184,10 @@ mod tests {
     #[test]
     fn text_around_a_secret_may_be_any_language() {
         let out = masked("clé d’accès : AKIAIOSFODNN7EXAMPLE — merci");
-        assert!(out.starts_with("clé d’accès : [secret aws-access-key sha256:"), "{out}");
+        assert!(
+            out.starts_with("clé d’accès : [secret aws-access-key sha256:"),
+            "{out}"
+        );
         assert!(out.ends_with("] — merci"), "{out}");
     }
 

@@ -17,6 +17,11 @@ pub fn notice(request: &Request, page: Option<&str>) -> Value {
     let call = &request.call;
     let chain = &call.chain;
     let link = page.map(|p| format!("{p}/#request-{}", request.id));
+    // A redacted intent stays on the approvals page; the notice goes to another service.
+    let intent = match (&call.intent, call.intent_redacted) {
+        (Some(_), true) => Some("[redacted: read it on the approvals page]"),
+        (intent, _) => intent.as_deref(),
+    };
     let text = format!(
         "{} asks to call {}/{} ({}){}: {}",
         call.agent,
@@ -28,7 +33,7 @@ pub fn notice(request: &Request, page: Option<&str>) -> Value {
             .filter(|_| chain.len() > 1)
             .map(|p| format!(" for {p}"))
             .unwrap_or_default(),
-        call.intent.as_deref().unwrap_or("no intent given"),
+        intent.unwrap_or("no intent given"),
     );
     json!({
         "event": "approval.requested",
@@ -38,7 +43,7 @@ pub fn notice(request: &Request, page: Option<&str>) -> Value {
         "server": call.server,
         "tool": call.tool,
         "tier": call.tier,
-        "intent": call.intent,
+        "intent": intent,
         "quorum": call.quorum,
         "expires": request.expires,
         "url": link,

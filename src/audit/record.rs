@@ -40,6 +40,8 @@ pub struct Refusal<'a> {
     pub tool: Option<&'a ToolRef>,
     pub args: Option<&'a Map<String, Value>>,
     pub intent: Option<&'a str>,
+    /// Record the intent as its digest only.
+    pub intent_redacted: bool,
     pub stage: Stage,
     pub decision: Option<&'a Decision>,
     pub error: &'a str,
@@ -138,6 +140,30 @@ impl ArgsFields {
     }
 }
 
+/// The caller's intent as recorded: in clear, or, where a manifest or the gateway
+/// redacts it, `"[redacted]"` with the digest of the exact text.
+#[derive(Debug, Serialize)]
+pub struct IntentFields {
+    pub intent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_digest: Option<String>,
+}
+
+impl IntentFields {
+    pub fn new(intent: Option<&str>, redacted: bool) -> Self {
+        match intent {
+            Some(text) if redacted => Self {
+                intent: Some("[redacted]".into()),
+                intent_digest: Some(digest::sha256(text.as_bytes())),
+            },
+            _ => Self {
+                intent: intent.map(String::from),
+                intent_digest: None,
+            },
+        }
+    }
+}
+
 /// The decision's verdicts: the rule that decided, one verdict per identity, and the
 /// grants the decision used (the "used" record of a grant).
 #[derive(Debug, Serialize)]
@@ -173,7 +199,8 @@ pub struct DecisionRecord {
     pub tool: Option<ToolFields>,
     #[serde(flatten)]
     pub args: Option<ArgsFields>,
-    pub intent: Option<String>,
+    #[serde(flatten)]
+    pub intent: IntentFields,
     /// The rule that decided, when the call got as far as the policy (null otherwise),
     /// and the rest of the policy's reasons.
     pub rule: Option<Arc<Rule>>,
@@ -198,7 +225,8 @@ pub struct Permit {
     pub header: Header,
     #[serde(flatten)]
     pub tool: ToolFields,
-    pub intent: Option<String>,
+    #[serde(flatten)]
+    pub intent: IntentFields,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub trace: Map<String, Value>,
 }
@@ -209,7 +237,7 @@ impl From<&Permitted> for Permit {
         Self {
             header: Header::new(&call.id, &call.caller),
             tool: ToolFields::from(call.tool.as_ref()),
-            intent: call.intent.clone(),
+            intent: IntentFields::new(call.intent.as_deref(), call.intent_redacted),
             trace: call.trace.clone(),
         }
     }
@@ -267,7 +295,8 @@ pub struct ApprovalRecord {
     pub server: String,
     pub tool: String,
     pub tier: String,
-    pub intent: Option<String>,
+    #[serde(flatten)]
+    pub intent: IntentFields,
     pub args: Value,
     pub args_digest: String,
     /// `requested`, `approved`, `denied`, `expired`, `executed`, `refused-decision`.
@@ -352,7 +381,7 @@ pub fn refusal(r: &Refusal<'_>) -> AuditRecord {
         requested: r.requested.to_string(),
         tool: r.tool.map(ToolFields::from),
         args: r.args.map(|a| ArgsFields::new(a, redact)),
-        intent: r.intent.map(String::from),
+        intent: IntentFields::new(r.intent, r.intent_redacted),
         rule: reasons.as_ref().and_then(|r| r.rule.clone()),
         verdicts: reasons.as_ref().map(|r| r.verdicts.clone()),
         grants: reasons.map(|r| r.grants).unwrap_or_default(),
@@ -395,7 +424,7 @@ pub fn approval(
         server: call.server.clone(),
         tool: call.tool.clone(),
         tier: call.tier.clone(),
-        intent: call.intent.clone(),
+        intent: IntentFields::new(call.intent.as_deref(), call.intent_redacted),
         args: call.args_display.clone(),
         args_digest: call.args_digest.clone(),
         event: event.to_string(),

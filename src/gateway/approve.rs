@@ -242,6 +242,7 @@ fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
         agent: call.caller.agent().to_string(),
         chain: call.caller.chain().into_iter().map(String::from).collect(),
         intent: call.intent.clone(),
+        intent_redacted: call.intent_redacted,
         server: call.tool.server.clone(),
         tool: call.tool.tool.clone(),
         tier: call.tool.tier.to_string(),

@@ -107,6 +107,7 @@ async fn admit(
     integrity(tool)?;
     let (field, injected) = (&now.config.live.intent_field, tool.intent_injected);
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
+    facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
     let call = Call {
         id: facts.call_id.clone(),
@@ -114,6 +115,7 @@ async fn admit(
         tool: tool.clone(),
         args: args.clone(),
         intent: facts.intent.clone(),
+        intent_redacted: facts.intent_redacted,
         trace: trace(meta),
     };
     let permitted = match now.policy.authorize(call, None) {
@@ -164,6 +166,8 @@ struct Facts<'a> {
     tool: Option<Arc<ToolRef>>,
     args: Option<Map<String, Value>>,
     intent: Option<String>,
+    /// Whether the intent is recorded as its digest only.
+    intent_redacted: bool,
     decision: Option<Decision>,
 }
 
@@ -176,6 +180,7 @@ impl<'a> Facts<'a> {
             tool: None,
             args: None,
             intent: None,
+            intent_redacted: false,
             decision: None,
         }
     }
@@ -265,6 +270,7 @@ async fn refuse(
         tool: facts.tool.as_deref(),
         args: facts.args.as_ref(),
         intent: facts.intent.as_deref(),
+        intent_redacted: facts.intent_redacted,
         stage: error.stage(),
         decision: facts.decision.as_ref(),
         error: &message,

@@ -1,6 +1,6 @@
 //! A new approval request is announced to the configured webhook: a JSON notice with who
 //! asks, for whom, why, which tool, and the link to the approvals page, but never the
-//! call's arguments.
+//! call's arguments, nor an intent the tool's manifest redacts.
 
 use crate::common;
 
@@ -13,9 +13,9 @@ use common::{Harness, Setup, text};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-#[tokio::test]
-async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
-    let (tx, mut notices) = mpsc::unbounded_channel::<Value>();
+/// A webhook receiver on a free loopback port: its URL, and the notices it receives.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
+    let (tx, notices) = mpsc::unbounded_channel::<Value>();
     let hook = axum::Router::new().route(
         "/hook",
         post(move |Json(body): Json<Value>| {
@@ -29,6 +29,12 @@ async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await });
+    (hook_url, notices)
+}
+
+#[tokio::test]
+async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
+    let (hook_url, mut notices) = receiver().await;
 
     let h = Arc::new(
         Harness::with(Setup {
@@ -66,4 +72,36 @@ async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
         .await
         .unwrap();
     assert!(text(&waiting.await.unwrap()).contains("denied by `user:carol`"));
+}
+
+#[tokio::test]
+async fn a_redacted_intent_is_not_in_the_notice() {
+    let (hook_url, mut notices) = receiver().await;
+    let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
+    let h = Arc::new(
+        Harness::with(Setup {
+            manifest: Some(shipped.replace(
+                "[tools.issue_refund]\ntier = \"act\"\n",
+                "[tools.issue_refund]\ntier = \"act\"\nredact = [\"/intent\"]\n",
+            )),
+            approval_timeout: "1m".into(),
+            approval_extra: format!("webhook = \"{hook_url}\"\n"),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let _waiting = common::spawn_call(
+        &h,
+        "demo_issue_refund",
+        json!({"order_id": "1001", "amount_cents": 1200, "intent": "Jane Roe was charged twice"}),
+    );
+    let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    assert_eq!(
+        notice["intent"],
+        "[redacted: read it on the approvals page]"
+    );
+    assert!(!notice.to_string().contains("Jane Roe"), "{notice}");
 }

@@ -117,7 +117,7 @@ fn written(log: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// A gateway in front of the demo server whose `list_notes` pin matches nothing (a drift
-/// record at start), with calls that time out after 2 s, an approver, an API key for
+/// record at start) and whose refunds' intents are redacted, with calls that time out after 2 s, an approver, an API key for
 /// HTTP callers, the admin API and Streamable HTTP served.
 async fn gateway() -> (Arc<Harness>, String, String, String) {
     let (api_key, api_key_hash) = mcp_warden::identity::new_api_key();
@@ -129,6 +129,10 @@ async fn gateway() -> (Arc<Harness>, String, String, String) {
         &shipped[..pin],
         "0".repeat(64),
         &shipped[pin + 64..]
+    )
+    .replace(
+        "[tools.issue_refund]\ntier = \"act\"\n",
+        "[tools.issue_refund]\ntier = \"act\"\nredact = [\"/intent\"]\n",
     );
     let setup = Setup {
         policy: Some(POLICY.into()),
@@ -246,7 +250,17 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
         .await
         .unwrap();
     assert!(toggled.is_error == Some(true), "{}", text(&toggled));
-    // approval: requested, a refused decision (the requester's own user), approved, executed.
+    // A refund's intent is redacted (`intent_digest`): refused at the arguments stage,
+    let too_much = json!({"order_id": "1001", "amount_cents": 60000, "intent": intent});
+    assert!(
+        h.call("demo_issue_refund", too_much)
+            .await
+            .unwrap()
+            .is_error
+            == Some(true)
+    );
+    // then approval: requested, a refused decision (the requester's own user), approved,
+    // executed.
     let refund = json!({"order_id": "1001", "amount_cents": 1200, "intent": intent});
     let waiting = common::spawn_call(h, "demo_issue_refund", refund);
     let id = common::first_pending(h).await.id;

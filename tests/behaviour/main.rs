@@ -37,6 +37,7 @@ mod each_tier_is_forwarded_and_audited;
 mod filesystem_server_through_the_gateway;
 mod http_callers_must_authenticate;
 mod inspector_cli_through_the_gateway;
+mod intent_can_be_kept_out_of_the_audit_log;
 mod invalid_arguments_are_refused;
 mod just_in_time_grants;
 mod missing_intent_is_refused;
