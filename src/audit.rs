@@ -5,6 +5,7 @@
 //! no call reaches an upstream without its record on disk. It does not decide anything;
 //! `verify` checks a log without trusting it.
 
+pub mod checkpoint;
 mod journal;
 mod record;
 mod show;
@@ -23,7 +24,7 @@ use crate::approval;
 use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
 pub use record::{AuditRecord, Outcome, Refusal, Stage, redacted};
 pub use show::describe;
-pub use verify::{VerifyError, verify};
+pub use verify::{Verified, VerifyError, verify, verify_with};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -101,8 +102,17 @@ impl AuditLog {
     /// Open (or create) a log, continuing its hash chain. Refuses a log whose last line is
     /// incomplete or does not verify: run `mcp-warden audit verify` to see why.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_signed(path, None)
+    }
+
+    /// Open a log whose records `signer` vouches for with signed checkpoints (see
+    /// `checkpoint`), at least every second while records are written.
+    pub fn open_signed(
+        path: &Path,
+        signer: Option<checkpoint::Signer>,
+    ) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
-        let (tx, tail) = writer::spawn(path, deferred.clone())?;
+        let (tx, tail) = writer::spawn(path, deferred.clone(), signer)?;
         Ok(Self {
             tx,
             tail,
@@ -114,6 +124,12 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The public key of the key that signs this log's checkpoints, if it is signed.
+    pub fn public_key(&self) -> Option<String> {
+        let tail = self.tail.lock().ok()?;
+        tail.public_key().map(String::from)
     }
 
     /// Write the "attempt" record of a permitted call and wait until it is on disk.
@@ -147,6 +163,15 @@ impl AuditLog {
 
     /// Wait until every record queued so far is on disk (or its write has failed).
     pub async fn flush(&self) -> Result<(), AuditError> {
+        self.send(None).await
+    }
+
+    /// At a clean shutdown: write every queued record, then a checkpoint over them (when
+    /// the log is signed and records came since the last one), and wait for both.
+    pub async fn close(&self) -> Result<(), AuditError> {
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.force_checkpoint = true;
+        }
         self.send(None).await
     }
 

@@ -179,11 +179,22 @@ pub enum AuditCommand {
         #[arg(long)]
         last: Option<usize>,
     },
-    /// Check the hash chain of an audit log and name the first bad line.
+    /// Check the hash chain of an audit log and name the first bad line; with `--key`,
+    /// also every signed checkpoint in it.
     Verify {
         /// The log; default: the configured audit log.
         file: Option<PathBuf>,
         /// The configuration whose audit log to check; default: the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The public key the gateway's checkpoints must be signed with (`ed25519:…`, as
+        /// `mcp-warden audit key` and the gateway's banner print it).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print the public key that signs the audit log's checkpoints (made if there is none).
+    Key {
+        /// The configuration whose key to print; default: the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -210,8 +221,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve { config, transport } => serve(config.as_deref(), transport).await,
         Command::Check { config, offline } => run_check(config.as_deref(), offline).await,
         Command::Audit {
-            command: AuditCommand::Verify { file, config },
-        } => verify(file, config.as_deref()),
+            command: AuditCommand::Verify { file, config, key },
+        } => verify(file, config.as_deref(), key.as_deref()),
+        Command::Audit {
+            command: AuditCommand::Key { config },
+        } => audit_key(config.as_deref()),
         Command::Audit {
             command: AuditCommand::Show { file, config, last },
         } => show(file, config.as_deref(), last),
@@ -345,8 +359,9 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
         a.abort();
     }
     state.upstreams.shutdown().await;
-    // Outcome records are queued without waiting for their sync: write them out first.
-    if let Err(e) = state.audit.flush().await {
+    // Outcome records are queued without waiting for their sync: write them out, and a
+    // signed checkpoint over them.
+    if let Err(e) = state.audit.close().await {
         tracing::error!(error = %e, "the audit log could not be flushed at shutdown");
     }
     result
@@ -467,30 +482,43 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
     })))
 }
 
+/// A line for the person running the gateway, on stderr, with any credential in it (an
+/// upstream's command line may hold one) masked, as in the log.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        eprintln!("{}", crate::secrets::scrub_str(&format!($($arg)*)))
+    };
+}
+
 /// Tell a person where to connect and what the gateway fronts (stderr: never stdout).
 fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) {
     let now = state.current();
     let config = &now.config;
-    eprintln!(
+    tell!(
         "mcp-warden {} ({})",
         env!("CARGO_PKG_VERSION"),
         config.source.display()
     );
     if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
-        eprintln!("  MCP endpoint (Streamable HTTP): http://{addr}/mcp");
+        tell!("  MCP endpoint (Streamable HTTP): http://{addr}/mcp");
     }
-    eprintln!("  audit log: {}", config.boot.audit_log.display());
+    tell!("  audit log: {}", config.boot.audit_log.display());
+    if let Some(key) = state.audit.public_key() {
+        tell!(
+            "  audit signing key: {key} (check the log with `mcp-warden audit verify --key {key}`)"
+        );
+    }
     let catalog = &now.catalog;
     for u in &config.boot.upstreams {
         let tools: Vec<_> = catalog.tools().filter(|t| t.server == u.id).collect();
-        eprintln!(
+        tell!(
             "  upstream `{}` ({}): {} tools",
             u.id,
             upstream::describe(u),
             tools.len()
         );
         for t in tools {
-            eprintln!("    {:<28} {}", t.name, t.tier);
+            tell!("    {:<28} {}", t.name, t.tier);
         }
     }
     let identity = if listener.is_some() {
@@ -501,13 +529,13 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
     let caller = Caller::from_config(identity, "banner");
     let gateway = Gateway::new(state.clone(), identity.clone(), Listener::Http);
     let visible = gateway.visible_tools(&now, &caller);
-    eprintln!(
+    tell!(
         "  caller `{}` (for `{}`) may use {} of them; every call is audited",
         identity.agent,
         identity.on_behalf_of.as_deref().unwrap_or("nobody"),
         visible.len()
     );
-    eprintln!(
+    tell!(
         "  reload policy, manifests and config: `mcp-warden reload` or SIGHUP{}",
         if config.boot.watch {
             " (and on every saved change)"
@@ -550,16 +578,38 @@ fn show(file: Option<PathBuf>, config: Option<&Path>, last: Option<usize>) -> Re
     Ok(())
 }
 
-fn verify(file: Option<PathBuf>, config: Option<&Path>) -> Result<(), String> {
+fn verify(file: Option<PathBuf>, config: Option<&Path>, key: Option<&str>) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
         None => load_config(config)?.boot.audit_log,
     };
-    match crate::audit::verify(&path) {
-        Ok(n) => {
-            println!("{}: {n} records, hash chain intact", path.display());
-            Ok(())
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+    let key = key
+        .map(crate::audit::checkpoint::public_key)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let v = crate::audit::verify_with(&path, key.as_ref())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "{}: {} records, hash chain intact; {} of them with arguments matching their digest",
+        path.display(),
+        v.records,
+        v.args_checked
+    );
+    if let Some((line, ts)) = &v.last_checkpoint {
+        println!(
+            "{} checkpoints signed by the key; the last, at record {line} ({ts}), vouches for everything before it; the {} records after it are proven only by a witness",
+            v.checkpoints,
+            v.records - line
+        );
     }
+    Ok(())
+}
+
+fn audit_key(config: Option<&Path>) -> Result<(), String> {
+    let config = load_config(config)?;
+    let signer = crate::audit::checkpoint::Signer::load_or_create(&config.boot.audit_key)
+        .map_err(|e| e.to_string())?;
+    println!("{}", signer.public());
+    eprintln!("(private key: {})", config.boot.audit_key.display());
+    Ok(())
 }

@@ -69,6 +69,8 @@ struct RawGateway {
     policy: Option<String>,
     state_dir: Option<String>,
     audit_log: Option<String>,
+    /// The key that signs the audit log's checkpoints.
+    audit_key: Option<String>,
     intent_field: Option<String>,
     /// Record every caller's intent as its digest only.
     #[serde(default)]
@@ -148,6 +150,9 @@ pub struct Boot {
     pub watch: bool,
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// The private key that signs the audit log's checkpoints (made when absent):
+    /// `MCP_WARDEN_AUDIT_KEY`, else `[gateway] audit_key`, else in `state_dir`.
+    pub audit_key: PathBuf,
     pub call_timeout: Duration,
     /// How often every upstream's tools are listed again, for servers that change without
     /// saying so (`0s`: never).
@@ -186,6 +191,7 @@ impl Boot {
             watch,
             state_dir,
             audit_log,
+            audit_key,
             call_timeout,
             relist_interval,
             http,
@@ -201,6 +207,7 @@ impl Boot {
         [
             ("`state_dir`", state_dir == &other.state_dir),
             ("`audit_log`", audit_log == &other.audit_log),
+            ("`audit_key`", audit_key == &other.audit_key),
             ("`call_timeout`", call_timeout == &other.call_timeout),
             (
                 "`relist_interval`",
@@ -338,6 +345,14 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         Some(p) => base.join(p),
         None => state_dir.join("audit.jsonl"),
     };
+    let audit_key = match (
+        std::env::var_os("MCP_WARDEN_AUDIT_KEY"),
+        raw.gateway.audit_key,
+    ) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(p)) => base.join(p),
+        (None, None) => state_dir.join("audit-signing.key"),
+    };
     let intent_field = raw.gateway.intent_field.unwrap_or_else(|| "intent".into());
     if !valid_property_name(&intent_field) {
         out.push(Problem::error(
@@ -396,6 +411,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             watch: raw.gateway.watch,
             state_dir,
             audit_log,
+            audit_key,
             call_timeout,
             relist_interval,
             http,

@@ -72,6 +72,8 @@ pub enum AuditRecord {
     Approval(Box<ApprovalRecord>),
     /// A step in a grant's life.
     Grant(Box<GrantRecord>),
+    /// A signed statement of how many records came before it and the last one's hash.
+    Checkpoint(Box<super::checkpoint::CheckpointRecord>),
     /// A record about the gateway itself (`drift`, `reload`): its fields as given,
     /// `ts`, `id` and `kind` among them.
     #[serde(untagged)]

@@ -43,6 +43,10 @@ struct Shown {
     by: String,
     generation: u64,
     errors: Vec<String>,
+    /// `checkpoint`: records before it, the last one's hash, and the signing key.
+    count: u64,
+    head: String,
+    key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +135,12 @@ fn sentence(r: &Shown) -> String {
             format!("RELOADED by {} (generation {})", r.by, r.generation)
         }
         "reload" => format!("RELOAD REFUSED by {}: {}", r.by, r.errors.join("; ")),
+        "checkpoint" => format!(
+            "CHECKPOINT {} records, the last {}…, signed by {}…",
+            r.count,
+            r.head.chars().take(19).collect::<String>(),
+            r.key.chars().take(24).collect::<String>()
+        ),
         other => format!("{other} record"),
     };
     let told = matches!(r.kind.as_str(), "attempt" | "decision") || r.event == "requested";

@@ -1,11 +1,15 @@
 //! `mcp-warden audit verify`: re-derive every line's hash and check each `prev` links to
-//! the line before; name the first line that does not.
+//! the line before, check each unredacted `args` against its `args_digest`, and, given
+//! the public key, every signed checkpoint against the records before it; name the
+//! first line that fails.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
+use super::checkpoint;
 use super::writer::{GENESIS, unseal};
 use crate::digest;
 
@@ -15,10 +19,32 @@ pub enum VerifyError {
     Read { path: String, reason: String },
     #[error("line {line}: {reason}")]
     Broken { line: usize, reason: String },
+    #[error(
+        "no checkpoint signed by the key given: nothing in this log is proven by it (a log from before checkpoints, one made with another key, or one whose checkpoints were all removed)"
+    )]
+    Unsigned,
+}
+
+/// What a log that verifies holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verified {
+    pub records: usize,
+    /// Records whose `args` were checked against `args_digest` (the others were
+    /// redacted or had a credential masked).
+    pub args_checked: usize,
+    /// Checkpoints whose signature was checked (with a key).
+    pub checkpoints: usize,
+    /// The last checked checkpoint: its line and time.
+    pub last_checkpoint: Option<(usize, String)>,
 }
 
 /// Check a whole log. Returns the number of records when every line verifies.
 pub fn verify(path: &Path) -> Result<usize, VerifyError> {
+    verify_with(path, None).map(|v| v.records)
+}
+
+/// Check a whole log, and with `key` every checkpoint in it.
+pub fn verify_with(path: &Path, key: Option<&VerifyingKey>) -> Result<Verified, VerifyError> {
     let read_err = |e: std::io::Error| VerifyError::Read {
         path: path.display().to_string(),
         reason: e.to_string(),
@@ -27,13 +53,14 @@ pub fn verify(path: &Path) -> Result<usize, VerifyError> {
     let mut reader = BufReader::new(file);
     let mut prev = GENESIS.to_string();
     let mut line = Vec::new();
-    let mut n = 0;
+    let mut seen = Verified::default();
+    let mut last_checkpoint: Option<String> = None;
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
-            return Ok(n);
+            break;
         }
-        n += 1;
+        let n = seen.records + 1;
         let broken = |reason: &str| VerifyError::Broken {
             line: n,
             reason: reason.to_string(),
@@ -54,6 +81,84 @@ pub fn verify(path: &Path) -> Result<usize, VerifyError> {
                 "`prev` does not match the line before: a line was removed, reordered or inserted",
             ));
         }
+        if args_match(&record).map_err(|reason| broken(&reason))? {
+            seen.args_checked += 1;
+        }
+        let is_checkpoint = record.get("kind").and_then(Value::as_str) == Some("checkpoint");
+        if let Some(key) = key.filter(|_| is_checkpoint) {
+            let vouched = checkpoint::check(&record, key)
+                .and_then(|()| vouches(&record, n - 1, &prev, last_checkpoint.as_deref()))
+                .map_err(|reason| broken(&format!("checkpoint: {reason}")))?;
+            seen.checkpoints += 1;
+            seen.last_checkpoint = Some((n, vouched));
+            last_checkpoint = Some(hash.to_string());
+        }
+        seen.records = n;
         prev = hash.to_string();
+    }
+    if key.is_some() && seen.checkpoints == 0 && seen.records > 0 {
+        return Err(VerifyError::Unsigned);
+    }
+    Ok(seen)
+}
+
+/// Whether a (signature-checked) checkpoint says what the log holds before it: `count`
+/// records, the last with hash `head`, after the checkpoint `previous`. Its time if so.
+fn vouches(
+    record: &Value,
+    count: usize,
+    head: &str,
+    previous: Option<&str>,
+) -> Result<String, String> {
+    let said = record
+        .get("count")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    if said != count as u64 {
+        return Err(format!(
+            "it vouches for {said} records before it, and {count} are there: records were removed or inserted before it"
+        ));
+    }
+    if record.get("head").and_then(Value::as_str) != Some(head) {
+        return Err(
+            "the record before it is not the one it vouches for: records before it were rewritten"
+                .into(),
+        );
+    }
+    if record.get("previous").and_then(Value::as_str) != previous {
+        return Err("it does not follow the checkpoint before it: a checkpoint was removed".into());
+    }
+    Ok(record
+        .get("ts")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string())
+}
+
+/// Whether a record's `args` were checked against its `args_digest` (not when either is
+/// missing, or the args hold a redaction or a masked credential); why not, if they differ.
+fn args_match(record: &Value) -> Result<bool, String> {
+    let (Some(args), Some(stated)) = (
+        record.get("args"),
+        record.get("args_digest").and_then(Value::as_str),
+    ) else {
+        return Ok(false);
+    };
+    if hidden(args) {
+        return Ok(false);
+    }
+    match digest::canonical(args) == stated {
+        true => Ok(true),
+        false => Err("`args` do not match `args_digest`: the arguments were altered".into()),
+    }
+}
+
+/// Whether a value holds a redacted or masked string.
+fn hidden(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s == "[redacted]" || s.contains("[secret "),
+        Value::Array(items) => items.iter().any(hidden),
+        Value::Object(map) => map.values().any(hidden),
+        _ => false,
     }
 }

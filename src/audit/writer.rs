@@ -12,10 +12,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::checkpoint::{self, Signer};
 use super::journal::{self, Journal};
 use super::{AuditError, AuditRecord, Job};
 use crate::{digest, secrets};
@@ -27,6 +28,8 @@ pub const HASH_MARK: &str = ",\"hash\":\"";
 const BATCH: usize = 1024;
 /// The longest a deferred record waits for a batch when no other record comes.
 const TICK: Duration = Duration::from_millis(20);
+/// The longest records wait for a signed checkpoint while the log is written.
+const CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// Records queued without waiting for their sync.
 pub type Deferred = Arc<Mutex<Vec<AuditRecord>>>;
@@ -47,11 +50,39 @@ pub struct Tail {
     prev: String,
     journal: Option<Journal>,
     broken: Option<String>,
+    /// Signs checkpoints, when the log has a key.
+    signer: Option<Signer>,
+    /// Records in the log (counted at open when there is a key).
+    count: u64,
+    /// The hash of the log's last checkpoint.
+    last_checkpoint: Option<String>,
+    /// Records written since that checkpoint, and when the first of them was.
+    unchecked: u64,
+    unchecked_since: Instant,
+    /// Write a checkpoint with the next batch, however soon (a clean shutdown).
+    pub force_checkpoint: bool,
+}
+
+impl Tail {
+    pub fn public_key(&self) -> Option<&str> {
+        self.signer.as_ref().map(Signer::public)
+    }
+
+    /// Whether a batch of `n` records should end with a checkpoint: records are not yet
+    /// covered by one, and the first of them has waited a second (or one is asked for).
+    fn checkpoint_due(&self, n: u64) -> bool {
+        let waited = self.unchecked > 0 && self.unchecked_since.elapsed() >= CHECKPOINT;
+        self.signer.is_some() && self.unchecked + n > 0 && (self.force_checkpoint || waited)
+    }
 }
 
 pub type Shared = Arc<Mutex<Tail>>;
 
-pub fn spawn(path: &Path, deferred: Deferred) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
+pub fn spawn(
+    path: &Path,
+    deferred: Deferred,
+    signer: Option<Signer>,
+) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
         reason,
@@ -66,12 +97,26 @@ pub fn spawn(path: &Path, deferred: Deferred) -> Result<(mpsc::Sender<Job>, Shar
         .open(path)
         .map_err(|e| open_err(e.to_string()))?;
     let opened = journal::open(path, &mut file).map_err(open_err)?;
+    // Only a regular file can be read back (a device such as /dev/full never ends).
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    let (count, last_checkpoint) = match &signer {
+        Some(_) if regular => File::open(path)
+            .and_then(checkpoint::scan)
+            .map_err(|e| open_err(e.to_string()))?,
+        _ => (0, None),
+    };
     let tail = Arc::new(Mutex::new(Tail {
         file,
         len: opened.len,
         prev: opened.head,
         journal: opened.journal,
         broken: None,
+        signer,
+        count,
+        last_checkpoint,
+        unchecked: 0,
+        unchecked_since: Instant::now(),
+        force_checkpoint: false,
     }));
     let (tx, rx) = mpsc::channel(BATCH * 4);
     let (writer_tail, taken) = (tail.clone(), deferred.clone());
@@ -79,20 +124,22 @@ pub fn spawn(path: &Path, deferred: Deferred) -> Result<(mpsc::Sender<Job>, Shar
         .name("audit-writer".into())
         .spawn(move || run(&writer_tail, rx, &taken))
         .map_err(|e| open_err(e.to_string()))?;
-    let wake = tx.downgrade();
+    let (wake, ticked) = (tx.downgrade(), tail.clone());
     std::thread::Builder::new()
         .name("audit-ticker".into())
-        .spawn(move || tick(&wake, &deferred))
+        .spawn(move || tick(&wake, &deferred, &ticked))
         .map_err(|e| open_err(e.to_string()))?;
     Ok((tx, tail))
 }
 
-/// Wake the writer for deferred records every [`TICK`], until the log is closed.
-fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred) {
+/// Wake the writer for deferred records, or for a checkpoint that is due, every
+/// [`TICK`], until the log is closed.
+fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred, tail: &Shared) {
     loop {
         std::thread::sleep(TICK);
         let Some(tx) = wake.upgrade() else { return };
-        if !queued(deferred).is_empty() {
+        let due = tail.try_lock().is_ok_and(|t| t.checkpoint_due(0));
+        if due || !queued(deferred).is_empty() {
             let (ack, _) = tokio::sync::oneshot::channel();
             let _ = tx.try_send((None, ack));
         }
@@ -141,10 +188,20 @@ pub fn commit(
 fn write_batch(tail: &mut Tail, records: impl Iterator<Item = AuditRecord>) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut last = tail.prev.clone();
+    let mut n = 0u64;
     for record in records {
         let (line, hash) = seal(&record, &last)?;
         buf.extend_from_slice(&line);
         last = hash;
+        n += 1;
+    }
+    let mut checkpoint = None;
+    if let Some(signer) = tail.signer.as_ref().filter(|_| tail.checkpoint_due(n)) {
+        let signed = signer.checkpoint(tail.count + n, &last, tail.last_checkpoint.as_deref());
+        let (line, hash) = seal(&AuditRecord::Checkpoint(Box::new(signed)), &last)?;
+        buf.extend_from_slice(&line);
+        last = hash.clone();
+        checkpoint = Some(hash);
     }
     if buf.is_empty() {
         return Ok(()); // only markers: what came before them is already synced
@@ -158,6 +215,21 @@ fn write_batch(tail: &mut Tail, records: impl Iterator<Item = AuditRecord>) -> R
     .map_err(|e| e.to_string())?;
     tail.len = len;
     tail.prev = last;
+    match checkpoint {
+        Some(hash) => {
+            tail.count += n + 1;
+            tail.unchecked = 0;
+            tail.last_checkpoint = Some(hash);
+            tail.force_checkpoint = false;
+        }
+        None => {
+            if tail.unchecked == 0 {
+                tail.unchecked_since = Instant::now();
+            }
+            tail.count += n;
+            tail.unchecked += n;
+        }
+    }
     Ok(())
 }
 
@@ -271,7 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let _writer = spawn(&path, deferred.clone()).unwrap();
+        let _writer = spawn(&path, deferred.clone(), None).unwrap();
         deferred.lock().unwrap().extend([record(1), record(2)]);
         // Nothing is sent to the writer: only the ticker can wake it.
         let mut written = Vec::new();
@@ -292,7 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let (tx, _) = spawn(&path, deferred.clone()).unwrap();
+        let (tx, _) = spawn(&path, deferred.clone(), None).unwrap();
         deferred.lock().unwrap().push(record(1));
         let (ack, done) = tokio::sync::oneshot::channel();
         tx.send((Some(record(2)), ack)).await.unwrap();

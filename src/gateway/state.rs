@@ -29,6 +29,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Key(#[from] crate::audit::checkpoint::KeyError),
     #[error("cannot verify HTTP callers: {0}")]
     Auth(String),
     #[error(transparent)]
@@ -158,7 +160,8 @@ impl State {
         let authenticator = crate::identity::Authenticator::load(&config)
             .await
             .map_err(StartError::Auth)?;
-        let audit = AuditLog::open(&config.boot.audit_log)?;
+        let signer = crate::audit::checkpoint::Signer::load_or_create(&config.boot.audit_key)?;
+        let audit = AuditLog::open_signed(&config.boot.audit_log, Some(signer))?;
         let store = Arc::new(Store::open(&config.boot.approval.database)?);
         let approvals = Approvals::new(store.clone());
         let grants = crate::grant::Grants::open(store).await?;

@@ -255,7 +255,7 @@ async fn two_hundred_calls_on_one_connection_are_all_answered_and_audited() {
         "the upstream saw each call once"
     );
     state.audit.flush().await.unwrap();
-    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
     let count = |kind: &str| audit.iter().filter(|r| r["kind"] == kind).count();
     assert_eq!((count("attempt"), count("outcome")), (CALLS, CALLS));
     mcp_warden::audit::verify(&dir.path().join("audit.jsonl")).unwrap();

@@ -147,7 +147,7 @@ async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_aft
 
     let calls = read_lines(&dir.path().join("calls.jsonl"));
     assert_eq!(calls.len(), 1, "executed exactly once: {calls:?}");
-    let events: Vec<String> = read_lines(&dir.path().join("audit.jsonl"))
+    let events: Vec<String> = common::audit_records(&dir.path().join("audit.jsonl"))
         .iter()
         .filter(|r| r["kind"] == "approval" && r["approval"]["id"] == id.as_str())
         .map(|r| r["event"].as_str().unwrap().to_string())

@@ -12,7 +12,7 @@ use crate::fixture;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{fixture_gateway, node24, read_lines, repo, serve_http};
+use common::{fixture_gateway, node24, repo, serve_http};
 use serde_json::Value;
 
 /// One scenario's checks: how many passed, and the failures' messages.
@@ -115,7 +115,7 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
     );
 
     // The relayed requests were decided and audited, on the tool that asked.
-    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
     for (method, tool) in [
         ("sampling/createMessage", "test_sampling"),
         ("elicitation/create", "test_elicitation"),

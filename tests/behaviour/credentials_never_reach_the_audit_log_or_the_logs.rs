@@ -1,7 +1,8 @@
 //! A credential an agent puts into an argument no manifest redacts, or into its intent,
 //! reaches the upstream as sent but never the audit log: every record holds a marker
 //! with its kind and digest instead, and the chain still verifies. A credential an
-//! upstream prints on its stderr never reaches the gateway's log either.
+//! upstream prints on its stderr, or that its command line holds, never reaches the
+//! gateway's log or banner either.
 
 use crate::common;
 
@@ -90,12 +91,13 @@ async fn a_credential_an_upstream_prints_is_masked_in_the_gateways_log() {
     // Wait for the upstream's line to be logged (the gateway logs its child's stderr).
     let logged = async {
         loop {
-            if lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("connecting with key"))
-            {
+            // The child's line, logged, and the banner that shows its command line.
+            let both = {
+                let seen = lines.lock().unwrap();
+                seen.iter().any(|l| l.contains("connecting with key"))
+                    && seen.iter().any(|l| l.contains("upstream `demo`"))
+            };
+            if both {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

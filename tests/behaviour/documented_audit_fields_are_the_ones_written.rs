@@ -297,7 +297,8 @@ async fn every_documented_audit_field_is_written_and_every_written_one_documente
     let documented = documented();
     let (h, admin, mcp, api_key) = gateway().await;
     scenario(&h, &admin, &mcp, &api_key).await;
-    let log = h.audit().await;
+    h.state.audit.flush().await.unwrap();
+    let log = common::read_lines(&h.audit_path());
     let written = written(&log);
     assert_eq!(
         written.keys().collect::<Vec<_>>(),

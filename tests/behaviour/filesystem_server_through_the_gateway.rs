@@ -6,7 +6,7 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use common::{TestClient, read_lines, repo, text};
+use common::{TestClient, repo, text};
 use mcp_warden::config::Config;
 use mcp_warden::gateway::State;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -64,7 +64,7 @@ impl Fs {
 
     async fn audit(&self) -> Vec<Value> {
         self.state.audit.flush().await.unwrap();
-        read_lines(&self.dir.path().join("audit.jsonl"))
+        common::audit_records(&self.dir.path().join("audit.jsonl"))
     }
 }
 

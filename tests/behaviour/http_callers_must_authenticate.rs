@@ -187,7 +187,7 @@ impl Gateway {
 
     async fn audit(&self) -> Vec<Value> {
         self.state.audit.flush().await.unwrap();
-        read_lines(&self.dir.path().join("audit.jsonl"))
+        common::audit_records(&self.dir.path().join("audit.jsonl"))
     }
 }
 

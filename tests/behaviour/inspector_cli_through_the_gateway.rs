@@ -108,7 +108,7 @@ async fn the_inspector_cli_works_over_streamable_http() {
     tokio::task::spawn_blocking(move || check(&path, &[url.as_str()]))
         .await
         .unwrap();
-    let audit = common::read_lines(&dir.path().join("audit.jsonl"));
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
     assert!(
         audit
             .iter()

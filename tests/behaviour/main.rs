@@ -57,6 +57,7 @@ mod resources_pass_through_with_policy;
 mod runtime_threads_follow_the_setting;
 mod server_requests_reach_only_their_caller;
 mod shipped_files_are_valid;
+mod signed_checkpoints_prove_the_log_to_whoever_holds_the_key;
 mod stdio_serve_speaks_only_protocol;
 mod streamable_http_clients_and_upstreams;
 mod third_party_servers_through_the_gateway;

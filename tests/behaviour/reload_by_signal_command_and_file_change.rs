@@ -8,7 +8,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Setup, read_lines, write_setup};
+use common::{Setup, write_setup};
 use serde_json::Value;
 
 const READS_ONLY: &str = "p, role:assistant, demo/*, read, allow\n\
@@ -61,7 +61,7 @@ impl Running {
     }
 
     fn reloads(&self) -> Vec<Value> {
-        read_lines(&self.dir.path().join("audit.jsonl"))
+        common::audit_records(&self.dir.path().join("audit.jsonl"))
             .into_iter()
             .filter(|r| r["kind"] == "reload")
             .collect()

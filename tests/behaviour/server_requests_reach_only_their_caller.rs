@@ -12,7 +12,7 @@ use crate::fixture;
 
 use std::sync::{Arc, Mutex};
 
-use common::{connect_as, fixture_gateway, read_lines, text};
+use common::{connect_as, fixture_gateway, text};
 use mcp_warden::gateway::State;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
@@ -125,7 +125,7 @@ async fn call(
 }
 
 fn relayed(dir: &tempfile::TempDir, method: &str) -> Vec<Value> {
-    read_lines(&dir.path().join("audit.jsonl"))
+    common::audit_records(&dir.path().join("audit.jsonl"))
         .into_iter()
         .filter(|r| r["kind"] == "access" && r["method"] == method)
         .collect()
@@ -309,7 +309,7 @@ async fn a_call_cancelled_while_its_client_is_asked_ends_without_the_answer() {
     // The elicitation is never answered; the call must end and be audited anyway.
     let mut outcome = None;
     for _ in 0..250 {
-        outcome = read_lines(&dir.path().join("audit.jsonl"))
+        outcome = common::audit_records(&dir.path().join("audit.jsonl"))
             .into_iter()
             .find(|r| r["kind"] == "outcome");
         if outcome.is_some() {

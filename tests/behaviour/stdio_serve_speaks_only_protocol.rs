@@ -46,11 +46,21 @@ async fn a_client_launching_the_gateway_over_stdio_is_served() {
     assert!(text(&refused).contains("expired after 1s without a decision"));
     client.cancel().await.unwrap();
     let audit = read_lines(&dir.path().join("audit.jsonl"));
-    let kinds: Vec<&str> = audit.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    // Signed checkpoints come between records (at least every second) and at shutdown.
+    let kinds: Vec<&str> = audit
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .filter(|k| *k != "checkpoint")
+        .collect();
     assert_eq!(
         kinds,
         ["attempt", "outcome", "approval", "approval", "decision"],
         "{audit:?}"
+    );
+    assert_eq!(
+        audit.last().unwrap()["kind"],
+        "checkpoint",
+        "the clean shutdown signs what it wrote"
     );
     assert!(audit[0]["session"].as_str().unwrap().starts_with("stdio:"));
 }

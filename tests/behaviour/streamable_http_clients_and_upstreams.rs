@@ -58,7 +58,7 @@ async fn several_http_clients_call_through_the_gateway_at_once() {
     for (i, r) in results.into_iter().enumerate() {
         assert_eq!(text(&r.unwrap()), format!("hello {i}"));
     }
-    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
     assert_eq!(audit.iter().filter(|r| r["kind"] == "attempt").count(), 3);
     let sessions: std::collections::HashSet<String> = audit
         .iter()

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestClient, read_lines, repo, text};
+use common::{TestClient, repo, text};
 use mcp_warden::config::Config;
 use mcp_warden::gateway::State;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -83,7 +83,7 @@ impl Gateway {
 
     async fn audit(&self) -> Vec<Value> {
         self.state.audit.flush().await.unwrap();
-        read_lines(&self.dir.path().join("audit.jsonl"))
+        common::audit_records(&self.dir.path().join("audit.jsonl"))
     }
 
     /// Assert a call was refused for want of approval and audited, with no attempt.

@@ -237,11 +237,12 @@ impl Harness {
         url
     }
 
-    /// Every audit record, once every record queued so far is written (outcome records
-    /// are queued without the caller's answer waiting for them).
+    /// Every audit record but the signed checkpoints (which come between them at least
+    /// every second), once every record queued so far is written (outcome records are
+    /// queued without the caller's answer waiting for them).
     pub async fn audit(&self) -> Vec<Value> {
         self.state.audit.flush().await.unwrap();
-        read_lines(&self.dir.path().join("audit.jsonl"))
+        audit_records(&self.dir.path().join("audit.jsonl"))
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -283,6 +284,15 @@ pub async fn connect_as<H: ClientHandler>(
 
 /// The complete JSON lines of a file another process may be writing: a last line not yet
 /// ended by a newline is left for the next read.
+/// The records of an audit log but its signed checkpoints: what the calls left, whatever
+/// the time they took.
+pub fn audit_records(path: &Path) -> Vec<Value> {
+    read_lines(path)
+        .into_iter()
+        .filter(|r| r["kind"] != "checkpoint")
+        .collect()
+}
+
 pub fn read_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);

@@ -1,0 +1,203 @@
+//! The gateway signs a checkpoint into its audit log at least every second while it
+//! writes, and when it stops. Whoever holds the public key (`mcp-warden audit key`)
+//! catches what the hash chain alone cannot: a record edited or removed before a
+//! checkpoint with the whole chain recomputed after it, checkpoints stripped, a
+//! checkpoint re-signed with another key. `verify` alone still catches arguments that no
+//! longer match their digest.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Harness, text};
+use mcp_warden::digest::sha256;
+use serde_json::{Map, Value, json};
+
+/// A gateway whose log holds calls and a checkpoint over them (written at its clean
+/// shutdown), its public key, and a copy of its log to tamper with (the gateway may go on
+/// writing its own).
+async fn signed_log() -> (Harness, String, PathBuf) {
+    let h = Harness::start().await;
+    for n in 0..3 {
+        let said = format!("note {n}");
+        let echoed = h.call("demo_echo", json!({"text": said})).await.unwrap();
+        assert_eq!(text(&echoed), said);
+    }
+    h.state.audit.close().await.unwrap();
+    let copy = h.dir.path().join("copy.jsonl");
+    std::fs::copy(h.audit_path(), &copy).unwrap();
+    let config = h.dir.path().join("warden.toml");
+    let (ok, key) =
+        common::run_exe_async(&["audit", "key", "--config", config.to_str().unwrap()]).await;
+    assert!(ok, "{key}");
+    let key = key.lines().next().unwrap().trim().to_string();
+    assert!(key.starts_with("ed25519:"), "{key}");
+    (h, key, copy)
+}
+
+fn records(path: &Path) -> Vec<Map<String, Value>> {
+    common::read_lines(path)
+        .into_iter()
+        .map(|r| r.as_object().unwrap().clone())
+        .collect()
+}
+
+/// Write `records` as a log whose hash chain is whole again: what someone who can write
+/// the file but does not hold the key can do after any edit.
+fn rechain(path: &Path, records: &[Map<String, Value>]) {
+    let mut prev = format!("sha256:{}", "0".repeat(64));
+    let mut out = String::new();
+    for record in records {
+        let mut fields = record.clone();
+        fields.remove("hash");
+        fields.insert("prev".into(), json!(prev));
+        let body = serde_json::to_string(&fields).unwrap();
+        let hash = sha256(body.as_bytes());
+        out += &format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
+        prev = hash;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+async fn verify(path: &Path, key: Option<&str>) -> (bool, String) {
+    let mut args = vec!["audit", "verify", path.to_str().unwrap()];
+    if let Some(k) = key {
+        args.extend(["--key", k]);
+    }
+    common::run_exe_async(&args).await
+}
+
+fn index_of(records: &[Map<String, Value>], kind: &str) -> usize {
+    records.iter().position(|r| r["kind"] == kind).unwrap()
+}
+
+#[tokio::test]
+async fn an_untouched_log_verifies_with_its_key_and_a_checkpoint_comes_within_a_second() {
+    let (h, key, copy) = signed_log().await;
+    assert_eq!(records(&copy).last().unwrap()["kind"], "checkpoint");
+    let (ok, report) = verify(&copy, Some(&key)).await;
+    assert!(ok, "{report}");
+    assert!(report.contains("checkpoints signed by the key"), "{report}");
+    assert!(report.contains("the 0 records after it"), "{report}");
+
+    // While records are written, a checkpoint follows within a second, unasked.
+    h.call("demo_echo", json!({"text": "later"})).await.unwrap();
+    let wrote_one = async {
+        loop {
+            let log = records(&h.audit_path());
+            if log
+                .last()
+                .is_some_and(|r| r["kind"] == "checkpoint" && r["count"] != json!(0))
+                && log
+                    .iter()
+                    .rev()
+                    .nth(1)
+                    .is_some_and(|r| r["kind"] == "outcome")
+            {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let log = tokio::time::timeout(std::time::Duration::from_secs(10), wrote_one)
+        .await
+        .expect("a checkpoint after the last records");
+    let last = log.last().unwrap();
+    assert_eq!(last["count"], json!(log.len() - 1));
+    assert_eq!(last["head"], log[log.len() - 2]["hash"]);
+    assert_eq!(last["key"], json!(key));
+    std::fs::copy(h.audit_path(), &copy).unwrap();
+    let (ok, report) = verify(&copy, Some(&key)).await;
+    assert!(ok, "{report}");
+}
+
+#[tokio::test]
+async fn a_record_edited_before_a_checkpoint_with_the_chain_recomputed_fails_with_the_key() {
+    let (_h, key, path) = signed_log().await;
+    let mut log = records(&path);
+    let attempt = index_of(&log, "attempt");
+    log[attempt]["intent"] = json!("nothing to see here");
+    rechain(&path, &log);
+    let (ok, report) = verify(&path, None).await;
+    assert!(ok, "the chain alone cannot tell: {report}");
+    let (ok, report) = verify(&path, Some(&key)).await;
+    assert!(!ok, "{report}");
+    let line = index_of(&log, "checkpoint") + 1;
+    assert!(
+        report.contains(&format!(
+            "line {line}: checkpoint: the record before it is not the one it vouches for"
+        )),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_removed_before_a_checkpoint_fails_with_the_key() {
+    let (_h, key, path) = signed_log().await;
+    let mut log = records(&path);
+    log.remove(index_of(&log, "outcome"));
+    rechain(&path, &log);
+    let (ok, report) = verify(&path, Some(&key)).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("records were removed or inserted before it"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn stripped_or_re_signed_checkpoints_fail_with_the_key() {
+    let (_h, key, path) = signed_log().await;
+    let log = records(&path);
+
+    let stripped: Vec<_> = log
+        .iter()
+        .filter(|r| r["kind"] != "checkpoint")
+        .cloned()
+        .collect();
+    rechain(&path, &stripped);
+    let (ok, report) = verify(&path, None).await;
+    assert!(ok, "{report}");
+    let (ok, report) = verify(&path, Some(&key)).await;
+    assert!(
+        !ok && report.contains("no checkpoint signed by the key given"),
+        "{report}"
+    );
+
+    // Another gateway's key: its checkpoints are not this key's.
+    let other = Harness::start().await;
+    let config = other.dir.path().join("warden.toml");
+    let (_, other_key) =
+        common::run_exe_async(&["audit", "key", "--config", config.to_str().unwrap()]).await;
+    let other_key = other_key.lines().next().unwrap().trim().to_string();
+    assert_ne!(other_key, key);
+    rechain(&path, &log);
+    let (ok, report) = verify(&path, Some(&other_key)).await;
+    assert!(!ok && report.contains("not by the key given"), "{report}");
+
+    // A checkpoint moved to vouch for fewer records, claiming the right key.
+    let mut forged = log.clone();
+    let at = index_of(&forged, "checkpoint");
+    forged[at]["count"] = json!(1);
+    rechain(&path, &forged);
+    let (ok, report) = verify(&path, Some(&key)).await;
+    assert!(!ok && report.contains("altered or forged"), "{report}");
+}
+
+#[tokio::test]
+async fn arguments_that_no_longer_match_their_digest_fail_without_a_key() {
+    let (_h, _, path) = signed_log().await;
+    let mut log = records(&path);
+    let attempt = index_of(&log, "attempt");
+    log[attempt]["args"]["text"] = json!("a different note");
+    rechain(&path, &log);
+    let (ok, report) = verify(&path, None).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!(
+            "line {}: `args` do not match `args_digest`",
+            attempt + 1
+        )),
+        "{report}"
+    );
+}
