@@ -2,7 +2,8 @@
 //! leaves verifies, every call the upstream received has its `attempt` record (the record
 //! is written before the call is forwarded, crash or not), and a gateway started on the
 //! same log takes it up and extends the chain (and, stopped with SIGTERM, writes the
-//! outcome it still had queued).
+//! outcome it still had queued and a signed checkpoint over the whole log, which
+//! `verify --key` accepts).
 
 use crate::common;
 
@@ -124,4 +125,17 @@ async fn a_gateway_killed_mid_load_leaves_a_log_that_verifies_and_continues() {
             .any(|r| r["kind"] == "outcome" && r["call_id"] == attempt["call_id"]),
         "the outcome is written before the gateway exits"
     );
+    // The orderly stop signs what it wrote, counting every record since the log began,
+    // those of the killed gateway included: the key proves the whole log.
+    let last = after.last().unwrap();
+    assert_eq!(last["kind"], "checkpoint", "{last}");
+    assert_eq!(last["count"], json!(after.len() - 1));
+    let (ok, key) =
+        common::run_exe_async(&["audit", "key", "--config", config.to_str().unwrap()]).await;
+    assert!(ok, "{key}");
+    let key = key.lines().next().unwrap().trim().to_string();
+    let (ok, report) =
+        common::run_exe_async(&["audit", "verify", audit.to_str().unwrap(), "--key", &key]).await;
+    assert!(ok, "{report}");
+    assert!(report.contains("the 0 records after it"), "{report}");
 }
