@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 mod journal;
+pub mod query;
 mod record;
 mod show;
 mod verify;

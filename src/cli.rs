@@ -175,9 +175,14 @@ pub enum AuditCommand {
         /// The configuration whose audit log to show; default: the embedded defaults.
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Only the last N records.
+        /// Only the last N records (of those the conditions select).
         #[arg(long)]
         last: Option<usize>,
+        /// Print the selected records as they are in the log, one JSON object a line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        query: Box<crate::audit::query::Query>,
     },
     /// Check the hash chain of an audit log and name the first bad line; with `--key`,
     /// also every signed checkpoint in it.
@@ -227,8 +232,15 @@ pub async fn run(cli: Cli) -> ExitCode {
             command: AuditCommand::Key { config },
         } => audit_key(config.as_deref()),
         Command::Audit {
-            command: AuditCommand::Show { file, config, last },
-        } => show(file, config.as_deref(), last),
+            command:
+                AuditCommand::Show {
+                    file,
+                    config,
+                    last,
+                    json,
+                    query,
+                },
+        } => show(file, config.as_deref(), last, json, &query),
         Command::Approvals {
             connection,
             command,
@@ -560,19 +572,32 @@ async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn show(file: Option<PathBuf>, config: Option<&Path>, last: Option<usize>) -> Result<(), String> {
+fn show(
+    file: Option<PathBuf>,
+    config: Option<&Path>,
+    last: Option<usize>,
+    json: bool,
+    query: &crate::audit::query::Query,
+) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
         None => load_config(config)?.boot.audit_log,
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let skip = last.map_or(0, |n| lines.len().saturating_sub(n));
-    for (n, line) in lines.iter().enumerate().skip(skip) {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(record) => println!("{}", crate::audit::describe(&record)),
-            Err(e) => println!("line {}: not a record ({e})", n + 1),
+    let selected: Vec<(usize, &str, Option<serde_json::Value>)> = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| (n, line, serde_json::from_str(line).ok()))
+        .filter(|(_, _, record)| record.as_ref().is_none_or(|r| query.matches(r)))
+        .collect();
+    let skip = last.map_or(0, |n| selected.len().saturating_sub(n));
+    for (n, line, record) in selected.iter().skip(skip) {
+        match record {
+            // The line as written, so a reader can hash it again.
+            Some(_) if json => println!("{line}"),
+            Some(record) => println!("{}", crate::audit::describe(record)),
+            None => println!("line {}: not a record", n + 1),
         }
     }
     Ok(())

@@ -26,6 +26,7 @@ mod approvals_api_decides_waiting_calls;
 mod approvals_page_in_a_browser;
 mod audit_failure_refuses_the_call;
 mod audit_log_survives_kill_9;
+mod audit_show_answers_an_auditors_question;
 mod audit_verify_detects_any_edit;
 mod check_reports_every_problem;
 mod cold_decisions_match_a_full_scan;
