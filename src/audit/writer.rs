@@ -2,8 +2,9 @@
 //! write a whole batch, make it durable once (in the journal, see `journal`), then
 //! acknowledge every record in it. The writer thread does this for records handed to it;
 //! a caller with nothing else in flight may do it itself on the [`Tail`] (see
-//! `AuditLog::write`). After a failed write everything is refused (the chain's tail is
-//! then unknown). Records nobody waits for (outcomes) are left in [`Deferred`] without
+//! `AuditLog::write`). A failed write leaves none of its batch in the log; everything is
+//! then refused until a write a second later succeeds, led by a `recovered` record.
+//! Records nobody waits for (outcomes) are left in [`Deferred`] without
 //! waking anyone: each batch takes them first, and a ticker wakes the writer for them
 //! when no other record comes.
 
@@ -28,6 +29,8 @@ pub const HASH_MARK: &str = ",\"hash\":\"";
 const BATCH: usize = 1024;
 /// The longest a deferred record waits for a batch when no other record comes.
 const TICK: Duration = Duration::from_millis(20);
+/// How long after a failed write the writer tries again (with the next records).
+const RETRY: Duration = Duration::from_secs(1);
 /// The longest records wait for a signed checkpoint while the log is written.
 const CHECKPOINT: Duration = Duration::from_secs(1);
 
@@ -49,7 +52,7 @@ pub struct Tail {
     len: u64,
     prev: String,
     journal: Option<Journal>,
-    broken: Option<String>,
+    broken: Option<Broken>,
     /// Signs checkpoints, when the log has a key.
     signer: Option<Signer>,
     /// Records in the log (counted at open when there is a key).
@@ -77,6 +80,16 @@ impl Tail {
 }
 
 pub type Shared = Arc<Mutex<Tail>>;
+
+/// Why the log cannot be written, since when, how many records were refused meanwhile,
+/// and when to try again.
+#[derive(Debug)]
+struct Broken {
+    reason: String,
+    since: String,
+    refused: u64,
+    retry_at: Instant,
+}
 
 pub fn spawn(
     path: &Path,
@@ -167,30 +180,78 @@ fn run(tail: &Shared, mut rx: mpsc::Receiver<Job>, deferred: &Deferred) {
 }
 
 /// Chain and write the deferred records (their calls' attempts are already written),
-/// then `records`, and make them durable once. After a failure, refuses everything.
+/// then `records`, and make them durable once. A failed write leaves nothing of its batch
+/// in the log (it is cut back to its last whole record) and keeps the deferred records
+/// for the next batch; then every record is refused until, a second later, a write
+/// succeeds again, led by a `recovered` record that says since when and how many were
+/// refused.
 pub fn commit(
     tail: &mut Tail,
     deferred: &Deferred,
     records: impl Iterator<Item = AuditRecord>,
 ) -> Result<(), String> {
-    if let Some(reason) = &tail.broken {
-        return Err(reason.clone());
+    let records: Vec<AuditRecord> = records.collect();
+    let mut first = Vec::new();
+    if let Some(broken) = &mut tail.broken {
+        if Instant::now() < broken.retry_at {
+            broken.refused += records.len() as u64;
+            return Err(broken.reason.clone());
+        }
+        first.push(recovered(broken));
     }
     let later = std::mem::take(&mut *queued(deferred));
-    let result = write_batch(tail, later.into_iter().chain(records));
-    if let Err(reason) = &result {
-        tracing::error!(%reason, "audit log write failed; refusing all calls until restart");
-        tail.broken = Some(reason.clone());
+    let result = write_batch(tail, first.iter().chain(&later).chain(&records));
+    match &result {
+        Ok(()) => {
+            if let Some(b) = tail.broken.take() {
+                tracing::warn!(since = %b.since, refused = b.refused, "the audit log is written again");
+            }
+        }
+        Err(reason) => {
+            // Nothing of the batch was acknowledged: none of it stays in the log.
+            let _ = tail.file.set_len(tail.len);
+            queued(deferred).splice(0..0, later);
+            let refused = records.len() as u64;
+            let retry_at = Instant::now() + RETRY;
+            match &mut tail.broken {
+                Some(b) => {
+                    b.refused += refused;
+                    b.retry_at = retry_at;
+                }
+                None => {
+                    tracing::error!(%reason, "audit log write failed; refusing every call until a write succeeds again (tried every second)");
+                    tail.broken = Some(Broken {
+                        reason: reason.clone(),
+                        since: humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                            .to_string(),
+                        refused,
+                        retry_at,
+                    });
+                }
+            }
+        }
     }
     result
 }
 
-fn write_batch(tail: &mut Tail, records: impl Iterator<Item = AuditRecord>) -> Result<(), String> {
+/// The record that leads the first batch written after writes failed.
+fn recovered(broken: &Broken) -> AuditRecord {
+    let mut fields = serde_json::Map::new();
+    fields.insert("since".into(), serde_json::json!(broken.since));
+    fields.insert("refused".into(), serde_json::json!(broken.refused));
+    fields.insert("error".into(), serde_json::json!(broken.reason));
+    super::record::event("recovered", fields)
+}
+
+fn write_batch<'r>(
+    tail: &mut Tail,
+    records: impl Iterator<Item = &'r AuditRecord>,
+) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut last = tail.prev.clone();
     let mut n = 0u64;
     for record in records {
-        let (line, hash) = seal(&record, &last)?;
+        let (line, hash) = seal(record, &last)?;
         buf.extend_from_slice(&line);
         last = hash;
         n += 1;

@@ -77,7 +77,7 @@ fn rows(text: &str, header: &str) -> Vec<Vec<String>> {
 }
 
 /// Every field the README documents, by kind of record.
-fn documented() -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) fn documented() -> BTreeMap<String, BTreeSet<String>> {
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
     let mut fields = BTreeMap::new();
     for row in rows(&readme, "| kind | when | fields |") {
@@ -300,9 +300,14 @@ async fn every_documented_audit_field_is_written_and_every_written_one_documente
     h.state.audit.flush().await.unwrap();
     let log = common::read_lines(&h.audit_path());
     let written = written(&log);
+    // A `recovered` record needs a full disk: `a_full_disk_refuses_calls_and_recovers_by_itself`
+    // holds it to its README row.
     assert_eq!(
         written.keys().collect::<Vec<_>>(),
-        documented.keys().collect::<Vec<_>>(),
+        documented
+            .keys()
+            .filter(|k| *k != "recovered")
+            .collect::<Vec<_>>(),
         "the kinds of record written and documented"
     );
     for (kind, fields) in &written {

@@ -13,6 +13,7 @@ mod common;
 #[path = "../conformance/fixture.rs"]
 mod fixture;
 
+mod a_full_disk_refuses_calls_and_recovers_by_itself;
 mod a_kept_alive_connection_serves_every_call;
 mod a_loaded_policy_holds_no_threads;
 mod a_request_sees_one_generation;
