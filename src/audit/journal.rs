@@ -123,6 +123,9 @@ pub struct Opened {
     pub len: u64,
     pub head: String,
     pub journal: Option<Journal>,
+    /// A torn last line found with no journal to repair it from: where it was moved, and
+    /// the SHA-256 of its bytes.
+    pub torn: Option<(PathBuf, String)>,
 }
 
 pub fn path_of(log: &Path) -> PathBuf {
@@ -144,6 +147,7 @@ pub fn open(log_path: &Path, log: &mut File) -> Result<Opened, String> {
             len,
             head,
             journal: None,
+            torn: None,
         });
     }
     let path = path_of(log_path);
@@ -160,6 +164,7 @@ pub fn open(log_path: &Path, log: &mut File) -> Result<Opened, String> {
         }
         None => None,
     };
+    let mut torn = None;
     let (len, head, generation) = match header {
         Some(h) => {
             let (len, head) = recover(log_path, log, &path, &h)?;
@@ -167,6 +172,18 @@ pub fn open(log_path: &Path, log: &mut File) -> Result<Opened, String> {
             (len, head, h.generation)
         }
         None => {
+            // A last line without its newline was never acknowledged (only an OS crash in
+            // the middle of a write leaves one): moved aside, the log goes on without it.
+            let end = last_line_end(log, len)?;
+            if end < len {
+                let mut fragment = Vec::new();
+                log.seek(SeekFrom::Start(end)).map_err(|e| e.to_string())?;
+                log.read_to_end(&mut fragment).map_err(|e| e.to_string())?;
+                let aside = keep_damaged_end(log_path, log, end)?;
+                log.set_len(end).map_err(|e| e.to_string())?;
+                torn = Some((aside, digest::sha256(&fragment)));
+            }
+            let len = end;
             let head = hash_before(log, len)?;
             log.sync_data().map_err(|e| e.to_string())?;
             create(&path, first(meta.ino(), len, &head))?;
@@ -191,6 +208,7 @@ pub fn open(log_path: &Path, log: &mut File) -> Result<Opened, String> {
         len,
         head,
         journal: Some(journal),
+        torn,
     })
 }
 
@@ -418,7 +436,7 @@ fn recover(
 
 /// Copy the log from byte `end` on (a record never acknowledged, cut short or damaged)
 /// into a file beside it, before it is cut off.
-fn keep_damaged_end(log_path: &Path, log: &mut File, end: u64) -> Result<(), String> {
+fn keep_damaged_end(log_path: &Path, log: &mut File, end: u64) -> Result<PathBuf, String> {
     let mut damaged = Vec::new();
     log.seek(SeekFrom::Start(end)).map_err(|e| e.to_string())?;
     log.read_to_end(&mut damaged).map_err(|e| e.to_string())?;
@@ -431,7 +449,34 @@ fn keep_damaged_end(log_path: &Path, log: &mut File, end: u64) -> Result<(), Str
         kept = %PathBuf::from(&aside).display(),
         "the audit log ended in a damaged or unfinished record (never acknowledged); moved it aside"
     );
-    Ok(())
+    Ok(PathBuf::from(aside))
+}
+
+/// Where the log's last whole line ends: `len` when it ends with a newline, otherwise just
+/// after the last newline (0 when there is none).
+fn last_line_end(file: &mut File, len: u64) -> Result<u64, String> {
+    let mut pos = len;
+    let mut byte = [0u8; 1];
+    if len == 0 {
+        return Ok(0);
+    }
+    file.seek(SeekFrom::Start(len - 1))
+        .map_err(|e| e.to_string())?;
+    file.read_exact(&mut byte).map_err(|e| e.to_string())?;
+    if byte == [b'\n'] {
+        return Ok(len);
+    }
+    while pos > 0 {
+        let step = pos.min(64 * 1024);
+        pos -= step;
+        let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
+        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+        file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(pos + at as u64 + 1);
+        }
+    }
+    Ok(0)
 }
 
 /// A whole line's own hash and its `prev`, if its hash verifies.

@@ -110,6 +110,7 @@ pub fn spawn(
         .open(path)
         .map_err(|e| open_err(e.to_string()))?;
     let opened = journal::open(path, &mut file).map_err(open_err)?;
+    let opened_torn = opened.torn.clone();
     // Only a regular file can be read back (a device such as /dev/full never ends).
     let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
     let (count, last_checkpoint) = match &signer {
@@ -131,6 +132,20 @@ pub fn spawn(
         unchecked_since: Instant::now(),
         force_checkpoint: false,
     }));
+    if let Some((moved, digest)) = &opened_torn {
+        let mut fields = serde_json::Map::new();
+        fields.insert("error".into(), serde_json::json!("the log ended in a torn line (no newline: a crash in the middle of a write), never acknowledged; it was moved aside"));
+        fields.insert(
+            "moved".into(),
+            serde_json::json!(moved.display().to_string()),
+        );
+        fields.insert("torn_digest".into(), serde_json::json!(digest));
+        let note = super::record::event("recovered", fields);
+        let mut held = tail
+            .lock()
+            .map_err(|_| open_err("the log's tail is unusable".into()))?;
+        commit(&mut held, &deferred, std::iter::once(note)).map_err(open_err)?;
+    }
     let (tx, rx) = mpsc::channel(BATCH * 4);
     let (writer_tail, taken) = (tail.clone(), deferred.clone());
     std::thread::Builder::new()

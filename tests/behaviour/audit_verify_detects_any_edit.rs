@@ -130,8 +130,10 @@ async fn a_torn_end_after_the_last_sync_is_restored_from_the_journal() {
     );
 }
 
-/// What the journal cannot repair is refused: a torn end with no journal beside the log,
-/// and a log cut below the point its journal says it was synced to.
+/// A torn end with no journal beside the log (a crash in the middle of a write) is moved
+/// aside, noted in a `recovered` record, and the log goes on; a whole last line that does
+/// not verify is refused, and so is a log cut below the point its journal says it was
+/// synced to.
 #[tokio::test]
 async fn the_gateway_refuses_to_start_on_a_damaged_log() {
     let (h, _) = log_with_records().await;
@@ -140,16 +142,48 @@ async fn the_gateway_refuses_to_start_on_a_damaged_log() {
     let original = std::fs::read(&path).unwrap();
     let journal = path.with_file_name("audit.jsonl.journal");
     std::fs::rename(&journal, path.with_file_name("elsewhere")).unwrap();
-    std::fs::write(&path, &original[..original.len() - 5]).unwrap();
+
+    let mut edited = original.clone();
+    let at = edited.len() - 20;
+    edited[at] ^= 1; // inside the last line's hash, newline kept
+    std::fs::write(&path, &edited).unwrap();
     let err = mcp_warden::audit::AuditLog::open(&path)
         .err()
-        .expect("a damaged log is refused");
-    assert!(err.to_string().contains("incomplete"), "{err}");
+        .expect("a whole last line that does not verify is refused");
+    assert!(err.to_string().contains("does not verify"), "{err}");
     assert!(!journal.exists(), "no journal is made for a log refused");
 
-    std::fs::write(&path, &original).unwrap();
+    let torn = &original[..original.len() - 5];
+    std::fs::write(&path, torn).unwrap();
+    let reopened = mcp_warden::audit::AuditLog::open(&path).expect("a torn end is moved aside");
+    reopened.flush().await.unwrap();
+    drop(reopened);
+    mcp_warden::audit::verify(&path).unwrap();
+    let records = common::read_lines(&path);
+    let note = records.last().unwrap();
+    assert_eq!(note["kind"], "recovered", "{note}");
+    let fragment_start = torn.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    let fragment = &torn[fragment_start..];
+    assert_eq!(note["torn_digest"], mcp_warden::digest::sha256(fragment));
+    let moved = std::fs::read(note["moved"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        moved, fragment,
+        "the torn line is kept aside, byte for byte"
+    );
+    let fields: std::collections::BTreeSet<String> =
+        note.as_object().unwrap().keys().cloned().collect();
+    let documented =
+        &crate::documented_audit_fields_are_the_ones_written::documented()["recovered"];
+    assert!(
+        fields.is_subset(documented),
+        "{fields:?} not all in the README's {documented:?}"
+    );
+
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::write(&path, &whole).unwrap();
     drop(mcp_warden::audit::AuditLog::open(&path).unwrap()); // synced whole, and says so
-    std::fs::write(&path, &original[..original.len() - 5]).unwrap();
+    std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
     let err = mcp_warden::audit::AuditLog::open(&path)
         .err()
         .expect("a log cut below its last sync is refused");
