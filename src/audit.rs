@@ -3,7 +3,8 @@
 //! log) before a call is forwarded, and after it returns with the next group commit.
 //! [`AuditLog::attempt`] is the only maker of [`Attested`], which forwarding requires, so
 //! no call reaches an upstream without its record on disk. It does not decide anything;
-//! `verify` checks a log without trusting it.
+//! `verify` checks a log without trusting it (and with the public key, every signed
+//! `checkpoint` in it).
 
 pub mod checkpoint;
 mod journal;

@@ -21,7 +21,7 @@
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
 //! | [`approval`]  | approval requests: their lifecycle over the store, separation of duties, quorum, expiry, single use, webhook |
-//! | [`audit`]     | hash-chained JSON Lines, group-committed, `verify`; [`audit::Attested`] |
+//! | [`audit`]     | hash-chained JSON Lines, group-committed, signed checkpoints, `verify`, `show`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
 //! | [`transport`] | serving the gateway over stdio and Streamable HTTP |
