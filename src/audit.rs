@@ -12,6 +12,7 @@ pub mod query;
 mod record;
 mod show;
 mod verify;
+pub mod witness;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use crate::approval;
 use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
 pub use record::{AuditRecord, Outcome, Refusal, Stage, redacted};
 pub use show::describe;
-pub use verify::{Verified, VerifyError, verify, verify_with};
+pub use verify::{Verified, VerifyError, verify, verify_with, verify_witness};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -113,8 +114,17 @@ impl AuditLog {
         path: &Path,
         signer: Option<checkpoint::Signer>,
     ) -> Result<Self, AuditError> {
+        Self::open_witnessed(path, signer, None)
+    }
+
+    /// Open a signed log whose checkpoints also go to `witness` once durable.
+    pub fn open_witnessed(
+        path: &Path,
+        signer: Option<checkpoint::Signer>,
+        witness: Option<witness::Witness>,
+    ) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
-        let (tx, tail) = writer::spawn(path, deferred.clone(), signer)?;
+        let (tx, tail) = writer::spawn(path, deferred.clone(), signer, witness)?;
         Ok(Self {
             tx,
             tail,
@@ -174,7 +184,25 @@ impl AuditLog {
         if let Ok(mut tail) = self.tail.lock() {
             tail.force_checkpoint = true;
         }
-        self.send(None).await
+        self.send(None).await?;
+        // Then give the witness a few seconds to take the last checkpoint.
+        let drained = self
+            .tail
+            .lock()
+            .ok()
+            .and_then(|t| t.witness.as_ref().and_then(witness::Witness::drained));
+        if let Some(done) = drained {
+            let waited = tokio::task::spawn_blocking(move || {
+                done.recv_timeout(std::time::Duration::from_secs(5))
+            })
+            .await;
+            if !matches!(waited, Ok(Ok(()))) {
+                tracing::warn!(
+                    "the audit witness did not take the last checkpoint before the gateway stopped"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Write the record of a permitted access (one record: accesses are lighter than tool

@@ -196,6 +196,10 @@ pub enum AuditCommand {
         /// `mcp-warden audit key` and the gateway's banner print it).
         #[arg(long)]
         key: Option<String>,
+        /// A file of the checkpoints a witness received (`[[witness]] file`): the log
+        /// must hold each of them, byte for byte, at its place.
+        #[arg(long)]
+        witness: Option<PathBuf>,
     },
     /// Print the public key that signs the audit log's checkpoints (made if there is none).
     Key {
@@ -226,8 +230,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve { config, transport } => serve(config.as_deref(), transport).await,
         Command::Check { config, offline } => run_check(config.as_deref(), offline).await,
         Command::Audit {
-            command: AuditCommand::Verify { file, config, key },
-        } => verify(file, config.as_deref(), key.as_deref()),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    config,
+                    key,
+                    witness,
+                },
+        } => verify(file, config.as_deref(), key.as_deref(), witness.as_deref()),
         Command::Audit {
             command: AuditCommand::Key { config },
         } => audit_key(config.as_deref()),
@@ -603,7 +613,12 @@ fn show(
     Ok(())
 }
 
-fn verify(file: Option<PathBuf>, config: Option<&Path>, key: Option<&str>) -> Result<(), String> {
+fn verify(
+    file: Option<PathBuf>,
+    config: Option<&Path>,
+    key: Option<&str>,
+    witness: Option<&Path>,
+) -> Result<(), String> {
     let path = match file {
         Some(f) => f,
         None => load_config(config)?.boot.audit_log,
@@ -625,6 +640,14 @@ fn verify(file: Option<PathBuf>, config: Option<&Path>, key: Option<&str>) -> Re
             "{} checkpoints signed by the key; the last, at record {line} ({ts}), vouches for everything before it; the {} records after it are proven only by a witness",
             v.checkpoints,
             v.records - line
+        );
+    }
+    if let Some(witness) = witness {
+        let (matched, count) = crate::audit::verify_witness(&path, witness)
+            .map_err(|e| format!("{} against {}: {e}", path.display(), witness.display()))?;
+        println!(
+            "the log holds all {matched} checkpoints {} received, the last after record {count}",
+            witness.display()
         );
     }
     Ok(())

@@ -59,6 +59,16 @@ struct RawConfig {
     #[serde(default)]
     approver: Vec<approval::RawApprover>,
     auth: Option<auth::RawAuth>,
+    /// Where signed checkpoints are also written.
+    #[serde(default)]
+    witness: Vec<RawWitness>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    /// A file the log's host cannot rewrite (a WORM mount, another machine's share).
+    file: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +163,8 @@ pub struct Boot {
     /// The private key that signs the audit log's checkpoints (made when absent):
     /// `MCP_WARDEN_AUDIT_KEY`, else `[gateway] audit_key`, else in `state_dir`.
     pub audit_key: PathBuf,
+    /// Files every signed checkpoint is also appended to (`[[witness]] file`).
+    pub witnesses: Vec<PathBuf>,
     pub call_timeout: Duration,
     /// How often every upstream's tools are listed again, for servers that change without
     /// saying so (`0s`: never).
@@ -192,6 +204,7 @@ impl Boot {
             state_dir,
             audit_log,
             audit_key,
+            witnesses,
             call_timeout,
             relist_interval,
             http,
@@ -208,6 +221,7 @@ impl Boot {
             ("`state_dir`", state_dir == &other.state_dir),
             ("`audit_log`", audit_log == &other.audit_log),
             ("`audit_key`", audit_key == &other.audit_key),
+            ("`witness`", witnesses == &other.witnesses),
             ("`call_timeout`", call_timeout == &other.call_timeout),
             (
                 "`relist_interval`",
@@ -412,6 +426,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             state_dir,
             audit_log,
             audit_key,
+            witnesses: raw.witness.iter().map(|w| base.join(&w.file)).collect(),
             call_timeout,
             relist_interval,
             http,

@@ -162,3 +162,49 @@ fn hidden(value: &Value) -> bool {
         _ => false,
     }
 }
+
+/// Check a log against what its witness received: every checkpoint the witness holds
+/// must be in the log, byte for byte, at its place (after `count` records). A log cut
+/// or rewritten before the witness's last checkpoint fails, whatever its own chain says.
+/// The number of checkpoints matched, and the records the last one covers.
+pub fn verify_witness(log: &Path, witness: &Path) -> Result<(usize, u64), VerifyError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| VerifyError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let (log_text, witnessed) = (read(log)?, read(witness)?);
+    let lines: Vec<&[u8]> = log_text.split_inclusive(|b| *b == b'\n').collect();
+    let mut matched = (0, 0);
+    for (n, sent) in witnessed.split_inclusive(|b| *b == b'\n').enumerate() {
+        let broken = |reason: String| VerifyError::Broken {
+            line: n + 1,
+            reason: format!("witness: {reason}"),
+        };
+        let record: Value = unseal(sent.strip_suffix(b"\n").unwrap_or(sent))
+            .and_then(|(body, _)| serde_json::from_slice(&body).ok())
+            .ok_or_else(|| broken("not a checkpoint record".into()))?;
+        let count = record
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        let at = usize::try_from(count).unwrap_or(usize::MAX);
+        match lines.get(at) {
+            None => {
+                return Err(broken(format!(
+                    "it holds a checkpoint after record {count}, and the log ends after record {}: the log was cut",
+                    lines.len()
+                )));
+            }
+            Some(line) if *line != sent => {
+                return Err(broken(format!(
+                    "the log's record {} is not the checkpoint it received: the log was rewritten",
+                    at + 1
+                )));
+            }
+            Some(_) => matched = (matched.0 + 1, count),
+        }
+    }
+    Ok(matched)
+}

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::{self, Signer};
 use super::journal::{self, Journal};
+use super::witness::Witness;
 use super::{AuditError, AuditRecord, Job};
 use crate::{digest, secrets};
 
@@ -64,6 +65,8 @@ pub struct Tail {
     unchecked_since: Instant,
     /// Write a checkpoint with the next batch, however soon (a clean shutdown).
     pub force_checkpoint: bool,
+    /// Where durable checkpoints are also sent.
+    pub witness: Option<Witness>,
 }
 
 impl Tail {
@@ -95,6 +98,7 @@ pub fn spawn(
     path: &Path,
     deferred: Deferred,
     signer: Option<Signer>,
+    witness: Option<Witness>,
 ) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
@@ -131,6 +135,7 @@ pub fn spawn(
         unchecked: 0,
         unchecked_since: Instant::now(),
         force_checkpoint: false,
+        witness,
     }));
     if let Some((moved, digest)) = &opened_torn {
         let mut fields = serde_json::Map::new();
@@ -277,7 +282,7 @@ fn write_batch<'r>(
         let (line, hash) = seal(&AuditRecord::Checkpoint(Box::new(signed)), &last)?;
         buf.extend_from_slice(&line);
         last = hash.clone();
-        checkpoint = Some(hash);
+        checkpoint = Some((hash, line));
     }
     if buf.is_empty() {
         return Ok(()); // only markers: what came before them is already synced
@@ -292,7 +297,10 @@ fn write_batch<'r>(
     tail.len = len;
     tail.prev = last;
     match checkpoint {
-        Some(hash) => {
+        Some((hash, line)) => {
+            if let Some(witness) = &tail.witness {
+                witness.send(&line);
+            }
             tail.count += n + 1;
             tail.unchecked = 0;
             tail.last_checkpoint = Some(hash);
@@ -419,7 +427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let _writer = spawn(&path, deferred.clone(), None).unwrap();
+        let _writer = spawn(&path, deferred.clone(), None, None).unwrap();
         deferred.lock().unwrap().extend([record(1), record(2)]);
         // Nothing is sent to the writer: only the ticker can wake it.
         let mut written = Vec::new();
@@ -440,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let (tx, _) = spawn(&path, deferred.clone(), None).unwrap();
+        let (tx, _) = spawn(&path, deferred.clone(), None, None).unwrap();
         deferred.lock().unwrap().push(record(1));
         let (ack, done) = tokio::sync::oneshot::channel();
         tx.send((Some(record(2)), ack)).await.unwrap();

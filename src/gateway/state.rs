@@ -161,7 +161,14 @@ impl State {
             .await
             .map_err(StartError::Auth)?;
         let signer = crate::audit::checkpoint::Signer::load_or_create(&config.boot.audit_key)?;
-        let audit = AuditLog::open_signed(&config.boot.audit_log, Some(signer))?;
+        let witness =
+            crate::audit::witness::Witness::start(&config.boot.witnesses).map_err(|e| {
+                crate::audit::AuditError::Open {
+                    path: config.boot.audit_log.clone(),
+                    reason: format!("cannot start the audit witness: {e}"),
+                }
+            })?;
+        let audit = AuditLog::open_witnessed(&config.boot.audit_log, Some(signer), witness)?;
         let store = Arc::new(Store::open(&config.boot.approval.database)?);
         let approvals = Approvals::new(store.clone());
         let grants = crate::grant::Grants::open(store).await?;

@@ -3,7 +3,8 @@
 //! catches what the hash chain alone cannot: a record edited or removed before a
 //! checkpoint with the whole chain recomputed after it, checkpoints stripped, a
 //! checkpoint re-signed with another key. `verify` alone still catches arguments that no
-//! longer match their digest.
+//! longer match their digest. A witness that received the checkpoints catches what the
+//! key cannot: a log cut after its last checkpoint, checkpoints and all.
 
 use crate::common;
 
@@ -200,4 +201,64 @@ async fn arguments_that_no_longer_match_their_digest_fail_without_a_key() {
         )),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn a_witness_catches_a_cut_or_rewritten_log_that_agrees_with_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = dir.path().join("elsewhere/checkpoints.jsonl");
+    let setup = common::Setup {
+        config_extra: format!("[[witness]]\nfile = {:?}\n", witness.display().to_string()),
+        ..common::Setup::default()
+    };
+    let h = Harness::with(setup).await;
+    for n in 0..3 {
+        h.call("demo_echo", json!({"text": format!("note {n}")}))
+            .await
+            .unwrap();
+    }
+    h.state.audit.close().await.unwrap();
+    let copy = h.dir.path().join("copy.jsonl");
+    std::fs::copy(h.audit_path(), &copy).unwrap();
+    let sent = common::read_lines(&witness);
+    assert!(
+        !sent.is_empty() && sent.iter().all(|r| r["kind"] == "checkpoint"),
+        "{sent:?}"
+    );
+    let witnessed = |path: &Path| {
+        let (path, witness) = (path.to_path_buf(), witness.clone());
+        async move {
+            common::run_exe_async(&[
+                "audit",
+                "verify",
+                path.to_str().unwrap(),
+                "--witness",
+                witness.to_str().unwrap(),
+            ])
+            .await
+        }
+    };
+    let (ok, report) = witnessed(&copy).await;
+    assert!(ok && report.contains("the log holds all"), "{report}");
+
+    // Cut from the last checkpoint on: the rest still verifies on its own.
+    let log = records(&copy);
+    let last = log.iter().rposition(|r| r["kind"] == "checkpoint").unwrap();
+    rechain(&copy, &log[..last]);
+    let (ok, report) = verify(&copy, None).await;
+    assert!(ok, "{report}");
+    let (ok, report) = witnessed(&copy).await;
+    assert!(!ok && report.contains("the log was cut"), "{report}");
+
+    // An early record rewritten and the chain recomputed: its checkpoints are not the
+    // ones the witness received.
+    let mut rewritten = log.clone();
+    let attempt = index_of(&rewritten, "attempt");
+    rewritten[attempt]["intent"] = json!("nothing to see here");
+    rechain(&copy, &rewritten);
+    let (ok, report) = verify(&copy, None).await;
+    assert!(ok, "{report}");
+    let (ok, report) = witnessed(&copy).await;
+    assert!(!ok && report.contains("the log was rewritten"), "{report}");
+    drop(dir);
 }
