@@ -163,10 +163,11 @@ fn hidden(value: &Value) -> bool {
     }
 }
 
-/// Check a log against what its witness received: every checkpoint the witness holds
-/// must be in the log, byte for byte, at its place (after `count` records). A log cut
-/// or rewritten before the witness's last checkpoint fails, whatever its own chain says.
-/// The number of checkpoints matched, and the records the last one covers.
+/// Check a log against what its witness received (a witness file, or an export of the
+/// HEC events a collector took, one JSON object a line): every checkpoint the witness
+/// holds must be in the log at its place (after `count` records), with the same hash. A
+/// log cut or rewritten before the witness's last checkpoint fails, whatever its own
+/// chain says. The number of checkpoints matched, and the records the last one covers.
 pub fn verify_witness(log: &Path, witness: &Path) -> Result<(usize, u64), VerifyError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| VerifyError::Read {
@@ -175,29 +176,38 @@ pub fn verify_witness(log: &Path, witness: &Path) -> Result<(usize, u64), Verify
         })
     };
     let (log_text, witnessed) = (read(log)?, read(witness)?);
-    let lines: Vec<&[u8]> = log_text.split_inclusive(|b| *b == b'\n').collect();
+    let hashes: Vec<Option<String>> = log_text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| unseal(l).map(|(_, hash)| hash.to_string()))
+        .collect();
     let mut matched = (0, 0);
-    for (n, sent) in witnessed.split_inclusive(|b| *b == b'\n').enumerate() {
+    for (n, sent) in witnessed.split(|b| *b == b'\n').enumerate() {
+        if sent.is_empty() {
+            continue;
+        }
         let broken = |reason: String| VerifyError::Broken {
             line: n + 1,
             reason: format!("witness: {reason}"),
         };
-        let record: Value = unseal(sent.strip_suffix(b"\n").unwrap_or(sent))
-            .and_then(|(body, _)| serde_json::from_slice(&body).ok())
-            .ok_or_else(|| broken("not a checkpoint record".into()))?;
-        let count = record
-            .get("count")
-            .and_then(Value::as_u64)
-            .unwrap_or(u64::MAX);
+        let value: Value =
+            serde_json::from_slice(sent).map_err(|_| broken("not a JSON line".into()))?;
+        let record = value.get("event").unwrap_or(&value);
+        let (Some(count), Some(hash)) = (
+            record.get("count").and_then(Value::as_u64),
+            record.get("hash").and_then(Value::as_str),
+        ) else {
+            return Err(broken("not a checkpoint (no `count` and `hash`)".into()));
+        };
         let at = usize::try_from(count).unwrap_or(usize::MAX);
-        match lines.get(at) {
+        match hashes.get(at) {
             None => {
                 return Err(broken(format!(
                     "it holds a checkpoint after record {count}, and the log ends after record {}: the log was cut",
-                    lines.len()
+                    hashes.len()
                 )));
             }
-            Some(line) if *line != sent => {
+            Some(found) if found.as_deref() != Some(hash) => {
                 return Err(broken(format!(
                     "the log's record {} is not the checkpoint it received: the log was rewritten",
                     at + 1

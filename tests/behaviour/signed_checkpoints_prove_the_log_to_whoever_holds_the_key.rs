@@ -262,3 +262,117 @@ async fn a_witness_catches_a_cut_or_rewritten_log_that_agrees_with_itself() {
     assert!(!ok && report.contains("the log was rewritten"), "{report}");
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_hec_collector_is_a_witness_too() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncBufReadExt;
+    // The collector: takes HEC events with the right token, keeps them as its export.
+    let export = Arc::new(Mutex::new(String::new()));
+    let kept = export.clone();
+    let collector = axum::Router::new().route(
+        "/services/collector/event",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let kept = kept.clone();
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    != Some("Splunk hec-test-token")
+                {
+                    return axum::http::StatusCode::UNAUTHORIZED;
+                }
+                let mut all = kept.lock().unwrap();
+                all.push_str(&body);
+                all.push('\n');
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hec = format!(
+        "http://{}/services/collector/event",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let setup = common::Setup {
+        config_extra: format!(
+            "[listen]\nhttp = \"127.0.0.1:0\"\n\n[[witness]]\nhec = \"{hec}\"\ntoken_env = \"HEC_TEST_TOKEN\"\n"
+        ),
+        ..common::Setup::default()
+    };
+    let config = common::write_setup(dir.path(), &setup);
+    let mut gateway = tokio::process::Command::new(common::EXE)
+        .args(["serve", "--transport", "http", "--config"])
+        .arg(&config)
+        .env("HEC_TEST_TOKEN", "hec-test-token")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut banner = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
+    let mut endpoint = String::new();
+    while let Some(line) = banner.next_line().await.unwrap() {
+        if let Some(u) = line.split("MCP endpoint (Streamable HTTP): ").nth(1) {
+            endpoint = u.trim().to_string();
+        }
+        if line.starts_with("Point an MCP client") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
+    {
+        use rmcp::ServiceExt;
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(endpoint);
+        let client = ().serve(transport).await.unwrap();
+        let args = json!({"text": "witnessed"}).as_object().unwrap().clone();
+        let params = rmcp::model::CallToolRequestParams::new("demo_echo").with_arguments(args);
+        assert_eq!(
+            text(&client.peer().call_tool(params).await.unwrap()),
+            "witnessed"
+        );
+    }
+    // An orderly stop writes the last checkpoint and waits for the witness to take it.
+    let pid = gateway.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(gateway.wait().await.unwrap().success());
+
+    let export_file = dir.path().join("hec-export.jsonl");
+    std::fs::write(&export_file, export.lock().unwrap().as_str()).unwrap();
+    let events = common::read_lines(&export_file);
+    assert!(!events.is_empty(), "the collector got the checkpoints");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"]["kind"] == "checkpoint"
+                && e["sourcetype"] == "mcp-warden:checkpoint")
+    );
+    let log = dir.path().join("audit.jsonl");
+    let check = |log: PathBuf| {
+        let export_file = export_file.clone();
+        async move {
+            common::run_exe_async(&[
+                "audit",
+                "verify",
+                log.to_str().unwrap(),
+                "--witness",
+                export_file.to_str().unwrap(),
+            ])
+            .await
+        }
+    };
+    let (ok, report) = check(log.clone()).await;
+    assert!(ok && report.contains("the log holds all"), "{report}");
+    let all = records(&log);
+    let last = all.iter().rposition(|r| r["kind"] == "checkpoint").unwrap();
+    rechain(&log, &all[..last]);
+    let (ok, report) = check(log.clone()).await;
+    assert!(!ok && report.contains("the log was cut"), "{report}");
+}
