@@ -455,28 +455,34 @@ fn keep_damaged_end(log_path: &Path, log: &mut File, end: u64) -> Result<PathBuf
 /// Where the log's last whole line ends: `len` when it ends with a newline, otherwise just
 /// after the last newline (0 when there is none).
 fn last_line_end(file: &mut File, len: u64) -> Result<u64, String> {
-    let mut pos = len;
-    let mut byte = [0u8; 1];
-    if len == 0 {
-        return Ok(0);
-    }
-    file.seek(SeekFrom::Start(len - 1))
-        .map_err(|e| e.to_string())?;
-    file.read_exact(&mut byte).map_err(|e| e.to_string())?;
-    if byte == [b'\n'] {
-        return Ok(len);
-    }
+    let (start, tail) = read_back(file, len, |t| t.contains(&b'\n'))?;
+    Ok(tail
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| start + at as u64 + 1))
+}
+
+/// The bytes of `file` before `end`, read backwards 64 KiB at a time until `enough` says
+/// so (or the file's start): where they start, and the bytes.
+fn read_back(
+    file: &mut File,
+    end: u64,
+    enough: impl Fn(&[u8]) -> bool,
+) -> Result<(u64, Vec<u8>), String> {
+    let (mut pos, mut tail) = (end, Vec::new());
     while pos > 0 {
         let step = pos.min(64 * 1024);
         pos -= step;
         let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
         file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
         file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
-        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
-            return Ok(pos + at as u64 + 1);
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        if enough(&tail) {
+            break;
         }
     }
-    Ok(0)
+    Ok((pos, tail))
 }
 
 /// A whole line's own hash and its `prev`, if its hash verifies.
@@ -523,20 +529,7 @@ pub fn hash_before(file: &mut File, end: u64) -> Result<String, String> {
     if end == 0 {
         return Ok(GENESIS.to_string());
     }
-    let mut tail = Vec::new();
-    let mut pos = end;
-    while pos > 0 {
-        let step = pos.min(64 * 1024);
-        pos -= step;
-        let mut chunk = vec![0u8; usize::try_from(step).map_err(|e| e.to_string())?];
-        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-        file.read_exact(&mut chunk).map_err(|e| e.to_string())?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-        if tail.iter().rev().skip(1).any(|b| *b == b'\n') {
-            break;
-        }
-    }
+    let (_, tail) = read_back(file, end, |t| t.iter().rev().skip(1).any(|b| *b == b'\n'))?;
     let Some(stripped) = tail.strip_suffix(b"\n") else {
         return Err("its last line is incomplete: run `mcp-warden audit verify` and move the damaged log aside".into());
     };
