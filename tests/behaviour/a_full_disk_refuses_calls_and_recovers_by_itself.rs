@@ -65,16 +65,7 @@ async fn a_full_disk_refuses_calls_and_the_gateway_recovers_without_a_restart() 
         &format!("audit_log = {:?}", log),
     );
     std::fs::write(&path, config).unwrap();
-    let state = mcp_warden::gateway::State::start(mcp_warden::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let (client, events) = common::connect(&state).await;
-    let h = Harness {
-        dir,
-        state,
-        client,
-        events,
-    };
+    let h = Harness::at(dir, &path).await;
     let echo = |said: &str| json!({"text": said});
     assert_eq!(
         text(&h.call("demo_echo", echo("before")).await.unwrap()),

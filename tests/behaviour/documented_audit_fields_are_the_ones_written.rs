@@ -152,15 +152,7 @@ async fn gateway() -> (Arc<Harness>, String, String, String) {
         config.replacen("[gateway]\n", "[gateway]\ncall_timeout = \"2s\"\n", 1),
     )
     .unwrap();
-    let config = mcp_warden::config::Config::load(&path).unwrap();
-    let state = mcp_warden::gateway::State::start(config).await.unwrap();
-    let (client, events) = common::connect(&state).await;
-    let h = Harness {
-        dir,
-        state,
-        client,
-        events,
-    };
+    let h = Harness::at(dir, &path).await;
     let admin = h.serve_admin().await;
     let mcp = common::serve_http(h.state.clone()).await;
     (Arc::new(h), admin, mcp, api_key)

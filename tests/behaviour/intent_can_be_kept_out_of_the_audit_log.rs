@@ -92,16 +92,7 @@ async fn the_gateway_can_redact_every_callers_intent() {
         config.replacen("[gateway]\n", "[gateway]\nredact_intent = true\n", 1),
     )
     .unwrap();
-    let state = mcp_warden::gateway::State::start(mcp_warden::config::Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let (client, events) = common::connect(&state).await;
-    let h = Harness {
-        dir,
-        state,
-        client,
-        events,
-    };
+    let h = Harness::at(dir, &path).await;
     let echoed = h
         .call("demo_echo", json!({"text": "hi", "intent": INTENT}))
         .await

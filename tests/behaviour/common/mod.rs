@@ -186,8 +186,13 @@ impl Harness {
     pub async fn with(setup: Setup) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = write_setup(dir.path(), &setup);
-        let config = Config::load(&path).unwrap();
-        let state = State::start(config).await.unwrap();
+        Self::at(dir, &path).await
+    }
+
+    /// A gateway started from the config at `path` (in `dir`, which it keeps), with a
+    /// client connected: for tests that edit what `write_setup` wrote.
+    pub async fn at(dir: tempfile::TempDir, path: &Path) -> Self {
+        let state = State::start(Config::load(path).unwrap()).await.unwrap();
         let (client, events) = connect(&state).await;
         Self {
             dir,
