@@ -258,21 +258,21 @@ mod tests {
     fn a_new_database_is_at_the_last_version_and_an_old_one_is_brought_up() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
+        let version = |path: &Path| -> u32 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
         drop(Store::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        let version: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(version as usize, MIGRATIONS.len());
+        assert_eq!(version(&path) as usize, MIGRATIONS.len());
         // A database from before numbered migrations: its tables, version 0.
-        conn.execute_batch("PRAGMA user_version = 0;").unwrap();
-        drop(conn);
-        drop(Store::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        let version: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 0;")
             .unwrap();
-        assert_eq!(version as usize, MIGRATIONS.len());
+        drop(Store::open(&path).unwrap());
+        assert_eq!(version(&path) as usize, MIGRATIONS.len());
     }
 
     #[test]

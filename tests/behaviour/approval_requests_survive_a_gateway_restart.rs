@@ -92,11 +92,7 @@ async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_aft
     assert_eq!(before.len(), 1);
     let id = before[0]["id"].as_str().unwrap().to_string();
     // The operator stops the gateway (SIGTERM): the waiting caller is told what to do.
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    common::sigterm(pid);
     let (told, first) = parked.await.unwrap();
     let told = told.unwrap();
     assert_eq!(told.is_error, Some(true));

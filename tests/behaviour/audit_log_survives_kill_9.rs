@@ -104,14 +104,7 @@ async fn a_gateway_killed_mid_load_leaves_a_log_that_verifies_and_continues() {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     drop(client);
     // Stopped the orderly way (SIGTERM), it writes every queued outcome before it exits.
-    let pid = restarted.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::sigterm(restarted.id().unwrap());
     assert!(restarted.wait().await.unwrap().success());
     mcp_warden::audit::verify(&audit).unwrap();
     let after = read_lines(&audit);

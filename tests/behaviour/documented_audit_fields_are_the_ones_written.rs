@@ -76,6 +76,16 @@ fn rows(text: &str, header: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Every field of `record` is one the README's tables name for records of `kind`.
+pub(crate) fn assert_fields_documented(record: &serde_json::Value, kind: &str) {
+    let fields: BTreeSet<String> = record.as_object().unwrap().keys().cloned().collect();
+    let documented = &documented()[kind];
+    assert!(
+        fields.is_subset(documented),
+        "the README names the fields of a `{kind}` record: {fields:?} not all in {documented:?}"
+    );
+}
+
 /// Every field the README documents, by kind of record.
 pub(crate) fn documented() -> BTreeMap<String, BTreeSet<String>> {
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();

@@ -334,14 +334,7 @@ async fn a_hec_collector_is_a_witness_too() {
         );
     }
     // An orderly stop writes the last checkpoint and waits for the witness to take it.
-    let pid = gateway.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::sigterm(gateway.id().unwrap());
     assert!(gateway.wait().await.unwrap().success());
 
     let export_file = dir.path().join("hec-export.jsonl");

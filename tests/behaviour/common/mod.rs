@@ -543,3 +543,12 @@ pub async fn serve_exe(config: &Path) -> (tokio::process::Child, String, String)
     tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
     (child, endpoint, page)
 }
+
+/// Ask a process to stop the orderly way (SIGTERM), as an operator or a service manager does.
+pub fn sigterm(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+}
