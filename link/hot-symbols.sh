@@ -4,24 +4,38 @@
 # over stdio (an MCP session: initialize, tools/list, tools/call). build.rs hands the list
 # to the linker, which places those functions next to each other: the pages the kernel
 # maps for them then hold little else, and an idle gateway keeps a fraction of its code
-# resident. Run it after a dependency or the Rust toolchain changes (the symbols' names
-# then change and the list no longer matches: the build still works, only the memory
-# figure of `cargo bench --bench gateway` shows the difference).
+# resident. Both builds of the binary are recorded: the one `cargo build --release` makes
+# and the one `cargo bench` makes (with the dev-dependencies' features, which change the
+# names of many functions), so the bench measures the layout users run. Run it after a
+# dependency or the Rust toolchain changes (the names then change and the list no longer
+# matches: the build still works, only the memory figure of `cargo bench --bench gateway`
+# shows the difference). It builds the binary both ways (about 15 minutes on 2 cores), and
+# the next build of each links again with the new list.
 #
 # Needs valgrind (Debian: apt-get install valgrind), curl and python3.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$REPO/link/hot-symbols.txt"
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release --manifest-path "$REPO/Cargo.toml" >&2
-BIN="$REPO/target/release/mcp-warden"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cp -r "$REPO/tool-manifests" "$REPO/policies" "$WORK/"
+# The path of the `mcp-warden` executable a cargo command builds (its JSON messages).
+built() {
+  cargo "$@" --manifest-path "$REPO/Cargo.toml" --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "mcp-warden" \
+            and "bin" in m["target"]["kind"] and m.get("executable"):
+        print(m["executable"])'
+}
+record() { # TAG BIN: what BIN runs over HTTP and over stdio, into $WORK/TAG-*.out
+TAG=$1 BIN=$2
 run() { # name args...: the gateway under callgrind, with function names as linked
   local name=$1; shift
   (cd "$WORK" && rm -rf .mcp-warden && MCP_WARDEN_LOG=warn valgrind --tool=callgrind --demangle=no \
-     --compress-strings=no --callgrind-out-file="$WORK/$name.out" "$BIN" "$@")
+     --compress-strings=no --callgrind-out-file="$WORK/$TAG-$name.out" "$BIN" "$@")
 }
 python3 - "$WORK" <<'PY' &
 import http.client, json, sys, time
@@ -46,7 +60,7 @@ for i in range(100):
     post({"jsonrpc": "2.0", "id": 2 + i, "method": "tools/call", "params": {"name": "demo_echo",
           "arguments": {"text": "hi", "intent": "regenerate the hot symbol list"}}}, sid)
 time.sleep(2)
-import subprocess; subprocess.run(["pkill", "-TERM", "-f", "callgrind.*mcp-warden serve --transport http"])
+import subprocess; subprocess.run(["pkill", "-TERM", "-f", "callgrind.*serve --transport http"])
 PY
 run http serve --transport http >/dev/null 2>&1 || true
 wait
@@ -59,8 +73,15 @@ wait
   done
   sleep 30
 } | run stdio serve --transport stdio >/dev/null 2>&1 || true
+}
+BIN=$(built build --release | tail -1)
+cp "$BIN" "$WORK/release"
+BENCH=$(built bench --no-run --bench gateway | tail -1)
+cp "$BENCH" "$WORK/bench"
+record release "$WORK/release"
+record bench "$WORK/bench"
 python3 - "$WORK" "$OUT" <<'PY'
-# Each function's own cost (instructions) summed over both runs; the list goes hottest
+# Each function's own cost (instructions) summed over all runs; the list goes hottest
 # first, so the code every call runs through lies together at the front.
 import collections, glob, sys
 work, out = sys.argv[1], sys.argv[2]
@@ -72,7 +93,7 @@ for path in glob.glob(work + "/*.out*"):
             ob = line[3:].strip()
         elif line.startswith("fn="):
             name = line[3:].strip()
-            fn = name if ob.endswith("/mcp-warden") and name.startswith(("_ZN", "_R")) else None
+            fn = name if ob in (work + "/release", work + "/bench") and name.startswith(("_ZN", "_R")) else None
             if fn:
                 cost[fn] += 0
         elif line.startswith("calls="):
