@@ -1,6 +1,8 @@
 //! Benchmark: `tools/call echo` on the bundled demo server, directly and through the
 //! gateway (read tier, intent, schema, Casbin, durable hash-chained audit), in one run;
-//! policy decisions with 10,000 rules (cold and cached); and the gateway's resident memory
+//! the same through a gateway that also exports every audit record to a syslog witness
+//! (a receiver in this process, over TCP); policy decisions with 10,000 rules (cold and
+//! cached); and the gateway's resident memory
 //! on the embedded defaults, idle and with 1,000 open sessions over HTTP (it binds the
 //! defaults' ports, 8787 and 8788). Run with `cargo bench --bench gateway`.
 //!
@@ -99,21 +101,23 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
 /// Where the gateway's audit log goes: `MCP_WARDEN_BENCH_AUDIT_DIR` (e.g. a tmpfs, to
 /// separate the cost of the disk's synchronous writes from the gateway's own) or the
 /// bench's temp dir.
-fn audit_path(dir: &Path) -> std::path::PathBuf {
+fn audit_path(dir: &Path, name: &str) -> std::path::PathBuf {
     let base = std::env::var_os("MCP_WARDEN_BENCH_AUDIT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.to_path_buf());
-    base.join(format!("audit-{}.jsonl", std::process::id()))
+    base.join(format!("audit-{name}-{}.jsonl", std::process::id()))
 }
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+/// A gateway's config named `name`, with `extra` appended.
+fn write_config(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = format!(
-        "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"{audit}\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\"]\n",
+        "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"{audit}\"\naudit_key = \"{key}\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"demo\"\ncommand = \"{EXE}\"\nargs = [\"demo-tools\"]\n{extra}",
         repo = repo.display(),
-        audit = audit_path(dir).display(),
+        audit = audit_path(dir, name).display(),
+        key = dir.join("audit-signing.key").display(),
     );
-    let path = dir.join("warden.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
     path
 }
@@ -334,6 +338,66 @@ async fn session_memory() -> Memory {
     }
 }
 
+/// A syslog receiver on loopback that reads octet-counted frames and counts them: the
+/// witness's far end, doing as little as a receiver can.
+fn syslog_receiver() -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = frames.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let (mut stream, counted) = (stream.unwrap(), counted.clone());
+            std::thread::spawn(move || {
+                let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 64 * 1024]);
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Whole frames off the front: `LEN SP MESSAGE`.
+                    while let Some(space) = buf.iter().position(|b| *b == b' ') {
+                        let len: usize =
+                            std::str::from_utf8(&buf[..space]).unwrap().parse().unwrap();
+                        if buf.len() < space + 1 + len {
+                            break;
+                        }
+                        buf.drain(..space + 1 + len);
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    (port, frames)
+}
+
+/// Wait until the audit log at `path` holds `expected` records (outcome records are
+/// written with the next group commit, at most 20 ms later when no other record comes);
+/// how many it holds.
+async fn records_in(path: &Path, expected: usize) -> usize {
+    let mut records = 0;
+    for _ in 0..100 {
+        records = std::fs::read_to_string(path).unwrap().lines().count();
+        if records >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    records
+}
+
+fn row(name: &str, f: &Figures) {
+    println!(
+        "{:<10} {:>12} {:>12} {:>12.0}",
+        name,
+        ms(f.p50),
+        ms(f.p99),
+        f.calls_per_sec
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
@@ -344,34 +408,46 @@ async fn main() {
         return; // `cargo test --benches` asks for a list; there is nothing to list.
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let direct = spawn(&["demo-tools"], dir.path()).await;
-    let gateway = spawn(
-        &[
-            "serve",
-            "--transport",
-            "stdio",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+    let (port, frames) = syslog_receiver();
+    let config = write_config(dir.path(), "gateway", "");
+    let exported = write_config(
         dir.path(),
-    )
-    .await;
+        "exported",
+        &format!("\n[[witness]]\nsyslog = \"tcp://127.0.0.1:{port}\"\nrecords = \"all\"\n"),
+    );
+    let serve = |config: &Path| {
+        let config = config.to_str().unwrap().to_string();
+        let dir = dir.path().to_path_buf();
+        async move {
+            spawn(
+                &["serve", "--transport", "stdio", "--config", &config],
+                &dir,
+            )
+            .await
+        }
+    };
+    let direct = spawn(&["demo-tools"], dir.path()).await;
+    let gateway = serve(&config).await;
     let d = measure(&direct, "echo", false).await;
     let g = measure(&gateway, "demo_echo", true).await;
-    let audit = audit_path(dir.path());
-    // Outcome records are written with the next group commit (at most 20 ms later when no
-    // other record comes): wait for the last ones.
     let expected = 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
-    let mut records = 0;
-    for _ in 0..100 {
-        records = std::fs::read_to_string(&audit).unwrap().lines().count();
-        if records >= expected {
+    let audit = audit_path(dir.path(), "gateway");
+    let records = records_in(&audit, expected).await;
+    let _ = std::fs::remove_file(&audit);
+    drop(gateway);
+    let with_export = serve(&exported).await;
+    let x = measure(&with_export, "demo_echo", true).await;
+    let exported_log = audit_path(dir.path(), "exported");
+    let exported_records = records_in(&exported_log, expected).await;
+    let mut received = 0;
+    for _ in 0..200 {
+        received = frames.load(std::sync::atomic::Ordering::Relaxed);
+        if received >= exported_records as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = std::fs::remove_file(&audit);
+    let _ = std::fs::remove_file(&exported_log);
     println!(
         "tools/call echo, {SEQUENTIAL} sequential calls for latency, {CONCURRENT_CALLS} calls on {CONCURRENT_TASKS} concurrent tasks for throughput"
     );
@@ -379,28 +455,22 @@ async fn main() {
         "{:<10} {:>12} {:>12} {:>12}",
         "path", "p50", "p99", "calls/s"
     );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12.0}",
-        "direct",
-        ms(d.p50),
-        ms(d.p99),
-        d.calls_per_sec
-    );
-    println!(
-        "{:<10} {:>12} {:>12} {:>12.0}",
-        "gateway",
-        ms(g.p50),
-        ms(g.p99),
-        g.calls_per_sec
-    );
+    row("direct", &d);
+    row("gateway", &g);
+    row("+export", &x);
     println!(
         "added p50 latency: {}; throughput ratio gateway/direct: {:.2}",
         ms(g.p50.saturating_sub(d.p50)),
         g.calls_per_sec / d.calls_per_sec
     );
     println!(
-        "audit records written (attempt + outcome per call, durable) to {}: {records}",
+        "audit records written (attempt + outcome per call, durable, signed checkpoints every second) to {}: {records}",
         audit.display()
+    );
+    println!(
+        "+export: every record also sent to a syslog witness over TCP ({received} of {exported_records} received); p50 {:+.3} ms, calls/s {:+.1} % against gateway",
+        (x.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
+        (x.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
     );
     let (cold_p50, cold_p99, cached) = policy_decisions().await;
     println!(

@@ -90,12 +90,21 @@ pub async fn serve(
         .await
 }
 
+/// Liveness and what an operator should look at: the audit log (refusing calls while it
+/// cannot be written) and each witness (failing, or dropping lines). Always 200 while
+/// the process answers: a witness that is down is not cured by a restart.
+async fn health(Extract(admin): Extract<Arc<Admin>>) -> Response {
+    let audit = admin.state.audit.health();
+    let status = audit.status;
+    Json(json!({"status": status, "audit": audit})).into_response()
+}
+
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/", get(api::page))
         .route("/app.js", get(api::script))
         .route("/app.css", get(api::style))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/login", post(api::login))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,7 +28,7 @@ use crate::approval;
 use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
 pub use record::{AuditRecord, Outcome, Refusal, Stage, redacted};
 pub use show::describe;
-pub use verify::{Verified, VerifyError, verify, verify_with, verify_witness};
+pub use verify::{Verified, VerifyError, Witnessed, verify, verify_with, verify_witness};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -88,6 +89,17 @@ impl Drop for Busy {
     }
 }
 
+/// The audit log's state, as `/healthz` shows it: `degraded` while records cannot be
+/// written (every call is refused) or a witness fails or has dropped lines.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub log: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<writer::Failing>,
+    pub witnesses: Vec<witness::SinkStatus>,
+}
+
 /// A handle to the audit log's writer; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -99,6 +111,8 @@ pub struct AuditLog {
     /// Records being written and calls between attempt and outcome.
     busy: Arc<AtomicUsize>,
     path: PathBuf,
+    /// The witness's sinks, for `/healthz`.
+    witnesses: Option<witness::Monitor>,
 }
 
 impl AuditLog {
@@ -124,6 +138,7 @@ impl AuditLog {
         witness: Option<witness::Witness>,
     ) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
+        let witnesses = witness.as_ref().map(witness::Witness::monitor);
         let (tx, tail) = writer::spawn(path, deferred.clone(), signer, witness)?;
         Ok(Self {
             tx,
@@ -131,6 +146,7 @@ impl AuditLog {
             deferred,
             busy: Arc::default(),
             path: path.to_path_buf(),
+            witnesses,
         })
     }
 
@@ -142,6 +158,33 @@ impl AuditLog {
     pub fn public_key(&self) -> Option<String> {
         let tail = self.tail.lock().ok()?;
         tail.public_key().map(String::from)
+    }
+
+    /// Whether records are being written, and how each witness is doing.
+    pub fn health(&self) -> Health {
+        let failing = match self.tail.lock() {
+            Ok(tail) => tail.failing(),
+            Err(_) => Some(writer::Failing {
+                since: String::new(),
+                error: "the audit writer failed while writing".into(),
+                refused: 0,
+            }),
+        };
+        let witnesses: Vec<witness::SinkStatus> = self
+            .witnesses
+            .iter()
+            .flat_map(|m| m.iter().map(|s| s.status()))
+            .collect();
+        let degraded = failing.is_some()
+            || witnesses
+                .iter()
+                .any(|w| w.dropped > 0 || w.failing_since.is_some());
+        Health {
+            status: if degraded { "degraded" } else { "ok" },
+            log: self.path.display().to_string(),
+            failing,
+            witnesses,
+        }
     }
 
     /// Write the "attempt" record of a permitted call and wait until it is on disk.

@@ -46,8 +46,28 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
             ));
         }
         check_upstreams(config, &manifests, &mut problems).await;
+        check_witnesses(config, &mut problems).await;
     }
     problems
+}
+
+/// Every witness reachable: a syslog server connected to (TLS handshake included), a
+/// collector's port open, a witness file's directory there or makeable. A witness that
+/// cannot be reached is a warning: the gateway still starts, and retries it.
+async fn check_witnesses(config: &Config, out: &mut Vec<Problem>) {
+    for witness in &config.boot.witnesses {
+        let sink = witness.sink.clone();
+        let probed = tokio::task::spawn_blocking(move || crate::audit::witness::probe(&sink))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(e) = probed {
+            out.push(Problem::warning(
+                &config.source,
+                None,
+                format!("witness `{}` cannot be reached: {e}", witness.sink),
+            ));
+        }
+    }
 }
 
 /// Objects that are not tools: prompts, resources, logs and what upstreams ask callers.

@@ -196,8 +196,8 @@ pub enum AuditCommand {
         /// `mcp-warden audit key` and the gateway's banner print it).
         #[arg(long)]
         key: Option<String>,
-        /// A file of the checkpoints a witness received (`[[witness]] file`): the log
-        /// must hold each of them, byte for byte, at its place.
+        /// What a witness received: its file, a collector's export of the HEC events (JSON
+        /// lines), or a syslog server's file. The log must hold each line at its place.
         #[arg(long)]
         witness: Option<PathBuf>,
     },
@@ -643,11 +643,14 @@ fn verify(
         );
     }
     if let Some(witness) = witness {
-        let (matched, count) = crate::audit::verify_witness(&path, witness)
+        let proved = crate::audit::verify_witness(&path, witness)
             .map_err(|e| format!("{} against {}: {e}", path.display(), witness.display()))?;
         println!(
-            "the log holds all {matched} checkpoints {} received, the last after record {count}",
-            witness.display()
+            "the log holds all {} checkpoints and {} other records {} received, in place: it vouches for the first {} records",
+            proved.checkpoints,
+            proved.records,
+            witness.display(),
+            proved.covered
         );
     }
     Ok(())

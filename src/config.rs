@@ -14,8 +14,11 @@ use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval;
 mod auth;
+mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
+use witness::RawWitness;
+pub use witness::{SyslogConfig, SyslogTls, WitnessConfig, WitnessSink};
 
 /// The separator between a server id and a tool name in a namespaced tool name
 /// (`demo_send_message`). Server ids may not contain it, so the first occurrence always
@@ -62,71 +65,6 @@ struct RawConfig {
     /// Where signed checkpoints are also written.
     #[serde(default)]
     witness: Vec<RawWitness>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWitness {
-    /// A file the log's host cannot rewrite (a WORM mount, another machine's share).
-    file: Option<String>,
-    /// An HTTP collector taking Splunk HEC events.
-    hec: Option<String>,
-    /// The environment variable holding the collector's token.
-    token_env: Option<String>,
-}
-
-/// Where signed checkpoints are also sent.
-#[derive(Clone, PartialEq, Eq)]
-pub enum WitnessConfig {
-    File(PathBuf),
-    /// A Splunk HEC event endpoint (`…/services/collector/event`) and its token.
-    Hec {
-        url: String,
-        token: String,
-    },
-}
-
-impl std::fmt::Debug for WitnessConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WitnessConfig::File(p) => write!(f, "File({})", p.display()),
-            WitnessConfig::Hec { url, .. } => write!(f, "Hec({url}, token hidden)"),
-        }
-    }
-}
-
-/// Each `[[witness]]`: a file, or an HEC collector with its token from the environment.
-fn witnesses(
-    raw: Vec<RawWitness>,
-    base: &Path,
-    file: &Path,
-    out: &mut Vec<Problem>,
-) -> Vec<WitnessConfig> {
-    let mut found = Vec::new();
-    for w in raw {
-        match (w.file, w.hec, w.token_env) {
-            (Some(path), None, None) => found.push(WitnessConfig::File(base.join(path))),
-            (None, Some(url), Some(var)) => match std::env::var(&var) {
-                Ok(token) if !token.is_empty() => found.push(WitnessConfig::Hec { url, token }),
-                _ => out.push(Problem::error(
-                    file,
-                    None,
-                    format!("`[[witness]] token_env`: `{var}` is not set; export the collector's token in it"),
-                )),
-            },
-            (None, Some(_), None) => out.push(Problem::error(
-                file,
-                None,
-                "`[[witness]] hec` needs `token_env`, the variable holding its token (never the token itself)",
-            )),
-            _ => out.push(Problem::error(
-                file,
-                None,
-                "each `[[witness]]` is either `file = \"…\"` or `hec = \"https://…\"` with `token_env`",
-            )),
-        }
-    }
-    found
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +159,7 @@ pub struct Boot {
     /// The private key that signs the audit log's checkpoints (made when absent):
     /// `MCP_WARDEN_AUDIT_KEY`, else `[gateway] audit_key`, else in `state_dir`.
     pub audit_key: PathBuf,
-    /// Files every signed checkpoint is also appended to (`[[witness]] file`).
+    /// Where signed checkpoints (or every record) are also sent (`[[witness]]`).
     pub witnesses: Vec<WitnessConfig>,
     pub call_timeout: Duration,
     /// How often every upstream's tools are listed again, for servers that change without
@@ -475,7 +413,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
     let upstreams = check_upstreams(raw.upstream, text, file, base, out);
-    let witnesses = witnesses(raw.witness, base, file, out);
+    let witnesses = witness::witnesses(raw.witness, base, file, out);
     let (approval_boot, approval) = approval;
     Config {
         source: file.to_path_buf(),
@@ -787,36 +725,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("warden.toml"), Path::new("/base"))
-    }
-
-    #[test]
-    fn a_witness_is_a_file_or_a_collector_whose_token_comes_from_the_environment() {
-        let witness = |w: &str| parse(&format!("[[witness]]\n{w}\n")).map(|c| c.boot.witnesses);
-        let file = witness("file = \"/mnt/worm/checkpoints.jsonl\"").unwrap();
-        assert_eq!(
-            file,
-            [WitnessConfig::File("/mnt/worm/checkpoints.jsonl".into())]
-        );
-        let err = witness("hec = \"https://siem:8088/services/collector/event\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("needs `token_env`"), "{err}");
-        let err = witness("hec = \"https://siem/\"\ntoken_env = \"MCP_WARDEN_NO_SUCH_VAR\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`MCP_WARDEN_NO_SUCH_VAR` is not set"), "{err}");
-        let err = witness("file = \"a\"\nhec = \"https://siem/\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("either `file"), "{err}");
-        let hidden = format!(
-            "{:?}",
-            WitnessConfig::Hec {
-                url: "https://siem/".into(),
-                token: "s3cret-token".into()
-            }
-        );
-        assert!(!hidden.contains("s3cret"), "{hidden}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the public key, every signed checkpoint against the records before it; name the
 //! first line that fails.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
@@ -163,12 +164,26 @@ fn hidden(value: &Value) -> bool {
     }
 }
 
-/// Check a log against what its witness received (a witness file, or an export of the
-/// HEC events a collector took, one JSON object a line): every checkpoint the witness
-/// holds must be in the log at its place (after `count` records), with the same hash. A
-/// log cut or rewritten before the witness's last checkpoint fails, whatever its own
-/// chain says. The number of checkpoints matched, and the records the last one covers.
-pub fn verify_witness(log: &Path, witness: &Path) -> Result<(usize, u64), VerifyError> {
+/// What a witness proved of a log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Witnessed {
+    /// Checkpoints the witness received, each found in the log at its place.
+    pub checkpoints: usize,
+    /// Other records the witness received (a sink with `records = "all"`), each found in
+    /// the log, in the same order.
+    pub records: usize,
+    /// How many of the log's records, from the first, the witness vouches for.
+    pub covered: u64,
+}
+
+/// Check a log against what its witness received: a witness file, an export of the HEC
+/// events a collector took (one JSON object a line), or a syslog server's file (the
+/// record is the message, from its `{"kind":`; lines of other programs are passed over).
+/// Every checkpoint the witness holds must be in the log at its place (after `count`
+/// records), with the same hash; every other record it holds must be in the log (retried
+/// deliveries may repeat lines). A log cut or rewritten before the witness's last line
+/// fails, whatever its own chain says. The chain itself is [`verify`]'s to check, first.
+pub fn verify_witness(log: &Path, witness: &Path) -> Result<Witnessed, VerifyError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| VerifyError::Read {
             path: path.display().to_string(),
@@ -181,40 +196,116 @@ pub fn verify_witness(log: &Path, witness: &Path) -> Result<(usize, u64), Verify
         .filter(|l| !l.is_empty())
         .map(|l| unseal(l).map(|(_, hash)| hash.to_string()))
         .collect();
-    let mut matched = (0, 0);
+    let places: HashMap<&str, usize> = hashes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.as_deref()?, i)))
+        .collect();
+    let mut proved = Witnessed {
+        checkpoints: 0,
+        records: 0,
+        covered: 0,
+    };
     for (n, sent) in witnessed.split(|b| *b == b'\n').enumerate() {
-        if sent.is_empty() {
-            continue;
-        }
         let broken = |reason: String| VerifyError::Broken {
             line: n + 1,
             reason: format!("witness: {reason}"),
         };
-        let value: Value =
-            serde_json::from_slice(sent).map_err(|_| broken("not a JSON line".into()))?;
-        let record = value.get("event").unwrap_or(&value);
-        let (Some(count), Some(hash)) = (
-            record.get("count").and_then(Value::as_u64),
-            record.get("hash").and_then(Value::as_str),
-        ) else {
-            return Err(broken("not a checkpoint (no `count` and `hash`)".into()));
+        let Some(value) = received(sent).map_err(broken)? else {
+            continue;
         };
-        let at = usize::try_from(count).unwrap_or(usize::MAX);
-        match hashes.get(at) {
-            None => {
-                return Err(broken(format!(
-                    "it holds a checkpoint after record {count}, and the log ends after record {}: the log was cut",
-                    hashes.len()
-                )));
-            }
-            Some(found) if found.as_deref() != Some(hash) => {
-                return Err(broken(format!(
-                    "the log's record {} is not the checkpoint it received: the log was rewritten",
-                    at + 1
-                )));
-            }
-            Some(_) => matched = (matched.0 + 1, count),
+        let record = value.get("event").unwrap_or(&value);
+        let checkpoint = record.get("kind").and_then(Value::as_str) == Some("checkpoint");
+        let Some(hash) = record.get("hash").and_then(Value::as_str) else {
+            return Err(broken("not an audit record (no `hash`)".into()));
+        };
+        // Each hash seals its record's `prev`, so a record found in a log whose chain is
+        // intact stands on the same records as when the witness received it.
+        let at = match (checkpoint, record.get("count").and_then(Value::as_u64)) {
+            (true, Some(count)) => checkpoint_place(&hashes, count, hash).map_err(broken)?,
+            (true, None) => return Err(broken("a checkpoint without `count`".into())),
+            (false, _) => match places.get(hash) {
+                Some(at) => *at as u64,
+                None => {
+                    return Err(broken(format!(
+                        "the log lacks a record the witness received (`{hash}`): the log was cut or rewritten"
+                    )));
+                }
+            },
+        };
+        proved.covered = proved.covered.max(at + 1);
+        match checkpoint {
+            true => proved.checkpoints += 1,
+            false => proved.records += 1,
         }
     }
-    Ok(matched)
+    Ok(proved)
+}
+
+/// A line of the witness as JSON: the whole line, or, in a syslog file, the message from
+/// the record's start; `None` for an empty line or another program's.
+fn received(line: &[u8]) -> Result<Option<Value>, String> {
+    const START: &[u8] = b"{\"kind\":\"";
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if let Ok(value) = serde_json::from_slice(line) {
+        return Ok(Some(value));
+    }
+    match line.windows(START.len()).position(|w| w == START) {
+        Some(at) => serde_json::from_slice(line.get(at..).unwrap_or_default())
+            .map(Some)
+            .map_err(|e| format!("a record cut short or altered in transit ({e})")),
+        None if line.first() == Some(&b'{') => Err("not a JSON line".into()),
+        None => Ok(None),
+    }
+}
+
+/// Where a checkpoint that follows `count` records sits in the log (its index), if it is
+/// there with `hash`.
+fn checkpoint_place(hashes: &[Option<String>], count: u64, hash: &str) -> Result<u64, String> {
+    let at = usize::try_from(count).unwrap_or(usize::MAX);
+    match hashes.get(at) {
+        None => Err(format!(
+            "it holds a checkpoint after record {count}, and the log ends after record {}: the log was cut",
+            hashes.len()
+        )),
+        Some(found) if found.as_deref() != Some(hash) => Err(format!(
+            "the log's record {} is not the checkpoint it received: the log was rewritten",
+            at + 1
+        )),
+        Some(_) => Ok(count),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as rsyslog files them, in its traditional format and its RFC 5424 one, a
+    /// plain record, and another program's line, which is passed over.
+    #[test]
+    fn a_witness_line_is_a_record_alone_or_the_end_of_a_syslog_line() {
+        let record = r#"{"kind":"checkpoint","count":3,"hash":"sha256:ab"}"#;
+        for line in [
+            record.to_string(),
+            format!("Nov 30 05:00:00 gw mcp-warden[42]: {record}"),
+            format!("<38>1 2026-11-30T05:00:00Z gw mcp-warden 42 checkpoint - {record}\r"),
+        ] {
+            let value = received(line.as_bytes()).unwrap().unwrap();
+            assert_eq!(value["count"], 3, "{line}");
+        }
+        for other in [
+            "Nov 30 05:00:01 gw sshd[7]: Accepted key for root {x}",
+            "",
+            "  ",
+        ] {
+            assert_eq!(received(other.as_bytes()).unwrap(), None, "{other}");
+        }
+        let cut_short = format!("Nov 30 05:00:00 gw mcp-warden[42]: {}", &record[..30]);
+        let err = received(cut_short.as_bytes()).unwrap_err();
+        assert!(err.contains("cut short or altered in transit"), "{err}");
+        assert_eq!(received(b"{not json").unwrap_err(), "not a JSON line");
+    }
 }

@@ -1,132 +1,366 @@
-//! The outside witness: every signed checkpoint, once durable in the log, is also sent
-//! where the log's host should not be able to rewrite it: appended to a file (a WORM
-//! mount, another machine's share) or posted to a collector as a Splunk HEC event
-//! (Splunk, and OpenSearch or Elastic through their HEC-compatible endpoints), so
-//! `verify --witness` can prove a log that was cut or rewritten even when it agrees with
-//! itself. Delivery never holds up the writer: a bounded queue, a
-//! thread of its own that retries with backoff, and a logged count of what a full queue
-//! dropped.
+//! The outside witness: every signed checkpoint (and, for a sink that asks for it, every
+//! record), once durable in the log, is also sent where the log's host should not be able
+//! to rewrite it: appended to a file (a WORM mount, another machine's share), posted to a
+//! collector as Splunk HEC events (Splunk, and OpenSearch or Elastic through their
+//! HEC-compatible endpoints), or sent to a syslog server (see `syslog`), so `verify
+//! --witness` can prove a log that was cut or rewritten even when it agrees with itself.
+//! Delivery never holds up the writer: each sink has a bounded queue and a thread of its
+//! own that retries with backoff, so a dead sink delays no other; what a full queue cannot
+//! take is logged and counted, and every sink's state is in `/healthz`.
 
 use std::io::Write;
 use std::path::Path;
-
-use crate::config::WitnessConfig;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Checkpoints waiting for the witness before newer ones are dropped (and counted).
+use serde::Serialize;
+
+use crate::config::{WitnessConfig, WitnessSink};
+
+mod syslog;
+
+/// Batches of lines waiting for a sink before newer ones are dropped (and counted).
 const QUEUE: usize = 4096;
+/// The most lines a file or syslog sink writes at once.
+const GATHER: usize = 1024;
 /// The wait before trying a witness that failed again, doubled after every failure up
 /// to the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 enum Message {
-    Checkpoint(Vec<u8>),
+    /// Whole lines (each ending with a newline), in log order.
+    Lines(Arc<[u8]>),
     /// Answer once everything queued before it is delivered (or given up on for now).
     Drained(SyncSender<()>),
 }
 
-/// The writer's end of the witness queue.
+/// The writer's end of the witness: one queue per sink.
 pub struct Witness {
-    tx: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+    sinks: Vec<Sink>,
 }
+
+struct Sink {
+    every_record: bool,
+    tx: SyncSender<Message>,
+    state: Arc<SinkState>,
+}
+
+/// What one sink has done, for `/healthz` and the logs.
+#[derive(Debug, Default)]
+pub struct SinkState {
+    name: String,
+    every_record: bool,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    queued: AtomicU64,
+    /// Since when it has been failing, and why (RFC 3339, error).
+    failing: Mutex<Option<(String, String)>>,
+}
+
+/// A sink's state as `/healthz` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SinkStatus {
+    pub sink: String,
+    /// `checkpoints` or `all`.
+    pub records: &'static str,
+    /// Lines delivered since the start.
+    pub delivered: u64,
+    /// Lines waiting in the queue.
+    pub queued: u64,
+    /// Lines a full queue could not take, since the start.
+    pub dropped: u64,
+    /// Since when delivery has been failing, and the last error; absent when it works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SinkState {
+    pub fn status(&self) -> SinkStatus {
+        let failing = self
+            .failing
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let (failing_since, error) = failing.unzip();
+        SinkStatus {
+            sink: self.name.clone(),
+            records: if self.every_record {
+                "all"
+            } else {
+                "checkpoints"
+            },
+            delivered: self.delivered.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            failing_since,
+            error,
+        }
+    }
+
+    fn set_failing(&self, error: Option<String>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        *failing = match (failing.take(), error) {
+            (_, None) => None,
+            (Some((since, _)), Some(e)) => Some((since, e)),
+            (None, Some(e)) => Some((
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                e,
+            )),
+        };
+    }
+}
+
+/// The sinks' states, shared with whoever reports them.
+pub type Monitor = Arc<[Arc<SinkState>]>;
 
 impl Witness {
     /// Start delivering to `sinks`; `None` when there are none.
-    pub fn start(sinks: &[WitnessConfig]) -> std::io::Result<Option<Self>> {
+    pub fn start(sinks: &[WitnessConfig]) -> Result<Option<Self>, String> {
         Self::start_with(sinks, QUEUE)
     }
 
-    fn start_with(sinks: &[WitnessConfig], queue: usize) -> std::io::Result<Option<Self>> {
-        if sinks.is_empty() {
+    fn start_with(configs: &[WitnessConfig], queue: usize) -> Result<Option<Self>, String> {
+        if configs.is_empty() {
             return Ok(None);
         }
-        for sink in sinks {
-            if let WitnessConfig::File(f) = sink
-                && let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)?;
-            }
+        let mut sinks = Vec::new();
+        for config in configs {
+            let out = Out::open(&config.sink)?;
+            let state = Arc::new(SinkState {
+                name: config.sink.to_string(),
+                every_record: config.every_record,
+                ..SinkState::default()
+            });
+            let (tx, rx) = sync_channel(queue);
+            let delivering = state.clone();
+            std::thread::Builder::new()
+                .name("audit-witness".into())
+                .spawn(move || deliver(out, &rx, &delivering))
+                .map_err(|e| e.to_string())?;
+            sinks.push(Sink {
+                every_record: config.every_record,
+                tx,
+                state,
+            });
         }
-        let (tx, rx) = sync_channel(queue);
-        let files = sinks.to_vec();
-        std::thread::Builder::new()
-            .name("audit-witness".into())
-            .spawn(move || deliver(&files, &rx))?;
-        Ok(Some(Self {
-            tx,
-            dropped: Arc::default(),
-        }))
+        Ok(Some(Self { sinks }))
     }
 
-    /// Queue a checkpoint's line; never waits.
-    pub fn send(&self, line: &[u8]) {
-        match self.tx.try_send(Message::Checkpoint(line.to_vec())) {
+    /// The sinks' states.
+    pub fn monitor(&self) -> Monitor {
+        self.sinks.iter().map(|s| s.state.clone()).collect()
+    }
+
+    /// Queue a batch just made durable: `batch` is its lines, `checkpoint` the checkpoint
+    /// line that ends it, if any. Never waits.
+    pub fn send(&self, batch: &[u8], checkpoint: Option<&[u8]>) {
+        let (mut all, mut only) = (None, None);
+        for sink in &self.sinks {
+            let lines = match (sink.every_record, checkpoint) {
+                (true, _) => all.get_or_insert_with(|| Arc::<[u8]>::from(batch)).clone(),
+                (false, Some(line)) => only.get_or_insert_with(|| Arc::<[u8]>::from(line)).clone(),
+                (false, None) => continue,
+            };
+            sink.queue(lines);
+        }
+    }
+
+    /// A receiver that answers once what is queued now is delivered to every sink.
+    pub fn drained(&self) -> Option<Receiver<()>> {
+        let (ack, done) = sync_channel(self.sinks.len());
+        for sink in &self.sinks {
+            sink.tx.send(Message::Drained(ack.clone())).ok()?;
+        }
+        let (all, each) = sync_channel(1);
+        let n = self.sinks.len();
+        std::thread::spawn(move || {
+            if done.iter().take(n).count() == n {
+                let _ = all.send(());
+            }
+        });
+        Some(each)
+    }
+
+    /// How many lines full queues could not take, since the start, over every sink.
+    pub fn dropped(&self) -> u64 {
+        self.sinks
+            .iter()
+            .map(|s| s.state.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl Sink {
+    fn queue(&self, lines: Arc<[u8]>) {
+        let n = count_lines(&lines);
+        self.state.queued.fetch_add(n, Ordering::Relaxed);
+        match self.tx.try_send(Message::Lines(lines)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.state.queued.fetch_sub(n, Ordering::Relaxed);
+                let dropped = self.state.dropped.fetch_add(n, Ordering::Relaxed) + n;
                 tracing::error!(
-                    dropped = n,
-                    "the audit witness is not keeping up: a checkpoint was not sent to it"
+                    witness = %self.state.name,
+                    dropped,
+                    "the audit witness is not keeping up: lines were not sent to it"
                 );
             }
             Err(TrySendError::Disconnected(_)) => {
-                tracing::error!("the audit witness has stopped: a checkpoint was not sent to it");
+                self.state.queued.fetch_sub(n, Ordering::Relaxed);
+                self.state.dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(witness = %self.state.name, "the audit witness has stopped: lines were not sent to it");
             }
         }
     }
+}
 
-    /// How many checkpoints a full queue could not take, since the start.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// A receiver that answers once what is queued now is delivered.
-    pub fn drained(&self) -> Option<Receiver<()>> {
-        let (ack, done) = sync_channel(1);
-        self.tx.send(Message::Drained(ack)).ok()?;
-        Some(done)
+/// Try to reach `sink` without sending anything (`mcp-warden check`).
+pub fn probe(sink: &WitnessSink) -> Result<(), String> {
+    match sink {
+        WitnessSink::File(file) => match file.exists() {
+            true => std::fs::OpenOptions::new()
+                .append(true)
+                .open(file)
+                .map(drop)
+                .map_err(|e| format!("cannot append to it: {e}")),
+            false => Ok(()),
+        },
+        WitnessSink::Hec { url, .. } => {
+            let url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+            let addrs = url.socket_addrs(|| None).map_err(|e| e.to_string())?;
+            let first = addrs.first().ok_or("the name has no address")?;
+            std::net::TcpStream::connect_timeout(first, Duration::from_secs(10))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        WitnessSink::Syslog(config) => syslog::Syslog::new(config)?.probe(),
     }
 }
 
-fn deliver(sinks: &[WitnessConfig], rx: &Receiver<Message>) {
-    let http = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok();
-    let client = reqwest::Client::new();
-    while let Ok(message) = rx.recv() {
-        match message {
-            Message::Checkpoint(line) => {
-                for sink in sinks {
-                    until_done(sink, || match sink {
-                        WitnessConfig::File(file) => append(file, &line).map_err(|e| e.to_string()),
-                        WitnessConfig::Hec { url, token } => match &http {
-                            Some(rt) => rt.block_on(post(&client, url, token, &line)),
-                            None => Err("no runtime for HTTP".into()),
-                        },
-                    });
+fn count_lines(lines: &[u8]) -> u64 {
+    lines.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// Where one sink's lines go.
+enum Out {
+    File(std::path::PathBuf),
+    Hec {
+        url: String,
+        token: String,
+        runtime: Option<tokio::runtime::Runtime>,
+        client: reqwest::Client,
+    },
+    Syslog(Box<syslog::Syslog>),
+}
+
+impl Out {
+    fn open(sink: &WitnessSink) -> Result<Self, String> {
+        Ok(match sink {
+            WitnessSink::File(file) => {
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
                 }
+                Out::File(file.clone())
             }
+            WitnessSink::Hec { url, token } => Out::Hec {
+                url: url.clone(),
+                token: token.clone(),
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok(),
+                client: reqwest::Client::new(),
+            },
+            WitnessSink::Syslog(config) => Out::Syslog(Box::new(syslog::Syslog::new(config)?)),
+        })
+    }
+
+    /// Whether several batches may go out as one write (a collector's events are posted
+    /// a batch at a time).
+    fn gathers(&self) -> bool {
+        !matches!(self, Out::Hec { .. })
+    }
+
+    fn deliver(&mut self, lines: &[&[u8]]) -> Result<(), String> {
+        match self {
+            Out::File(file) => append(file, lines).map_err(|e| e.to_string()),
+            Out::Hec {
+                url,
+                token,
+                runtime,
+                client,
+            } => match runtime {
+                Some(rt) => rt.block_on(post(client, url, token, lines)),
+                None => Err("no runtime for HTTP".into()),
+            },
+            Out::Syslog(syslog) => syslog.deliver(lines),
+        }
+    }
+}
+
+fn deliver(mut out: Out, rx: &Receiver<Message>, state: &SinkState) {
+    let mut next = None;
+    loop {
+        let message = match next.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
+        let first = match message {
             Message::Drained(ack) => {
                 let _ = ack.send(());
+                continue;
+            }
+            Message::Lines(lines) => lines,
+        };
+        let mut n = count_lines(&first);
+        let mut batches = vec![first];
+        while out.gathers() && n < GATHER as u64 {
+            match rx.try_recv() {
+                Ok(Message::Lines(lines)) => {
+                    n += count_lines(&lines);
+                    batches.push(lines);
+                }
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
             }
         }
+        let lines: Vec<&[u8]> = batches
+            .iter()
+            .flat_map(|b| b.split_inclusive(|c| *c == b'\n'))
+            .collect();
+        until_done(state, || out.deliver(&lines));
+        state.queued.fetch_sub(n, Ordering::Relaxed);
+        state.delivered.fetch_add(n, Ordering::Relaxed);
     }
 }
 
-/// Deliver to `sink`, trying again with backoff until it is done.
-fn until_done(sink: &WitnessConfig, mut deliver: impl FnMut() -> Result<(), String>) {
+/// Deliver to the sink, trying again with backoff until it is done.
+fn until_done(state: &SinkState, mut deliver: impl FnMut() -> Result<(), String>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         match deliver() {
-            Ok(()) => return,
+            Ok(()) => {
+                if backoff > FIRST_BACKOFF {
+                    tracing::warn!(witness = %state.name, "the audit witness takes lines again");
+                }
+                state.set_failing(None);
+                return;
+            }
             Err(e) => {
-                tracing::error!(witness = ?sink, error = %e, retry_in = ?backoff, "cannot send a checkpoint to the audit witness");
+                tracing::error!(witness = %state.name, error = %e, retry_in = ?backoff, "cannot send to the audit witness");
+                state.set_failing(Some(e));
                 std::thread::sleep(backoff);
                 backoff = next_backoff(backoff);
             }
@@ -138,14 +372,29 @@ fn next_backoff(backoff: Duration) -> Duration {
     (backoff * 2).min(MAX_BACKOFF)
 }
 
-/// Post a checkpoint line as a Splunk HEC event: the checkpoint record is the event.
-async fn post(client: &reqwest::Client, url: &str, token: &str, line: &[u8]) -> Result<(), String> {
-    let record: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let event = serde_json::json!({"event": record, "sourcetype": "mcp-warden:checkpoint"});
+/// Post lines as Splunk HEC events, one JSON object each in one body: the record is
+/// the event.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    lines: &[&[u8]],
+) -> Result<(), String> {
+    let mut body = Vec::new();
+    for line in lines {
+        let record: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let sourcetype = match record.get("kind").and_then(serde_json::Value::as_str) {
+            Some("checkpoint") => "mcp-warden:checkpoint",
+            _ => "mcp-warden:record",
+        };
+        let event = serde_json::json!({"event": record, "sourcetype": sourcetype});
+        serde_json::to_writer(&mut body, &event).map_err(|e| e.to_string())?;
+    }
     let response = client
         .post(url)
         .header("Authorization", format!("Splunk {token}"))
-        .json(&event)
+        .header("Content-Type", "application/json")
+        .body(body)
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -156,12 +405,12 @@ async fn post(client: &reqwest::Client, url: &str, token: &str, line: &[u8]) -> 
     }
 }
 
-fn append(file: &Path, line: &[u8]) -> std::io::Result<()> {
+fn append(file: &Path, lines: &[&[u8]]) -> std::io::Result<()> {
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)?;
-    out.write_all(line)?;
+    out.write_all(&lines.concat())?;
     out.sync_data()
 }
 
@@ -235,19 +484,24 @@ mod tests {
         let (go, held) = sync_channel(1);
         let (took, taken) = sync_channel(16);
         let url = collector(accepted, held, took);
-        let sink = WitnessConfig::Hec {
-            url,
-            token: "t".into(),
+        let sink = WitnessConfig {
+            sink: WitnessSink::Hec {
+                url,
+                token: "t".into(),
+            },
+            every_record: false,
         };
         let witness = Witness::start_with(&[sink], 4).unwrap().unwrap();
         let line = |n: u64| format!("{{\"n\":{n}}}\n").into_bytes();
-        witness.send(&line(0));
+        witness.send(&line(0), Some(&line(0)));
         on_accept.recv_timeout(Duration::from_secs(10)).unwrap();
         // The thread is inside the post of 0: the queue takes 1 to 4, and 5 to 9 are counted.
         for n in 1..10 {
-            witness.send(&line(n));
+            witness.send(&line(n), Some(&line(n)));
         }
         assert_eq!(witness.dropped(), 5);
+        let state = witness.monitor()[0].clone();
+        assert_eq!((state.status().queued, state.status().dropped), (5, 5));
         go.send(()).unwrap();
         witness
             .drained()
@@ -256,5 +510,9 @@ mod tests {
             .unwrap();
         let delivered: Vec<u64> = taken.try_iter().collect();
         assert_eq!(delivered, [0, 1, 2, 3, 4]);
+        // What `/healthz` shows: all delivered, the refusal over, the drops still counted.
+        let status = state.status();
+        assert_eq!((status.delivered, status.queued, status.dropped), (5, 0, 5));
+        assert_eq!((status.failing_since, status.error), (None, None));
     }
 }

@@ -74,6 +74,15 @@ impl Tail {
         self.signer.as_ref().map(Signer::public)
     }
 
+    /// Why records cannot be written now, if they cannot.
+    pub fn failing(&self) -> Option<Failing> {
+        self.broken.as_ref().map(|b| Failing {
+            since: b.since.clone(),
+            error: b.reason.clone(),
+            refused: b.refused,
+        })
+    }
+
     /// Whether a batch of `n` records should end with a checkpoint: records are not yet
     /// covered by one, and the first of them has waited a second (or one is asked for).
     fn checkpoint_due(&self, n: u64) -> bool {
@@ -83,6 +92,14 @@ impl Tail {
 }
 
 pub type Shared = Arc<Mutex<Tail>>;
+
+/// Why records cannot be written, since when, and how many were refused so far.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failing {
+    pub since: String,
+    pub error: String,
+    pub refused: u64,
+}
 
 /// Why the log cannot be written, since when, how many records were refused meanwhile,
 /// and when to try again.
@@ -296,11 +313,11 @@ fn write_batch<'r>(
     .map_err(|e| e.to_string())?;
     tail.len = len;
     tail.prev = last;
+    if let Some(witness) = &tail.witness {
+        witness.send(&buf, checkpoint.as_ref().map(|(_, line)| line.as_slice()));
+    }
     match checkpoint {
-        Some((hash, line)) => {
-            if let Some(witness) = &tail.witness {
-                witness.send(&line);
-            }
+        Some((hash, _)) => {
             tail.count += n + 1;
             tail.unchecked = 0;
             tail.last_checkpoint = Some(hash);

@@ -66,6 +66,11 @@ async fn a_full_disk_refuses_calls_and_the_gateway_recovers_without_a_restart() 
     );
     std::fs::write(&path, config).unwrap();
     let h = Harness::at(dir, &path).await;
+    let admin = h.serve_admin().await;
+    let health = || async {
+        let answer = reqwest::get(format!("{admin}/healthz")).await.unwrap();
+        answer.json::<serde_json::Value>().await.unwrap()
+    };
     let echo = |said: &str| json!({"text": said});
     assert_eq!(
         text(&h.call("demo_echo", echo("before")).await.unwrap()),
@@ -92,6 +97,16 @@ async fn a_full_disk_refuses_calls_and_the_gateway_recovers_without_a_restart() 
         "a call whose attempt could not be written is never forwarded"
     );
     mcp_warden::audit::verify(&log).expect("no partial record stays in the log");
+    // The operator sees it: `/healthz` says why calls are refused, and how many so far.
+    let down = health().await;
+    assert_eq!(down["status"], "degraded", "{down}");
+    let failing = &down["audit"]["failing"];
+    assert!(
+        failing["refused"].as_u64() >= Some(1)
+            && failing["since"].is_string()
+            && failing["error"].is_string(),
+        "{down}"
+    );
 
     std::fs::remove_file(filler).unwrap();
     let recovered = async {
@@ -107,6 +122,11 @@ async fn a_full_disk_refuses_calls_and_the_gateway_recovers_without_a_restart() 
         .await
         .expect("the gateway writes again once there is room, without a restart");
     assert_eq!(text(&answer), "after");
+    let up = health().await;
+    assert!(
+        up["status"] == "ok" && up["audit"].get("failing").is_none(),
+        "{up}"
+    );
     h.state.audit.flush().await.unwrap();
     mcp_warden::audit::verify(&log).unwrap();
     let records = common::audit_records(&log);
