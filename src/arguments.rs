@@ -1,16 +1,20 @@
 //! Argument checks: a tool's own `inputSchema` plus its manifest's per-argument
-//! constraints, compiled once (offline: a `$ref` is never fetched) and applied to every
-//! call. This module does not know tiers, callers or policy.
+//! constraints (JSON Schema, compiled once, offline: a `$ref` is never fetched) and path
+//! and URL rules (see `rules`), applied to every call. This module does not know tiers,
+//! callers or policy.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+
+use crate::rules::ArgRule;
 
 /// The compiled argument checks of one tool.
 #[derive(Clone)]
 pub struct ArgumentCheck {
     schema: Arc<jsonschema::Validator>,
     constraints: Option<Arc<jsonschema::Validator>>,
+    rules: Arc<[(String, ArgRule)]>,
 }
 
 impl std::fmt::Debug for ArgumentCheck {
@@ -48,10 +52,11 @@ pub fn constraints_schema(constraints: &Map<String, Value>) -> Value {
 }
 
 impl ArgumentCheck {
-    /// Compile a tool's input schema and its manifest constraints.
+    /// Compile a tool's input schema and its manifest constraints and rules.
     pub fn compile(
         input_schema: &Value,
         constraints: &Map<String, Value>,
+        rules: &[(String, ArgRule)],
     ) -> Result<Self, ArgumentsError> {
         let schema = compile(input_schema).map_err(ArgumentsError::ToolSchema)?;
         let constraints = if constraints.is_empty() {
@@ -64,6 +69,7 @@ impl ArgumentCheck {
         Ok(Self {
             schema: Arc::new(schema),
             constraints,
+            rules: rules.into(),
         })
     }
 
@@ -73,7 +79,7 @@ impl ArgumentCheck {
         // The common case, valid arguments, without collecting errors.
         let constraints_hold = || self.constraints.as_ref().is_none_or(|c| c.is_valid(args));
         if self.schema.is_valid(args) && constraints_hold() {
-            return Ok(());
+            return self.check_rules(args);
         }
         if let Some(e) = self.schema.iter_errors(args).next() {
             return Err(ArgumentsError::Invalid {
@@ -90,6 +96,33 @@ impl ArgumentCheck {
                 pointer: pointer_of(&e),
                 message: e.masked().to_string(),
             });
+        }
+        Ok(())
+    }
+}
+
+impl ArgumentCheck {
+    /// The path and URL rules, on arguments the schemas already passed (each ruled
+    /// argument is required by them).
+    fn check_rules(&self, args: &Value) -> Result<(), ArgumentsError> {
+        for (arg, rule) in self.rules.iter() {
+            let Some(value) = args.get(arg) else {
+                continue;
+            };
+            if let Err((index, message)) = rule.check(value) {
+                let pointer = match index {
+                    Some(i) => format!("/{arg}/{i}"),
+                    None => format!("/{arg}"),
+                };
+                let kind = match rule {
+                    ArgRule::Path(_) => "path",
+                    ArgRule::Url(_) => "url",
+                };
+                return Err(ArgumentsError::Violates {
+                    pointer,
+                    message: format!("the value {message} (`{kind}` rule)"),
+                });
+            }
         }
         Ok(())
     }
@@ -114,6 +147,7 @@ mod tests {
         let check = ArgumentCheck::compile(
             &schema,
             &constraints(json!({"path": {"pattern": "^/srv/"}})),
+            &[],
         )
         .unwrap();
         assert!(check.check(&json!({"path": "/srv/a"})).is_ok());
@@ -139,6 +173,7 @@ mod tests {
         let check = ArgumentCheck::compile(
             &schema,
             &constraints(json!({"path": {"pattern": "^/srv/"}})),
+            &[],
         )
         .unwrap();
         assert!(check.check(&json!({})).is_err());
@@ -148,7 +183,7 @@ mod tests {
     fn remote_refs_are_never_fetched() {
         let schema = json!({"$ref": "http://127.0.0.1:9/schema.json"});
         assert!(matches!(
-            ArgumentCheck::compile(&schema, &Map::new()),
+            ArgumentCheck::compile(&schema, &Map::new(), &[]),
             Err(ArgumentsError::ToolSchema(_))
         ));
     }

@@ -222,11 +222,12 @@ fn catalog_tool(
     }
     let empty = Map::new();
     let constraints = entry.map(|e| &e.constraints).unwrap_or(&empty);
+    let rules = entry.map(|e| e.rules.as_slice()).unwrap_or_default();
     let input_schema = definition
         .get("inputSchema")
         .cloned()
         .unwrap_or_else(|| json!({"type": "object"}));
-    let (args, mut state) = match ArgumentCheck::compile(&input_schema, constraints) {
+    let (args, mut state) = match ArgumentCheck::compile(&input_schema, constraints, rules) {
         Ok(check) => (Some(check), ToolState::Ready),
         Err(e) => (None, ToolState::Unusable(e.to_string())),
     };

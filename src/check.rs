@@ -135,6 +135,21 @@ fn check_approvers(
 
 fn check_constraints(m: &Manifest, out: &mut Vec<Problem>) {
     for (name, entry) in &m.tools {
+        for (arg, rule) in &entry.rules {
+            out.push(Problem::note(
+                &m.file,
+                Some(entry.line),
+                format!("tool `{name}`: argument `{arg}` must be {}", rule.explain()),
+            ));
+        }
+        for (arg, constraint) in &entry.constraints {
+            let ruled = entry.rules.iter().any(|(a, _)| a == arg);
+            if let (Some(kind), false, true) =
+                (looks_like(arg), ruled, constraint.get("pattern").is_some())
+            {
+                out.push(Problem::warning(&m.file, Some(entry.line), format!("tool `{name}`: argument `{arg}` looks like a {kind} checked with a `pattern`, which cannot resolve `..`, encodings or address notations: use `{kind} = {{ … }}` (see the README's argument rules)")));
+            }
+        }
         if entry.constraints.is_empty() {
             continue;
         }
@@ -145,6 +160,19 @@ fn check_constraints(m: &Manifest, out: &mut Vec<Problem>) {
                 format!("tool `{name}`: argument constraints are not valid JSON Schema: {e}"),
             ));
         }
+    }
+}
+
+/// Whether an argument's name says it holds a path or a URL.
+fn looks_like(arg: &str) -> Option<&'static str> {
+    let name = arg.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| name.contains(w));
+    if has(&["url", "uri", "href", "endpoint", "link"]) {
+        Some("url")
+    } else if has(&["path", "file", "dir", "folder"]) {
+        Some("path")
+    } else {
+        None
     }
 }
 
@@ -216,7 +244,7 @@ pub fn compare(m: &Manifest, live: &[Value], out: &mut Vec<Problem>) {
             out.push(Problem::warning(&m.file, at, format!("tool `{name}` is tiered `read` but its server annotates it `destructiveHint: true`; the gateway treats it as `act`")));
         }
         let schema = def.get("inputSchema").cloned().unwrap_or(Value::Null);
-        if let Err(e) = ArgumentCheck::compile(&schema, &entry.constraints) {
+        if let Err(e) = ArgumentCheck::compile(&schema, &entry.constraints, &entry.rules) {
             out.push(Problem::error(&m.file, at, format!("tool `{name}`: {e}")));
         }
     }

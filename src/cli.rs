@@ -574,7 +574,8 @@ async fn run_check(config: Option<&Path>, offline: bool) -> Result<(), String> {
     if !problems.is_empty() {
         eprintln!("{}", problem::render(&problems));
     }
-    let summary = format!("{errors} error(s), {} warning(s)", problems.len() - errors);
+    let warnings = problems.iter().filter(|p| p.is_warning()).count();
+    let summary = format!("{errors} error(s), {warnings} warning(s)");
     if errors > 0 {
         return Err(summary);
     }

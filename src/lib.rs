@@ -11,6 +11,7 @@
 //! | [`escape`]    | text for people: control, bidi and invisible characters shown as escapes |
 //! | [`secrets`]   | text that looks like a credential, masked with its kind and a digest |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
+//! | [`rules`]     | argument rules that parse what they check: paths inside roots, URLs off private addresses |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
 //! | [`digest`]    | SHA-256 over RFC 8785 canonical JSON: argument digests, pins, the audit chain |
 //! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
@@ -87,6 +88,7 @@ pub mod listener;
 pub mod manifest;
 pub mod policy;
 pub mod problem;
+pub mod rules;
 pub mod secrets;
 pub mod store;
 pub mod transport;

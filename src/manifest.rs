@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
+use crate::rules::{ArgRule, RULE_KEYS};
 
 mod approval_rule;
 pub mod skeleton;
@@ -126,6 +127,8 @@ pub struct ToolEntry {
     pub pin: Option<String>,
     /// Extra JSON Schema per argument, layered on the tool's own `inputSchema`.
     pub constraints: Map<String, Value>,
+    /// Path and URL rules per argument (`path = { path = { within = … } }`).
+    pub rules: Vec<(String, ArgRule)>,
     /// JSON pointers into the arguments kept out of the audit log (digest only).
     pub redact: Vec<String>,
     /// When calls need a human approval beyond what policy says.
@@ -307,10 +310,18 @@ fn check_tool(
         p.into_inner()
     });
     let mut constraints = Map::new();
+    let mut rules = Vec::new();
     for (arg, value) in raw.arguments {
         match serde_json::to_value(&value) {
-            Ok(v @ Value::Object(_)) => {
-                constraints.insert(arg, v);
+            Ok(Value::Object(mut table)) => {
+                match ArgRule::parse(&table) {
+                    Ok(Some(rule)) => rules.push((arg.clone(), rule)),
+                    Ok(None) => {}
+                    Err(e) => out.push(Problem::error(file, Some(line), format!("tool `{name}`: argument `{arg}`: {e}"))),
+                }
+                table.retain(|k, _| !RULE_KEYS.contains(&k.as_str()));
+                // The rest is JSON Schema; an argument with rules alone must still be given.
+                constraints.insert(arg, Value::Object(table));
             }
             _ => out.push(Problem::error(file, Some(line), format!("tool `{name}`: constraint for argument `{arg}` must be a table of JSON Schema keywords, e.g. {{ maxLength = 64 }}"))),
         }
@@ -344,6 +355,7 @@ fn check_tool(
         tier: tier?,
         pin,
         constraints,
+        rules,
         redact,
         approval,
         line,

@@ -5,9 +5,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// How bad a problem is: an error stops the gateway from starting, a warning does not.
+/// How bad a problem is: an error stops the gateway from starting, a warning does not,
+/// and a note only explains (what a rule allows, for `check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    Note,
     Warning,
     Error,
 }
@@ -38,6 +40,17 @@ impl Problem {
         }
     }
 
+    pub fn note(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Note,
+            ..Self::error(file, line, message)
+        }
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -54,6 +67,7 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let level = match self.severity {
+            Severity::Note => "note",
             Severity::Warning => "warning",
             Severity::Error => "error",
         };

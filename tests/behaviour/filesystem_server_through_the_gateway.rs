@@ -35,9 +35,12 @@ impl Fs {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         std::fs::write(data.join("hello.txt"), "hello from disk").unwrap();
+        let data = std::fs::canonicalize(&data).unwrap();
+        let manifests = common::shipped_manifests(dir.path(), &[("/srv/data", &data)]);
         let config = format!(
-            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{bin}\"\nargs = [\"{data}\"]\n",
+            "[gateway]\nmanifests = \"{manifests}\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"{repo}/policies/policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{bin}\"\nargs = [\"{data}\"]\n",
             repo = repo().display(),
+            manifests = manifests.display(),
             bin = server_bin().display(),
             data = data.display(),
         );
@@ -146,4 +149,57 @@ async fn reads_and_writes_pass_and_moves_wait_for_approval() {
     assert_eq!(move_record["tier"], "act");
     assert_eq!(move_record["decision"], "deny");
     assert_eq!(move_record["policy_effect"], "approve");
+}
+
+/// The shipped path rules hold every path inside the served directory before the server
+/// sees it: a read or a write that climbs out (even one the server's own checks might
+/// catch) is refused at the gateway, with no attempt record, and the refusal is audited.
+#[tokio::test]
+async fn paths_that_leave_the_served_directory_are_refused_before_the_server() {
+    let fs = Fs::start().await;
+    let data = fs.data().display().to_string();
+    let outside = std::fs::canonicalize(fs.dir.path())
+        .unwrap()
+        .join("outside.txt");
+    std::fs::write(&outside, "not served").unwrap();
+    let escapes = [
+        (
+            "fs_read_text_file",
+            json!({"path": format!("{data}/../outside.txt")}),
+        ),
+        (
+            "fs_read_multiple_files",
+            json!({"paths": [format!("{data}/hello.txt"), format!("{data}/../outside.txt")]}),
+        ),
+        (
+            "fs_write_file",
+            json!({"path": format!("{data}/..%2foutside.txt"), "content": "x", "intent": "save"}),
+        ),
+        (
+            "fs_get_file_info",
+            json!({"path": format!("{data}/hello.txt\n/etc/passwd")}),
+        ),
+    ];
+    for (tool, args) in escapes {
+        let refused = fs.call(tool, args).await;
+        assert_eq!(refused.is_error, Some(true), "{tool}: {refused:?}");
+        assert!(
+            text(&refused).contains("(`path` rule)"),
+            "{tool}: {}",
+            text(&refused)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not served");
+    let audit = fs.audit().await;
+    assert!(
+        audit.iter().all(|r| r["kind"] != "attempt"),
+        "nothing was forwarded"
+    );
+    let refusals: Vec<&Value> = audit.iter().filter(|r| r["stage"] == "arguments").collect();
+    assert_eq!(refusals.len(), 4, "{audit:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r["error"].as_str().unwrap().contains("(`path` rule)"))
+    );
 }

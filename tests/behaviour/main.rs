@@ -44,6 +44,7 @@ mod intent_can_be_kept_out_of_the_audit_log;
 mod invalid_arguments_are_refused;
 mod just_in_time_grants;
 mod missing_intent_is_refused;
+mod path_and_url_rules_parse_what_they_check;
 mod policy_cases;
 mod policy_explain_says_why;
 mod policy_refusals_are_audited_with_their_rule;

@@ -53,12 +53,20 @@ struct Gateway {
 impl Gateway {
     /// A gateway with the shipped manifests in front of one upstream (`[[upstream]]` body).
     async fn start(upstream: impl FnOnce(&Path) -> String) -> Self {
+        Self::with_roots(upstream, &[]).await
+    }
+
+    /// The same, with the shipped manifests' path roots replaced (see
+    /// `common::shipped_manifests`).
+    async fn with_roots(upstream: impl FnOnce(&Path) -> String, roots: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.csv"), POLICY).unwrap();
+        let manifests = common::shipped_manifests(dir.path(), roots);
         let config = format!(
-            "[gateway]\nmanifests = \"{repo}/tool-manifests\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\n{}\n",
+            "[gateway]\nmanifests = \"{manifests}\"\npolicy_model = \"{repo}/policies/model.conf\"\npolicy = \"policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[approval]\ntimeout = \"1s\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\n{}\n",
             upstream(dir.path()),
             repo = repo().display(),
+            manifests = manifests.display(),
         );
         let path = dir.path().join("warden.toml");
         std::fs::write(&path, config).unwrap();
@@ -110,7 +118,8 @@ impl Gateway {
 
 fn manifest_tools(file: &str) -> usize {
     let text = std::fs::read_to_string(repo().join("tool-manifests").join(file)).unwrap();
-    text.lines().filter(|l| l.starts_with("[tools.")).count()
+    let manifest: toml::Table = toml::from_str(&text).unwrap();
+    manifest["tools"].as_table().unwrap().len()
 }
 
 #[tokio::test]
@@ -265,12 +274,15 @@ async fn mcp_server_git_from_pypi_reads_the_repository_and_holds_a_reset() {
     std::fs::write(repo_dir.path().join("b.txt"), "two").unwrap();
     git(&["add", "b.txt"]);
     let path = repo_dir.path().display().to_string();
-    let gw = Gateway::start(|_| {
-        format!(
-            "id = \"git\"\ncommand = \"{}\"\nargs = [\"--repository\", \"{path}\"]",
-            pypi("mcp-server-git").display()
-        )
-    })
+    let gw = Gateway::with_roots(
+        |_| {
+            format!(
+                "id = \"git\"\ncommand = \"{}\"\nargs = [\"--repository\", \"{path}\"]",
+                pypi("mcp-server-git").display()
+            )
+        },
+        &[("/srv/repo", repo_dir.path())],
+    )
     .await;
     assert_eq!(gw.names().await.len(), manifest_tools("git.toml"));
     let log = gw.call("git_git_log", json!({"repo_path": path})).await;
@@ -278,6 +290,16 @@ async fn mcp_server_git_from_pypi_reads_the_repository_and_holds_a_reset() {
         text(&log).contains("first commit through the gateway"),
         "{}",
         text(&log)
+    );
+    // Another repository on the same machine is out of bounds for the shipped rule.
+    let elsewhere = gw
+        .call("git_git_log", json!({"repo_path": format!("{path}/../..")}))
+        .await;
+    assert_eq!(elsewhere.is_error, Some(true), "{elsewhere:?}");
+    assert!(
+        text(&elsewhere).contains("(`path` rule)"),
+        "{}",
+        text(&elsewhere)
     );
     let reset = gw
         .call(

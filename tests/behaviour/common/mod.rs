@@ -544,6 +544,26 @@ pub async fn serve_exe(config: &Path) -> (tokio::process::Child, String, String)
     (child, endpoint, page)
 }
 
+/// The shipped manifests, copied into `dir/tool-manifests` with each `(shipped root,
+/// here)` replaced: the roots the shipped path rules name (`/srv/data`, `/srv/repo`)
+/// become a test's own directories. The copy's directory.
+pub fn shipped_manifests(dir: &Path, roots: &[(&str, &Path)]) -> PathBuf {
+    let out = dir.join("tool-manifests");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(repo().join("tool-manifests")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (shipped, here) in roots {
+            text = text.replace(
+                &format!("\"{shipped}\""),
+                &format!("{:?}", here.display().to_string()),
+            );
+        }
+        std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
+    }
+    out
+}
+
 /// Ask a process to stop the orderly way (SIGTERM), as an operator or a service manager does.
 pub fn sigterm(pid: u32) {
     let sent = std::process::Command::new("kill")
