@@ -173,6 +173,7 @@ impl Policy {
             )])
         };
         let full = enforcers(model_text, &checked).await.map_err(err)?;
+        probe(model_file, model_text, &checked, &full)?;
         let narrow = match checked.subject_index {
             Some(subject) => {
                 let empty = rules::Checked {
@@ -585,6 +586,59 @@ fn describe(rule: &Option<Arc<Rule>>) -> String {
         .unwrap_or_else(|| "(unknown)".into())
 }
 
+/// Ask every enforcer a question before the policy is accepted: one no rule is about,
+/// and each enforcer's first rule asked of itself (so a matcher's later terms run too).
+/// A model Casbin cannot evaluate (no `[matchers]`, an unknown function, a type error)
+/// then fails here, at start, `check` or reload, instead of denying every call after.
+fn probe(
+    file: &Path,
+    model_text: &str,
+    checked: &rules::Checked,
+    enforcers: &Enforcers,
+) -> Result<(), PolicyError> {
+    let line = model_text
+        .lines()
+        .position(|l| l.trim_start().starts_with("[matchers]"))
+        .map(|n| n + 1);
+    for which in Which::ALL {
+        let own = checked
+            .policies
+            .iter()
+            .find_map(|r| which.select(checked, &r.fields))
+            .map(|mut fields| {
+                fields.remove(checked.eft_index.min(fields.len().saturating_sub(1)));
+                fields
+            });
+        let mut questions = vec![vec![
+            "probe:nobody".to_string(),
+            "probe/nothing".into(),
+            "read".into(),
+        ]];
+        questions.extend(
+            own.filter(|f| f.len() >= 3)
+                .map(|f| f.into_iter().take(3).collect()),
+        );
+        for q in questions {
+            let [sub, obj, act, ..] = q.as_slice() else {
+                continue;
+            };
+            if let Err(e) = enforcers
+                .get(which)
+                .enforce((sub.as_str(), obj.as_str(), act.as_str()))
+            {
+                return Err(PolicyError::Invalid(vec![Problem::error(
+                    file,
+                    line,
+                    format!(
+                        "the model cannot decide a request ({e}): every call would be denied; fix the matcher"
+                    ),
+                )]));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One enforcer per [`Which`], each holding the `p` rules it is for (as plain allows) and
 /// every grouping rule, under the model's request, policy, role and matcher definitions.
 async fn enforcers(model_text: &str, checked: &rules::Checked) -> casbin::Result<Enforcers> {
@@ -639,4 +693,49 @@ impl casbin::Logger for Quiet {
     fn print_explain_log(&self, _rules: Vec<String>) {}
 
     fn print_status_log(&self, _enabled: bool) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROWS: &str = "p, role:a, demo/*, read, allow\np, role:a, demo/send, act, deny\np, role:a, demo/pay, act, approve\ng, agent:x, role:a\n";
+
+    async fn load(model: &str) -> Result<Policy, PolicyError> {
+        Policy::load(
+            (Path::new("model.conf"), model),
+            (Path::new("policy.csv"), ROWS),
+        )
+        .await
+    }
+
+    /// A model Casbin reads but cannot evaluate would deny every call: it is refused at
+    /// load (so a reload keeps the last good policy), on its `[matchers]` line.
+    #[tokio::test]
+    async fn a_model_casbin_cannot_evaluate_is_refused_on_its_matchers_line() {
+        let shipped = include_str!("../policies/model.conf");
+        assert!(load(shipped).await.is_ok());
+        let line = shipped
+            .lines()
+            .position(|l| l.starts_with("[matchers]"))
+            .unwrap()
+            + 1;
+        for broken in [
+            shipped.replace("keyMatch(r.obj, p.obj)", "keyMatch9(r.obj, p.obj)"),
+            shipped.replace("r.act == p.act", "r.act == p.act.missing"),
+            shipped.replace("m = g(r.sub, p.sub)", "m = 1 + g(r.sub, p.sub)"),
+        ] {
+            let Err(PolicyError::Invalid(problems)) = load(&broken).await else {
+                panic!("accepted: {broken}");
+            };
+            let shown = problems[0].to_string();
+            assert!(
+                shown.contains("the model cannot decide a request"),
+                "{shown}"
+            );
+            assert_eq!(problems[0].line, Some(line), "{shown}");
+        }
+        let no_matchers = &shipped[..shipped.find("[matchers]").unwrap()];
+        assert!(load(no_matchers).await.is_err(), "a model without matchers");
+    }
 }

@@ -1,6 +1,7 @@
 //! Telling people a request is waiting: an HTTP POST of a small JSON notice to the
 //! configured webhook, with the link to the approvals page. It carries who asks, for
-//! whom, why and which tool — never the arguments (approvers see those after signing in).
+//! whom, why and which tool — never the arguments (approvers see those after signing in),
+//! and a one-line `text` with every control, bidi and invisible character escaped.
 //! Delivery is best effort and never delays or decides the call.
 
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub fn notice(request: &Request, page: Option<&str>) -> Value {
         (Some(_), true) => Some("[redacted: read it on the approvals page]"),
         (intent, _) => intent.as_deref(),
     };
+    // The one line a chat shows: agent-supplied text cannot rewrite it (a newline and a
+    // fake "APPROVED" line, an ESC sequence, a right-to-left override) — it is escaped
+    // as the CLI escapes it.
     let text = format!(
         "{} asks to call {}/{} ({}){}: {}",
         call.agent,
@@ -35,6 +39,7 @@ pub fn notice(request: &Request, page: Option<&str>) -> Value {
             .unwrap_or_default(),
         intent.unwrap_or("no intent given"),
     );
+    let text = crate::escape::visible(&text);
     json!({
         "event": "approval.requested",
         "id": request.id,

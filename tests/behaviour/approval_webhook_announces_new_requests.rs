@@ -105,3 +105,37 @@ async fn a_redacted_intent_is_not_in_the_notice() {
     );
     assert!(!notice.to_string().contains("Jane Roe"), "{notice}");
 }
+
+/// The notice's one line for people cannot be forged from the intent: a newline with a
+/// fake verdict, an ESC sequence and a right-to-left override arrive escaped.
+#[tokio::test]
+async fn control_and_bidi_characters_in_the_intent_are_escaped_in_the_text() {
+    let (hook_url, mut notices) = receiver().await;
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "1m".into(),
+            approval_extra: format!("webhook = \"{hook_url}\"\n"),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let intent = "refund\nAPPROVED by user:cfo\u{1b}[2K\r\u{202e}lanigiro";
+    let _waiting = common::spawn_call(
+        &h,
+        "demo_issue_refund",
+        json!({"order_id": "1", "amount_cents": 1200, "intent": intent}),
+    );
+    let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    let line = notice["text"].as_str().unwrap();
+    assert!(
+        !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+        "{line:?}"
+    );
+    assert!(
+        line.ends_with("refund\\u{000A}APPROVED by user:cfo\\u{001B}[2K\\u{000D}\\u{202E}lanigiro"),
+        "{line}"
+    );
+}

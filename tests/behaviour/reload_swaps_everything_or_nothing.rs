@@ -145,6 +145,48 @@ async fn a_policy_that_cannot_be_read_or_is_empty_leaves_the_old_one_in_force() 
     refused_reload_changes_nothing(Some(&AND_WRITES.replace("p,", "p;")), "policy.csv:1").await;
 }
 
+/// A model Casbin reads but cannot evaluate (a matcher calling a function it does not
+/// have, or no matcher at all) would deny every call: the reload is refused on the
+/// model's line, and `check` calls the same files not ready to serve.
+#[tokio::test]
+async fn a_model_casbin_cannot_evaluate_refuses_the_reload() {
+    let model = std::fs::read_to_string(common::repo().join("policies/model.conf")).unwrap();
+    let matchers = model
+        .lines()
+        .position(|l| l.starts_with("[matchers]"))
+        .unwrap()
+        + 1;
+    for broken in [
+        model.replace("keyMatch(", "keyMatch7("),
+        model[..model.find("[matchers]").unwrap()].to_string(),
+    ] {
+        let h = gateway().await;
+        let model_file = h.dir.path().join("policies/model.conf");
+        std::fs::write(&model_file, &broken).unwrap();
+        let errors = reload_errors(&h).await;
+        assert!(
+            errors.iter().any(|e| e.contains("model.conf")),
+            "{errors:?}"
+        );
+        assert_eq!(h.state.current().generation, 1, "nothing was swapped in");
+        assert_eq!(echo(&h).await, "still here");
+        assert_write_denied(&h).await;
+        let config = h.dir.path().join("warden.toml");
+        let (ok, report) =
+            common::run_exe_async(&["check", "--offline", "--config", config.to_str().unwrap()])
+                .await;
+        assert!(!ok && !report.contains("ready to serve"), "{report}");
+        if broken.contains("keyMatch7") {
+            assert!(
+                errors.iter().any(|e| e.contains(&format!(
+                    "model.conf:{matchers}: the model cannot decide a request"
+                ))),
+                "{errors:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_error_in_every_file_is_reported_together() {
     let h = gateway().await;

@@ -71,3 +71,20 @@ async fn a_server_that_changes_silently_is_caught_by_the_periodic_re_list() {
     let extra = h.call("demo_extra", json!({})).await.unwrap();
     assert_eq!(text(&extra), "extra ran");
 }
+
+/// A re-list that finds the same tools says nothing: clients are not told the list
+/// changed (they would list it again each time, for nothing).
+#[tokio::test]
+async fn a_re_list_that_finds_nothing_changed_says_nothing() {
+    let h = quiet_upstream().await;
+    let told = tokio::time::timeout(
+        Duration::from_millis(3500),
+        h.events.list_changed.notified(),
+    )
+    .await;
+    assert!(
+        told.is_err(),
+        "three re-lists of an unchanged server announced a change"
+    );
+    assert!(h.state.current().catalog.resolve("demo_echo").is_ok());
+}
