@@ -178,7 +178,7 @@ pub async fn connect(
             if let Some(stderr) = stderr {
                 log_stderr(config.id.clone(), stderr);
             }
-            let transport = Ordered::new(transport, relay);
+            let transport = Ordered::new(transport, relay, &config.id);
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
         UpstreamTransport::Http { url, headers } => {
@@ -193,7 +193,7 @@ pub async fn connect(
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
-            let transport = Ordered::new(transport, relay);
+            let transport = Ordered::new(transport, relay, &config.id);
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
     }

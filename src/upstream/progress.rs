@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestMethod, CallToolRequestParams, ClientJsonRpcMessage, GetExtensions, GetMeta,
-    JsonRpcMessage, ProgressNotificationParam, ProgressToken, Request, ServerJsonRpcMessage,
-    ServerNotification,
+    JsonRpcMessage, NumberOrString, ProgressNotificationParam, ProgressToken, Request, RequestId,
+    ServerJsonRpcMessage, ServerNotification,
 };
 use rmcp::transport::Transport;
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -100,15 +100,60 @@ impl ProgressRelay {
 }
 
 /// An upstream transport that binds outgoing calls to their routes and sorts incoming
-/// progress into them, in the order the messages are read.
+/// progress into them, in the order the messages are read; and says (at `warn`, with the
+/// upstream's id) when the upstream answers a request it was never sent, which rmcp
+/// drops without a word.
 pub struct Ordered<T> {
     inner: T,
     relay: Arc<ProgressRelay>,
+    upstream: String,
+    sent: Sent,
+}
+
+/// The ids of requests sent and not yet answered. A request never answered must not grow
+/// the set for ever: past [`Sent::KEEP`] the older half is forgotten, and an answer to a
+/// forgotten (numeric, so older) id is not called unknown.
+#[derive(Default)]
+struct Sent {
+    ids: HashMap<RequestId, u64>,
+    next: u64,
+    forgotten: Option<i64>,
+}
+
+impl Sent {
+    const KEEP: usize = 4096;
+
+    fn add(&mut self, id: RequestId) {
+        self.ids.insert(id, self.next);
+        self.next += 1;
+        if self.ids.len() > Self::KEEP {
+            let oldest = self.next.saturating_sub(Self::KEEP as u64 / 2);
+            let forgotten = &mut self.forgotten;
+            self.ids.retain(|id, n| {
+                let keep = *n >= oldest;
+                if let (false, NumberOrString::Number(x)) = (keep, id) {
+                    *forgotten = Some(forgotten.map_or(*x, |f| f.max(*x)));
+                }
+                keep
+            });
+        }
+    }
+
+    /// Whether `id` is the answer to a request sent (and now answered).
+    fn answered(&mut self, id: &RequestId) -> bool {
+        self.ids.remove(id).is_some()
+            || matches!((id, self.forgotten), (NumberOrString::Number(n), Some(f)) if *n <= f)
+    }
 }
 
 impl<T> Ordered<T> {
-    pub fn new(inner: T, relay: Arc<ProgressRelay>) -> Self {
-        Self { inner, relay }
+    pub fn new(inner: T, relay: Arc<ProgressRelay>, upstream: &str) -> Self {
+        Self {
+            inner,
+            relay,
+            upstream: upstream.to_string(),
+            sent: Sent::default(),
+        }
     }
 }
 
@@ -119,21 +164,34 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
         &mut self,
         item: ClientJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        if let JsonRpcMessage::Request(request) = &item
-            && let Some(key) = request.request.extensions().get::<RouteKey>()
-            && let Some(token) = request.request.get_meta().get_progress_token()
-        {
-            self.relay.bind(*key, token);
+        if let JsonRpcMessage::Request(request) = &item {
+            self.sent.add(request.id.clone());
+            if let Some(key) = request.request.extensions().get::<RouteKey>()
+                && let Some(token) = request.request.get_meta().get_progress_token()
+            {
+                self.relay.bind(*key, token);
+            }
         }
         self.inner.send(item)
     }
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
         let message = self.inner.receive().await?;
-        if let JsonRpcMessage::Notification(n) = &message
-            && let ServerNotification::ProgressNotification(p) = &n.notification
+        let answered = match &message {
+            JsonRpcMessage::Notification(n) => {
+                if let ServerNotification::ProgressNotification(p) = &n.notification {
+                    self.relay.deliver(&p.params);
+                }
+                None
+            }
+            JsonRpcMessage::Response(r) => Some(&r.id),
+            JsonRpcMessage::Error(e) => e.id.as_ref(),
+            _ => None,
+        };
+        if let Some(id) = answered
+            && !self.sent.answered(id)
         {
-            self.relay.deliver(&p.params);
+            tracing::warn!(upstream = %self.upstream, id = %id, "the upstream answered a request the gateway never sent it (unknown id); the answer is dropped");
         }
         Some(message)
     }
@@ -188,5 +246,31 @@ impl CallProgress {
         while let Ok(note) = self.queue.try_recv() {
             self.relay(note).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_known_once_and_an_old_forgotten_id_is_not_called_unknown() {
+        let mut sent = Sent::default();
+        sent.add(NumberOrString::Number(1));
+        assert!(sent.answered(&NumberOrString::Number(1)));
+        assert!(!sent.answered(&NumberOrString::Number(1)), "answered twice");
+        assert!(!sent.answered(&NumberOrString::Number(99)), "never sent");
+        for n in 2..(Sent::KEEP as i64 + 10) {
+            sent.add(NumberOrString::Number(n));
+        }
+        assert!(sent.ids.len() <= Sent::KEEP, "bounded");
+        assert!(
+            sent.answered(&NumberOrString::Number(2)),
+            "forgotten, not unknown"
+        );
+        assert!(
+            !sent.answered(&NumberOrString::Number(1_000_000)),
+            "never sent"
+        );
     }
 }

@@ -72,3 +72,4 @@ mod unknown_and_unlisted_tools_are_refused;
 mod upstream_failure_is_reported_and_recovered;
 mod upstream_list_changed_refreshes_the_catalog;
 mod upstream_logs_reach_only_clients_that_may_read_them;
+mod upstream_protocol_violations_are_logged;
