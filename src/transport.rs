@@ -6,6 +6,7 @@
 
 mod auth;
 mod coalesce;
+mod jsonrpc;
 mod sessions;
 
 use std::future::Future;
@@ -114,6 +115,10 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     );
     let mcp = axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            jsonrpc::InFlight::default(),
+            jsonrpc::strict,
+        ))
         .layer(axum::middleware::from_fn(coalesce::coalesce))
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),

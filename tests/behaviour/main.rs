@@ -43,6 +43,7 @@ mod inspector_cli_through_the_gateway;
 mod intent_can_be_kept_out_of_the_audit_log;
 mod invalid_arguments_are_refused;
 mod just_in_time_grants;
+mod malformed_json_rpc_gets_json_rpc_errors;
 mod missing_intent_is_refused;
 mod path_and_url_rules_parse_what_they_check;
 mod policy_cases;
