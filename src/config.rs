@@ -14,6 +14,7 @@ use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval;
 mod auth;
+mod limits;
 mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
@@ -65,6 +66,9 @@ struct RawConfig {
     /// Where signed checkpoints are also written.
     #[serde(default)]
     witness: Vec<RawWitness>,
+    /// Rate limits and caps on waiting approvals.
+    #[serde(default)]
+    limit: Vec<limits::RawLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +193,8 @@ pub struct Live {
     pub auth: Option<AuthConfig>,
     /// API keys HTTP callers may present instead of a token.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Rate limits and caps on waiting approvals (`[[limit]]`).
+    pub limits: crate::limits::LimitConfig,
 }
 
 impl Boot {
@@ -414,6 +420,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
     let upstreams = check_upstreams(raw.upstream, text, file, base, out);
     let witnesses = witness::witnesses(raw.witness, base, file, out);
+    let limits = limits::limits(raw.limit, file, out);
     let (approval_boot, approval) = approval;
     Config {
         source: file.to_path_buf(),
@@ -442,6 +449,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             approval,
             auth,
             api_keys,
+            limits,
         },
     }
 }

@@ -17,6 +17,7 @@
 //! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
+//! | [`limits`]    | rate limits per identity (token buckets) and caps on waiting approvals |
 //! | [`store`]     | state that outlives the process (approvals, grants): one SQLite pool, async, atomic updates, a change watch |
 //! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, kept in the store |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
@@ -84,6 +85,7 @@ pub mod gateway;
 pub mod grant;
 pub mod identity;
 pub mod intent;
+pub mod limits;
 pub mod listener;
 pub mod manifest;
 pub mod policy;

@@ -25,6 +25,7 @@ pub enum Stage {
     Integrity,
     Intent,
     Arguments,
+    Limits,
     Policy,
     Audit,
     Upstream,

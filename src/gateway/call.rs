@@ -17,6 +17,7 @@ use crate::catalog::{CatalogError, ToolRef, ToolState};
 use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
+use crate::limits::Limited;
 use crate::policy::{Call, Decision, Effect, Refused};
 use crate::upstream::UpstreamError;
 
@@ -35,6 +36,8 @@ enum CallError {
     Intent(#[from] IntentError),
     #[error(transparent)]
     Arguments(#[from] ArgumentsError),
+    #[error(transparent)]
+    Limited(#[from] Limited),
     #[error("{0}")]
     Denied(String),
     #[error(transparent)]
@@ -50,6 +53,7 @@ impl CallError {
             CallError::Quarantined(_) | CallError::Unusable { .. } => Stage::Integrity,
             CallError::Intent(_) => Stage::Intent,
             CallError::Arguments(_) => Stage::Arguments,
+            CallError::Limited(_) => Stage::Limits,
             CallError::Denied(_) => Stage::Policy,
             CallError::Audit(_) => Stage::Audit,
             CallError::Upstream(_) => Stage::Upstream,
@@ -109,6 +113,12 @@ async fn admit(
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
+    let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
+    let object = crate::policy::object_of(tool);
+    let limits = &now.config.live.limits;
+    state
+        .counters
+        .take(limits, &facts.caller.chain(), &object, tool.tier, &has_role)?;
     let call = Call {
         id: facts.call_id.clone(),
         caller: facts.caller.clone(),
@@ -120,6 +130,7 @@ async fn admit(
     };
     let permitted = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect == Effect::Approve => {
+            waiting_cap(state, now, &r.call).await?;
             super::approve::obtain(state, now, r, context).await
         }
         other => other,
@@ -133,6 +144,43 @@ async fn admit(
             facts.decision = Some(permitted.decision().clone());
             e.into()
         })
+}
+
+/// A call that needs an approval when its principal already has as many requests waiting
+/// as a `pending_approvals` limit allows (a retry of a call that is waiting joins its own
+/// request and is not counted): nobody floods the approvers.
+async fn waiting_cap(state: &State, now: &Snapshot, call: &Call) -> Result<(), CallError> {
+    let principal = call
+        .caller
+        .chain()
+        .first()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
+    let Some(max) = now.config.live.limits.pending_cap(&principal, &has_role) else {
+        return Ok(());
+    };
+    let binding = crate::policy::binding_of(call);
+    let pending = state
+        .approvals
+        .list(Some(crate::approval::Status::Pending))
+        .await
+        .map_err(|e| {
+            CallError::Denied(format!("cannot count the approval requests waiting: {e}"))
+        })?;
+    let waiting = pending
+        .iter()
+        .filter(|r| r.call.chain.first() == Some(&principal) && r.binding != binding)
+        .count();
+    match waiting >= max as usize {
+        true => Err(CallError::Limited(Limited {
+            message: format!(
+                "limit: `{principal}` already has {waiting} approval requests waiting (at most {max}); wait for a decision on them before asking for another"
+            ),
+            retry_after: std::time::Duration::ZERO,
+        })),
+        false => Ok(()),
+    }
 }
 
 /// Forward an attested call to its upstream; links to the upstream's resources in the

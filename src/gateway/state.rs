@@ -58,6 +58,8 @@ pub struct State {
     drifts: Mutex<HashMap<String, String>>,
     pub audit: AuditLog,
     pub approvals: Approvals,
+    /// Rate-limit buckets (kept across reloads for rules that did not change).
+    pub counters: crate::limits::Counters,
     /// Just-in-time grants (their active set is what policy consults).
     pub grants: crate::grant::Grants,
     pub upstreams: Upstreams,
@@ -192,6 +194,7 @@ impl State {
             drifts: Mutex::new(HashMap::new()),
             audit,
             approvals,
+            counters: crate::limits::Counters::default(),
             grants,
             upstreams,
             peers: Mutex::new(Vec::new()),

@@ -54,6 +54,7 @@ mod prompts_pass_through_with_policy;
 mod protocol_revisions_meet_in_the_gateway;
 mod python_sdk_client_through_the_gateway;
 mod quarantined_tool_is_refused;
+mod rate_limits_hold_back_a_flood;
 mod readme_approval_demo_works_end_to_end;
 mod reload_by_signal_command_and_file_change;
 mod reload_swaps_everything_or_nothing;
