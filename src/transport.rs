@@ -7,6 +7,7 @@
 mod auth;
 mod coalesce;
 mod jsonrpc;
+mod refusals;
 mod sessions;
 
 use std::future::Future;
@@ -100,7 +101,8 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
     let identity = now.config.live.http_identity.clone();
-    let auth = auth::HttpAuth::new(state.clone());
+    let refused = refusals::Refusals::new(state.clone());
+    let auth = auth::HttpAuth::new(state.clone(), refused.clone());
     let gateway_state = state.clone();
     let service = StreamableHttpService::new(
         move || {
@@ -116,7 +118,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let mcp = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(
-            jsonrpc::InFlight::default(),
+            jsonrpc::Edge::new(refused),
             jsonrpc::strict,
         ))
         .layer(axum::middleware::from_fn(coalesce::coalesce))

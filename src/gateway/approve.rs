@@ -95,7 +95,16 @@ async fn wait(
     // Subscribed before the first read: a decision made after it wakes this loop.
     let mut changes = state.approvals.watch();
     let mut next_progress = tokio::time::Instant::now();
+    let cancelled = || {
+        format!(
+            "cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried"
+        )
+    };
     for tick in 0u32.. {
+        // A caller that has gone never uses an approval, however close the two came.
+        if context.ct.is_cancelled() {
+            return refused(call, decision, cancelled());
+        }
         let current = match state.approvals.get(&id).await {
             Ok(r) => r,
             Err(e) => return refused(call, decision, e.to_string()),
@@ -105,6 +114,9 @@ async fn wait(
             Status::Pending if left > 0 => {}
             Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
             Status::Denied => return denied(call, decision, current),
+            Status::Approved if context.ct.is_cancelled() => {
+                return refused(call, decision, cancelled());
+            }
             Status::Approved => return use_approval(state, policy, call, decision, current).await,
             Status::Executed => {
                 return refused(
@@ -130,16 +142,15 @@ async fn wait(
             until = until.min(next_progress.saturating_duration_since(tokio::time::Instant::now()));
         }
         tokio::select! {
+            // Cancellation first: a decision that arrives with it must not win the draw.
+            biased;
+            () = context.ct.cancelled() => return refused(call, decision, cancelled()),
             changed = changes.changed() => {
                 if changed.is_err() {
                     return refused(call, decision, "the approval store closed".into());
                 }
             }
             () = tokio::time::sleep(until) => {}
-            () = context.ct.cancelled() => {
-                let message = format!("cancelled while waiting for approval request `{id}`; it stays pending, and once approved the identical call can be retried");
-                return refused(call, decision, message);
-            }
             () = state.stopping() => {
                 let message = format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call and it will be made");
                 return refused(call, decision, message);

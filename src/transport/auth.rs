@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::refusals::{Refusals, Refused};
 use crate::gateway::State;
 use crate::identity::{AuthError, Verified};
 
@@ -36,13 +37,15 @@ struct Sessions {
 pub struct HttpAuth {
     state: Arc<State>,
     sessions: Mutex<Sessions>,
+    refusals: Arc<Refusals>,
 }
 
 impl HttpAuth {
-    pub fn new(state: Arc<State>) -> Arc<Self> {
+    pub fn new(state: Arc<State>, refusals: Arc<Refusals>) -> Arc<Self> {
         Arc::new(Self {
             state,
             sessions: Mutex::new(Sessions::default()),
+            refusals,
         })
     }
 
@@ -160,11 +163,26 @@ pub async fn authenticate(
         Ok(bearer) => authenticator.verify(bearer).await,
         Err(e) => Err(e),
     };
+    let (method, path) = (
+        request.method().to_string(),
+        request.uri().path().to_string(),
+    );
     let verified = match verified {
         Ok(v) => v,
         Err(e) => {
-            tracing::info!(error = %e, "HTTP caller refused");
-            return auth.refuse(&e);
+            tracing::info!(error = %crate::escape::visible(&e.to_string()), "HTTP caller refused");
+            let response = auth.refuse(&e);
+            let error = e.to_string();
+            auth.refusals
+                .record(Refused {
+                    method: &method,
+                    path: &path,
+                    status: response.status().as_u16(),
+                    error: &error,
+                    caller: None,
+                })
+                .await;
+            return response;
         }
     };
     let session = request
@@ -173,7 +191,17 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if !auth.same_caller(session.as_deref(), &verified) {
-        let body = json!({"error": "forbidden", "error_description": "this session belongs to another caller, or is unknown: open your own"});
+        let error = "this session belongs to another caller, or is unknown: open your own";
+        auth.refusals
+            .record(Refused {
+                method: &method,
+                path: &path,
+                status: 403,
+                error,
+                caller: Some(&verified),
+            })
+            .await;
+        let body = json!({"error": "forbidden", "error_description": error});
         return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
     request.extensions_mut().insert(verified.clone());

@@ -22,6 +22,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Value, json};
 
 use super::MAX_BODY_BYTES;
+use super::refusals::{Refusals, Refused};
 
 /// Why a body was refused: the JSON-RPC error, and the id to answer with (`null` when
 /// the request's own id is missing or unusable).
@@ -259,6 +260,38 @@ fn strip_position(e: &serde_json::Error) -> String {
 #[derive(Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashSet<(String, Id)>>>);
 
+/// What the layer keeps: the ids in flight, and where its refusals are audited.
+#[derive(Clone)]
+pub struct Edge {
+    in_flight: InFlight,
+    refusals: Arc<Refusals>,
+}
+
+impl Edge {
+    pub fn new(refusals: Arc<Refusals>) -> Self {
+        Self {
+            in_flight: InFlight::default(),
+            refusals,
+        }
+    }
+
+    /// Audit a refusal of the request `parts` describes, then answer it.
+    async fn refuse(&self, parts: &axum::http::request::Parts, refusal: Refusal) -> Response {
+        tracing::info!(code = refusal.code, error = %crate::escape::visible(&refusal.message), "a JSON-RPC message refused at the HTTP edge");
+        let response = refusal.clone().into_response();
+        self.refusals
+            .record(Refused {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                status: response.status().as_u16(),
+                error: &refusal.message,
+                caller: parts.extensions.get::<crate::identity::Verified>(),
+            })
+            .await;
+        response
+    }
+}
+
 /// Frees a request id when its answer has been sent (or the client went away).
 struct Release {
     table: InFlight,
@@ -274,7 +307,7 @@ impl Drop for Release {
 
 /// The middleware: POST bodies checked as [`check`] says, and a request id already in
 /// flight in the same session refused; anything else passes untouched.
-pub async fn strict(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
+pub async fn strict(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -287,17 +320,14 @@ pub async fn strict(State(in_flight): State<InFlight>, request: Request, next: N
                 format!("invalid request: the body is over {MAX_BODY_BYTES} bytes or was cut off"),
                 None,
             );
-            let mut response = refusal.into_response();
+            let mut response = edge.refuse(&parts, refusal).await;
             *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             return response;
         }
     };
     let id = match check(&bytes) {
         Ok(id) => id,
-        Err(refusal) => {
-            tracing::info!(code = refusal.code, error = %crate::escape::visible(&refusal.message), "malformed JSON-RPC refused at the HTTP edge");
-            return refusal.into_response();
-        }
+        Err(refusal) => return edge.refuse(&parts, refusal).await,
     };
     let session = parts
         .headers
@@ -307,7 +337,8 @@ pub async fn strict(State(in_flight): State<InFlight>, request: Request, next: N
     let release = match (session, id) {
         (Some(session), Some(id)) => {
             let key = (session, id.clone());
-            let fresh = in_flight
+            let fresh = edge
+                .in_flight
                 .0
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -320,11 +351,10 @@ pub async fn strict(State(in_flight): State<InFlight>, request: Request, next: N
                     ),
                     Some(&id),
                 );
-                tracing::info!(%id, "a request id still in flight was used again; refused");
-                return refusal.into_response();
+                return edge.refuse(&parts, refusal).await;
             }
             Some(Release {
-                table: in_flight.clone(),
+                table: edge.in_flight.clone(),
                 key,
             })
         }

@@ -288,6 +288,27 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
     let refused = CallToolRequestParams::new("demo_write_note").with_arguments(args(note));
     assert!(http.peer().call_tool(refused).await.unwrap().is_error == Some(true));
     assert!(prompt(http.peer(), "demo_summarize_note").await.is_err());
+    // Refused at the HTTP edge: a bad credential, past the burst (only counted, then
+    // named in the next record written), and a malformed message from a known caller.
+    let raw = reqwest::Client::new();
+    let post = |bearer: String, body: &'static str| {
+        raw.post(mcp)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(bearer)
+            .body(body)
+            .send()
+    };
+    let ping = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    for _ in 0..105 {
+        assert_eq!(post("mwk_wrong".into(), ping).await.unwrap().status(), 401);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(post("mwk_wrong".into(), ping).await.unwrap().status(), 401);
+    let malformed = post(api_key.to_string(), "{\"jsonrpc\":\"2.0\",\"id\":")
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
     // reload: one that takes effect, one refused.
     h.state.reload("test").await.unwrap();
     std::fs::write(h.dir.path().join("tool-manifests/demo.toml"), "server = ").unwrap();

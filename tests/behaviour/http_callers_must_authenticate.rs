@@ -171,6 +171,15 @@ impl Gateway {
         let said = body["error_description"].as_str().unwrap_or_default();
         assert!(said.contains(why), "`{said}` should say `{why}`");
         assert!(self.upstream_calls().is_empty());
+        // The audit says why, at the transport stage, with no chain (none was proven).
+        let last = self.audit().await.into_iter().last().unwrap();
+        assert_eq!(
+            (&last["kind"], &last["stage"], &last["http"]["status"]),
+            (&json!("decision"), &json!("transport"), &json!(401)),
+            "{last}"
+        );
+        assert!(last["error"].as_str().unwrap().contains(why), "{last}");
+        assert!(last.get("chain").is_none(), "{last}");
     }
 
     async fn client(&self, token: &str) -> rmcp::service::RunningService<RoleClient, ()> {
@@ -449,6 +458,17 @@ async fn a_session_stays_with_its_caller_and_foreign_origins_are_refused() {
             .as_str()
             .unwrap()
             .contains("another caller")
+    );
+    let last = gw.audit().await.into_iter().last().unwrap();
+    assert_eq!(
+        (&last["stage"], &last["http"]["status"]),
+        (&json!("transport"), &json!(403)),
+        "{last}"
+    );
+    assert_eq!(
+        last["chain"],
+        json!(["user:alice", "agent:planner"]),
+        "the caller it proved to be: {last}"
     );
     let made_up = [
         ("authorization", format!("Bearer {alice}")),

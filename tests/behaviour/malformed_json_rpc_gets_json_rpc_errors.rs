@@ -116,6 +116,24 @@ async fn malformed_messages_get_json_rpc_errors_and_are_never_forwarded() {
         answer["id"], 4,
         "the request's own id is answered when it can be read"
     );
+    // Each refusal is audited at the transport stage, with what the client was told.
+    state.audit.flush().await.unwrap();
+    let refused: Vec<Value> = common::audit_records(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["stage"] == "transport")
+        .collect();
+    assert_eq!(refused.len(), 9, "{refused:?}");
+    assert!(refused.iter().all(|r| r["decision"] == "deny"
+        && r["http"]["status"] == 400
+        && r["http"]["method"] == "POST"));
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("parse error"),
+        "{}",
+        refused[0]
+    );
     assert!(
         common::audit_records(&dir.path().join("audit.jsonl"))
             .iter()
@@ -133,7 +151,7 @@ async fn malformed_messages_get_json_rpc_errors_and_are_never_forwarded() {
 
 #[tokio::test]
 async fn a_request_id_still_in_flight_is_refused_and_the_first_call_runs_once() {
-    let (dir, url, _state) = common::http_gateway(&common::Setup::default()).await;
+    let (dir, url, state) = common::http_gateway(&common::Setup::default()).await;
     let session = std::sync::Arc::new(Session::open(&url).await);
     let slow = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "demo_slow_count", "arguments": {"steps": 3, "delay_ms": 300}}});
@@ -164,6 +182,15 @@ async fn a_request_id_still_in_flight_is_refused_and_the_first_call_runs_once() 
             .unwrap()
             .contains("still in use"),
         "{answer}"
+    );
+    state.audit.flush().await.unwrap();
+    let audited = common::audit_records(&dir.path().join("audit.jsonl"));
+    assert!(
+        audited.iter().any(|r| r["stage"] == "transport"
+            && r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("still in use"))),
+        "the refusal is audited"
     );
     let (status, answer) = first.await.unwrap();
     assert_eq!(status, 200);

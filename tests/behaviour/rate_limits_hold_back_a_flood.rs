@@ -55,7 +55,10 @@ async fn an_agent_past_its_rate_is_refused_with_when_to_retry_and_never_forwarde
     assert_eq!(last["error"], json!(message));
     // A reload that leaves the rule as it was keeps its bucket.
     h.state.reload("test").await.unwrap();
-    let still = h.call("demo_echo", json!({"text": "after reload"})).await.unwrap();
+    let still = h
+        .call("demo_echo", json!({"text": "after reload"}))
+        .await
+        .unwrap();
     assert!(text(&still).contains("rate limit"), "{}", text(&still));
     // Another tier is not counted.
     let write = json!({"title": "t", "body": "b", "intent": "save"});

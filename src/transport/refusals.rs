@@ -1,0 +1,144 @@
+//! Refusals at the HTTP edge, audited: a missing or bad credential, a chain that is
+//! cyclic or too deep, a session that belongs to another caller, a malformed message, a
+//! request id still in flight. Each is a `decision` record at the `transport` stage,
+//! with the verified caller when there is one. A flood of bad requests must not fill the
+//! disk: past [`RATE`] a second (bursts of [`BURST`]) they are counted, not written one
+//! by one, and the next record written says how many were left out and since when.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::gateway::State;
+use crate::identity::Verified;
+
+/// Transport refusals written per second, at most, once a burst is spent.
+const RATE: f64 = 10.0;
+const BURST: f64 = 100.0;
+
+pub struct Refusals {
+    state: Arc<State>,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// Refusals not written since the last one that was, and when the first was.
+    left_out: u64,
+    since: Option<String>,
+}
+
+impl Bucket {
+    /// Whether to write the next refusal (with the count of those left out before it, if
+    /// any), or only count it.
+    fn take(&mut self, now: Instant) -> Option<Option<(u64, Option<String>)>> {
+        self.tokens =
+            (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * RATE).min(BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            self.left_out += 1;
+            self.since.get_or_insert_with(|| {
+                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+            });
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some((self.left_out > 0).then(|| (std::mem::take(&mut self.left_out), self.since.take())))
+    }
+}
+
+/// What is known about a refused HTTP request.
+pub struct Refused<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub error: &'a str,
+    pub caller: Option<&'a Verified>,
+}
+
+impl Refusals {
+    pub fn new(state: Arc<State>) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            bucket: Mutex::new(Bucket {
+                tokens: BURST,
+                at: Instant::now(),
+                left_out: 0,
+                since: None,
+            }),
+        })
+    }
+
+    /// Audit a refusal, unless the bucket is empty (then count it).
+    pub async fn record(&self, refused: Refused<'_>) {
+        let taken = self
+            .bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(Instant::now());
+        let Some(left_out) = taken else {
+            return;
+        };
+        let mut fields = Map::new();
+        fields.insert("decision".into(), json!("deny"));
+        fields.insert("stage".into(), json!("transport"));
+        fields.insert("error".into(), json!(refused.error));
+        fields.insert(
+            "http".into(),
+            json!({"method": refused.method, "path": refused.path, "status": refused.status}),
+        );
+        if let Some(caller) = refused.caller {
+            let chain: Vec<&String> = caller
+                .principal
+                .iter()
+                .chain(caller.agents.iter())
+                .collect();
+            fields.insert("agent".into(), json!(caller.agents.last()));
+            fields.insert("chain".into(), json!(chain));
+        }
+        if let Some((n, since)) = left_out {
+            fields.insert(
+                "left_out".into(),
+                json!({"refusals": n, "since": since.map_or(Value::Null, Value::from)}),
+            );
+        }
+        if let Err(e) = self.state.audit.event("decision", fields).await {
+            tracing::error!(error = %e, "a refusal at the HTTP edge could not be audited");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bucket alone: a burst is written, then one a tenth of a second, the rest
+    /// counted and named in the next record written.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_written_at_the_rate_and_the_rest_counted() {
+        let mut b = Bucket {
+            tokens: BURST,
+            at: Instant::now(),
+            left_out: 0,
+            since: None,
+        };
+        let written = (0..1000)
+            .filter(|_| b.take(Instant::now()).is_some())
+            .count();
+        assert_eq!(written, BURST as usize);
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        let first = b.take(Instant::now());
+        let (n, since) = first
+            .unwrap()
+            .expect("the first written after a flood counts it");
+        assert_eq!(n, 900);
+        assert!(since.is_some());
+        let written = (0..1000)
+            .filter(|_| b.take(Instant::now()).is_some())
+            .count();
+        assert_eq!(written, RATE as usize - 1);
+        assert_eq!(b.left_out, 1000 - (RATE as u64 - 1));
+    }
+}
