@@ -68,7 +68,8 @@ pub async fn obtain(
     {
         return refused(call, decision, e.to_string());
     }
-    tracing::info!(approval = %request.id, tool = %call.tool.name, agent = %call.caller.agent(), "call parked for approval");
+    let agent = crate::escape::visible(call.caller.agent());
+    tracing::info!(approval = %request.id, tool = %call.tool.name, %agent, "call parked for approval");
     if let Some(url) = &now.config.live.approval.webhook {
         let notice = webhook::notice(&request, state.page_url());
         tokio::spawn(webhook::deliver(url.clone(), notice));

@@ -326,7 +326,14 @@ async fn refuse(
     if let Err(e) = state.audit.refusal(&refusal).await {
         tracing::error!(call = %facts.call_id, error = %e, "a refused call could not be audited");
     }
-    tracing::info!(call = %facts.call_id, tool = %facts.requested, agent = %facts.caller.agent(), stage = ?error.stage(), "refused: {message}");
+    // The requested name and the message may carry what the caller sent: escaped, so a
+    // log line cannot be forged or rewrite the terminal it is read on.
+    let (tool, agent, told) = (
+        crate::escape::visible(facts.requested),
+        crate::escape::visible(facts.caller.agent()),
+        crate::escape::visible(&message),
+    );
+    tracing::info!(call = %facts.call_id, %tool, %agent, stage = ?error.stage(), "refused: {told}");
     reply(&facts.call_id, error)
 }
 

@@ -64,3 +64,38 @@ async fn a_client_launching_the_gateway_over_stdio_is_served() {
     );
     assert!(audit[0]["session"].as_str().unwrap().starts_with("stdio:"));
 }
+
+/// A tool name the caller made up, with a newline and an ESC sequence in it, reaches the
+/// gateway's log escaped: no forged log line, no terminal control.
+#[tokio::test]
+async fn what_a_caller_sends_reaches_the_log_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    let mut cmd = tokio::process::Command::new(EXE);
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("MCP_WARDEN_LOG", "info");
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let client = ().serve(transport).await.unwrap();
+    let forged = "demo_nothing\n2026-01-01T00:00:00Z  INFO approved by user:cfo\u{1b}[2J";
+    let refused = client
+        .peer()
+        .call_tool(CallToolRequestParams::new(forged))
+        .await;
+    assert!(refused.is_err() || refused.unwrap().is_error == Some(true));
+    client.cancel().await.unwrap();
+    let logged = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(logged.contains("demo_nothing\\u{000A}2026"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "no raw ESC in the log");
+    assert!(
+        !logged
+            .lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "no forged line: {logged}"
+    );
+}
