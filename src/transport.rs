@@ -9,6 +9,7 @@ mod coalesce;
 mod jsonrpc;
 mod refusals;
 mod sessions;
+mod stdio;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,14 +33,24 @@ pub async fn serve_stdio(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let session = format!("stdio:{}", uuid::Uuid::new_v4());
+    let identity = state.current().config.live.stdio_identity.clone();
     let gateway = Gateway::new(
         state.clone(),
-        state.current().config.live.stdio_identity.clone(),
-        Listener::Stdio { session },
+        identity.clone(),
+        Listener::Stdio {
+            session: session.clone(),
+        },
     );
+    let refusals = refusals::Refusals::new(state.clone());
     let started = match stdio_pipes() {
-        Some(pipes) => gateway.serve(pipes).await,
-        None => gateway.serve(rmcp::transport::stdio()).await,
+        Some(pipes) => {
+            let edge = stdio::StdioEdge::new(pipes, refusals, session, identity);
+            gateway.serve(edge).await
+        }
+        None => {
+            let edge = stdio::StdioEdge::new(rmcp::transport::stdio(), refusals, session, identity);
+            gateway.serve(edge).await
+        }
     };
     let service = started.map_err(|e| std::io::Error::other(e.to_string()))?;
     let ct = service.cancellation_token();

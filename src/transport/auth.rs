@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::refusals::{Refusals, Refused};
+use super::refusals::{Refusals, Refused, Via};
 use crate::gateway::State;
 use crate::identity::{AuthError, Verified};
 
@@ -175,9 +175,11 @@ pub async fn authenticate(
             let error = e.to_string();
             auth.refusals
                 .record(Refused {
-                    method: &method,
-                    path: &path,
-                    status: response.status().as_u16(),
+                    via: Via::Http {
+                        method: &method,
+                        path: &path,
+                        status: response.status().as_u16(),
+                    },
                     error: &error,
                     caller: None,
                 })
@@ -194,9 +196,11 @@ pub async fn authenticate(
         let error = "this session belongs to another caller, or is unknown: open your own";
         auth.refusals
             .record(Refused {
-                method: &method,
-                path: &path,
-                status: 403,
+                via: Via::Http {
+                    method: &method,
+                    path: &path,
+                    status: 403,
+                },
                 error,
                 caller: Some(&verified),
             })

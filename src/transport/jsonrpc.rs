@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Value, json};
 
 use super::MAX_BODY_BYTES;
-use super::refusals::{Refusals, Refused};
+use super::refusals::{Refusals, Refused, Via};
 
 /// Why a body was refused: the JSON-RPC error, and the id to answer with (`null` when
 /// the request's own id is missing or unusable).
@@ -34,6 +34,15 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// `-32600` with no id: the message as a whole was refused.
+    pub fn invalid(message: &str) -> Self {
+        Self::new(-32600, message, None)
+    }
+
+    pub fn with_id(code: i64, message: String, id: Value) -> Self {
+        Self { code, message, id }
+    }
+
     fn new(code: i64, message: impl Into<String>, id: Option<&Id>) -> Self {
         Self {
             code,
@@ -62,7 +71,7 @@ pub enum Id {
 }
 
 impl Id {
-    fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> Value {
         match self {
             Id::Number(n) => json!(n),
             Id::Text(s) => json!(s),
@@ -281,9 +290,11 @@ impl Edge {
         let response = refusal.clone().into_response();
         self.refusals
             .record(Refused {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                status: response.status().as_u16(),
+                via: Via::Http {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    status: response.status().as_u16(),
+                },
                 error: &refusal.message,
                 caller: parts.extensions.get::<crate::identity::Verified>(),
             })

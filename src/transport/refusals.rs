@@ -49,13 +49,26 @@ impl Bucket {
     }
 }
 
-/// What is known about a refused HTTP request.
+/// What is known about a refused request: how it came, what it was told, and who sent
+/// it when that is known (a verified credential, or the stdio identity).
 pub struct Refused<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub status: u16,
+    pub via: Via<'a>,
     pub error: &'a str,
     pub caller: Option<&'a Verified>,
+}
+
+pub enum Via<'a> {
+    Http {
+        method: &'a str,
+        path: &'a str,
+        status: u16,
+    },
+    /// A stdio session, and the identity its config gives.
+    Stdio {
+        session: &'a str,
+        agent: &'a str,
+        on_behalf_of: Option<&'a str>,
+    },
 }
 
 impl Refusals {
@@ -85,10 +98,28 @@ impl Refusals {
         fields.insert("decision".into(), json!("deny"));
         fields.insert("stage".into(), json!("transport"));
         fields.insert("error".into(), json!(refused.error));
-        fields.insert(
-            "http".into(),
-            json!({"method": refused.method, "path": refused.path, "status": refused.status}),
-        );
+        match refused.via {
+            Via::Http {
+                method,
+                path,
+                status,
+            } => {
+                fields.insert(
+                    "http".into(),
+                    json!({"method": method, "path": path, "status": status}),
+                );
+            }
+            Via::Stdio {
+                session,
+                agent,
+                on_behalf_of,
+            } => {
+                let chain: Vec<&str> = on_behalf_of.into_iter().chain([agent]).collect();
+                fields.insert("session".into(), json!(session));
+                fields.insert("agent".into(), json!(agent));
+                fields.insert("chain".into(), json!(chain));
+            }
+        }
         if let Some(caller) = refused.caller {
             let chain: Vec<&String> = caller
                 .principal

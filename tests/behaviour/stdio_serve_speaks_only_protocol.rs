@@ -99,3 +99,97 @@ async fn what_a_caller_sends_reaches_the_log_escaped() {
         "no forged line: {logged}"
     );
 }
+
+/// Over stdio too, every malformed line gets its JSON-RPC error (with the id when it can
+/// be read), nothing is forwarded, the session goes on, and each refusal is audited with
+/// the stdio identity.
+#[tokio::test]
+async fn malformed_lines_on_stdio_get_json_rpc_errors_and_the_session_goes_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    let mut child = std::process::Command::new(EXE)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |line: &str| {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    };
+    let mut read = || -> serde_json::Value {
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+    );
+    assert_eq!(read()["id"], 1);
+    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let mut ask = |line: &str| {
+        send(line);
+        read()
+    };
+    for (line, code, id) in [
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/li"#,
+            -32700,
+            json!(null),
+        ),
+        (
+            r#"{"jsonrpc":"1.0","id":3,"method":"tools/list"}"#,
+            -32600,
+            json!(3),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#,
+            -32600,
+            json!(null),
+        ),
+        (
+            r#"[{"jsonrpc":"2.0","id":4,"method":"ping"}]"#,
+            -32600,
+            json!(null),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"demo_echo","name":"x"}}"#,
+            -32602,
+            json!(5),
+        ),
+    ] {
+        let answer = ask(line);
+        assert_eq!(
+            (&answer["error"]["code"], &answer["id"]),
+            (&json!(code), &id),
+            "{line}: {answer}"
+        );
+    }
+    let pong = ask(r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#);
+    assert_eq!(
+        (&pong["id"], &pong["result"]),
+        (&json!(6), &json!({})),
+        "the session goes on"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let refused: Vec<_> = audit.iter().filter(|r| r["stage"] == "transport").collect();
+    assert_eq!(refused.len(), 5, "{audit:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r["chain"] == json!(["user:alice", "agent:desktop"]))
+    );
+    assert!(
+        !dir.path().join("calls.jsonl").exists()
+            || read_lines(&dir.path().join("calls.jsonl")).is_empty()
+    );
+}
