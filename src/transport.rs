@@ -24,6 +24,15 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::{Gateway, Listener, State};
 use crate::listener::HttpListener;
 
+/// Check one JSON-RPC message from a client as both transports do before the MCP
+/// service sees it: Err is the JSON-RPC error code and message it would be answered
+/// with. (Public for the fuzz target of the message edge.)
+pub fn check_message(message: &[u8]) -> Result<(), (i64, String)> {
+    jsonrpc::check(message)
+        .map(drop)
+        .map_err(|r| (r.code, r.message))
+}
+
 /// The largest request body accepted over HTTP.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -41,7 +50,7 @@ pub async fn serve_stdio(
             session: session.clone(),
         },
     );
-    let refusals = refusals::Refusals::new(state.clone());
+    let refusals = refusals::Refusals::new(state.audit.clone());
     let started = match stdio_pipes() {
         Some(pipes) => {
             let edge = stdio::StdioEdge::new(pipes, refusals, session, identity);
@@ -112,7 +121,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
     let identity = now.config.live.http_identity.clone();
-    let refused = refusals::Refusals::new(state.clone());
+    let refused = refusals::Refusals::new(state.audit.clone());
     let auth = auth::HttpAuth::new(state.clone(), refused.clone());
     let gateway_state = state.clone();
     let service = StreamableHttpService::new(

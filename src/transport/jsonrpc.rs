@@ -285,9 +285,15 @@ impl Edge {
     }
 
     /// Audit a refusal of the request `parts` describes, then answer it.
-    async fn refuse(&self, parts: &axum::http::request::Parts, refusal: Refusal) -> Response {
+    async fn refuse(
+        &self,
+        parts: &axum::http::request::Parts,
+        refusal: Refusal,
+        status: StatusCode,
+    ) -> Response {
         tracing::info!(code = refusal.code, error = %crate::escape::visible(&refusal.message), "a JSON-RPC message refused at the HTTP edge");
-        let response = refusal.clone().into_response();
+        let mut response = refusal.clone().into_response();
+        *response.status_mut() = status;
         self.refusals
             .record(Refused {
                 via: Via::Http {
@@ -331,14 +337,14 @@ pub async fn strict(State(edge): State<Edge>, request: Request, next: Next) -> R
                 format!("invalid request: the body is over {MAX_BODY_BYTES} bytes or was cut off"),
                 None,
             );
-            let mut response = edge.refuse(&parts, refusal).await;
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return response;
+            return edge
+                .refuse(&parts, refusal, StatusCode::PAYLOAD_TOO_LARGE)
+                .await;
         }
     };
     let id = match check(&bytes) {
         Ok(id) => id,
-        Err(refusal) => return edge.refuse(&parts, refusal).await,
+        Err(refusal) => return edge.refuse(&parts, refusal, StatusCode::BAD_REQUEST).await,
     };
     let session = parts
         .headers
@@ -362,7 +368,7 @@ pub async fn strict(State(edge): State<Edge>, request: Request, next: Next) -> R
                     ),
                     Some(&id),
                 );
-                return edge.refuse(&parts, refusal).await;
+                return edge.refuse(&parts, refusal, StatusCode::BAD_REQUEST).await;
             }
             Some(Release {
                 table: edge.in_flight.clone(),
@@ -487,6 +493,48 @@ mod tests {
         assert_eq!(
             refused("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\"}").id,
             json!(7)
+        );
+    }
+
+    /// A body over the limit gets 413 and a JSON-RPC error, and is audited; the service
+    /// behind never sees it.
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_whole_and_audited() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let audit = crate::audit::AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = reached.clone();
+        let router = axum::Router::new()
+            .route(
+                "/mcp",
+                axum::routing::post(move || async move {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    "reached"
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Edge::new(Refusals::new(audit.clone())),
+                strict,
+            ));
+        let body = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        let request = Request::post("/mcp").body(Body::from(body)).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["error"]["code"], -32600);
+        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
+        audit.flush().await.unwrap();
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            log.contains("\"stage\":\"transport\"") && log.contains("\"status\":413"),
+            "{log}"
         );
     }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use crate::gateway::State;
+use crate::audit::AuditLog;
 use crate::identity::Verified;
 
 /// Transport refusals written per second, at most, once a burst is spent.
@@ -18,7 +18,7 @@ const RATE: f64 = 10.0;
 const BURST: f64 = 100.0;
 
 pub struct Refusals {
-    state: Arc<State>,
+    audit: AuditLog,
     bucket: Mutex<Bucket>,
 }
 
@@ -72,9 +72,9 @@ pub enum Via<'a> {
 }
 
 impl Refusals {
-    pub fn new(state: Arc<State>) -> Arc<Self> {
+    pub fn new(audit: AuditLog) -> Arc<Self> {
         Arc::new(Self {
-            state,
+            audit,
             bucket: Mutex::new(Bucket {
                 tokens: BURST,
                 at: Instant::now(),
@@ -135,7 +135,7 @@ impl Refusals {
                 json!({"refusals": n, "since": since.map_or(Value::Null, Value::from)}),
             );
         }
-        if let Err(e) = self.state.audit.event("decision", fields).await {
+        if let Err(e) = self.audit.event("decision", fields).await {
             tracing::error!(error = %e, "a refusal at the HTTP edge could not be audited");
         }
     }

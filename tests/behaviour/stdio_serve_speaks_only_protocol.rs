@@ -172,6 +172,19 @@ async fn malformed_lines_on_stdio_get_json_rpc_errors_and_the_session_goes_on() 
             "{line}: {answer}"
         );
     }
+    // A line over 4 MiB is answered, not dropped (the caller would wait for ever).
+    let huge = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(4 << 20)
+    );
+    let answer = ask(&huge);
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over 4194304 bytes")
+    );
     let pong = ask(r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#);
     assert_eq!(
         (&pong["id"], &pong["result"]),
@@ -182,7 +195,7 @@ async fn malformed_lines_on_stdio_get_json_rpc_errors_and_the_session_goes_on() 
     child.wait().unwrap();
     let audit = read_lines(&dir.path().join("audit.jsonl"));
     let refused: Vec<_> = audit.iter().filter(|r| r["stage"] == "transport").collect();
-    assert_eq!(refused.len(), 5, "{audit:?}");
+    assert_eq!(refused.len(), 6, "{audit:?}");
     assert!(
         refused
             .iter()
