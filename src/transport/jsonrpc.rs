@@ -269,6 +269,13 @@ fn strip_position(e: &serde_json::Error) -> String {
 #[derive(Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashSet<(String, Id)>>>);
 
+/// What a request asked, for the record of its refusal.
+struct Asked {
+    method: String,
+    path: String,
+    caller: Option<crate::identity::Verified>,
+}
+
 /// What the layer keeps: the ids in flight, and where its refusals are audited.
 #[derive(Clone)]
 pub struct Edge {
@@ -282,6 +289,29 @@ impl Edge {
             in_flight: InFlight::default(),
             refusals,
         }
+    }
+
+    /// The service's own refusals (its `Host` and `Origin` checks against DNS rebinding,
+    /// answered 403 in plain text) are audited too, with the text as the error.
+    async fn forbidden(&self, asked: &Asked, response: Response) -> Response {
+        if response.status() != StatusCode::FORBIDDEN {
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let error = String::from_utf8_lossy(&bytes).into_owned();
+        self.refusals
+            .record(Refused {
+                via: Via::Http {
+                    method: &asked.method,
+                    path: &asked.path,
+                    status: StatusCode::FORBIDDEN.as_u16(),
+                },
+                error: &error,
+                caller: asked.caller.as_ref(),
+            })
+            .await;
+        Response::from_parts(parts, Body::from(bytes))
     }
 
     /// Audit a refusal of the request `parts` describes, then answer it.
@@ -325,8 +355,17 @@ impl Drop for Release {
 /// The middleware: POST bodies checked as [`check`] says, and a request id already in
 /// flight in the same session refused; anything else passes untouched.
 pub async fn strict(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+    let asked = Asked {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+        caller: request
+            .extensions()
+            .get::<crate::identity::Verified>()
+            .cloned(),
+    };
     if request.method() != Method::POST {
-        return next.run(request).await;
+        let response = next.run(request).await;
+        return edge.forbidden(&asked, response).await;
     }
     let (parts, body) = request.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -380,6 +419,7 @@ pub async fn strict(State(edge): State<Edge>, request: Request, next: Next) -> R
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    let response = edge.forbidden(&asked, response).await;
     let Some(release) = release else {
         return response;
     };

@@ -491,6 +491,21 @@ async fn a_session_stays_with_its_caller_and_foreign_origins_are_refused() {
         .await;
     assert_eq!(status, 403);
     assert!(gw.upstream_calls().is_empty());
+    let last = gw.audit().await.into_iter().last().unwrap();
+    assert_eq!(
+        (&last["stage"], &last["http"]["status"]),
+        (&json!("transport"), &json!(403)),
+        "{last}"
+    );
+    assert!(
+        last["error"].as_str().unwrap().contains("Origin"),
+        "a foreign Origin is audited: {last}"
+    );
+    assert_eq!(
+        last["chain"],
+        json!(["user:alice", "agent:helpdesk"]),
+        "{last}"
+    );
     let allowed = [
         ("authorization", format!("Bearer {alice}")),
         ("origin", "https://agents.test".into()),
