@@ -104,6 +104,10 @@ async fn a_principal_with_as_many_requests_waiting_as_allowed_cannot_add_another
         results.iter().any(|r| r.is_error != Some(true)),
         "{results:?}"
     );
+    assert!(
+        results.iter().all(|r| !text(r).contains("already has")),
+        "the retry joined its request, it was not refused by the cap: {results:?}"
+    );
     let refunds = h
         .upstream_calls()
         .iter()
