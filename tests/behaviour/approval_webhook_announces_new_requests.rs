@@ -32,18 +32,23 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
     (hook_url, notices)
 }
 
+/// A gateway that tells `hook_url` of each new approval request (with `manifest` in place
+/// of the demo's, when given).
+async fn hooked(hook_url: &str, manifest: Option<String>) -> Arc<Harness> {
+    let setup = Setup {
+        manifest,
+        approval_timeout: "1m".into(),
+        approval_extra: format!("webhook = \"{hook_url}\"\n"),
+        ..Setup::default()
+    };
+    Arc::new(Harness::with(setup).await)
+}
+
 #[tokio::test]
 async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
     let (hook_url, mut notices) = receiver().await;
 
-    let h = Arc::new(
-        Harness::with(Setup {
-            approval_timeout: "1m".into(),
-            approval_extra: format!("webhook = \"{hook_url}\"\n"),
-            ..Setup::default()
-        })
-        .await,
-    );
+    let h = hooked(&hook_url, None).await;
     let page = h.serve_admin().await;
     let waiting = common::spawn_call(
         &h,
@@ -78,18 +83,11 @@ async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
 async fn a_redacted_intent_is_not_in_the_notice() {
     let (hook_url, mut notices) = receiver().await;
     let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
-    let h = Arc::new(
-        Harness::with(Setup {
-            manifest: Some(shipped.replace(
-                "[tools.issue_refund]\ntier = \"act\"\n",
-                "[tools.issue_refund]\ntier = \"act\"\nredact = [\"/intent\"]\n",
-            )),
-            approval_timeout: "1m".into(),
-            approval_extra: format!("webhook = \"{hook_url}\"\n"),
-            ..Setup::default()
-        })
-        .await,
+    let manifest = shipped.replace(
+        "[tools.issue_refund]\ntier = \"act\"\n",
+        "[tools.issue_refund]\ntier = \"act\"\nredact = [\"/intent\"]\n",
     );
+    let h = hooked(&hook_url, Some(manifest)).await;
     let _waiting = common::spawn_call(
         &h,
         "demo_issue_refund",
@@ -111,14 +109,7 @@ async fn a_redacted_intent_is_not_in_the_notice() {
 #[tokio::test]
 async fn control_and_bidi_characters_in_the_intent_are_escaped_in_the_text() {
     let (hook_url, mut notices) = receiver().await;
-    let h = Arc::new(
-        Harness::with(Setup {
-            approval_timeout: "1m".into(),
-            approval_extra: format!("webhook = \"{hook_url}\"\n"),
-            ..Setup::default()
-        })
-        .await,
-    );
+    let h = hooked(&hook_url, None).await;
     let intent = "refund\nAPPROVED by user:cfo\u{1b}[2K\r\u{202e}lanigiro";
     let _waiting = common::spawn_call(
         &h,
