@@ -44,7 +44,9 @@ pub async fn obtain(
     let Refused { call, decision, .. } = *waiting;
     let binding = binding_of(&call);
     match state.approvals.find_approved(&binding, now_ms()).await {
-        Ok(Some(granted)) => return use_approval(state, policy, call, decision, granted).await,
+        Ok(Some(granted)) => {
+            return use_approval(state, policy, call, decision, granted, context).await;
+        }
         Ok(None) => {}
         Err(e) => return refused(call, decision, e.to_string()),
     }
@@ -118,7 +120,9 @@ async fn wait(
             Status::Approved if context.ct.is_cancelled() => {
                 return refused(call, decision, cancelled());
             }
-            Status::Approved => return use_approval(state, policy, call, decision, current).await,
+            Status::Approved => {
+                return use_approval(state, policy, call, decision, current, context).await;
+            }
             Status::Executed => {
                 return refused(
                     call,
@@ -204,7 +208,16 @@ async fn use_approval(
     call: Call,
     decision: Decision,
     granted: Request,
+    context: &RequestContext<RoleServer>,
 ) -> Outcome {
+    // A caller that has gone never uses an approval: it stays for the call made next.
+    if context.ct.is_cancelled() {
+        let message = format!(
+            "cancelled before approval request `{}` was used; it stays approved for the identical call made next",
+            granted.id
+        );
+        return refused(call, decision, message);
+    }
     let used = match state.approvals.consume(&granted.id, now_ms()).await {
         Ok(r) => r,
         Err(ApprovalError::Closed {

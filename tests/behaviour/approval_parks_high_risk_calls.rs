@@ -188,3 +188,57 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
     assert_eq!(again.await.unwrap().is_error, Some(true));
     assert_eq!(h.upstream_calls().len(), 1);
 }
+
+/// A call the client cancels at once never uses an approval, even one that is already
+/// there for it: the approval stays for the call the client makes next.
+#[tokio::test]
+async fn a_cancelled_call_never_uses_an_approval() {
+    use rmcp::model::{CallToolRequest, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "30s".into(),
+            ..Setup::default()
+        })
+        .await,
+    );
+    // An approved request for the refund, its first caller gone.
+    let caller = h.clone();
+    let waiting = tokio::spawn(async move { caller.call("demo_issue_refund", refund(1200)).await });
+    let id = common::first_pending(&h).await.id;
+    waiting.abort();
+    h.state
+        .decide_approval(&id, "user:carol", true, None)
+        .await
+        .unwrap();
+    // The identical call, cancelled as soon as it is sent.
+    let args = refund(1200).as_object().unwrap().clone();
+    let params = rmcp::model::CallToolRequestParams::new("demo_issue_refund").with_arguments(args);
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = h
+        .client
+        .peer()
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let request = h.state.approvals.get(&id).await.unwrap();
+    assert_eq!(
+        request.status,
+        Status::Approved,
+        "the cancelled call did not use it"
+    );
+    assert!(h.upstream_calls().is_empty(), "nothing was forwarded");
+    let audit = h.audit().await;
+    assert!(
+        audit.iter().any(|r| r["kind"] == "decision"
+            && r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cancelled before approval request"))),
+        "the audit says why: {audit:?}"
+    );
+    // The next identical call uses it, once.
+    let made = h.call("demo_issue_refund", refund(1200)).await.unwrap();
+    assert_eq!(text(&made), "refunded 12.00 for order 1001");
+}
