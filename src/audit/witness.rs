@@ -25,6 +25,10 @@ mod syslog;
 const QUEUE: usize = 4096;
 /// The most lines a file or syslog sink writes at once.
 const GATHER: usize = 1024;
+/// The pause after each delivery, while the next lines gather: at most twenty
+/// deliveries a second per sink, and a writer that hands lines over never has to wake
+/// the sink's thread (the cost of exporting every record stays off the calls).
+const PACE: Duration = Duration::from_millis(50);
 /// The wait before trying a witness that failed again, doubled after every failure up
 /// to the longest.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -343,6 +347,7 @@ fn deliver(mut out: Out, rx: &Receiver<Message>, state: &SinkState) {
         until_done(state, || out.deliver(&lines));
         state.queued.fetch_sub(n, Ordering::Relaxed);
         state.delivered.fetch_add(n, Ordering::Relaxed);
+        std::thread::sleep(PACE);
     }
 }
 
