@@ -17,9 +17,9 @@
 //! | [`arguments`] | JSON Schema of the tool + the manifest's constraints, compiled once |
 //! | [`identity`]  | [`identity::Caller`]: the acting agent and its delegation chain |
 //! | [`catalog`]   | namespaced tool name → upstream tool + manifest entry ([`catalog::ToolRef`]) |
-//! | [`limits`]    | rate limits per identity (token buckets) and caps on waiting approvals |
 //! | [`store`]     | state that outlives the process (approvals, grants): one SQLite pool, async, atomic updates, a change watch |
 //! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, kept in the store |
+//! | [`limits`]    | rate limits per identity (token buckets) and caps on waiting approvals |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
 //! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
 //! | [`approval`]  | approval requests: their lifecycle over the store, separation of duties, quorum, expiry, single use, webhook |
@@ -37,7 +37,7 @@
 //!
 //! ```text
 //! client ─► transport ─► identity ─► catalog ─► integrity (pin) ─► intent ─► arguments
-//!        ─► policy (─► approval: park, wait for approvers, ask policy again with the grant)
+//!        ─► limits ─► policy (─► approval: park, wait for approvers, ask again with the grant)
 //!        ── Permitted ──► audit "attempt" ── Attested ──► upstream ─► audit "outcome"
 //! client ◄─ result, or a refusal that says what to do next (always audited)
 //! ```

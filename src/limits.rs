@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::grant::matches;
 use crate::manifest::Tier;
 
 /// Who a rule is about.
@@ -35,7 +36,7 @@ impl Who {
     /// Whether `identity` is one this rule counts, given how to ask for roles.
     fn selects(&self, identity: &str, has_role: &dyn Fn(&str, &str) -> bool) -> bool {
         match self {
-            Who::Pattern(p) => glob(p, identity),
+            Who::Pattern(p) => matches(p, identity),
             Who::Role(role) => has_role(identity, role),
         }
     }
@@ -76,9 +77,44 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-struct Bucket {
+/// A token bucket: up to `burst` tokens, refilled at `rate` a second.
+#[derive(Debug, Clone)]
+pub struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    pub fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Top the bucket up to `now`.
+    pub fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.at = now;
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.tokens >= 1.0
+    }
+
+    pub fn spend(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    /// How long until a token is there, at `rate` a second.
+    pub fn wait(&self, rate: f64) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / rate).max(0.001))
+    }
+
+    fn below(&self, burst: f64) -> bool {
+        self.tokens < burst
+    }
 }
 
 /// The buckets, by rule and identity.
@@ -106,7 +142,7 @@ impl Counters {
         let applies: Vec<(&RateRule, &str)> = config
             .rates
             .iter()
-            .filter(|r| glob(&r.tools, object) && r.tier.is_none_or(|t| t == tier))
+            .filter(|r| matches(&r.tools, object) && r.tier.is_none_or(|t| t == tier))
             .flat_map(|r| {
                 chain
                     .iter()
@@ -120,9 +156,8 @@ impl Counters {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         for (rule, identity) in &applies {
             let bucket = refill(&mut buckets, rule, identity, now);
-            if bucket.tokens < 1.0 {
-                let rate = f64::from(rule.calls) / rule.per.as_secs_f64();
-                let wait = Duration::from_secs_f64(((1.0 - bucket.tokens) / rate).max(0.001));
+            if !bucket.has_token() {
+                let wait = round_up(bucket.wait(rule.rate()));
                 return Err(Limited {
                     message: format!(
                         "rate limit: `{identity}` may make {} {}call{} to `{}` every {}; try again in {}",
@@ -131,14 +166,14 @@ impl Counters {
                         if rule.calls == 1 { "" } else { "s" },
                         rule.tools,
                         humantime::format_duration(rule.per),
-                        humantime::format_duration(round_up(wait)),
+                        humantime::format_duration(wait),
                     ),
-                    retry_after: round_up(wait),
+                    retry_after: wait,
                 });
             }
         }
         for (rule, identity) in &applies {
-            refill(&mut buckets, rule, identity, now).tokens -= 1.0;
+            refill(&mut buckets, rule, identity, now).spend();
         }
         if buckets.len() > PRUNE_ABOVE {
             let full: HashMap<&str, f64> = config
@@ -146,7 +181,7 @@ impl Counters {
                 .iter()
                 .map(|r| (r.key.as_str(), f64::from(r.burst)))
                 .collect();
-            buckets.retain(|(key, _), b| full.get(key.as_str()).is_some_and(|f| b.tokens < *f));
+            buckets.retain(|(key, _), b| full.get(key.as_str()).is_some_and(|f| b.below(*f)));
         }
         Ok(())
     }
@@ -162,15 +197,16 @@ fn refill<'b>(
     let burst = f64::from(rule.burst);
     let bucket = buckets
         .entry((rule.key.clone(), identity.to_string()))
-        .or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-    let rate = f64::from(rule.calls) / rule.per.as_secs_f64();
-    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-    bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-    bucket.at = now;
+        .or_insert_with(|| Bucket::full(burst, now));
+    bucket.refill(now, rule.rate(), burst);
     bucket
+}
+
+impl RateRule {
+    /// Calls a second.
+    fn rate(&self) -> f64 {
+        f64::from(self.calls) / self.per.as_secs_f64()
+    }
 }
 
 fn round_up(d: Duration) -> Duration {
@@ -178,6 +214,11 @@ fn round_up(d: Duration) -> Duration {
 }
 
 impl LimitConfig {
+    /// Whether any rate limit is configured (without one, a call needs no counting).
+    pub fn has_rates(&self) -> bool {
+        !self.rates.is_empty()
+    }
+
     /// The smallest cap on waiting approval requests that applies to `principal`.
     pub fn pending_cap(
         &self,
@@ -190,28 +231,6 @@ impl LimitConfig {
             .map(|p| p.max)
             .min()
     }
-}
-
-/// `*` matches any run of characters (including `/` and `:`); everything else itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return true;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = rest.get(at + part.len()..).unwrap_or_default(),
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
 }
 
 #[cfg(test)]
@@ -255,7 +274,7 @@ mod tests {
             ("user:alice", "user:alice", true),
             ("user:alice", "user:alice2", false),
         ] {
-            assert_eq!(glob(p, t), m, "{p} {t}");
+            assert_eq!(matches(p, t), m, "{p} {t}");
         }
     }
 

@@ -117,9 +117,6 @@ async fn wait(
             Status::Pending if left > 0 => {}
             Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
             Status::Denied => return denied(call, decision, current),
-            Status::Approved if context.ct.is_cancelled() => {
-                return refused(call, decision, cancelled());
-            }
             Status::Approved => {
                 return use_approval(state, policy, call, decision, current, context).await;
             }

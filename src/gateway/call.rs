@@ -1,4 +1,4 @@
-//! The `tools/call` pipeline: catalog → integrity → intent → arguments → policy → audit
+//! The `tools/call` pipeline: catalog → integrity → intent → arguments → limits → policy → audit
 //! "attempt" → upstream → audit "outcome". Every refusal is audited and answered in
 //! [`reply`], the one place that turns a refusal into an MCP answer.
 
@@ -113,12 +113,15 @@ async fn admit(
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
-    let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
-    let object = crate::policy::object_of(tool);
     let limits = &now.config.live.limits;
-    state
-        .counters
-        .take(limits, &facts.caller.chain(), &object, tool.tier, &has_role)?;
+    if limits.has_rates() {
+        let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
+        let object = crate::policy::object_of(tool);
+        let chain = facts.caller.chain();
+        state
+            .counters
+            .take(limits, &chain, &object, tool.tier, &has_role)?;
+    }
     let call = Call {
         id: facts.call_id.clone(),
         caller: facts.caller.clone(),

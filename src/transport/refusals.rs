@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::audit::AuditLog;
 use crate::identity::Verified;
+use crate::limits::Bucket;
 
 /// Transport refusals written per second, at most, once a burst is spent.
 const RATE: f64 = 10.0;
@@ -19,32 +20,38 @@ const BURST: f64 = 100.0;
 
 pub struct Refusals {
     audit: AuditLog,
-    bucket: Mutex<Bucket>,
+    flood: Mutex<Flood>,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// The records' bucket, and the refusals it left out since the last one written.
+struct Flood {
+    bucket: Bucket,
     /// Refusals not written since the last one that was, and when the first was.
     left_out: u64,
     since: Option<String>,
 }
 
-impl Bucket {
+impl Flood {
+    fn new(now: Instant) -> Self {
+        Self {
+            bucket: Bucket::full(BURST, now),
+            left_out: 0,
+            since: None,
+        }
+    }
+
     /// Whether to write the next refusal (with the count of those left out before it, if
     /// any), or only count it.
     fn take(&mut self, now: Instant) -> Option<Option<(u64, Option<String>)>> {
-        self.tokens =
-            (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * RATE).min(BURST);
-        self.at = now;
-        if self.tokens < 1.0 {
+        self.bucket.refill(now, RATE, BURST);
+        if !self.bucket.has_token() {
             self.left_out += 1;
             self.since.get_or_insert_with(|| {
                 humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
             });
             return None;
         }
-        self.tokens -= 1.0;
+        self.bucket.spend();
         Some((self.left_out > 0).then(|| (std::mem::take(&mut self.left_out), self.since.take())))
     }
 }
@@ -75,19 +82,14 @@ impl Refusals {
     pub fn new(audit: AuditLog) -> Arc<Self> {
         Arc::new(Self {
             audit,
-            bucket: Mutex::new(Bucket {
-                tokens: BURST,
-                at: Instant::now(),
-                left_out: 0,
-                since: None,
-            }),
+            flood: Mutex::new(Flood::new(Instant::now())),
         })
     }
 
     /// Audit a refusal, unless the bucket is empty (then count it).
     pub async fn record(&self, refused: Refused<'_>) {
         let taken = self
-            .bucket
+            .flood
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take(Instant::now());
@@ -149,12 +151,7 @@ mod tests {
     /// counted and named in the next record written.
     #[tokio::test(start_paused = true)]
     async fn a_flood_is_written_at_the_rate_and_the_rest_counted() {
-        let mut b = Bucket {
-            tokens: BURST,
-            at: Instant::now(),
-            left_out: 0,
-            since: None,
-        };
+        let mut b = Flood::new(Instant::now());
         let written = (0..1000)
             .filter(|_| b.take(Instant::now()).is_some())
             .count();

@@ -134,8 +134,9 @@ async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
     assert!(h.upstream_calls().is_empty());
 }
 
-#[tokio::test]
-async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
+/// A gateway holding an approved request for a refund of 12.00 whose caller gave up
+/// waiting before the approver decided: the gateway and the request's id.
+async fn approved_after_its_caller_left() -> (Arc<Harness>, String) {
     let h = Arc::new(
         Harness::with(Setup {
             approval_timeout: "30s".into(),
@@ -143,7 +144,6 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
         })
         .await,
     );
-    // The caller gives up waiting (cancels); the request stays pending.
     let caller = h.clone();
     let waiting = tokio::spawn(async move { caller.call("demo_issue_refund", refund(1200)).await });
     let id = common::first_pending(&h).await.id;
@@ -152,6 +152,13 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
         .decide_approval(&id, "user:carol", true, None)
         .await
         .unwrap();
+    (h, id)
+}
+
+#[tokio::test]
+async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
+    // The caller gives up waiting (cancels); the request stays pending, then is approved.
+    let (h, id) = approved_after_its_caller_left().await;
 
     // Different arguments: a new request, which here expires unapproved.
     let other = h.clone();
@@ -195,22 +202,7 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
 async fn a_cancelled_call_never_uses_an_approval() {
     use rmcp::model::{CallToolRequest, ClientRequest};
     use rmcp::service::PeerRequestOptions;
-    let h = Arc::new(
-        Harness::with(Setup {
-            approval_timeout: "30s".into(),
-            ..Setup::default()
-        })
-        .await,
-    );
-    // An approved request for the refund, its first caller gone.
-    let caller = h.clone();
-    let waiting = tokio::spawn(async move { caller.call("demo_issue_refund", refund(1200)).await });
-    let id = common::first_pending(&h).await.id;
-    waiting.abort();
-    h.state
-        .decide_approval(&id, "user:carol", true, None)
-        .await
-        .unwrap();
+    let (h, id) = approved_after_its_caller_left().await;
     // The identical call, cancelled as soon as it is sent.
     let args = refund(1200).as_object().unwrap().clone();
     let params = rmcp::model::CallToolRequestParams::new("demo_issue_refund").with_arguments(args);
