@@ -35,10 +35,32 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 enum Message {
-    /// Whole lines (each ending with a newline), in log order.
-    Lines(Arc<[u8]>),
+    /// Whole lines, in log order.
+    Lines(Lines),
     /// Answer once everything queued before it is delivered (or given up on for now).
     Drained(SyncSender<()>),
+}
+
+/// A batch the writer has just made durable, handed over whole (its buffer is shared,
+/// never copied): `lines` whole lines, each ending with a newline; the last of them is a
+/// checkpoint when `checkpoint_at` says where it starts.
+pub struct Batch {
+    pub buf: Arc<Vec<u8>>,
+    pub lines: u64,
+    pub checkpoint_at: Option<usize>,
+}
+
+/// Whole lines of a batch a sink takes: all of it, or its checkpoint.
+struct Lines {
+    buf: Arc<Vec<u8>>,
+    from: usize,
+    count: u64,
+}
+
+impl Lines {
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.from..).unwrap_or_default()
+    }
 }
 
 /// The writer's end of the witness: one queue per sink.
@@ -160,17 +182,20 @@ impl Witness {
         self.sinks.iter().map(|s| s.state.clone()).collect()
     }
 
-    /// Queue a batch just made durable: `batch` is its lines, `checkpoint` the checkpoint
-    /// line that ends it, if any. Never waits.
-    pub fn send(&self, batch: &[u8], checkpoint: Option<&[u8]>) {
-        let (mut all, mut only) = (None, None);
+    /// Queue a batch just made durable: every line of it to the sinks that take every
+    /// record, its checkpoint to the others. Never waits.
+    pub fn send(&self, batch: &Batch) {
         for sink in &self.sinks {
-            let lines = match (sink.every_record, checkpoint) {
-                (true, _) => all.get_or_insert_with(|| Arc::<[u8]>::from(batch)).clone(),
-                (false, Some(line)) => only.get_or_insert_with(|| Arc::<[u8]>::from(line)).clone(),
+            let (from, count) = match (sink.every_record, batch.checkpoint_at) {
+                (true, _) => (0, batch.lines),
+                (false, Some(at)) => (at, 1),
                 (false, None) => continue,
             };
-            sink.queue(lines);
+            sink.queue(Lines {
+                buf: batch.buf.clone(),
+                from,
+                count,
+            });
         }
     }
 
@@ -200,8 +225,8 @@ impl Witness {
 }
 
 impl Sink {
-    fn queue(&self, lines: Arc<[u8]>) {
-        let n = count_lines(&lines);
+    fn queue(&self, lines: Lines) {
+        let n = lines.count;
         self.state.queued.fetch_add(n, Ordering::Relaxed);
         match self.tx.try_send(Message::Lines(lines)) {
             Ok(()) => {}
@@ -244,10 +269,6 @@ pub fn probe(sink: &WitnessSink) -> Result<(), String> {
         }
         WitnessSink::Syslog(config) => syslog::Syslog::new(config)?.probe(),
     }
-}
-
-fn count_lines(lines: &[u8]) -> u64 {
-    lines.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// Where one sink's lines go.
@@ -325,12 +346,12 @@ fn deliver(mut out: Out, rx: &Receiver<Message>, state: &SinkState) {
             }
             Message::Lines(lines) => lines,
         };
-        let mut n = count_lines(&first);
+        let mut n = first.count;
         let mut batches = vec![first];
         while out.gathers() && n < GATHER as u64 {
             match rx.try_recv() {
                 Ok(Message::Lines(lines)) => {
-                    n += count_lines(&lines);
+                    n += lines.count;
                     batches.push(lines);
                 }
                 Ok(other) => {
@@ -342,7 +363,7 @@ fn deliver(mut out: Out, rx: &Receiver<Message>, state: &SinkState) {
         }
         let lines: Vec<&[u8]> = batches
             .iter()
-            .flat_map(|b| b.split_inclusive(|c| *c == b'\n'))
+            .flat_map(|b| b.bytes().split_inclusive(|c| *c == b'\n'))
             .collect();
         until_done(state, || out.deliver(&lines));
         state.queued.fetch_sub(n, Ordering::Relaxed);
@@ -497,12 +518,16 @@ mod tests {
             every_record: false,
         };
         let witness = Witness::start_with(&[sink], 4).unwrap().unwrap();
-        let line = |n: u64| format!("{{\"n\":{n}}}\n").into_bytes();
-        witness.send(&line(0), Some(&line(0)));
+        let line = |n: u64| Batch {
+            buf: Arc::new(format!("{{\"n\":{n}}}\n").into_bytes()),
+            lines: 1,
+            checkpoint_at: Some(0),
+        };
+        witness.send(&line(0));
         on_accept.recv_timeout(Duration::from_secs(10)).unwrap();
         // The thread is inside the post of 0: the queue takes 1 to 4, and 5 to 9 are counted.
         for n in 1..10 {
-            witness.send(&line(n), Some(&line(n)));
+            witness.send(&line(n));
         }
         assert_eq!(witness.dropped(), 5);
         let state = witness.monitor()[0].clone();

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::{self, Signer};
 use super::journal::{self, Journal};
-use super::witness::Witness;
+use super::witness::{Batch, Witness};
 use super::{AuditError, AuditRecord, Job};
 use crate::{digest, secrets};
 
@@ -297,9 +297,9 @@ fn write_batch<'r>(
     if let Some(signer) = tail.signer.as_ref().filter(|_| tail.checkpoint_due(n)) {
         let signed = signer.checkpoint(tail.count + n, &last, tail.last_checkpoint.as_deref());
         let (line, hash) = seal(&AuditRecord::Checkpoint(Box::new(signed)), &last)?;
+        checkpoint = Some((hash.clone(), buf.len()));
         buf.extend_from_slice(&line);
-        last = hash.clone();
-        checkpoint = Some((hash, line));
+        last = hash;
     }
     if buf.is_empty() {
         return Ok(()); // only markers: what came before them is already synced
@@ -314,7 +314,11 @@ fn write_batch<'r>(
     tail.len = len;
     tail.prev = last;
     if let Some(witness) = &tail.witness {
-        witness.send(&buf, checkpoint.as_ref().map(|(_, line)| line.as_slice()));
+        witness.send(&Batch {
+            buf: Arc::new(buf),
+            lines: n + u64::from(checkpoint.is_some()),
+            checkpoint_at: checkpoint.as_ref().map(|(_, at)| *at),
+        });
     }
     match checkpoint {
         Some((hash, _)) => {

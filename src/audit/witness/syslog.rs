@@ -78,11 +78,21 @@ impl Syslog {
 
     /// Send `lines` (each ending with a newline) as one message each, in one write.
     pub fn deliver(&mut self, lines: &[&[u8]]) -> Result<(), String> {
-        let mut frames = Vec::new();
+        // Every message of one delivery has the same header but for its MSGID.
+        let [checkpoint, record] = ["checkpoint", "record"].map(|msgid| self.header(msgid));
+        let size: usize = lines.iter().map(|l| l.len() + record.len() + 8).sum();
+        let mut frames = Vec::with_capacity(size);
         for line in lines {
-            let message = self.message(line);
-            frames.extend_from_slice(format!("{} ", message.len()).as_bytes());
-            frames.extend_from_slice(&message);
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let header = match body.starts_with(b"{\"kind\":\"checkpoint\"") {
+                true => &checkpoint,
+                false => &record,
+            };
+            let len = header.len() + body.len();
+            frames.extend_from_slice(len.to_string().as_bytes());
+            frames.push(b' ');
+            frames.extend_from_slice(header);
+            frames.extend_from_slice(body);
         }
         if self.conn.as_ref().is_some_and(Conn::closed) {
             self.conn = None;
@@ -97,27 +107,21 @@ impl Syslog {
         })
     }
 
-    /// Connect (and shake hands) without sending anything.
-    pub fn probe(&self) -> Result<(), String> {
-        self.connect().map(drop)
-    }
-
-    /// One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG`.
-    pub fn message(&self, line: &[u8]) -> Vec<u8> {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let msgid = match body.starts_with(b"{\"kind\":\"checkpoint\"") {
-            true => "checkpoint",
-            false => "record",
-        };
+    /// An RFC 5424 message's header, up to its MSG:
+    /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD `.
+    fn header(&self, msgid: &str) -> Vec<u8> {
         let pri = u16::from(self.config.facility) * 8 + u16::from(SEVERITY);
         let ts = humantime::format_rfc3339_micros(SystemTime::now());
-        let mut message = format!(
+        format!(
             "<{pri}>1 {ts} {} mcp-warden {} {msgid} - ",
             self.hostname, self.pid
         )
-        .into_bytes();
-        message.extend_from_slice(body);
-        message
+        .into_bytes()
+    }
+
+    /// Connect (and shake hands) without sending anything.
+    pub fn probe(&self) -> Result<(), String> {
+        self.connect().map(drop)
     }
 
     fn connect(&self) -> Result<Conn, String> {
