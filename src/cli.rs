@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::gateway::{Gateway, Listener, State};
 use crate::identity::Caller;
 use crate::problem;
-use crate::{check, demo, transport, upstream};
+use crate::{check, demo, init, transport, upstream};
 
 mod approvals;
 mod call;
@@ -52,6 +52,32 @@ gateway) and HTTP when it is (you ran it by hand)."
         /// Which transports to serve.
         #[arg(long, value_enum, default_value_t = TransportChoice::Auto)]
         transport: TransportChoice,
+    },
+    /// Put the MCP servers of a client's config behind the gateway: write a warden.toml,
+    /// a manifest per server (from its live tools), a starter policy, and print the one
+    /// entry that replaces them in the client's config.
+    #[command(
+        after_help = "Reads Claude Desktop's claude_desktop_config.json, Claude Code's .mcp.json or ~/.claude.json, \
+Cursor's mcp.json (`mcpServers`) and VS Code's mcp.json (`servers`). Every value of a server's `env` and \
+`headers` (and any argument that looks like a credential) goes to secrets.env (0600), referred to as ${NAME}.\n\n\
+Example:\n  mcp-warden init --from ~/Library/Application\\ Support/Claude/claude_desktop_config.json"
+    )]
+    Init {
+        /// The client's config file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The directory to write into (created).
+        #[arg(long, default_value = "mcp-warden")]
+        dir: PathBuf,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+        /// Rewrite the client's config to use the gateway (the original is saved beside it).
+        #[arg(long)]
+        write_client_config: bool,
+        /// The user your agent acts for (default: $USER).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Check the configuration, manifests and policy, and compare manifests with the
     /// upstreams' live tools; print every problem with its file and line.
@@ -229,6 +255,24 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, transport } => serve(config.as_deref(), transport).await,
         Command::Check { config, offline } => run_check(config.as_deref(), offline).await,
+        Command::Init {
+            from,
+            dir,
+            force,
+            write_client_config,
+            user,
+        } => {
+            let options = init::Options {
+                from,
+                dir,
+                force,
+                write_client_config,
+                user,
+            };
+            init::run(&options)
+                .await
+                .map(|report| init::print(&report, &options))
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {

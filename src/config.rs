@@ -2,7 +2,6 @@
 //! and checked once into [`Config`]. Later stages trust a `Config`; this module does not
 //! open connections or read manifests and policies (it only knows where they are).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,10 +13,14 @@ use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 mod approval;
 mod auth;
+pub mod env_file;
 mod limits;
+mod upstream;
 mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
+use upstream::RawUpstream;
+pub use upstream::{UpstreamConfig, UpstreamTransport, expand_env, expand_with, valid_server_id};
 use witness::RawWitness;
 pub use witness::{SyslogConfig, SyslogTls, WitnessConfig, WitnessSink};
 
@@ -81,6 +84,8 @@ struct RawGateway {
     audit_log: Option<String>,
     /// The key that signs the audit log's checkpoints.
     audit_key: Option<String>,
+    /// `NAME=value` lines that `${NAME}` in an upstream's settings may use.
+    env_file: Option<String>,
     intent_field: Option<String>,
     /// Record every caller's intent as its digest only.
     #[serde(default)]
@@ -119,24 +124,6 @@ struct RawIdentities {
 struct RawIdentity {
     agent: String,
     on_behalf_of: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    id: String,
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<String>,
-    url: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    expose_unlisted: bool,
-    namespace: Option<bool>,
 }
 
 /// The checked gateway configuration: what only a restart applies, and what a reload
@@ -273,30 +260,6 @@ pub struct IdentityConfig {
     pub on_behalf_of: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamConfig {
-    pub id: String,
-    pub transport: UpstreamTransport,
-    pub expose_unlisted: bool,
-    /// Whether its tools, prompts and resources are shown under its id (`id_tool`,
-    /// `id+uri`); at most one upstream may go without.
-    pub namespace: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum UpstreamTransport {
-    Stdio {
-        command: String,
-        args: Vec<String>,
-        env: BTreeMap<String, String>,
-        cwd: Option<PathBuf>,
-    },
-    Http {
-        url: String,
-        headers: BTreeMap<String, String>,
-    },
-}
-
 impl Config {
     /// Load and check a config file; relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -418,7 +381,8 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     }
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
-    let upstreams = check_upstreams(raw.upstream, text, file, base, out);
+    let vars = upstream::env_file_vars(raw.gateway.env_file.map(|p| base.join(p)), out);
+    let upstreams = upstream::check_upstreams(raw.upstream, &vars, text, file, base, out);
     let witnesses = witness::witnesses(raw.witness, base, file, out);
     let limits = limits::limits(raw.limit, file, out);
     let (approval_boot, approval) = approval;
@@ -570,143 +534,9 @@ fn identity(
     }
 }
 
-fn check_upstreams(
-    raw: Vec<Spanned<RawUpstream>>,
-    text: &str,
-    file: &Path,
-    base: &Path,
-    out: &mut Vec<Problem>,
-) -> Vec<UpstreamConfig> {
-    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
-    for spanned in raw {
-        let line = Some(line_of(text, spanned.span().start));
-        let u = spanned.into_inner();
-        if let Err(why) = valid_server_id(&u.id) {
-            out.push(Problem::error(
-                file,
-                line,
-                format!("upstream id `{}` {why}", u.id.escape_default()),
-            ));
-        }
-        if upstreams.iter().any(|known| known.id == u.id) {
-            out.push(Problem::error(
-                file,
-                line,
-                format!("upstream id `{}` is used twice", u.id),
-            ));
-        }
-        let namespace = u.namespace.unwrap_or(true);
-        if !namespace && upstreams.iter().any(|known| !known.namespace) {
-            out.push(Problem::error(
-                file,
-                line,
-                format!("upstream `{}`: only one upstream may set `namespace = false` (its names are shown as they are, and names from two would collide)", u.id),
-            ));
-        }
-        if let Some(transport) = upstream_transport(&u, base, file, line, out) {
-            upstreams.push(UpstreamConfig {
-                id: u.id,
-                transport,
-                expose_unlisted: u.expose_unlisted,
-                namespace,
-            });
-        }
-    }
-    upstreams
-}
-
-fn upstream_transport(
-    u: &RawUpstream,
-    base: &Path,
-    file: &Path,
-    line: Option<usize>,
-    out: &mut Vec<Problem>,
-) -> Option<UpstreamTransport> {
-    let mut expand = |value: &str| match expand_env(value) {
-        Ok(v) => v,
-        Err(e) => {
-            out.push(Problem::error(
-                file,
-                line,
-                format!("upstream `{}`: {e}", u.id),
-            ));
-            String::new()
-        }
-    };
-    match (&u.command, &u.url) {
-        (Some(command), None) => Some(UpstreamTransport::Stdio {
-            command: expand(command),
-            args: u.args.iter().map(|a| expand(a)).collect(),
-            env: u.env.iter().map(|(k, v)| (k.clone(), expand(v))).collect(),
-            cwd: u.cwd.as_ref().map(|c| base.join(expand(c))),
-        }),
-        (None, Some(url)) => Some(UpstreamTransport::Http {
-            url: expand(url),
-            headers: u
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), expand(v)))
-                .collect(),
-        }),
-        _ => {
-            out.push(Problem::error(
-                file,
-                line,
-                format!("upstream `{}` needs exactly one of `command` (stdio) or `url` (Streamable HTTP)", u.id),
-            ));
-            None
-        }
-    }
-}
-
 /// The `Host` values every HTTP listener accepts: loopback names only.
 pub fn loopback_hosts() -> Vec<String> {
     vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()]
-}
-
-/// Expand `${NAME}` from the environment; an unset variable is an error, not "".
-pub fn expand_env(value: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(rest.get(..start).unwrap_or_default());
-        let after = rest.get(start + 2..).unwrap_or_default();
-        let Some(end) = after.find('}') else {
-            return Err(format!("unclosed `${{` in `{value}`"));
-        };
-        let name = after.get(..end).unwrap_or_default();
-        out.push_str(&lookup_env(name)?);
-        rest = after.get(end + 1..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn lookup_env(name: &str) -> Result<String, String> {
-    if let Ok(v) = std::env::var(name) {
-        return Ok(v);
-    }
-    if name == SELF_EXE_VAR {
-        return std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .map_err(|e| format!("cannot find this executable for `${{{name}}}`: {e}"));
-    }
-    Err(format!("environment variable `{name}` is not set"))
-}
-
-/// A server id: lowercase ASCII letters, digits and `-`, starting with a letter, at most
-/// 32 characters. It can never contain [`SEPARATOR`].
-pub fn valid_server_id(id: &str) -> Result<(), &'static str> {
-    let ok_chars = id
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let starts = id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-    match (id.len(), ok_chars && starts) {
-        (0, _) => Err("is empty"),
-        (33.., _) => Err("is longer than 32 characters"),
-        (_, false) => Err("must be lowercase letters, digits and `-`, starting with a letter"),
-        _ => Ok(()),
-    }
 }
 
 /// An identity name: `kind:name`, printable ASCII without spaces or commas (which would
@@ -762,14 +592,6 @@ mod tests {
     }
 
     #[test]
-    fn server_ids_cannot_contain_the_separator() {
-        assert!(valid_server_id("my_srv").is_err());
-        assert!(valid_server_id("my-srv").is_ok());
-        assert!(valid_server_id("Fs").is_err());
-        assert!(valid_server_id("fѕ").is_err(), "cyrillic homoglyph");
-    }
-
-    #[test]
     fn every_problem_is_reported_with_its_line() {
         let err =
             parse("[[upstream]]\nid = \"bad_id\"\ncommand = \"x\"\n\n[[upstream]]\nid = \"ok\"\n")
@@ -790,16 +612,6 @@ mod tests {
             .to_string();
         assert!(err.contains("warden.toml:2"), "{err}");
         assert!(err.contains("manifest"), "{err}");
-    }
-
-    #[test]
-    fn env_vars_expand_and_unset_ones_are_errors() {
-        // SAFETY-free: tests only read variables that the process already has.
-        let home = std::env::var("PATH").unwrap();
-        assert_eq!(expand_env("a${PATH}b").unwrap(), format!("a{home}b"));
-        assert!(expand_env("${MCP_WARDEN_SURELY_UNSET_VAR}").is_err());
-        assert!(expand_env("${MCP_WARDEN_EXE}").is_ok());
-        assert!(expand_env("${oops").is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! | [`transport`] | serving the gateway over stdio and Streamable HTTP |
 //! | [`admin`]     | the approvers' listener: approvals page, JSON API, sign-in, health |
 //! | [`check`]     | `mcp-warden check`: every problem in config, manifests, policy and upstreams |
+//! | [`init`]      | `mcp-warden init --from`: a client's MCP servers put behind the gateway, with manifests, a starter policy and the client's new entry |
 //! | [`demo`]      | the bundled demo tool server (`mcp-warden demo-tools`) |
 //! | [`listener`]  | the TCP listener every HTTP server serves from (Nagle off) |
 //! | [`cli`]       | the command line |
@@ -84,6 +85,7 @@ pub mod escape;
 pub mod gateway;
 pub mod grant;
 pub mod identity;
+pub mod init;
 pub mod intent;
 pub mod limits;
 pub mod listener;

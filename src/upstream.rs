@@ -275,6 +275,24 @@ impl Upstreams {
     }
 }
 
+/// Start one upstream, list its tools and stop it (for tool owners' tooling): the live
+/// definitions, or why there are none within `limit`.
+pub async fn live_tools(config: &UpstreamConfig, limit: Duration) -> Result<Vec<Value>, String> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let upstreams = Upstreams::new(std::slice::from_ref(config), limit, tx);
+    let listed = tokio::time::timeout(limit, upstreams.list_tools(&config.id)).await;
+    upstreams.shutdown().await;
+    match listed {
+        Ok(Ok(live)) => Ok(live),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "upstream `{}` did not list its tools within {}s",
+            config.id,
+            limit.as_secs()
+        )),
+    }
+}
+
 /// A request the upstream did not answer with a result: its own refusal, a timeout, or
 /// the connection failing.
 fn failed(server: &str, e: ServiceError) -> UpstreamError {

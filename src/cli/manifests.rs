@@ -4,18 +4,15 @@
 //! manifest (everything else in the file stays as it is).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::catalog::PinStore;
 use crate::config::Config;
 use crate::digest;
 use crate::manifest::skeleton;
-use crate::upstream::Upstreams;
 
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
@@ -169,20 +166,8 @@ fn show_change(pinned: Option<Value>, live: &Value) {
 
 /// The live tool definitions of one configured upstream.
 async fn live_tools(config: &Config, id: &str) -> Result<Vec<Value>, String> {
-    if config.upstream(id).is_none() {
-        return Err(format!("no upstream `{id}` in {}", config.source.display()));
-    }
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let upstreams = Arc::new(Upstreams::new(
-        &config.boot.upstreams,
-        Duration::from_secs(60),
-        tx,
-    ));
-    let listed = tokio::time::timeout(Duration::from_secs(60), upstreams.list_tools(id)).await;
-    upstreams.shutdown().await;
-    match listed {
-        Ok(Ok(live)) => Ok(live),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("upstream `{id}` did not list its tools within 60s")),
-    }
+    let upstream = config
+        .upstream(id)
+        .ok_or_else(|| format!("no upstream `{id}` in {}", config.source.display()))?;
+    crate::upstream::live_tools(upstream, Duration::from_secs(60)).await
 }

@@ -31,7 +31,7 @@ pub fn suggest_tier(definition: &Value) -> Tier {
 }
 
 /// A TOML string literal.
-fn quoted(s: &str) -> String {
+pub fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
@@ -76,7 +76,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// A table key: bare when it can be, quoted otherwise.
-fn toml_key(name: &str) -> String {
+pub fn toml_key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()

@@ -39,6 +39,7 @@ mod documented_audit_fields_are_the_ones_written;
 mod each_tier_is_forwarded_and_audited;
 mod filesystem_server_through_the_gateway;
 mod http_callers_must_authenticate;
+mod init_puts_a_clients_servers_behind_the_gateway;
 mod inspector_cli_through_the_gateway;
 mod intent_can_be_kept_out_of_the_audit_log;
 mod invalid_arguments_are_refused;

@@ -5,11 +5,13 @@ Usage: python_client.py stdio COMMAND ARG...   (the client launches the gateway)
        python_client.py http URL
 
 It lists the tools, makes one allowed call (demo_echo) and one refused call (demo_write_note
-without an intent), and prints what it saw as one JSON object on stdout.
+without an intent), and prints what it saw as one JSON object on stdout. With
+MCP_WARDEN_TEST_CALL set to {"name": ..., "arguments": {...}}, it makes that call too ("extra").
 """
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import Client
@@ -33,6 +35,11 @@ async def main():
         seen["allowed"] = {"is_error": bool(ok.is_error), "text": texts(ok)}
         refused = await client.call_tool("demo_write_note", {"title": "x", "body": "y"})
         seen["refused"] = {"is_error": bool(refused.is_error), "text": texts(refused)}
+        extra = os.environ.get("MCP_WARDEN_TEST_CALL")
+        if extra:
+            call = json.loads(extra)
+            result = await client.call_tool(call["name"], call["arguments"])
+            seen["extra"] = {"is_error": bool(result.is_error), "text": texts(result)}
     print(json.dumps(seen))
 
 
