@@ -78,6 +78,47 @@ pub struct NewRequest {
     /// the `approve` permission.
     #[serde(default)]
     pub approvers: Option<String>,
+    /// Who may confirm the call themselves, and where (policy `confirm`): the principal
+    /// the agent acts for. Approvers may still approve it.
+    #[serde(default)]
+    pub confirm: Option<Confirm>,
+}
+
+/// Personal mode: the principal confirms their own agent's call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirm {
+    /// The principal (the first identity of the chain).
+    pub by: String,
+    /// Whether an answer in the principal's own MCP client counts (policy
+    /// `confirm_in_client`), beside the approvals page, CLI and API.
+    pub in_client: bool,
+}
+
+/// Where a principal confirmed their own agent's call. The two are not equally strong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// The approvals page, CLI or API, signed in with the principal's own approver
+    /// credential, which no agent holds.
+    Approvals,
+    /// An elicitation answered in the principal's MCP client, on the call's own request:
+    /// it proves only that the client said its user answered.
+    Client,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Approvals => "approvals",
+            Channel::Client => "client",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Channel::Approvals, Channel::Client]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
 }
 
 impl NewRequest {
@@ -103,6 +144,10 @@ pub struct Verdict {
     pub comment: Option<String>,
     /// Unix milliseconds.
     pub at: u64,
+    /// Set when this is the principal confirming (or refusing) their own agent's call:
+    /// where they did it. Never set on an approver's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<Channel>,
 }
 
 /// A stored approval request.
@@ -122,13 +167,29 @@ pub struct Request {
 }
 
 impl Request {
-    /// The distinct approvers who approved.
+    /// The distinct approvers who approved (a principal's confirmation is not one).
     pub fn approvers(&self) -> Vec<&str> {
         self.verdicts
             .iter()
-            .filter(|v| v.approve)
+            .filter(|v| v.approve && v.confirmed.is_none())
             .map(|v| v.approver.as_str())
             .collect()
+    }
+
+    /// The principal's confirmation, when they confirmed: who, and where.
+    pub fn confirmation(&self) -> Option<(&str, Channel)> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.approve)
+            .find_map(|v| Some((v.approver.as_str(), v.confirmed?)))
+    }
+
+    /// Whether `identity` may confirm this request themselves through `channel`.
+    pub fn confirmable_by(&self, identity: &str, channel: Channel) -> bool {
+        self.call
+            .confirm
+            .as_ref()
+            .is_some_and(|c| c.by == identity && (channel == Channel::Approvals || c.in_client))
     }
 }
 
@@ -151,6 +212,14 @@ pub enum ApprovalError {
         approver: String,
         role: String,
         object: String,
+    },
+    #[error(
+        "`{approver}` may not confirm request `{id}` {how}: the policy rule that asks for the confirmation does not accept it"
+    )]
+    NotConfirmable {
+        id: String,
+        approver: String,
+        how: &'static str,
     },
     #[error("`{approver}` has already decided request `{id}`; quorum needs distinct approvers")]
     AlreadyDecided { id: String, approver: String },
@@ -184,6 +253,7 @@ mod tests {
             quorum,
             timeout: Duration::from_secs(600),
             approvers: None,
+            confirm: None,
         }
     }
 
@@ -193,6 +263,7 @@ mod tests {
             approve,
             comment: None,
             at,
+            confirmed: None,
         }
     }
 

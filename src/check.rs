@@ -127,8 +127,11 @@ fn check_approvers(
         .flat_map(|m| m.tools.keys().map(move |t| format!("{}/{t}", m.server)))
         .collect();
     for a in approvers {
-        if !objects.iter().any(|o| policy.may_approve(&a.identity, o)) {
-            out.push(Problem::warning(&config.source, None, format!("approver `{}` may approve no listed tool: add a policy row such as `p, {}, server/*, approve, allow`", a.identity, a.identity)));
+        let decides = |o: &String| {
+            policy.may_approve(&a.identity, o) || policy.asks_to_confirm(&a.identity, o)
+        };
+        if !objects.iter().any(decides) {
+            out.push(Problem::warning(&config.source, None, format!("approver `{}` may approve no listed tool, nor confirm calls made on their behalf: add a policy row such as `p, {}, server/*, approve, allow`", a.identity, a.identity)));
         }
     }
 }

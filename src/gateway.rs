@@ -9,6 +9,7 @@ mod answer;
 mod approve;
 mod asks;
 mod call;
+mod confirm;
 mod grants;
 mod logging;
 mod prompts;
@@ -102,7 +103,7 @@ impl Gateway {
             .filter(|t| t.state == ToolState::Ready)
             .filter(|t| {
                 let decision = now.policy.decide(caller, &object_of(t), t.tier);
-                matches!(decision.effect, Effect::Allow | Effect::Approve)
+                decision.effect == Effect::Allow || decision.effect.waits()
             })
             .filter_map(|t| serde_json::from_value(t.listing.clone()).ok())
             .collect()

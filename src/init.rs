@@ -57,6 +57,9 @@ pub struct Report {
     pub list_key: ListKey,
     /// Where the client's original file was saved, when it was rewritten.
     pub backup: Option<PathBuf>,
+    /// The user and their approver token (printed once; only its hash is written).
+    pub user: String,
+    pub token: String,
 }
 
 pub async fn run(options: &Options) -> Result<Report, String> {
@@ -85,9 +88,12 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let from = options.from.display().to_string();
     let all: Vec<&Upstream> = plan.upstreams.iter().collect();
     let secrets = !plan.vars.is_empty();
+    // The user's own approver credential: shown once, only its hash is kept.
+    let token = crate::admin::auth::new_token();
+    let hash = crate::admin::auth::token_hash(&token);
     write(
         &files.config,
-        &starter::config(&from, &who, secrets, &all, &[]),
+        &starter::config(&from, &who, &hash, secrets, &all, &[]),
     )?;
     write(&files.model, starter::MODEL)?;
     let config = Config::load(&files.config).map_err(|e| e.to_string())?;
@@ -105,7 +111,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     if !failed.is_empty() {
         write(
             &files.config,
-            &starter::config(&from, &who, secrets, &ok, &failed),
+            &starter::config(&from, &who, &hash, secrets, &ok, &failed),
         )?;
     }
     let failed: Vec<(String, String)> = failed
@@ -136,6 +142,8 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         entry,
         list_key: client.key,
         backup,
+        user: who.user,
+        token,
     })
 }
 
@@ -361,6 +369,12 @@ pub fn print(report: &Report, options: &Options) {
         );
     }
     println!("wrote {}", report.config.display());
+    println!(
+        "your approver token, as {} (shown once: keep it where no agent can read it, e.g. a password manager):\n  {}\n  your agent's `act` calls wait until you confirm them on http://127.0.0.1:8788/ (sign in with it)\n  or with `MCP_WARDEN_APPROVER_TOKEN=… mcp-warden approvals --config {} approve ID`",
+        report.user,
+        report.token,
+        report.config.display()
+    );
     println!(
         "check it: mcp-warden check --config {}",
         report.config.display()

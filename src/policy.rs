@@ -39,6 +39,23 @@ pub enum Effect {
     Deny,
     /// Allowed only with a human approval.
     Approve,
+    /// Allowed when the principal the agent acts for confirms it on the approvals page,
+    /// CLI or API with their own approver credential (or an approver approves it).
+    Confirm,
+    /// As `Confirm`, and the principal may also confirm in their own MCP client (an
+    /// elicitation on the call's request), which proves less.
+    #[serde(rename = "confirm_in_client")]
+    ConfirmInClient,
+}
+
+impl Effect {
+    /// Whether the call waits for a human: an approver, or the principal.
+    pub fn waits(self) -> bool {
+        matches!(
+            self,
+            Effect::Approve | Effect::Confirm | Effect::ConfirmInClient
+        )
+    }
 }
 
 impl fmt::Display for Effect {
@@ -47,6 +64,8 @@ impl fmt::Display for Effect {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
             Effect::Approve => "approve",
+            Effect::Confirm => "confirm",
+            Effect::ConfirmInClient => "confirm_in_client",
         })
     }
 }
@@ -99,11 +118,39 @@ pub struct Permitted {
     approval: Option<Grant>,
 }
 
-/// The approval a permitted call was granted under.
+/// The approval a permitted call was granted under: by approvers, or confirmed by the
+/// principal (who, and where).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     pub id: String,
     pub approvers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<approval::Channel>,
+}
+
+impl Grant {
+    pub fn of(r: &approval::Request) -> Self {
+        let confirmed = r.confirmation();
+        Self {
+            id: r.id.clone(),
+            approvers: r.approvers().into_iter().map(String::from).collect(),
+            confirmed_by: confirmed.map(|(who, _)| who.to_string()),
+            channel: confirmed.map(|(_, channel)| channel),
+        }
+    }
+
+    /// Who decided, in words.
+    pub fn describe(&self) -> String {
+        match (&self.confirmed_by, self.channel) {
+            (Some(who), Some(approval::Channel::Client)) => {
+                format!("`{who}` confirming in their own client")
+            }
+            (Some(who), _) => format!("`{who}` confirming on the approvals page"),
+            (None, _) => format!("approvers {}", self.approvers.join(", ")),
+        }
+    }
 }
 
 impl Permitted {
@@ -249,7 +296,7 @@ impl Policy {
         tier: Tier,
         now: u64,
     ) -> Verdict {
-        let open = v.error.is_none() && matches!(v.effect, None | Some(Effect::Approve));
+        let open = v.error.is_none() && v.effect.is_none_or(Effect::waits);
         let grant = open
             .then(|| self.grants.find(&v.identity, principal, object, tier, now))
             .flatten();
@@ -266,6 +313,17 @@ impl Policy {
     /// Whether `identity` may approve calls to `object` (permission `approve`).
     pub fn may_approve(&self, identity: &str, object: &str) -> bool {
         self.verdict(identity, object, "approve").effect == Some(Effect::Allow)
+    }
+
+    /// Whether some rule asks for `identity`'s own confirmation of calls to `object` made
+    /// on its behalf (`confirm`, `confirm_in_client`), at any tier.
+    pub fn asks_to_confirm(&self, identity: &str, object: &str) -> bool {
+        [Tier::Read, Tier::Transform, Tier::Act].iter().any(|t| {
+            matches!(
+                self.verdict(identity, object, t.as_str()).effect,
+                Some(Effect::Confirm | Effect::ConfirmInClient)
+            )
+        })
     }
 
     /// Whether `identity` is `who` or holds role `who` (directly or through other roles).
@@ -292,54 +350,69 @@ impl Policy {
         let decision = self.escalate(self.decide(&call.caller, &object, call.tool.tier), &call);
         let bound = approval
             .filter(|r| r.status == approval::Status::Executed && r.binding == binding_of(&call));
-        match (decision.effect, bound) {
+        let enough = bound.filter(|r| decided_enough(r, decision.effect));
+        let refuse = |call, decision: Decision, message| {
+            Err(Box::new(Refused {
+                call,
+                decision,
+                message,
+            }))
+        };
+        match (decision.effect, bound, enough) {
             // A deny, a missing rule, or a Casbin error somewhere in the chain: nothing
             // overrides it, not even an approval.
-            (Effect::Deny, _) => {
+            (Effect::Deny, _, _) => {
                 let message = decision
                     .reason
                     .clone()
                     .unwrap_or_else(|| "denied by policy".into());
-                Err(Box::new(Refused {
-                    call,
-                    decision,
-                    message,
-                }))
+                refuse(call, decision, message)
             }
             // Every identity in the chain allows it; no approval is needed.
-            (Effect::Allow, _) => Ok(Permitted {
+            (Effect::Allow, _, _) => Ok(Permitted {
                 call,
                 decision,
                 approval: None,
             }),
-            // Approval required, and this call carries one bound to it.
-            (Effect::Approve, Some(r)) => {
-                let grant = Grant {
-                    id: r.id.clone(),
-                    approvers: r.approvers().into_iter().map(String::from).collect(),
-                };
+            // A human decision required, and this call carries one bound to it, made by
+            // whom and where the policy accepts now.
+            (Effect::Approve | Effect::Confirm | Effect::ConfirmInClient, Some(_), Some(r)) => {
+                let grant = Grant::of(r);
                 Ok(Permitted {
                     call,
                     decision,
                     approval: Some(grant),
                 })
             }
-            // Approval required and none (or none for this exact call) was given.
-            (Effect::Approve, None) => {
-                let rule = decision
-                    .rule
-                    .as_ref()
-                    .map(|r| format!(" (rule {r})"))
-                    .unwrap_or_default();
+            // A decision bound to this call, but not one the policy accepts now (it was
+            // changed while the call waited, e.g. from `confirm_in_client` to `approve`).
+            (Effect::Approve | Effect::Confirm | Effect::ConfirmInClient, Some(r), None) => {
                 let message = format!(
-                    "`{}` requires approval by a human approver{rule}; no approval was given, so the call was not made",
-                    call.tool.name
+                    "request `{}` was decided by {}, which the policy no longer accepts for `{}`: {}; the call was not made",
+                    r.id,
+                    Grant::of(r).describe(),
+                    call.tool.name,
+                    decision.reason.clone().unwrap_or_default()
                 );
-                Err(Box::new(Refused {
-                    call,
-                    decision,
-                    message,
-                }))
+                refuse(call, decision, message)
+            }
+            // Approval required and none (or none for this exact call) was given.
+            (Effect::Approve, None, _) => {
+                let message = format!(
+                    "`{}` requires approval by a human approver{}; no approval was given, so the call was not made",
+                    call.tool.name,
+                    rule_note(&decision)
+                );
+                refuse(call, decision, message)
+            }
+            // The principal's confirmation required and not given.
+            (Effect::Confirm | Effect::ConfirmInClient, None, _) => {
+                let message = format!(
+                    "`{}` requires the confirmation of the user the agent acts for{}; none was given, so the call was not made",
+                    call.tool.name,
+                    rule_note(&decision)
+                );
+                refuse(call, decision, message)
             }
         }
     }
@@ -347,10 +420,32 @@ impl Policy {
     /// Turn an `allow` into `approve` when the tool owner's approval rule applies to these
     /// arguments, or, with no owner rule, when the tier is `act`, the `act` default is
     /// `approve`, and not every identity's allowing rule names the `act` tier itself.
+    /// A `confirm` becomes `approve` when the owner's rule applies and asks for approvers
+    /// (a role, or more than one): separation of duties stays mandatory there.
     fn escalate(&self, decision: Decision, call: &Call) -> Decision {
-        if decision.effect != Effect::Allow {
-            return decision;
+        match decision.effect {
+            Effect::Allow => self.escalate_allow(decision, call),
+            Effect::Confirm | Effect::ConfirmInClient => {
+                let args = Value::Object(call.args.clone());
+                let owner = call
+                    .tool
+                    .approval
+                    .as_deref()
+                    .filter(|r| r.applies(&args) && (r.approvers.is_some() || r.quorum > 1));
+                match owner {
+                    Some(_) => Decision {
+                        effect: Effect::Approve,
+                        reason: Some("requires approval: its owner's approval rule asks for approvers, so the principal's own confirmation is not enough".into()),
+                        ..decision
+                    },
+                    None => decision,
+                }
+            }
+            Effect::Deny | Effect::Approve => decision,
         }
+    }
+
+    fn escalate_allow(&self, decision: Decision, call: &Call) -> Decision {
         let reason = match &call.tool.approval {
             Some(rule) if rule.applies(&Value::Object(call.args.clone())) => Some(match rule.condition() {
                 Some(c) => format!("requires approval: its owner's approval rule applies to these arguments (`when` {c})"),
@@ -454,35 +549,38 @@ impl Policy {
             e.enforce_ex((identity, object, act))
                 .map(|(hit, rules)| hit.then(|| rules.into_iter().next()))
         };
-        let needed = [Which::Deny, Which::Approve, Which::Allow];
+        // Strictest first: the first effect with a matching row is the verdict.
+        const ORDER: [(Which, Effect); 5] = [
+            (Which::Deny, Effect::Deny),
+            (Which::Approve, Effect::Approve),
+            (Which::Confirm, Effect::Confirm),
+            (Which::ConfirmInClient, Effect::ConfirmInClient),
+            (Which::Allow, Effect::Allow),
+        ];
+        let needed = ORDER.map(|(which, _)| which);
         let results = self.with_enforcers(identity, &needed, |e| {
-            (
-                ask(e.get(Which::Deny)),
-                ask(e.get(Which::Approve)),
-                ask(e.get(Which::Allow)),
-            )
+            ORDER.map(|(which, _)| ask(e.get(which)))
         });
-        let (effect, rule, error) = match results {
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                (None, None, Some(format!("policy evaluation failed: {e}")))
-            }
-            (Ok(Some(r)), _, _) => (Some(Effect::Deny), self.original(r, Effect::Deny), None),
-            (Ok(None), Ok(Some(r)), _) => (
-                Some(Effect::Approve),
-                self.original(r, Effect::Approve),
-                None,
-            ),
-            (Ok(None), Ok(None), Ok(Some(r))) => {
-                (Some(Effect::Allow), self.original(r, Effect::Allow), None)
-            }
-            (Ok(None), Ok(None), Ok(None)) => (None, None, None),
-        };
-        Verdict {
+        let mut verdict = Verdict {
             identity: identity.to_string(),
-            effect,
-            rule,
-            error,
+            effect: None,
+            rule: None,
+            error: None,
+        };
+        // Any Casbin error is the verdict (a deny), whatever else matched.
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            verdict.error = Some(format!("policy evaluation failed: {e}"));
+            return verdict;
         }
+        let first = ORDER
+            .iter()
+            .zip(results)
+            .find_map(|((_, effect), r)| r.ok().flatten().map(|rule| (*effect, rule)));
+        if let Some((effect, rule)) = first {
+            verdict.effect = Some(effect);
+            verdict.rule = self.original(rule, effect);
+        }
+        verdict
     }
 
     /// The policy-file rule behind a rule an enforcer matched (whose effect it had
@@ -494,6 +592,28 @@ impl Policy {
         }
         self.rules.get(&fields).cloned()
     }
+}
+
+/// Whether a used request's decision is one `effect` accepts: the quorum of approvers
+/// for every effect; the principal's own confirmation only for `confirm` (made on the
+/// approvals page, CLI or API) and `confirm_in_client` (made there or in their client).
+fn decided_enough(r: &approval::Request, effect: Effect) -> bool {
+    let approved = r.approvers().len() >= r.call.quorum as usize;
+    let confirmed = r.confirmation().map(|(_, channel)| channel);
+    match effect {
+        Effect::Approve => approved,
+        Effect::Confirm => approved || confirmed == Some(approval::Channel::Approvals),
+        Effect::ConfirmInClient => approved || confirmed.is_some(),
+        Effect::Allow | Effect::Deny => false,
+    }
+}
+
+fn rule_note(decision: &Decision) -> String {
+    decision
+        .rule
+        .as_ref()
+        .map(|r| format!(" (rule {r})"))
+        .unwrap_or_default()
 }
 
 /// The approval binding of a call: tool, exact-argument digest and caller chain.
@@ -532,8 +652,11 @@ fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
     let failed = verdicts.iter().find(|v| v.error.is_some());
     let denied = verdicts.iter().find(|v| v.effect == Some(Effect::Deny));
     let unruled = verdicts.iter().find(|v| v.effect.is_none());
-    let approve = verdicts.iter().find(|v| v.effect == Some(Effect::Approve));
-    let (effect, rule, reason) = match (failed, denied, unruled, approve) {
+    // The strictest wait any identity's verdict asks for.
+    let waits = [Effect::Approve, Effect::Confirm, Effect::ConfirmInClient]
+        .into_iter()
+        .find_map(|effect| verdicts.iter().find(|v| v.effect == Some(effect)));
+    let (effect, rule, reason) = match (failed, denied, unruled, waits) {
         (Some(v), _, _, _) => (
             Effect::Deny,
             None,
@@ -560,11 +683,18 @@ fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
                 v.identity
             ),
         ),
-        (None, None, None, Some(v)) => (
-            Effect::Approve,
-            v.rule.clone(),
-            format!("requires approval by policy rule {}", describe(&v.rule)),
-        ),
+        (None, None, None, Some(v)) => {
+            let effect = v.effect.unwrap_or(Effect::Approve);
+            let what = match effect {
+                Effect::Confirm | Effect::ConfirmInClient => "the principal's confirmation",
+                _ => "approval",
+            };
+            (
+                effect,
+                v.rule.clone(),
+                format!("requires {what} by policy rule {}", describe(&v.rule)),
+            )
+        }
         (None, None, None, None) => (
             Effect::Allow,
             verdicts.last().and_then(|v| v.rule.clone()),
@@ -642,12 +772,14 @@ fn probe(
 /// One enforcer per [`Which`], each holding the `p` rules it is for (as plain allows) and
 /// every grouping rule, under the model's request, policy, role and matcher definitions.
 async fn enforcers(model_text: &str, checked: &rules::Checked) -> casbin::Result<Enforcers> {
-    let [a, b, c, d] = Which::ALL;
+    let [a, b, c, d, e, f] = Which::ALL;
     Ok(Enforcers::new([
         enforcer(model_text, checked, a).await?,
         enforcer(model_text, checked, b).await?,
         enforcer(model_text, checked, c).await?,
         enforcer(model_text, checked, d).await?,
+        enforcer(model_text, checked, e).await?,
+        enforcer(model_text, checked, f).await?,
     ]))
 }
 
@@ -707,6 +839,62 @@ mod tests {
             (Path::new("policy.csv"), ROWS),
         )
         .await
+    }
+
+    /// Which decisions each waiting effect accepts: approvers always; the principal's
+    /// own confirmation only where the effect asks for one, and from the client only
+    /// under `confirm_in_client` (so a rule tightened while the call waited holds).
+    #[test]
+    fn each_effect_accepts_only_the_decisions_it_asks_for() {
+        use approval::{Channel, Confirm, NewRequest, Request, Status, Verdict};
+        let request = |verdict: Verdict| Request {
+            id: "r".into(),
+            call: NewRequest {
+                call_id: "c".into(),
+                session: "s".into(),
+                agent: "agent:laptop".into(),
+                chain: vec!["user:dana".into(), "agent:laptop".into()],
+                intent: None,
+                intent_redacted: false,
+                server: "demo".into(),
+                tool: "send".into(),
+                tier: "act".into(),
+                args_display: Value::Null,
+                args_digest: "d".into(),
+                quorum: 1,
+                timeout: std::time::Duration::from_secs(1),
+                approvers: None,
+                confirm: Some(Confirm {
+                    by: "user:dana".into(),
+                    in_client: true,
+                }),
+            },
+            binding: "b".into(),
+            status: Status::Executed,
+            created: 0,
+            expires: 1,
+            verdicts: vec![verdict],
+        };
+        let by = |approver: &str, confirmed| Verdict {
+            approver: approver.into(),
+            approve: true,
+            comment: None,
+            at: 0,
+            confirmed,
+        };
+        let approved = request(by("user:carol", None));
+        let on_page = request(by("user:dana", Some(Channel::Approvals)));
+        let in_client = request(by("user:dana", Some(Channel::Client)));
+        let accepts = |r: &Request| {
+            [Effect::Approve, Effect::Confirm, Effect::ConfirmInClient]
+                .map(|e| decided_enough(r, e))
+        };
+        assert_eq!(accepts(&approved), [true, true, true]);
+        assert_eq!(accepts(&on_page), [false, true, true]);
+        assert_eq!(accepts(&in_client), [false, false, true]);
+        for r in [&approved, &on_page, &in_client] {
+            assert!(!decided_enough(r, Effect::Allow) && !decided_enough(r, Effect::Deny));
+        }
     }
 
     /// A model Casbin reads but cannot evaluate would deny every call: it is refused at

@@ -24,7 +24,8 @@ pub use grants::GrantRow;
 /// Each migration takes the schema from the version before it to its own number (its
 /// index + 1). Databases written before migrations were numbered are at version 0 and
 /// already have the tables of the first, which creates them only if absent.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     binding TEXT NOT NULL,
@@ -55,7 +56,11 @@ CREATE TABLE IF NOT EXISTS grants (
     status TEXT NOT NULL,
     revoked_by TEXT
 );
-"];
+",
+    "
+ALTER TABLE verdicts ADD COLUMN confirmed TEXT;
+",
+];
 
 /// Connections kept open between uses.
 const IDLE: usize = 4;
@@ -266,13 +271,20 @@ mod tests {
         };
         drop(Store::open(&path).unwrap());
         assert_eq!(version(&path) as usize, MIGRATIONS.len());
-        // A database from before numbered migrations: its tables, version 0.
-        Connection::open(&path)
+        // A database from before numbered migrations: the first one's tables, version 0.
+        let old = dir.path().join("old.db");
+        Connection::open(&old)
             .unwrap()
-            .execute_batch("PRAGMA user_version = 0;")
+            .execute_batch(MIGRATIONS[0])
             .unwrap();
-        drop(Store::open(&path).unwrap());
-        assert_eq!(version(&path) as usize, MIGRATIONS.len());
+        assert_eq!(version(&old), 0);
+        drop(Store::open(&old).unwrap());
+        assert_eq!(version(&old) as usize, MIGRATIONS.len());
+        // Every later migration ran: verdicts record confirmations.
+        Connection::open(&old)
+            .unwrap()
+            .execute_batch("SELECT confirmed FROM verdicts")
+            .unwrap();
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::auth::{COOKIE_NAME, Presented};
 use super::{Admin, Signed, problem};
-use crate::approval::{ApprovalError, Request, Status, Verdict, now_ms};
+use crate::approval::{ApprovalError, Channel, Request, Status, Verdict, now_ms};
 
 /// The longest comment an approver may leave.
 const MAX_COMMENT: usize = 2000;
@@ -229,6 +229,7 @@ fn failure(e: &ApprovalError) -> Response {
     let status = match e {
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
         ApprovalError::SeparationOfDuties { .. }
+        | ApprovalError::NotConfirmable { .. }
         | ApprovalError::NotPermitted { .. }
         | ApprovalError::NotInRole { .. } => StatusCode::FORBIDDEN,
         ApprovalError::AlreadyDecided { .. } | ApprovalError::Closed { .. } => StatusCode::CONFLICT,
@@ -263,14 +264,21 @@ struct View<'a> {
     /// Why this approver cannot decide it, if they cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     cannot_decide: Option<&'static str>,
+    /// The one asking is the principal of the call, who confirms their own agent's call
+    /// (recorded as `confirmed`, not as an approval).
+    yours_to_confirm: bool,
+    /// Who confirmed it, and where, once someone did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmed_by: Option<&'a str>,
 }
 
 impl<'a> View<'a> {
     fn of(r: &'a Request, approver: &str) -> Self {
         let chain = &r.call.chain;
+        let yours_to_confirm = r.confirmable_by(approver, Channel::Approvals);
         let cannot_decide = if r.status != Status::Pending {
             Some("this request is closed")
-        } else if chain.iter().any(|c| c == approver) {
+        } else if chain.iter().any(|c| c == approver) && !yours_to_confirm {
             Some("you are the requester or act in its delegation chain")
         } else if r.verdicts.iter().any(|v| v.approver == approver) {
             Some("you have already decided this request")
@@ -299,6 +307,8 @@ impl<'a> View<'a> {
             expires: r.expires,
             time_left_ms: r.expires.saturating_sub(now_ms()),
             cannot_decide,
+            yours_to_confirm,
+            confirmed_by: r.confirmation().map(|(who, _)| who),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{ApprovalError, NewRequest, Request, Status, Verdict};
+use super::{ApprovalError, Channel, NewRequest, Request, Status, Verdict};
 use crate::store::{RequestRow, Store, StoreError, VerdictRow};
 
 impl From<StoreError> for ApprovalError {
@@ -179,39 +179,50 @@ fn expire_if_due(r: &mut Request, now: u64) -> bool {
     due
 }
 
-/// Whether `verdict` may count on `r`: still pending, not from the requester's chain,
-/// from someone with the permission, and each approver once.
+/// Whether `verdict` may count on `r`: still pending, not from the requester's chain
+/// (unless it is the principal confirming where the request allows it), from someone
+/// with the permission, and each approver once.
 fn check_decision(r: &Request, verdict: &Verdict, permitted: bool) -> Result<(), ApprovalError> {
     if r.status != Status::Pending {
         return Err(closed(r));
     }
     let id = r.id.clone();
-    if r.call.chain.contains(&verdict.approver) || r.call.agent == verdict.approver {
-        return Err(ApprovalError::SeparationOfDuties {
-            id,
-            approver: verdict.approver.clone(),
-        });
-    }
-    if !permitted {
-        return Err(ApprovalError::NotPermitted {
-            approver: verdict.approver.clone(),
-            object: format!("{}/{}", r.call.server, r.call.tool),
-        });
+    let approver = verdict.approver.clone();
+    match verdict.confirmed {
+        // The principal, confirming their own agent's call.
+        Some(channel) if !r.confirmable_by(&approver, channel) => {
+            let how = match channel {
+                Channel::Approvals => "on the approvals page",
+                Channel::Client => "in their own client",
+            };
+            return Err(ApprovalError::NotConfirmable { id, approver, how });
+        }
+        Some(_) => {}
+        // Anyone else: never the requester or anyone it acts for, and with permission.
+        None if r.call.chain.contains(&approver) || r.call.agent == approver => {
+            return Err(ApprovalError::SeparationOfDuties { id, approver });
+        }
+        None if !permitted => {
+            return Err(ApprovalError::NotPermitted {
+                approver,
+                object: format!("{}/{}", r.call.server, r.call.tool),
+            });
+        }
+        None => {}
     }
     if r.verdicts.iter().any(|v| v.approver == verdict.approver) {
-        return Err(ApprovalError::AlreadyDecided {
-            id,
-            approver: verdict.approver.clone(),
-        });
+        return Err(ApprovalError::AlreadyDecided { id, approver });
     }
     Ok(())
 }
 
-/// Where a request stands after its latest verdict: one deny closes it, the quorum of
-/// distinct approvals approves it.
+/// Where a request stands after its latest verdict: one deny closes it, the principal's
+/// confirmation or the quorum of distinct approvals approves it.
 fn status_after(r: &Request) -> Status {
     match r.verdicts.last() {
         Some(v) if !v.approve => Status::Denied,
+        // The principal's own confirmation is the whole decision.
+        Some(v) if v.confirmed.is_some() => Status::Approved,
         _ if r.approvers().len() >= r.call.quorum as usize => Status::Approved,
         _ => Status::Pending,
     }
@@ -240,6 +251,7 @@ fn to_row(r: &Request) -> Result<RequestRow, ApprovalError> {
                 approve: v.approve,
                 comment: v.comment.clone(),
                 at: v.at,
+                confirmed: v.confirmed.map(|c| c.as_str().to_string()),
             })
             .collect(),
     })
@@ -253,13 +265,22 @@ fn from_row(row: RequestRow) -> Result<Request, ApprovalError> {
     let verdicts = row
         .verdicts
         .iter()
-        .map(|v| Verdict {
-            approver: v.approver.clone(),
-            approve: v.approve,
-            comment: v.comment.clone(),
-            at: v.at,
+        .map(|v| {
+            let confirmed = match v.confirmed.as_deref() {
+                None => Ok(None),
+                Some(c) => Channel::parse(c)
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("unknown confirmation channel `{c}`"))),
+            };
+            Ok(Verdict {
+                approver: v.approver.clone(),
+                approve: v.approve,
+                comment: v.comment.clone(),
+                at: v.at,
+                confirmed: confirmed?,
+            })
         })
-        .collect();
+        .collect::<Result<_, ApprovalError>>()?;
     Ok(Request {
         id: row.id,
         call,

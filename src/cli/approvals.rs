@@ -242,8 +242,12 @@ fn print_list(v: &Value) {
         return;
     }
     for r in &requests {
+        let yours = match f(r, "yours_to_confirm").as_bool() {
+            Some(true) => "  (yours to confirm: your own agent asks)",
+            _ => "",
+        };
         println!(
-            "{}  {}/{} [{}]  {} for {}  {}\n    intent: {}",
+            "{}  {}/{} [{}]  {} for {}  {}{yours}\n    intent: {}",
             text(f(r, "id")),
             text(f(r, "server")),
             text(f(r, "tool")),

@@ -69,6 +69,7 @@ pub async fn run(e: Explain, config: Config) -> Result<(), String> {
     let verdict = match decision.effect {
         Effect::Allow => "ALLOWED",
         Effect::Approve => "NEEDS APPROVAL",
+        Effect::Confirm | Effect::ConfirmInClient => "NEEDS THE USER'S CONFIRMATION",
         Effect::Deny => "DENIED",
     };
     println!(
@@ -87,6 +88,15 @@ pub async fn run(e: Explain, config: Config) -> Result<(), String> {
             "  to allow `{}`: p, {}, {}, {tier}, allow",
             v.identity, v.identity, e.tool
         );
+    }
+    match decision.effect {
+        Effect::Confirm => println!(
+            "  the user the agent acts for confirms it on the approvals page, CLI or API, signed in with their own approver credential (which no agent holds); an approver may approve it instead"
+        ),
+        Effect::ConfirmInClient => println!(
+            "  the user the agent acts for confirms it on the approvals page, CLI or API, or in their own MCP client when it supports elicitation; an answer in the client proves only that the client said its user answered (a client could let its model answer); an approver may approve it instead"
+        ),
+        Effect::Allow | Effect::Approve | Effect::Deny => {}
     }
     if decision.effect == Effect::Allow && tier == Tier::Act {
         println!(

@@ -11,10 +11,12 @@ use rmcp::service::RequestContext;
 use serde_json::Value;
 
 use super::{Snapshot, State};
-use crate::approval::{ApprovalError, NewRequest, Request, Status, Verdict, now_ms, webhook};
+use crate::approval::{
+    ApprovalError, Channel, Confirm, NewRequest, Request, Status, Verdict, now_ms, webhook,
+};
 use crate::audit::redacted;
 use crate::digest;
-use crate::policy::{Call, Decision, Permitted, Policy, Refused, binding_of};
+use crate::policy::{Call, Decision, Effect, Permitted, Policy, Refused, binding_of};
 
 /// How often a waiting call tells its client it is still waiting (progress keeps the
 /// call open). Between those, it wakes when the store changes or the request expires.
@@ -57,7 +59,7 @@ pub async fn obtain(
     }
     let request = match state
         .approvals
-        .create(new_request(now, &call), now_ms())
+        .create(new_request(now, &call, &decision), now_ms())
         .await
     {
         Ok(r) => r,
@@ -87,14 +89,21 @@ async fn wait(
     request: Request,
     context: &RequestContext<RoleServer>,
 ) -> Outcome {
-    let id = request.id;
+    let id = request.id.clone();
     let token = context.meta.get_progress_token();
-    let note = match state.page_url() {
-        Some(page) => {
-            format!("waiting for a human approver (request `{id}`, {page}/#request-{id})")
-        }
-        None => format!("waiting for a human approver (request `{id}`)"),
+    let who = match &request.call.confirm {
+        Some(c) => format!("`{}` to confirm", c.by),
+        None => "a human approver".into(),
     };
+    let note = match state.page_url() {
+        Some(page) => format!("waiting for {who} (request `{id}`, {page}/#request-{id})"),
+        None => format!("waiting for {who} (request `{id}`)"),
+    };
+    // Personal mode: ask the principal in their own client too, on this call's request.
+    let principal = super::confirm::can_ask(&request, context);
+    let mut asking = principal
+        .is_some()
+        .then(|| Box::pin(super::confirm::ask(&request, context)));
     // Subscribed before the first read: a decision made after it wakes this loop.
     let mut changes = state.approvals.watch();
     let mut next_progress = tokio::time::Instant::now();
@@ -150,6 +159,15 @@ async fn wait(
             changed = changes.changed() => {
                 if changed.is_err() {
                     return refused(call, decision, "the approval store closed".into());
+                }
+            }
+            answer = async { asking.as_mut()?.await }, if asking.is_some() => {
+                asking = None;
+                if let (Some(answer), Some(by)) = (answer, principal.as_deref()) {
+                    let comment = Some(answer.comment.to_string());
+                    if let Err(e) = state.confirm(&id, by, answer.confirm, comment, Channel::Client).await {
+                        tracing::warn!(approval = %id, error = %e, "the user's answer in their client was not recorded");
+                    }
                 }
             }
             () = tokio::time::sleep(until) => {}
@@ -254,8 +272,15 @@ async fn use_approval(
     }
 }
 
-fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
+fn new_request(now: &Snapshot, call: &Call, decision: &Decision) -> NewRequest {
     let args = Value::Object(call.args.clone());
+    // The principal may confirm their own agent's call where policy says `confirm`.
+    let confirm = |in_client| {
+        call.caller
+            .principal
+            .clone()
+            .map(|by| Confirm { by, in_client })
+    };
     // The owner's quorum, timeout and approvers count only when their rule applies.
     let rule = call.tool.approval.as_deref().filter(|r| r.applies(&args));
     NewRequest {
@@ -275,6 +300,11 @@ fn new_request(now: &Snapshot, call: &Call) -> NewRequest {
             .and_then(|r| r.timeout)
             .unwrap_or(now.config.live.approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
+        confirm: match decision.effect {
+            Effect::Confirm => confirm(false),
+            Effect::ConfirmInClient => confirm(true),
+            Effect::Allow | Effect::Deny | Effect::Approve => None,
+        },
     }
 }
 
@@ -296,7 +326,11 @@ impl State {
     }
 
     /// Whether `approver` may decide `request` on `object`: the `approve` permission.
+    /// The principal of a call that asks for their confirmation may decide it too.
     pub fn may_approve(&self, approver: &str, object: &str, request: &Request) -> bool {
+        if request.confirmable_by(approver, Channel::Approvals) {
+            return true;
+        }
         let policy = self.current().policy.clone();
         policy.may_approve(approver, object)
             && request
@@ -317,6 +351,13 @@ impl State {
         comment: Option<String>,
     ) -> Result<Request, ApprovalError> {
         let request = self.approvals.get(id).await?;
+        // The principal confirming (or refusing) their own agent's call, signed in with
+        // their own approver credential.
+        if request.confirmable_by(approver, Channel::Approvals) {
+            return self
+                .confirm(id, approver, approve, comment, Channel::Approvals)
+                .await;
+        }
         let object = format!("{}/{}", request.call.server, request.call.tool);
         let policy = self.current().policy.clone();
         let permitted = policy.may_approve(approver, &object);
@@ -325,6 +366,7 @@ impl State {
             approve,
             comment,
             at: now_ms(),
+            confirmed: None,
         };
         let result = match request.call.approvers.as_deref() {
             Some(role) if permitted && !policy.is_or_has_role(approver, role) => {

@@ -18,7 +18,7 @@ use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
 use crate::limits::Limited;
-use crate::policy::{Call, Decision, Effect, Refused};
+use crate::policy::{Call, Decision, Refused};
 use crate::upstream::UpstreamError;
 
 /// Why a call was not made (or did not finish).
@@ -132,7 +132,7 @@ async fn admit(
         trace: trace(meta),
     };
     let permitted = match now.policy.authorize(call, None) {
-        Err(r) if r.decision.effect == Effect::Approve => {
+        Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
             super::approve::obtain(state, now, r, context).await
         }

@@ -17,6 +17,7 @@ pub struct Identities {
 pub fn config(
     from: &str,
     who: &Identities,
+    token_hash: &str,
     secrets: bool,
     upstreams: &[&Upstream],
     failed: &[(&Upstream, String)],
@@ -48,6 +49,7 @@ pub fn config(
          \n\
          [[approver]]                            # you decide your agent's `act` calls\n\
          identity = {user}\n\
+         sha256 = \"{token_hash}\"  # of the approver token init printed once: no agent holds it\n\
          \n\
          [identity.stdio]                        # who is calling when your client starts the gateway\n\
          agent = {agent}\n\
@@ -93,9 +95,13 @@ pub fn policy(who: &Identities, servers: &[&Upstream]) -> String {
          # Reading and changing things inside your own scope: allowed.\n\
          p, role:me, */*, read, allow\n\
          p, role:me, */*, transform, allow\n\
-         # Acting on the world (sending, deleting, paying): waits until a human decides, on the\n\
-         # approvals page (http://127.0.0.1:8788/) or with `mcp-warden approvals`.\n\
-         p, role:me, */*, act, approve\n\
+         # Acting on the world (sending, deleting, paying): waits until you confirm it yourself\n\
+         # (`confirm`), on the approvals page (http://127.0.0.1:8788/, signed in with your approver\n\
+         # token) or with `mcp-warden approvals approve ID`. Your token is one no agent holds.\n\
+         # To be asked in your MCP client instead (when it supports elicitation), write\n\
+         # `confirm_in_client`: handier, but weaker, since a client could let its model answer.\n\
+         # To require someone else's approval, write `approve` and add them as an approver.\n\
+         p, role:me, */*, act, confirm\n\
          \n\
          g, {user}, role:me\n\
          g, {agent}, role:me\n",

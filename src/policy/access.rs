@@ -117,10 +117,14 @@ impl Policy {
                 .reason
                 .clone()
                 .unwrap_or_else(|| "denied by policy".into()),
-            // Only tool calls can wait for a human approver.
-            Effect::Approve => format!(
-                "`{}` requires a human approval by policy, which a {} request cannot wait for; ask for an `allow` rule",
+            // Only tool calls can wait for a human approver or the principal.
+            Effect::Approve | Effect::Confirm | Effect::ConfirmInClient => format!(
+                "`{}` requires {} by policy, which a {} request cannot wait for; ask for an `allow` rule",
                 access.object(),
+                match decision.effect {
+                    Effect::Approve => "a human approval",
+                    _ => "the confirmation of the user the agent acts for",
+                },
                 access.kind.method()
             ),
         };

@@ -23,10 +23,19 @@ pub enum Which {
     AllowAct,
     Deny,
     Approve,
+    Confirm,
+    ConfirmInClient,
 }
 
 impl Which {
-    pub const ALL: [Which; 4] = [Which::Allow, Which::AllowAct, Which::Deny, Which::Approve];
+    pub const ALL: [Which; 6] = [
+        Which::Allow,
+        Which::AllowAct,
+        Which::Deny,
+        Which::Approve,
+        Which::Confirm,
+        Which::ConfirmInClient,
+    ];
 
     /// The effect its rows carry in the policy file.
     pub fn effect(self) -> &'static str {
@@ -34,6 +43,8 @@ impl Which {
             Which::Allow | Which::AllowAct => "allow",
             Which::Deny => "deny",
             Which::Approve => "approve",
+            Which::Confirm => "confirm",
+            Which::ConfirmInClient => "confirm_in_client",
         }
     }
 
@@ -55,20 +66,34 @@ impl Which {
 }
 
 /// One enforcer for each [`Which`], in the order of [`Which::ALL`].
-pub struct Enforcers([Enforcer; 4]);
+pub struct Enforcers([Enforcer; 6]);
 
 impl Enforcers {
-    pub fn new(enforcers: [Enforcer; 4]) -> Self {
+    pub fn new(enforcers: [Enforcer; 6]) -> Self {
         Self(enforcers)
     }
 
     pub fn get(&self, which: Which) -> &Enforcer {
-        let [allow, allow_act, deny, approve] = &self.0;
+        let [allow, allow_act, deny, approve, confirm, confirm_in_client] = &self.0;
         match which {
             Which::Allow => allow,
             Which::AllowAct => allow_act,
             Which::Deny => deny,
             Which::Approve => approve,
+            Which::Confirm => confirm,
+            Which::ConfirmInClient => confirm_in_client,
+        }
+    }
+
+    fn get_mut(&mut self, which: Which) -> &mut Enforcer {
+        let [allow, allow_act, deny, approve, confirm, confirm_in_client] = &mut self.0;
+        match which {
+            Which::Allow => allow,
+            Which::AllowAct => allow_act,
+            Which::Deny => deny,
+            Which::Approve => approve,
+            Which::Confirm => confirm,
+            Which::ConfirmInClient => confirm_in_client,
         }
     }
 }
@@ -145,13 +170,7 @@ impl Narrow {
             .filter_map(|at| self.checked.policies.get(*at))
             .filter_map(|rule| which.select(&self.checked, &rule.fields))
             .collect();
-        let [allow, allow_act, deny, approve] = &mut scratch.0;
-        let enforcer = match which {
-            Which::Allow => allow,
-            Which::AllowAct => allow_act,
-            Which::Deny => deny,
-            Which::Approve => approve,
-        };
+        let enforcer = scratch.get_mut(which);
         let model = enforcer.get_mut_model();
         model.clear_policy();
         if !selected.is_empty() {

@@ -91,7 +91,7 @@ pub struct Checked {
     pub subject_index: Option<usize>,
 }
 
-const EFFECTS: [&str; 3] = ["allow", "deny", "approve"];
+const EFFECTS: [&str; 5] = ["allow", "deny", "approve", "confirm", "confirm_in_client"];
 const ACTS: [&str; 5] = ["read", "transform", "act", "approve", "*"];
 
 /// Read the model and check it has what the gateway needs.
@@ -121,7 +121,7 @@ pub async fn model_shape(file: &Path, text: &str) -> Result<ModelShape, Problem>
         .map(|t| t.trim_start_matches("p_").to_string())
         .collect();
     let eft_index = p_fields.iter().position(|f| f == "eft").ok_or_else(|| {
-        problem("`p` must have an `eft` field (allow, deny or approve): p = sub, obj, act, eft")
+        problem("`p` must have an `eft` field (allow, deny, approve, confirm or confirm_in_client): p = sub, obj, act, eft")
     })?;
     let act_index = p_fields.iter().position(|f| f == "act");
     if sections.get("r").is_some_and(|s| s.len() > 1)
@@ -221,15 +221,20 @@ fn check_row(ptype: &str, fields: &[String], shape: &ModelShape) -> Result<bool,
             .unwrap_or_default();
         if !EFFECTS.contains(&eft) {
             return Err(format!(
-                "unknown effect `{eft}`: use `allow`, `deny` or `approve`"
+                "unknown effect `{eft}`: use `allow`, `deny`, `approve`, `confirm` or `confirm_in_client`"
             ));
         }
-        if let Some(act) = shape.act_index.and_then(|i| fields.get(i))
-            && !ACTS.contains(&act.as_str())
-        {
-            return Err(format!(
-                "unknown tier `{act}`: use `read`, `transform`, `act`, `approve` (who may approve) or `*`"
-            ));
+        if let Some(act) = shape.act_index.and_then(|i| fields.get(i)) {
+            if !ACTS.contains(&act.as_str()) {
+                return Err(format!(
+                    "unknown tier `{act}`: use `read`, `transform`, `act`, `approve` (who may approve) or `*`"
+                ));
+            }
+            if eft.starts_with("confirm") && act == "approve" {
+                return Err(format!(
+                    "`{eft}` is for calls (the principal confirms their agent's call), not for who may approve: use `allow` on the `approve` tier"
+                ));
+            }
         }
         return Ok(true);
     }

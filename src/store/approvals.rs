@@ -26,6 +26,8 @@ pub struct VerdictRow {
     pub approve: bool,
     pub comment: Option<String>,
     pub at: u64,
+    /// The channel of the principal's own confirmation, when it is one.
+    pub confirmed: Option<String>,
 }
 
 impl Store {
@@ -127,8 +129,8 @@ impl Store {
 
 fn insert_verdict(tx: &Transaction<'_>, id: &str, v: &VerdictRow) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO verdicts (id, approver, approve, comment, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, v.approver, v.approve, v.comment, to_sql(v.at)],
+        "INSERT INTO verdicts (id, approver, approve, comment, at, confirmed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, v.approver, v.approve, v.comment, to_sql(v.at), v.confirmed],
     )?;
     Ok(())
 }
@@ -175,7 +177,7 @@ fn load(tx: &Transaction<'_>, id: &str) -> Result<Option<RequestRow>, StoreError
         .optional()?;
     let Some(mut row) = row else { return Ok(None) };
     let mut stmt = tx.prepare(
-        "SELECT approver, approve, comment, at FROM verdicts WHERE id = ?1 ORDER BY at, rowid",
+        "SELECT approver, approve, comment, at, confirmed FROM verdicts WHERE id = ?1 ORDER BY at, rowid",
     )?;
     row.verdicts = stmt
         .query_map(params![id], |r| {
@@ -184,6 +186,7 @@ fn load(tx: &Transaction<'_>, id: &str) -> Result<Option<RequestRow>, StoreError
                 approve: r.get(1)?,
                 comment: r.get(2)?,
                 at: from_sql(r.get(3)?),
+                confirmed: r.get(4)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -223,6 +226,7 @@ mod tests {
                                 approve: true,
                                 comment: None,
                                 at: 10 + n,
+                                confirmed: None,
                             });
                             seen
                         })

@@ -4,14 +4,16 @@
 //! `env`. For each: every server that starts gets an upstream and a manifest, the broken
 //! one is reported and left out, the credential is only in the 0600 env file, `check`
 //! passes on what was written, and the Python SDK's client calls tools through it. Then:
-//! nothing is overwritten without `--force`, and `--write-client-config` rewrites the
-//! client's file after a backup.
+//! nothing is overwritten without `--force`, `--write-client-config` rewrites the
+//! client's file after a backup, and the README's personal-mode walk-through: the user
+//! confirms their own agent's `act` call with the approver token init printed once.
 
 use crate::common;
 
 use std::path::{Path, PathBuf};
 
 use common::{EXE, read_lines, repo, run_exe_async};
+use mcp_warden::admin::auth::token_hash;
 use serde_json::{Value, json};
 
 const SECRET: &str = "sk-ant-init0test0credential0never0in0clear";
@@ -101,6 +103,17 @@ fn client_file(dir: &Path, client: &str, data: &Path) -> PathBuf {
     path
 }
 
+/// The approver token init printed (the line after the one that announces it).
+fn printed_token(out: &str) -> String {
+    let mut lines = out.lines();
+    lines
+        .find(|l| l.starts_with("your approver token"))
+        .and_then(|_| lines.next())
+        .map(|l| l.trim().to_string())
+        .filter(|t| t.starts_with("mwa_"))
+        .unwrap_or_else(|| panic!("no approver token printed: {out}"))
+}
+
 async fn init(from: &Path, dir: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec![
         "init",
@@ -187,6 +200,12 @@ async fn check_written(client: &str) {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(out.contains("env `DEMO_API_KEY`"), "{out}");
+    // The user's approver token is printed once; only its hash is written.
+    let token = printed_token(&out);
+    assert!(config.contains(&token_hash(&token)), "{config}");
+    for (path, text) in texts(&dir) {
+        assert!(!text.contains(&token), "{}", path.display());
+    }
 
     // `check` passes on what init wrote, upstreams started and compared with their pins.
     let config_path = dir.join("warden.toml");
@@ -326,4 +345,90 @@ async fn a_file_with_no_usable_server_says_why_and_writes_nothing() {
     );
     assert!(out.contains("asks: uses `${input:api-key}`"), "{out}");
     assert!(!dir.exists());
+}
+
+/// The README's personal-mode walk-through: after init, the agent's `act` call waits
+/// until the user confirms it with the CLI and the token init printed; the call then
+/// runs once, audited as confirmed by the user on the approvals channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_init_the_user_confirms_their_own_agents_act_call_with_the_cli() {
+    let home = tempfile::tempdir().unwrap();
+    let from = home.path().join("claude_desktop_config.json");
+    let list = json!({"mcpServers": {"demo": {"command": EXE, "args": ["demo-tools"]}}});
+    std::fs::write(&from, list.to_string()).unwrap();
+    let dir = home.path().join("governed");
+    let (ok, out) = init(&from, &dir, &[]).await;
+    assert!(ok, "{out}");
+    let token = printed_token(&out);
+    // The written admin port, moved to a free one for the test.
+    let config = dir.join("warden.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("127.0.0.1:8788"));
+    std::fs::write(
+        &config,
+        text.replace("127.0.0.1:8788", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+
+    let python = repo().join(".venv/bin/python");
+    let args = json!({"to": "bob@example.com", "body": "hi", "intent": "say hi to bob"});
+    let mut client = std::process::Command::new(python);
+    client
+        .arg(repo().join("tests/clients/python_confirm.py"))
+        .args([
+            "none",
+            "demo_send_message",
+            &args.to_string(),
+            EXE,
+            "serve",
+            "--config",
+        ])
+        .arg(&config);
+    let waiting = tokio::task::spawn_blocking(move || client.output().unwrap());
+    let approvals = |args: Vec<String>| {
+        let (config, token) = (config.clone(), token.clone());
+        async move {
+            let out = tokio::process::Command::new(EXE)
+                .arg("approvals")
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("MCP_WARDEN_APPROVER_TOKEN", token)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+            )
+        }
+    };
+    let mut id = None;
+    for _ in 0..200 {
+        let (_, listed) = approvals(vec!["list".into()]).await;
+        if let Some(line) = listed.lines().find(|l| l.contains("demo/send_message")) {
+            assert!(line.contains("yours to confirm"), "{line}");
+            id = line.split_whitespace().next().map(String::from);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the call never waited for a confirmation");
+    let (ok, said) = approvals(vec!["approve".into(), id]).await;
+    assert!(ok, "{said}");
+    let out = waiting.await.unwrap();
+    let seen: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(seen["result"]["is_error"], false, "{seen}");
+    assert_eq!(seen["result"]["text"][0], "message sent to bob@example.com");
+    let audit = read_lines(&dir.join(".mcp-warden/audit.jsonl"));
+    let attempt = audit.iter().find(|r| r["kind"] == "attempt").unwrap();
+    assert_eq!(attempt["decision"], "confirm");
+    assert_eq!(attempt["approval"]["confirmed_by"], "user:alice");
+    assert_eq!(attempt["approval"]["channel"], "approvals");
 }

@@ -56,6 +56,8 @@ async fn the_shipped_policy_decides_every_case_in_the_table() {
                 Effect::Allow => "allow",
                 Effect::Deny => "deny",
                 Effect::Approve => "approve",
+                Effect::Confirm => "confirm",
+                Effect::ConfirmInClient => "confirm_in_client",
             };
             assert_eq!(effect, c.effect, "{label}: {d:?}");
             let rule = d.rule.as_ref().map(|r| r.to_string()).unwrap_or_default();

@@ -69,7 +69,9 @@ function fill(article, r) {
   q(".id").textContent = r.id;
   const blocked = r.cannot_decide ?? "";
   q(".approve").disabled = q(".deny").disabled = blocked !== "";
-  visible(q(".note"), blocked);
+  // The user an agent acts for confirms (or refuses) their own agent's call.
+  q(".approve").textContent = r.yours_to_confirm ? "Confirm (your agent's call)" : "Approve";
+  visible(q(".note"), blocked || (r.yours_to_confirm ? "Your own agent asks: confirm only if you asked for this." : ""));
 }
 
 function card(r) {

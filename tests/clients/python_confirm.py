@@ -1,0 +1,56 @@
+"""Personal mode with the Python MCP SDK's own client (PyPI `mcp`, 2.x), for
+tests/behaviour/the_principal_confirms_their_own_agents_calls.rs.
+
+Usage: python_confirm.py ANSWER TOOL ARGS_JSON COMMAND ARG...   (the client launches the gateway)
+
+ANSWER is what the user answers when the gateway asks in the client (an elicitation):
+  yes      accept, confirm = true
+  no       accept, confirm = false
+  decline  decline
+  cancel   cancel
+  never    never answers (the question stays open)
+  none     the client declares no elicitation support at all
+
+It calls TOOL with ARGS_JSON, and prints one JSON object on stdout: the questions it was
+asked (message and schema) and the call's result (is_error, text).
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+from mcp import Client, types
+from mcp.client.stdio import StdioServerParameters
+
+
+async def main():
+    answer, tool, args, command, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+    asked = []
+
+    async def elicit(context, params):
+        asked.append({"message": params.message, "schema": params.requested_schema})
+        if answer == "yes":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        if answer == "no":
+            return types.ElicitResult(action="accept", content={"confirm": False})
+        if answer == "decline":
+            return types.ElicitResult(action="decline")
+        if answer == "cancel":
+            return types.ElicitResult(action="cancel")
+        await asyncio.sleep(3600)  # never
+
+    server = StdioServerParameters(command=command, args=rest)
+    callback = None if answer == "none" else elicit
+    seen = {}
+    async with Client(server, elicitation_callback=callback) as client:
+        result = await client.call_tool(tool, json.loads(args))
+        texts = [c.text for c in result.content if getattr(c, "type", "") == "text"]
+        seen["result"] = {"is_error": bool(result.is_error), "text": texts}
+        seen["asked"] = asked
+        print(json.dumps(seen), flush=True)
+        # A question left open (`never`) would hold the client's exit: leave at once.
+        os._exit(0)
+
+
+asyncio.run(main())
