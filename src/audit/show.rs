@@ -53,8 +53,10 @@ struct Shown {
 #[serde(default)]
 struct ApprovalShown {
     id: String,
-    /// An attempt's approval: who approved it.
+    /// An attempt's approval: who approved it, or who confirmed it and where.
     approvers: Vec<String>,
+    confirmed_by: Option<String>,
+    channel: Option<String>,
     /// An approval record's request: every verdict so far.
     verdicts: Vec<VerdictShown>,
 }
@@ -64,6 +66,8 @@ struct ApprovalShown {
 struct VerdictShown {
     approver: String,
     comment: Option<String>,
+    /// The channel of the principal's own confirmation.
+    confirmed: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,15 +193,25 @@ fn caller(r: &Shown) -> String {
 }
 
 fn approval(r: &Shown) -> String {
-    let names = r
-        .approval
-        .as_ref()
-        .map(|a| a.approvers.as_slice())
-        .unwrap_or_default();
-    if names.is_empty() {
+    let Some(a) = r.approval.as_ref() else {
+        return String::new();
+    };
+    if let Some(who) = &a.confirmed_by {
+        return format!(", confirmed by {who}{}", channel(a.channel.as_deref()));
+    }
+    if a.approvers.is_empty() {
         return String::new();
     }
-    format!(", approved by {}", names.join(" and "))
+    format!(", approved by {}", a.approvers.join(" and "))
+}
+
+/// Where a user confirmed their own agent's call, in words.
+fn channel(channel: Option<&str>) -> &'static str {
+    match channel {
+        Some("client") => " in their own client",
+        Some("approvals") => " with their approver credential",
+        _ => "",
+    }
 }
 
 fn rule(r: &Shown) -> String {
@@ -218,15 +232,17 @@ fn event(r: &Shown, tool: &str, who: &str) -> String {
         .approval
         .iter()
         .flat_map(|a| a.verdicts.iter().rev())
-        .find(|v| v.approver == actor)
+        .find(|v| v.approver == actor);
+    let how = channel(comment.and_then(|v| v.confirmed.as_deref()));
+    let comment = comment
         .and_then(|v| v.comment.as_deref())
         .map(|c| format!(": \"{c}\""))
         .unwrap_or_default();
     match r.event.as_str() {
         "requested" => format!("WAITING  {tool} by {who} for approval (request {id})"),
-        "approved" | "approved-partly" | "denied" => {
+        "approved" | "approved-partly" | "confirmed" | "denied" => {
             format!(
-                "{:<8} request {id} by {actor}{comment}",
+                "{:<8} request {id} by {actor}{how}{comment}",
                 r.event.to_uppercase()
             )
         }
@@ -273,6 +289,25 @@ mod tests {
         assert_eq!(
             describe(&granted),
             "2026-11-22T20:00:03  GRANTED  crm/* (transform) to agent:x by user:carol (grant g1): migration\\u{001B}[2J"
+        );
+    }
+
+    /// A user's own confirmation reads as one, never as an approval, and says where.
+    #[test]
+    fn a_confirmation_reads_as_the_users_own_with_its_channel() {
+        let attempt = json!({"ts": "2026-11-22T20:00:00Z", "kind": "attempt", "agent": "agent:laptop",
+            "chain": ["user:dana", "agent:laptop"], "server": "demo", "tool": "send_message",
+            "approval": {"id": "abc", "approvers": [], "confirmed_by": "user:dana", "channel": "client"}});
+        assert_eq!(
+            describe(&attempt),
+            "2026-11-22T20:00:00  ALLOWED  demo/send_message by agent:laptop for user:dana, confirmed by user:dana in their own client"
+        );
+        let confirmed = json!({"ts": "2026-11-22T20:00:01Z", "kind": "approval", "event": "confirmed", "actor": "user:dana",
+            "server": "demo", "tool": "send_message", "approval": {"id": "0123456789", "verdicts": [
+                {"approver": "user:dana", "comment": "confirmed in their client", "confirmed": "client"}]}});
+        assert_eq!(
+            describe(&confirmed),
+            "2026-11-22T20:00:01  CONFIRMED request 01234567 by user:dana in their own client: \"confirmed in their client\""
         );
     }
 }
