@@ -193,15 +193,39 @@ fn credential_arg(args: &[String], i: usize) -> bool {
         || url_has_credentials(arg)
 }
 
-/// `scheme://user:password@…`.
+/// `scheme://user:password@…`, or a query parameter named like a credential
+/// (`?api_key=…`, `&token=…`).
 fn url_has_credentials(text: &str) -> bool {
-    text.split_once("://").is_some_and(|(_, rest)| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        authority
-            .rsplit_once('@')
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-    })
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let password = authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let secret_param = query.split(['&', '#']).any(|pair| {
+        let name = pair
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        SECRET_WORDS.iter().any(|w| name.contains(w))
+    });
+    password || secret_param
 }
+
+/// Parts of a name that say its value is a credential.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "credential",
+    "auth",
+    "signature",
+];
 
 /// The first `${NAME}` that neither the environment nor the env file gives.
 fn unset_reference(
@@ -345,6 +369,7 @@ mod tests {
                         "abc123",
                         "--api-key=k9",
                         "postgres://u:pw@db/x",
+                        "https://h/mcp?v=1&api_key=q7",
                         "/srv/data",
                     ],
                     &[
@@ -368,7 +393,7 @@ mod tests {
         let plan = plan(&servers);
         assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
         let toml: String = plan.upstreams.iter().map(|u| u.toml.clone()).collect();
-        for secret in ["abc123", "k9", "u:pw", "ghp_x", "fast", "s3cr3t"] {
+        for secret in ["abc123", "k9", "u:pw", "q7", "ghp_x", "fast", "s3cr3t"] {
             assert!(!toml.contains(secret), "{secret} in clear:\n{toml}");
             assert!(
                 plan.vars.values().any(|v| v.contains(secret)),
