@@ -17,6 +17,8 @@ use mcp_warden::admin::auth::token_hash;
 use serde_json::{Value, json};
 
 const SECRET: &str = "sk-ant-init0test0credential0never0in0clear";
+/// The gateway-held header a Streamable HTTP server's entry carries.
+const HEADER_SECRET: &str = "Bearer header0credential0never0in0clear";
 
 fn installed(relative: &str) -> String {
     let path = repo().join(relative);
@@ -52,9 +54,22 @@ fn servers(data: &Path) -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// A client's config file as that client writes it.
-fn client_file(dir: &Path, client: &str, data: &Path) -> PathBuf {
+/// A client's config file as that client writes it; `http` is a Streamable HTTP
+/// server's URL for the clients whose file can name one.
+fn client_file(dir: &Path, client: &str, data: &Path, http: &str) -> PathBuf {
     let mut list = serde_json::Map::new();
+    let remote = json!({"url": http, "headers": {"Authorization": HEADER_SECRET}});
+    match client {
+        "claude-code" | "vscode" => {
+            let mut remote = remote;
+            remote["type"] = json!("http");
+            list.insert("remote".into(), remote);
+        }
+        "cursor" => {
+            list.insert("remote".into(), remote);
+        }
+        _ => {}
+    }
     for (name, mut entry) in servers(data) {
         match client {
             // Claude Code names the transport and takes `${VAR:-default}`.
@@ -165,7 +180,9 @@ async fn check_written(client: &str) {
     let data = home.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("note.txt"), "hello from the data dir").unwrap();
-    let from = client_file(home.path(), client, &data);
+    let (_http_server, url) = common::demo_over_http(&home.path().join("http-calls.jsonl"));
+    let from = client_file(home.path(), client, &data, &url);
+    let http = client != "claude-desktop";
     let dir = home.path().join("governed");
     let (ok, out) = init(&from, &dir, &[]).await;
     assert!(ok, "{client}: {out}");
@@ -173,7 +190,8 @@ async fn check_written(client: &str) {
     // Every server that starts has an upstream and a manifest; the broken one is named
     // with why, and left out (commented).
     let config = std::fs::read_to_string(dir.join("warden.toml")).unwrap();
-    for id in ["demo", "file-system", "memory", "time"] {
+    let ids = ["demo", "file-system", "memory", "time"];
+    for id in ids.iter().chain(http.then_some(&"remote")) {
         assert!(
             dir.join(format!("tool-manifests/{id}.toml")).exists(),
             "{client}: {id}: {out}"
@@ -188,10 +206,16 @@ async fn check_written(client: &str) {
     assert!(config.contains("# id = \"broken\""), "{config}");
     assert!(config.contains("agent:") && config.contains("user:alice"));
 
-    // The credential is only in the env file, which only its owner may read.
+    // The credentials are only in the env file, which only its owner may read.
     for (path, text) in texts(&dir) {
         let secrets = path.ends_with("secrets.env");
         assert_eq!(text.contains(SECRET), secrets, "{}", path.display());
+        assert_eq!(
+            text.contains(HEADER_SECRET),
+            secrets && http,
+            "{}",
+            path.display()
+        );
     }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("secrets.env"))
@@ -228,12 +252,16 @@ async fn check_written(client: &str) {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
+    let remote = http.then_some("remote_echo");
     for tool in [
         "demo_echo",
         "file-system_read_text_file",
         "memory_read_graph",
         "time_get_current_time",
-    ] {
+    ]
+    .into_iter()
+    .chain(remote)
+    {
         assert!(tools.contains(&tool), "{client}: {tool} not in {tools:?}");
     }
     assert_eq!(seen["allowed"]["text"][0], "from the python sdk", "{seen}");

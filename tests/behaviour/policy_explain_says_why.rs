@@ -6,9 +6,13 @@ use crate::common;
 use common::{EXE, Setup, write_setup};
 
 fn explain(config: &str, agent: &str, tool: &str) -> String {
+    explain_for(config, agent, "user:alice", tool)
+}
+
+fn explain_for(config: &str, agent: &str, user: &str, tool: &str) -> String {
     let out = std::process::Command::new(EXE)
         .args(["policy", "explain", "--config", config, "--agent", agent])
-        .args(["--on-behalf-of", "user:alice", "--tool", tool])
+        .args(["--on-behalf-of", user, "--tool", tool])
         .output()
         .unwrap();
     assert!(
@@ -50,4 +54,29 @@ fn explain_gives_each_verdict_its_rule_and_a_fix_for_a_refusal() {
     );
     let hidden = explain(config, "agent:desktop", "demo/no_such_tool");
     assert!(hidden.contains("not in any manifest"), "{hidden}");
+}
+
+/// Personal mode: explain says the user confirms, and what each channel proves.
+#[test]
+fn explain_says_who_confirms_and_what_each_channel_proves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    let config = config.to_str().unwrap();
+    let message = explain_for(config, "agent:laptop", "user:dana", "demo/send_message");
+    assert!(
+        message.contains("NEEDS THE USER'S CONFIRMATION"),
+        "{message}"
+    );
+    assert!(
+        message.contains("in their own MCP client")
+            && message.contains("proves only that the client said its user answered"),
+        "{message}"
+    );
+    let refund = explain_for(config, "agent:laptop", "user:dana", "demo/issue_refund");
+    assert!(refund.contains("NEEDS THE USER'S CONFIRMATION"), "{refund}");
+    assert!(
+        refund.contains("signed in with their own approver credential")
+            && !refund.contains("MCP client"),
+        "{refund}"
+    );
 }

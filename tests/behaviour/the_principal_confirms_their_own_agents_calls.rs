@@ -36,8 +36,9 @@ fn setup(timeout: &str) -> Setup {
     }
 }
 
+/// The intent hides a right-to-left override: the question must show it escaped.
 fn message() -> Value {
-    json!({"to": "bob@example.com", "body": "the report is ready", "intent": "tell bob the report is ready"})
+    json!({"to": "bob@example.com", "body": "the report is ready", "intent": "tell bob the report\u{202e} is ready"})
 }
 
 /// What the Python client saw, and the gateway's directory, after it called `tool` and
@@ -100,12 +101,13 @@ fn a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there() {
     for part in [
         "agent:laptop",
         "demo/send_message",
-        "act",
-        "tell bob the report is ready",
+        "`act`",
+        "tell bob the report\\u{202E} is ready",
         "bob@example.com",
     ] {
         assert!(question.contains(part), "{part}: {question}");
     }
+    assert!(!question.contains('\u{202e}'), "{question}");
     assert_eq!(upstream_calls(&dir).len(), 1);
     let audit = audit(&dir);
     assert_eq!(events(&audit), ["requested", "confirmed", "executed"]);
