@@ -340,6 +340,28 @@ impl AuditLog {
 mod tests {
     use super::*;
 
+    /// Two writers would interleave their records and break the chain: while one log is
+    /// open, a second open of it is refused and says why; once the first is closed, the
+    /// log opens again and its chain goes on.
+    #[tokio::test]
+    async fn a_log_another_writer_holds_is_refused_and_opens_once_it_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let first = AuditLog::open(&path).unwrap();
+        first.event("first", Map::new()).await.unwrap();
+        let refused = AuditLog::open(&path).err().unwrap().to_string();
+        assert!(
+            refused.contains("another running gateway writes this log"),
+            "{refused}"
+        );
+        first.flush().await.unwrap();
+        drop(first);
+        let again = AuditLog::open(&path).unwrap();
+        again.event("again", Map::new()).await.unwrap();
+        again.flush().await.unwrap();
+        assert_eq!(verify::verify(&path).unwrap(), 2);
+    }
+
     /// The `n` of every record in a log, in order.
     pub(super) fn numbers(path: &Path) -> Vec<u64> {
         std::fs::read_to_string(path)

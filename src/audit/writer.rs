@@ -49,6 +49,9 @@ pub fn queued(deferred: &Deferred) -> MutexGuard<'_, Vec<AuditRecord>> {
 /// unknown). Whoever holds it writes the next records: the writer thread, or a caller
 /// with nothing else in flight.
 pub struct Tail {
+    /// Held while the log is open here: a second gateway on the same log would
+    /// interleave its records with ours and break the chain.
+    _lock: Option<File>,
     file: File,
     len: u64,
     prev: String,
@@ -124,6 +127,7 @@ pub fn spawn(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
     }
+    let lock = lock(path).map_err(open_err)?;
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -141,6 +145,7 @@ pub fn spawn(
         _ => (0, None),
     };
     let tail = Arc::new(Mutex::new(Tail {
+        _lock: lock,
         file,
         len: opened.len,
         prev: opened.head,
@@ -279,6 +284,46 @@ fn recovered(broken: &Broken) -> AuditRecord {
     fields.insert("error".into(), serde_json::json!(broken.reason));
     super::record::event("recovered", fields)
 }
+
+/// Take `<log>.lock` for this process, or say which log is in use. A log that is not
+/// a regular file (a device, a pipe) is not locked.
+fn lock(path: &Path) -> Result<Option<File>, String> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Ok(None);
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open its lock `{}`: {e}", lock_path.display()))?;
+    // A writer closing in this process (a restart, a test) lets go within moments.
+    let mut waited = Duration::ZERO;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if waited < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+                waited += Duration::from_millis(10);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another running gateway writes this log (it holds `{}`); two writers would break its chain: give each gateway its own `audit_log` (or `state_dir`)",
+                    lock_path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock `{}`: {e}", lock_path.display()));
+            }
+        }
+    }
+}
+
+/// How long opening a log waits for another writer to let go of it.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 fn write_batch<'r>(
     tail: &mut Tail,

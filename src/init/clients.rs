@@ -358,7 +358,8 @@ mod tests {
             "ws": {"command": "x", "cwd": "${workspaceFolder}"},
             "old": {"type": "sse", "url": "http://h/sse"},
             "off": {"command": "x", "disabled": true},
-            "web": {"url": "https://h/mcp", "headers": {"Authorization": "Bearer abc"}}
+            "web": {"url": "https://h/mcp", "headers": {"Authorization": "Bearer abc"}},
+            "here": {"command": "./run", "cwd": "tools/srv", "args": ["--port", 8]}
         }}"#;
         let file = servers(text, "claude_desktop_config.json");
         assert_eq!(file.client, "claude-desktop");
@@ -377,6 +378,21 @@ mod tests {
         }
         assert!(
             matches!(&by("web").transport, Transport::Http { headers, .. } if headers["Authorization"] == "Bearer abc")
+        );
+    }
+
+    #[test]
+    fn a_relative_working_directory_is_taken_from_the_clients_file() {
+        let file = servers(
+            r#"{"mcpServers": {"s": {"command": "./run", "cwd": "tools/srv"}}}"#,
+            "claude_desktop_config.json",
+        );
+        let Transport::Stdio { cwd: Some(cwd), .. } = &file.servers[0].transport else {
+            panic!("{file:?}")
+        };
+        assert!(
+            cwd.ends_with("tools/srv") && Path::new(cwd).is_absolute(),
+            "{cwd}"
         );
     }
 

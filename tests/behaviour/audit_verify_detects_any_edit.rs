@@ -9,6 +9,21 @@ use std::process::Command;
 use common::{EXE, Harness, Setup};
 use serde_json::json;
 
+/// The running gateway's log and journal, copied elsewhere (the running gateway holds
+/// its own log: a second writer is refused); the copy's path.
+fn stopped_copy(h: &Harness) -> std::path::PathBuf {
+    let dir = h.dir.path().join("stopped");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("audit.jsonl");
+    std::fs::copy(h.audit_path(), &copy).unwrap();
+    std::fs::copy(
+        h.audit_path().with_file_name("audit.jsonl.journal"),
+        copy.with_file_name("audit.jsonl.journal"),
+    )
+    .unwrap();
+    copy
+}
+
 async fn log_with_records() -> (Harness, Vec<u8>) {
     let h = Harness::with(Setup::as_agent("agent:ops-bot", Some("user:alice"))).await;
     h.call("demo_list_notes", json!({})).await.unwrap();
@@ -105,15 +120,23 @@ async fn a_removed_line_is_detected() {
 /// taken up again whole, and the damaged end is kept aside, not thrown away.
 #[tokio::test]
 async fn a_torn_end_after_the_last_sync_is_restored_from_the_journal() {
-    let (h, _) = log_with_records().await;
-    h.audit().await; // every queued outcome written
-    let original = std::fs::read(h.audit_path()).unwrap();
-    std::fs::write(h.audit_path(), &original[..original.len() - 5]).unwrap();
-    drop(mcp_warden::audit::AuditLog::open(&h.audit_path()).unwrap());
-    assert_eq!(std::fs::read(h.audit_path()).unwrap(), original);
-    let (ok, out) = verify(&h.audit_path());
+    // A log and its journal as a gateway that stopped left them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = mcp_warden::audit::AuditLog::open(&path).unwrap();
+    for n in 0..5 {
+        let fields = json!({"n": n}).as_object().cloned().unwrap();
+        log.event("test", fields).await.unwrap();
+    }
+    log.flush().await.unwrap();
+    drop(log);
+    let original = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &original[..original.len() - 5]).unwrap();
+    drop(mcp_warden::audit::AuditLog::open(&path).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+    let (ok, out) = verify(&path);
     assert!(ok, "{out}");
-    let aside: Vec<_> = std::fs::read_dir(h.audit_path().parent().unwrap())
+    let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains("audit.jsonl.damaged-"))
@@ -138,7 +161,7 @@ async fn a_torn_end_after_the_last_sync_is_restored_from_the_journal() {
 async fn the_gateway_refuses_to_start_on_a_damaged_log() {
     let (h, _) = log_with_records().await;
     h.audit().await;
-    let path = h.audit_path();
+    let path = stopped_copy(&h);
     let original = std::fs::read(&path).unwrap();
     let journal = path.with_file_name("audit.jsonl.journal");
     std::fs::rename(&journal, path.with_file_name("elsewhere")).unwrap();

@@ -17,6 +17,7 @@ mod a_full_disk_refuses_calls_and_recovers_by_itself;
 mod a_kept_alive_connection_serves_every_call;
 mod a_loaded_policy_holds_no_threads;
 mod a_request_sees_one_generation;
+mod a_second_gateway_on_the_same_log_refuses_to_start;
 mod a_syslog_server_is_a_witness;
 mod an_upstream_without_a_namespace;
 mod approval_expiry_in_paused_time;

@@ -72,6 +72,26 @@ fn python(answer: &str, tool: &str, args: &Value, timeout: &str) -> (Value, temp
     (seen, dir)
 }
 
+/// The Python client over Streamable HTTP, to a gateway in this process.
+async fn python_over_http(answer: &str, tool: &str, args: &Value) -> (Value, Arc<Harness>) {
+    let h = Arc::new(Harness::with(setup("30s")).await);
+    let url = common::serve_http(h.state.clone()).await;
+    let (answer, tool, args) = (answer.to_string(), tool.to_string(), args.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(repo().join(".venv/bin/python"))
+            .arg(repo().join("tests/clients/python_confirm.py"))
+            .args([&answer, &tool, &args, "http", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (seen, h)
+}
+
 /// The audit log once the gateway (a child of the client, gone now) wrote it.
 fn audit(dir: &tempfile::TempDir) -> Vec<Value> {
     common::audit_records(&dir.path().join("audit.jsonl"))
@@ -119,6 +139,22 @@ fn a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there() {
     assert_eq!(attempt["approval"]["confirmed_by"], "user:dana");
     assert_eq!(attempt["approval"]["channel"], "client");
     assert_eq!(attempt["approval"]["approvers"], json!([]));
+}
+
+/// Over Streamable HTTP the question goes out on the waiting call's own POST stream, and
+/// the answer counts for that call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_streamable_http_the_question_rides_on_the_calls_own_stream() {
+    let (seen, h) = python_over_http("yes", "demo_send_message", &message()).await;
+    assert_eq!(seen["result"]["is_error"], false, "{seen}");
+    assert_eq!(seen["asked"].as_array().unwrap().len(), 1);
+    assert_eq!(h.upstream_calls().len(), 1);
+    let audit = h.audit().await;
+    let attempt = audit.iter().find(|r| r["kind"] == "attempt").unwrap();
+    assert_eq!(attempt["approval"]["channel"], "client");
+    let (seen, h) = python_over_http("decline", "demo_send_message", &message()).await;
+    assert_eq!(seen["result"]["is_error"], true, "{seen}");
+    assert!(h.upstream_calls().is_empty());
 }
 
 #[test]

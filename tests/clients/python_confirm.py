@@ -2,6 +2,7 @@
 tests/behaviour/the_principal_confirms_their_own_agents_calls.rs.
 
 Usage: python_confirm.py ANSWER TOOL ARGS_JSON COMMAND ARG...   (the client launches the gateway)
+       python_confirm.py ANSWER TOOL ARGS_JSON http URL         (Streamable HTTP)
 
 ANSWER is what the user answers when the gateway asks in the client (an elicitation):
   yes      accept, confirm = true
@@ -40,7 +41,7 @@ async def main():
             return types.ElicitResult(action="cancel")
         await asyncio.sleep(3600)  # never
 
-    server = StdioServerParameters(command=command, args=rest)
+    server = rest[0] if command == "http" else StdioServerParameters(command=command, args=rest)
     callback = None if answer == "none" else elicit
     seen = {}
     async with Client(server, elicitation_callback=callback) as client:
