@@ -82,6 +82,9 @@ pub struct NewRequest {
     /// the agent acts for. Approvers may still approve it.
     #[serde(default)]
     pub confirm: Option<Confirm>,
+    /// Why it waits, when a flow rule (not the policy alone) asked for the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Personal mode: the principal confirms their own agent's call.
@@ -254,6 +257,7 @@ mod tests {
             timeout: Duration::from_secs(600),
             approvers: None,
             confirm: None,
+            reason: None,
         }
     }
 

@@ -53,6 +53,10 @@ pub struct ToolRef {
     pub redact: Vec<String>,
     /// The owner's approval rule, if any.
     pub approval: Option<Arc<ApprovalRule>>,
+    /// What its results contain (the manifest's `labels`).
+    pub labels: Vec<String>,
+    /// It sends data out of the organisation (the manifest's `egress`).
+    pub egress: bool,
     /// The manifest file that governs this tool (for messages), if any.
     pub manifest_file: Option<String>,
     /// Whether the gateway added the intent property to the schema (and strips it).
@@ -252,6 +256,9 @@ fn catalog_tool(
         args,
         redact: entry.map(|e| e.redact.clone()).unwrap_or_default(),
         approval: entry.and_then(|e| e.approval.clone()),
+        labels: entry.map(|e| e.labels.clone()).unwrap_or_default(),
+        // A tool no manifest describes may send anything anywhere.
+        egress: entry.is_none_or(|e| e.egress),
         manifest_file,
         intent_injected,
         listing,

@@ -246,6 +246,10 @@ pub fn compare(m: &Manifest, live: &[Value], out: &mut Vec<Problem>) {
         if entry.tier == Tier::Read && effective_tier(Some(entry.tier), def) > Tier::Read {
             out.push(Problem::warning(&m.file, at, format!("tool `{name}` is tiered `read` but its server annotates it `destructiveHint: true`; the gateway treats it as `act`")));
         }
+        let open_world = def.pointer("/annotations/openWorldHint") == Some(&Value::Bool(true));
+        if open_world && !entry.egress {
+            out.push(Problem::note(&m.file, at, format!("tool `{name}`: its server annotates it `openWorldHint: true`; if it sends data out of the organisation, mark it `egress = true` so that flow rules see it")));
+        }
         let schema = def.get("inputSchema").cloned().unwrap_or(Value::Null);
         if let Err(e) = ArgumentCheck::compile(&schema, &entry.constraints, &entry.rules) {
             out.push(Problem::error(&m.file, at, format!("tool `{name}`: {e}")));

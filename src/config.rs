@@ -80,6 +80,8 @@ struct RawGateway {
     manifests: Option<String>,
     policy_model: Option<String>,
     policy: Option<String>,
+    /// Flow rules over what a session has read.
+    flows: Option<String>,
     state_dir: Option<String>,
     audit_log: Option<String>,
     /// The key that signs the audit log's checkpoints.
@@ -170,6 +172,8 @@ pub struct Live {
     pub manifests: PathBuf,
     pub policy_model: PathBuf,
     pub policy: PathBuf,
+    /// Flow rules (`flows.toml`; absent: none).
+    pub flows: PathBuf,
     pub intent_field: String,
     /// Record every intent as its digest only (`[gateway] redact_intent`).
     pub redact_intent: bool,
@@ -406,6 +410,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             manifests: path(raw.gateway.manifests, "tool-manifests"),
             policy_model: path(raw.gateway.policy_model, "policies/model.conf"),
             policy: path(raw.gateway.policy, "policies/policy.csv"),
+            flows: path(raw.gateway.flows, "policies/flows.toml"),
             intent_field,
             redact_intent: raw.gateway.redact_intent,
             stdio_identity,

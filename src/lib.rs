@@ -21,7 +21,9 @@
 //! | [`grant`]     | just-in-time grants: time-boxed permissions policy consults, kept in the store |
 //! | [`limits`]    | rate limits per identity (token buckets) and caps on waiting approvals |
 //! | [`intent`]    | the caller's stated reason: schema injection, extraction, requirement |
-//! | [`policy`]    | Casbin: allow / deny / approve for every identity in the chain; [`policy::Permitted`] |
+//! | [`flows`]     | flow rules: what a session that read data with some labels may do next (only ever stricter) |
+//! | [`session`]   | what a client session has done: the data labels it acquired from forwarded results |
+//! | [`policy`]    | Casbin: allow / deny / approve / confirm for every identity in the chain, then flow rules; [`policy::Permitted`] |
 //! | [`approval`]  | approval requests: their lifecycle over the store, separation of duties, quorum, expiry, single use, webhook |
 //! | [`audit`]     | hash-chained JSON Lines, group-committed, signed checkpoints, `verify`, `show`; [`audit::Attested`] |
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
@@ -82,6 +84,7 @@ pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod escape;
+pub mod flows;
 pub mod gateway;
 pub mod grant;
 pub mod identity;
@@ -94,6 +97,7 @@ pub mod policy;
 pub mod problem;
 pub mod rules;
 pub mod secrets;
+pub mod session;
 pub mod store;
 pub mod transport;
 pub mod upstream;

@@ -92,6 +92,12 @@ struct RawTool {
     #[serde(default)]
     redact: Vec<Spanned<String>>,
     approval: Option<Spanned<approval_rule::RawApprovalRule>>,
+    /// What the tool's results contain (`pii`, `customer`, `secrets`…).
+    #[serde(default)]
+    labels: Vec<Spanned<String>>,
+    /// Whether the tool sends data out of the organisation.
+    #[serde(default)]
+    egress: bool,
 }
 
 /// One upstream's manifest.
@@ -133,6 +139,10 @@ pub struct ToolEntry {
     pub redact: Vec<String>,
     /// When calls need a human approval beyond what policy says.
     pub approval: Option<Arc<ApprovalRule>>,
+    /// What its results contain: a session that gets one acquires these labels.
+    pub labels: Vec<String>,
+    /// It sends data out of the organisation.
+    pub egress: bool,
     /// Where the tool's table starts, for diagnostics.
     pub line: usize,
 }
@@ -351,6 +361,20 @@ fn check_tool(
             .ok()
             .map(Arc::new)
     });
+    let mut labels = Vec::new();
+    for label in raw.labels {
+        if !valid_label(label.get_ref()) {
+            out.push(Problem::error(
+                file,
+                at(label.span()),
+                format!(
+                    "tool `{name}`: label `{}` must be 1-64 of a-z 0-9 _ - (e.g. `pii`)",
+                    label.get_ref().escape_default()
+                ),
+            ));
+        }
+        labels.push(label.into_inner());
+    }
     Some(ToolEntry {
         tier: tier?,
         pin,
@@ -358,8 +382,18 @@ fn check_tool(
         rules,
         redact,
         approval,
+        labels,
+        egress: raw.egress,
         line,
     })
+}
+
+/// A data label: 1-64 characters of `a-z0-9_-`.
+pub fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
 }
 
 /// MCP's tool-name rule: 1-128 characters of `A-Za-z0-9_-.`.

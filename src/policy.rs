@@ -92,6 +92,9 @@ pub struct Decision {
     /// Why, in words, when the call is not simply allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The flow rule that made the decision stricter, given what the session had read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::flows::FlowHit>,
 }
 
 /// A call that passed every check before policy; what is being decided.
@@ -108,6 +111,8 @@ pub struct Call {
     pub intent_redacted: bool,
     /// Request `_meta` worth keeping in the audit (trace context).
     pub trace: Map<String, Value>,
+    /// The data labels the caller's session holds (for flow rules).
+    pub held: Arc<[crate::flows::Acquired]>,
 }
 
 /// A decided call that may go upstream. Only [`Policy::authorize`] makes one.
@@ -196,6 +201,8 @@ pub struct Policy {
     act_cache: RwLock<HashMap<String, bool>>,
     /// Just-in-time grants, consulted after the rules (never cached: they expire).
     grants: Arc<crate::grant::GrantBook>,
+    /// Flow rules over what a session has read (`flows.toml`), applied after Casbin.
+    flows: Arc<crate::flows::Flows>,
 }
 
 const CACHE_LIMIT: usize = 100_000;
@@ -249,7 +256,26 @@ impl Policy {
             cache: RwLock::new(HashMap::new()),
             act_cache: RwLock::new(HashMap::new()),
             grants: Arc::default(),
+            flows: Arc::default(),
         })
+    }
+
+    /// Decide with these flow rules too.
+    pub fn with_flows(self, flows: crate::flows::Flows) -> Self {
+        Self {
+            flows: Arc::new(flows),
+            ..self
+        }
+    }
+
+    /// The flow rules.
+    pub fn flows(&self) -> &crate::flows::Flows {
+        &self.flows
+    }
+
+    /// Whether any flow rule exists (a call then needs its session's labels).
+    pub fn has_flows(&self) -> bool {
+        !self.flows.is_empty()
     }
 
     /// What an `act` call that policy simply allows needs (`[approval] act`).
@@ -348,6 +374,7 @@ impl Policy {
     ) -> Result<Permitted, Box<Refused>> {
         let object = object_of(&call.tool);
         let decision = self.escalate(self.decide(&call.caller, &object, call.tool.tier), &call);
+        let decision = self.flow(decision, &call);
         let bound = approval
             .filter(|r| r.status == approval::Status::Executed && r.binding == binding_of(&call));
         let enough = bound.filter(|r| decided_enough(r, decision.effect));
@@ -398,11 +425,15 @@ impl Policy {
             }
             // Approval required and none (or none for this exact call) was given.
             (Effect::Approve, None, _) => {
-                let message = format!(
-                    "`{}` requires approval by a human approver{}; no approval was given, so the call was not made",
-                    call.tool.name,
-                    rule_note(&decision)
-                );
+                let why = match (&decision.flow, &decision.reason) {
+                    (Some(_), Some(reason)) => reason.clone(),
+                    _ => format!(
+                        "`{}` requires approval by a human approver{}",
+                        call.tool.name,
+                        rule_note(&decision)
+                    ),
+                };
+                let message = format!("{why}; no approval was given, so the call was not made");
                 refuse(call, decision, message)
             }
             // The principal's confirmation required and not given.
@@ -420,6 +451,34 @@ impl Policy {
     /// Turn an `allow` into `approve` when the tool owner's approval rule applies to these
     /// arguments, or, with no owner rule, when the tier is `act`, the `act` default is
     /// `approve`, and not every identity's allowing rule names the `act` tier itself.
+    /// Make the decision stricter when a flow rule applies: the session holds a label the
+    /// rule names and the call is one it covers. Never laxer: a deny stays a deny, and an
+    /// `approve` flow leaves an `approve` as it is.
+    fn flow(&self, decision: Decision, call: &Call) -> Decision {
+        let Some(hit) = self.flows.hit(&call.held, &call.tool) else {
+            return decision;
+        };
+        let object = object_of(&call.tool);
+        let reason = hit.describe(&object, call.tool.egress);
+        let effect = match (decision.effect, hit.effect) {
+            (Effect::Deny, _) | (_, crate::flows::FlowEffect::Deny) => Effect::Deny,
+            (
+                Effect::Allow | Effect::Approve | Effect::Confirm | Effect::ConfirmInClient,
+                crate::flows::FlowEffect::Approve,
+            ) => Effect::Approve,
+        };
+        match decision.effect {
+            // Already refused: the flow adds nothing to say.
+            Effect::Deny => decision,
+            _ => Decision {
+                effect,
+                reason: Some(reason),
+                flow: Some(hit),
+                ..decision
+            },
+        }
+    }
+
     /// A `confirm` becomes `approve` when the owner's rule applies and asks for approvers
     /// (a role, or more than one): separation of duties stays mandatory there.
     fn escalate(&self, decision: Decision, call: &Call) -> Decision {
@@ -647,6 +706,7 @@ fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
             rule: None,
             verdicts,
             reason: Some("denied: the call has no caller identity".into()),
+            flow: None,
         };
     }
     let failed = verdicts.iter().find(|v| v.error.is_some());
@@ -707,6 +767,7 @@ fn combine(verdicts: Vec<Verdict>, object: &str, tier: Tier) -> Decision {
         rule,
         verdicts,
         reason,
+        flow: None,
     }
 }
 
@@ -868,6 +929,7 @@ mod tests {
                     by: "user:dana".into(),
                     in_client: true,
                 }),
+                reason: None,
             },
             binding: "b".into(),
             status: Status::Executed,

@@ -249,6 +249,9 @@ struct View<'a> {
     /// Principal first, acting agent last.
     chain: &'a [String],
     intent: Option<&'a str>,
+    /// Why it waits, when a flow rule asked for the approval (what the session read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
     server: &'a str,
     tool: &'a str,
     tier: &'a str,
@@ -295,6 +298,7 @@ impl<'a> View<'a> {
                 .map(String::as_str),
             chain,
             intent: r.call.intent.as_deref(),
+            reason: r.call.reason.as_deref(),
             server: &r.call.server,
             tool: &r.call.tool,
             tier: &r.call.tier,

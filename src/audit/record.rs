@@ -175,6 +175,9 @@ pub struct Reasons {
     pub verdicts: Vec<Verdict>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// The flow rule that made the decision stricter, the label and where it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::flows::FlowHit>,
 }
 
 impl From<&Decision> for Reasons {
@@ -188,6 +191,7 @@ impl From<&Decision> for Reasons {
             rule: decision.rule.clone(),
             verdicts: decision.verdicts.clone(),
             grants,
+            flow: decision.flow.clone(),
         }
     }
 }
@@ -211,6 +215,9 @@ pub struct DecisionRecord {
     pub verdicts: Option<Vec<Verdict>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// The flow rule that made the policy's decision stricter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::flows::FlowHit>,
     /// What the policy said (it may have allowed a call a later stage refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_effect: Option<Effect>,
@@ -387,6 +394,7 @@ pub fn refusal(r: &Refusal<'_>) -> AuditRecord {
         intent: IntentFields::new(r.intent, r.intent_redacted),
         rule: reasons.as_ref().and_then(|r| r.rule.clone()),
         verdicts: reasons.as_ref().map(|r| r.verdicts.clone()),
+        flow: reasons.as_ref().and_then(|r| r.flow.clone()),
         grants: reasons.map(|r| r.grants).unwrap_or_default(),
         policy_effect: r.decision.map(|d| d.effect),
         decision: Effect::Deny,

@@ -24,6 +24,9 @@ pub struct Explain {
     /// The call's arguments (a JSON object), to see whether the owner's approval rule applies.
     #[arg(long)]
     args: Option<String>,
+    /// Labels the caller's session holds (`internal,pii`), to see which flow rule applies.
+    #[arg(long, value_delimiter = ',')]
+    session_labels: Vec<String>,
 }
 
 pub async fn run(e: Explain, config: Config) -> Result<(), String> {
@@ -102,6 +105,30 @@ pub async fn run(e: Explain, config: Config) -> Result<(), String> {
         println!(
             "  (an allowed `act` call still waits for a human unless the allowing rules name the `act` tier; see [approval] act)"
         );
+    }
+    if !e.session_labels.is_empty() {
+        let held: Vec<crate::flows::Acquired> = e
+            .session_labels
+            .iter()
+            .map(|label| crate::flows::Acquired {
+                label: label.clone(),
+                via: "(as given)".into(),
+                at: "(now)".into(),
+            })
+            .collect();
+        let egress = entry.is_none_or(|t| t.egress);
+        match policy.flows().hit_on(&held, &e.tool, tier, egress) {
+            Some(hit) => println!(
+                "FLOW `{}` ({:?}): {}",
+                hit.flow,
+                hit.effect,
+                hit.describe(&e.tool, egress)
+            ),
+            None => println!(
+                "no flow rule applies to a session holding {}",
+                e.session_labels.join(", ")
+            ),
+        }
     }
     if let (Some(text), Some(rule)) = (e.args.as_deref(), entry.and_then(|t| t.approval.as_ref())) {
         let args: Value =

@@ -300,6 +300,7 @@ fn new_request(now: &Snapshot, call: &Call, decision: &Decision) -> NewRequest {
             .and_then(|r| r.timeout)
             .unwrap_or(now.config.live.approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
+        reason: decision.flow.as_ref().and(decision.reason.clone()),
         confirm: match decision.effect {
             Effect::Confirm => confirm(false),
             Effect::ConfirmInClient => confirm(true),

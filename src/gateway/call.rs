@@ -77,6 +77,13 @@ pub async fn run(
         Err(e) => return refuse(state, &facts, e).await,
     };
     let result = forward(state, now, &attested, &context).await;
+    // A label is acquired by getting data: only a result the caller received.
+    if let Ok(r) = &result
+        && r.is_error != Some(true)
+    {
+        let tool = &attested.permitted().call().tool;
+        state.sessions.acquire(&facts.caller.session, tool);
+    }
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -130,6 +137,10 @@ async fn admit(
         intent: facts.intent.clone(),
         intent_redacted: facts.intent_redacted,
         trace: trace(meta),
+        held: match now.policy.has_flows() {
+            true => state.sessions.held(&facts.caller.session),
+            false => Arc::from([]),
+        },
     };
     let permitted = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect.waits() => {

@@ -166,10 +166,14 @@ fn inputs(config: &Config) -> Map<String, Value> {
         .collect()
 }
 
-/// Every file a reload reads: the config file, the policy model and rules, and each
-/// manifest.
+/// Every file a reload reads: the config file, the policy model, rules and flow rules,
+/// and each manifest.
 fn watched(config: &Config) -> Vec<PathBuf> {
-    let mut files = vec![config.live.policy_model.clone(), config.live.policy.clone()];
+    let mut files = vec![
+        config.live.policy_model.clone(),
+        config.live.policy.clone(),
+        config.live.flows.clone(),
+    ];
     if config.source.is_file() {
         files.push(config.source.clone());
     }

@@ -60,6 +60,8 @@ pub struct State {
     pub approvals: Approvals,
     /// Rate-limit buckets (kept across reloads for rules that did not change).
     pub counters: crate::limits::Counters,
+    /// What each session has read (labels), for flow rules.
+    pub sessions: crate::session::Sessions,
     /// Just-in-time grants (their active set is what policy consults).
     pub grants: crate::grant::Grants,
     pub upstreams: Upstreams,
@@ -136,11 +138,21 @@ pub async fn load_rules(
             Err(problems)
         }
         Ok(_) if problems.iter().any(Problem::is_error) => Err(problems),
-        Ok(policy) => Ok((
-            manifests,
-            policy.with_act_default(config.live.approval.act),
-            problems,
-        )),
+        Ok(policy) => {
+            let (flows, mut flow_problems) = crate::flows::Flows::load(&config.live.flows);
+            if flow_problems.iter().any(Problem::is_error) {
+                problems.append(&mut flow_problems);
+                return Err(problems);
+            }
+            problems.append(&mut flow_problems);
+            Ok((
+                manifests,
+                policy
+                    .with_act_default(config.live.approval.act)
+                    .with_flows(flows),
+                problems,
+            ))
+        }
     }
 }
 
@@ -195,6 +207,7 @@ impl State {
             audit,
             approvals,
             counters: crate::limits::Counters::default(),
+            sessions: crate::session::Sessions::default(),
             grants,
             upstreams,
             peers: Mutex::new(Vec::new()),

@@ -162,6 +162,12 @@ async fn gateway() -> (Arc<Harness>, String, String, String) {
         config.replacen("[gateway]\n", "[gateway]\ncall_timeout = \"2s\"\n", 1),
     )
     .unwrap();
+    // After the session reads a note: echo is refused, a refund needs approval anyway.
+    std::fs::write(
+        dir.path().join("policies/flows.toml"),
+        "[[flow]]\nname = \"no-echo\"\nfrom = [\"internal\"]\ntools = \"demo/echo\"\neffect = \"deny\"\n\n[[flow]]\nname = \"notes-to-refunds\"\nfrom = [\"internal\"]\ntools = \"demo/issue_refund\"\neffect = \"approve\"\n",
+    )
+    .unwrap();
     let h = Harness::at(dir, &path).await;
     let admin = h.serve_admin().await;
     let mcp = common::serve_http(h.state.clone()).await;
@@ -272,6 +278,25 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
             .await
             .is_err()
     );
+    h.state
+        .decide_approval(&id, "user:carol", true, None)
+        .await
+        .unwrap();
+    assert!(text(&waiting.await.unwrap()).contains("refunded"));
+    // Flow rules: once the session has read a note (its label), an echo is refused and
+    // a refund's attempt names the flow that asked for its approval.
+    h.call("demo_read_note", json!({"title": "plan"}))
+        .await
+        .unwrap();
+    let echoed = h.call("demo_echo", json!({"text": "hi"})).await.unwrap();
+    assert!(
+        text(&echoed).contains("flow `no-echo`"),
+        "{}",
+        text(&echoed)
+    );
+    let refund = json!({"order_id": "1002", "amount_cents": 900, "intent": intent});
+    let waiting = common::spawn_call(h, "demo_issue_refund", refund);
+    let id = common::first_pending(h).await.id;
     h.state
         .decide_approval(&id, "user:carol", true, None)
         .await

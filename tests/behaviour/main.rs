@@ -39,6 +39,7 @@ mod credentials_never_reach_the_audit_log_or_the_logs;
 mod documented_audit_fields_are_the_ones_written;
 mod each_tier_is_forwarded_and_audited;
 mod filesystem_server_through_the_gateway;
+mod flows_follow_what_a_session_has_read;
 mod http_callers_must_authenticate;
 mod init_puts_a_clients_servers_behind_the_gateway;
 mod inspector_cli_through_the_gateway;

@@ -80,3 +80,31 @@ fn explain_says_who_confirms_and_what_each_channel_proves() {
         "{refund}"
     );
 }
+
+/// With the labels a session holds, explain names the flow rule that applies.
+#[test]
+fn explain_names_the_flow_a_sessions_labels_meet() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_setup(dir.path(), &Setup::default());
+    std::fs::copy(
+        common::repo().join("policies/flows.toml"),
+        dir.path().join("policies/flows.toml"),
+    )
+    .unwrap();
+    let run = |labels: &str| {
+        let out = std::process::Command::new(EXE)
+            .args(["policy", "explain", "--config", config.to_str().unwrap()])
+            .args(["--agent", "agent:ops-bot", "--on-behalf-of", "user:alice"])
+            .args(["--tool", "demo/send_message", "--session-labels", labels])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let held = run("internal");
+    assert!(
+        held.contains("FLOW `internal-out`") && held.contains("approval needed"),
+        "{held}"
+    );
+    let other = run("public");
+    assert!(other.contains("no flow rule applies"), "{other}");
+}
