@@ -168,3 +168,82 @@ async fn a_lax_flow_is_refused_at_reload_and_a_deny_flow_refuses_at_once() {
         (&json!("policy"), &json!("deny"))
     );
 }
+
+/// Real servers: once a session has read a file through npm server-filesystem (labelled
+/// `secrets` here), a `deny` flow keeps it from writing to npm server-memory; before the
+/// read, the same write goes through, and the refused one never reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_through_one_real_server_stops_a_write_to_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("key.txt"), "s3cret").unwrap();
+    let data = std::fs::canonicalize(&data).unwrap();
+    let manifests = common::shipped_manifests(dir.path(), &[("/srv/data", &data)]);
+    let fs_manifest = manifests.join("filesystem.toml");
+    let shipped = std::fs::read_to_string(&fs_manifest).unwrap();
+    let labelled = shipped.replacen(
+        "[tools.read_text_file]\ntier = \"read\"\n",
+        "[tools.read_text_file]\ntier = \"read\"\nlabels = [\"secrets\"]\n",
+        1,
+    );
+    assert_ne!(labelled, shipped);
+    std::fs::write(&fs_manifest, labelled).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/policy.csv"),
+        "p, role:a, */*, read, allow\np, role:a, */*, transform, allow\ng, agent:desktop, role:a\ng, user:alice, role:a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/flows.toml"),
+        "[[flow]]\nname = \"secrets-stay\"\nfrom = [\"secrets\"]\ntools = \"memory/*\"\ntier = \"transform\"\neffect = \"deny\"\n",
+    )
+    .unwrap();
+    let bin = |name: &str| repo().join("node_modules/.bin").join(name);
+    let config = format!(
+        "[gateway]\nmanifests = \"{manifests}\"\npolicy_model = \"{repo}/policies/model.conf\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"fs\"\ncommand = \"{fs}\"\nargs = [\"{data}\"]\n\n[[upstream]]\nid = \"memory\"\ncommand = \"{memory}\"\nenv = {{ MEMORY_FILE_PATH = \"{graph}\" }}\n",
+        manifests = manifests.display(),
+        repo = repo().display(),
+        fs = bin("mcp-server-filesystem").display(),
+        memory = bin("mcp-server-memory").display(),
+        data = data.display(),
+        graph = dir.path().join("graph.jsonl").display(),
+    );
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let h = Harness::at(dir, &path).await;
+    let entity = |name: &str| {
+        json!({"entities": [{"name": name, "entityType": "note", "observations": ["x"]}],
+               "intent": "remember it"})
+    };
+    let before = h
+        .call("memory_create_entities", entity("before"))
+        .await
+        .unwrap();
+    assert_ne!(before.is_error, Some(true), "{}", text(&before));
+    let read = h
+        .call(
+            "fs_read_text_file",
+            json!({"path": data.join("key.txt"), "intent": "read the key"}),
+        )
+        .await
+        .unwrap();
+    assert!(text(&read).contains("s3cret"), "{}", text(&read));
+    let after = h
+        .call("memory_create_entities", entity("after"))
+        .await
+        .unwrap();
+    assert_eq!(after.is_error, Some(true));
+    assert!(
+        text(&after).contains("flow `secrets-stay`"),
+        "{}",
+        text(&after)
+    );
+    let graph = h.call("memory_read_graph", json!({})).await.unwrap();
+    let graph = text(&graph);
+    assert!(
+        graph.contains("before") && !graph.contains("after"),
+        "{graph}"
+    );
+}
