@@ -111,8 +111,8 @@ pub struct Call {
     pub intent_redacted: bool,
     /// Request `_meta` worth keeping in the audit (trace context).
     pub trace: Map<String, Value>,
-    /// The data labels the caller's session holds (for flow rules).
-    pub held: Arc<[crate::flows::Acquired]>,
+    /// What the caller's session has done so far (for flow rules and budgets).
+    pub held: Arc<crate::flows::SessionView>,
 }
 
 /// A decided call that may go upstream. Only [`Policy::authorize`] makes one.

@@ -107,15 +107,18 @@ pub async fn run(e: Explain, config: Config) -> Result<(), String> {
         );
     }
     if !e.session_labels.is_empty() {
-        let held: Vec<crate::flows::Acquired> = e
-            .session_labels
-            .iter()
-            .map(|label| crate::flows::Acquired {
-                label: label.clone(),
-                via: "(as given)".into(),
-                at: "(now)".into(),
-            })
-            .collect();
+        let held = crate::flows::SessionView {
+            acquired: e
+                .session_labels
+                .iter()
+                .map(|label| crate::flows::Acquired {
+                    label: label.clone(),
+                    via: "(as given)".into(),
+                    at: "(now)".into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
         let egress = entry.is_none_or(|t| t.egress);
         match policy.flows().hit_on(&held, &e.tool, tier, egress) {
             Some(hit) => println!(

@@ -77,13 +77,12 @@ pub async fn run(
         Err(e) => return refuse(state, &facts, e).await,
     };
     let result = forward(state, now, &attested, &context).await;
-    // A label is acquired by getting data: only a result the caller received.
-    if let Ok(r) = &result
-        && r.is_error != Some(true)
-    {
-        let tool = &attested.permitted().call().tool;
-        state.sessions.acquire(&facts.caller.session, tool);
-    }
+    // What the session did, for flow rules and budgets (also before any exist: a reload
+    // may add them): the call was forwarded; a label is acquired only by getting data, a
+    // result the caller received.
+    let got = matches!(&result, Ok(r) if r.is_error != Some(true));
+    let tool = &attested.permitted().call().tool;
+    state.sessions.record(&facts.caller.session, tool, got);
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -139,7 +138,7 @@ async fn admit(
         trace: trace(meta),
         held: match now.policy.has_flows() {
             true => state.sessions.held(&facts.caller.session),
-            false => Arc::from([]),
+            false => Arc::default(),
         },
     };
     let permitted = match now.policy.authorize(call, None) {

@@ -247,3 +247,47 @@ async fn a_read_through_one_real_server_stops_a_write_to_another() {
         "{graph}"
     );
 }
+
+/// A session budget: two `act` calls a session, then a `deny` budget refuses the third
+/// (named, counted in the audit record), and a new session starts again from none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_its_act_budget_is_refused_and_a_new_one_starts_afresh() {
+    let h = harness().await;
+    std::fs::write(
+        h.dir.path().join("policies/flows.toml"),
+        "[[budget]]\nname = \"two-acts\"\nact_calls = 2\neffect = \"deny\"\n",
+    )
+    .unwrap();
+    h.state.reload("test").await.unwrap();
+    for _ in 0..2 {
+        let sent_one = h.call("demo_send_message", message()).await.unwrap();
+        assert_ne!(sent_one.is_error, Some(true), "{}", text(&sent_one));
+    }
+    let third = h.call("demo_send_message", message()).await.unwrap();
+    assert_eq!(third.is_error, Some(true));
+    assert!(
+        text(&third).contains("made 2 `act` calls") && text(&third).contains("budget `two-acts`"),
+        "{}",
+        text(&third)
+    );
+    assert_eq!(sent(&h), 2);
+    let audit = h.audit().await;
+    let refused = audit.last().unwrap();
+    assert_eq!(refused["flow"]["flow"], "two-acts");
+    assert_eq!(refused["flow"]["budget"], "act_calls");
+    assert_eq!(
+        (&refused["flow"]["limit"], &refused["flow"]["count"]),
+        (&json!(2), &json!(2))
+    );
+    let (other, _) = common::connect(&h.state).await;
+    let args = message().as_object().unwrap().clone();
+    let fresh = other
+        .peer()
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("demo_send_message").with_arguments(args),
+        )
+        .await
+        .unwrap();
+    assert_ne!(fresh.is_error, Some(true), "{}", text(&fresh));
+    assert_eq!(sent(&h), 3);
+}
