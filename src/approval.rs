@@ -85,6 +85,9 @@ pub struct NewRequest {
     /// Why it waits, when a flow rule (not the policy alone) asked for the approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The task the call is for, shown beside its intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::identity::Task>,
 }
 
 /// Personal mode: the principal confirms their own agent's call.
@@ -258,6 +261,7 @@ mod tests {
             approvers: None,
             confirm: None,
             reason: None,
+            task: None,
         }
     }
 

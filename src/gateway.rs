@@ -92,6 +92,7 @@ impl Gateway {
                 agents: Vec::new(),
                 session,
                 credential: None,
+                task: None,
             },
         }
     }

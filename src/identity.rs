@@ -6,11 +6,13 @@
 
 mod authenticate;
 mod jwt;
+pub mod task;
 
 use serde::Serialize;
 
 use crate::config::IdentityConfig;
 pub use authenticate::{API_KEY_PREFIX, Authenticator, new_api_key};
+pub use task::Task;
 
 /// A caller: the agent making the call and everyone it acts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +25,8 @@ pub struct Caller {
     pub session: String,
     /// The credential that proved the chain, when one did (HTTP callers).
     pub credential: Option<Credential>,
+    /// The task this call is for, when it declared one or its credential carries one.
+    pub task: Option<Task>,
 }
 
 /// What proved a caller's identity, for the audit record.
@@ -44,6 +48,8 @@ pub struct Verified {
     pub principal: Option<String>,
     pub agents: Vec<String>,
     pub credential: Credential,
+    /// The task its token carries (`task` claim).
+    pub task: Option<Task>,
 }
 
 impl Verified {
@@ -54,6 +60,7 @@ impl Verified {
             agents: self.agents.clone(),
             session: session.into(),
             credential: Some(self.credential.clone()),
+            task: self.task.clone(),
         }
     }
 }
@@ -105,6 +112,7 @@ impl Caller {
             agents: vec![identity.agent.clone()],
             session: session.into(),
             credential: None,
+            task: None,
         }
     }
 

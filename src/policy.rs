@@ -930,6 +930,7 @@ mod tests {
                     in_client: true,
                 }),
                 reason: None,
+                task: None,
             },
             binding: "b".into(),
             status: Status::Executed,

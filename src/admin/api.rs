@@ -252,6 +252,9 @@ struct View<'a> {
     /// Why it waits, when a flow rule asked for the approval (what the session read).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    /// The task the call is for (id and objective), when it declared one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a crate::identity::Task>,
     server: &'a str,
     tool: &'a str,
     tier: &'a str,
@@ -299,6 +302,7 @@ impl<'a> View<'a> {
             chain,
             intent: r.call.intent.as_deref(),
             reason: r.call.reason.as_deref(),
+            task: r.call.task.as_ref(),
             server: &r.call.server,
             tool: &r.call.tool,
             tier: &r.call.tier,

@@ -34,6 +34,9 @@ pub struct Query {
     /// Calls this approver approved, and the approval steps they took.
     #[arg(long)]
     pub approver: Option<String>,
+    /// Records of calls made for this task, or a sub-task of it (`T-42` takes `T-42/step-1`).
+    #[arg(long)]
+    pub task: Option<String>,
     /// From this time: RFC 3339 (`2026-11-29T00:00:00Z`) or an age (`24h`, `7d`).
     #[arg(long, value_parser = when)]
     pub since: Option<SystemTime>,
@@ -75,6 +78,14 @@ impl Query {
                 .chain
                 .as_deref()
                 .is_none_or(|member| chain.contains(&member))
+            && self.task.as_deref().is_none_or(|want| {
+                record
+                    .pointer("/task/id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| {
+                        id == want || id.strip_prefix(want).is_some_and(|r| r.starts_with('/'))
+                    })
+            })
             && is(&self.server, s("server"))
             && is(&self.tool, s("tool").or_else(|| s("name")))
             && is(&self.tier, s("tier"))

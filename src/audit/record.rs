@@ -22,6 +22,8 @@ use crate::policy::{Access, Decision, Effect, Grant, Permitted, Rule, Verdict};
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Catalog,
+    /// The task the call declared is malformed, or replaces its credential's.
+    Task,
     Integrity,
     Intent,
     Arguments,
@@ -92,6 +94,9 @@ pub struct Header {
     pub chain: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<Credential>,
+    /// The task the call is for, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::identity::Task>,
 }
 
 impl Header {
@@ -104,6 +109,7 @@ impl Header {
             agent: caller.agent().to_string(),
             chain: caller.chain().into_iter().map(String::from).collect(),
             credential: caller.credential.clone(),
+            task: caller.task.clone(),
         }
     }
 }
@@ -431,6 +437,7 @@ pub fn approval(
             agent: call.agent.clone(),
             chain: call.chain.clone(),
             credential: None,
+            task: call.task.clone(),
         },
         server: call.server.clone(),
         tool: call.tool.clone(),

@@ -51,6 +51,7 @@ pub async fn run(e: Explain, config: Config) -> Result<(), String> {
         agents: vec![e.agent.clone()],
         session: "explain".into(),
         credential: None,
+        task: None,
     };
     let decision = policy.decide(&caller, &e.tool, tier);
     for v in &decision.verdicts {

@@ -182,17 +182,21 @@ async fn wait(
 
 async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Outcome {
     state.expire_approvals().await;
-    let after = state
-        .approvals
-        .get(id)
-        .await
+    let request = state.approvals.get(id).await.ok();
+    let after = request
+        .as_ref()
         .map(|r| humantime::format_duration(r.call.timeout).to_string())
-        .unwrap_or_else(|_| "its timeout".into());
+        .unwrap_or_else(|| "its timeout".into());
+    // Why it waited, when a flow rule (not the policy alone) asked for it.
+    let why = request
+        .and_then(|r| r.call.reason)
+        .map(|reason| format!(" (it waited because {reason})"))
+        .unwrap_or_default();
     refused(
         call,
         decision,
         format!(
-            "approval request `{id}` expired after {after} without a decision; the call was not made"
+            "approval request `{id}` expired after {after} without a decision{why}; the call was not made"
         ),
     )
 }
@@ -301,6 +305,7 @@ fn new_request(now: &Snapshot, call: &Call, decision: &Decision) -> NewRequest {
             .unwrap_or(now.config.live.approval.timeout),
         approvers: rule.and_then(|r| r.approvers.clone()),
         reason: decision.flow.as_ref().and(decision.reason.clone()),
+        task: call.caller.task.clone(),
         confirm: match decision.effect {
             Effect::Confirm => confirm(false),
             Effect::ConfirmInClient => confirm(true),

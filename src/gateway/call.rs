@@ -33,6 +33,8 @@ enum CallError {
     #[error("`{tool}` cannot be called: {reason}; ask the tool owner to fix its schema")]
     Unusable { tool: String, reason: String },
     #[error(transparent)]
+    Task(#[from] crate::identity::task::TaskError),
+    #[error(transparent)]
     Intent(#[from] IntentError),
     #[error(transparent)]
     Arguments(#[from] ArgumentsError),
@@ -51,6 +53,7 @@ impl CallError {
         match self {
             CallError::Unknown(_) => Stage::Catalog,
             CallError::Quarantined(_) | CallError::Unusable { .. } => Stage::Integrity,
+            CallError::Task(_) => Stage::Task,
             CallError::Intent(_) => Stage::Intent,
             CallError::Arguments(_) => Stage::Arguments,
             CallError::Limited(_) => Stage::Limits,
@@ -71,7 +74,17 @@ pub async fn run(
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResult, ErrorData> {
+    let mut caller = caller;
+    let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
+    let task = crate::identity::task::declare(
+        caller.task.as_ref(),
+        meta.get(crate::identity::task::META_KEY),
+    );
+    let task = task.map(|t| caller.task = t);
     let mut facts = Facts::new(&caller, &request.name);
+    if let Err(e) = task {
+        return refuse(state, &facts, e.into()).await;
+    }
     let attested = match admit(state, now, &mut facts, &request, &context).await {
         Ok(attested) => attested,
         Err(e) => return refuse(state, &facts, e).await,
@@ -82,7 +95,10 @@ pub async fn run(
     // result the caller received.
     let got = matches!(&result, Ok(r) if r.is_error != Some(true));
     let tool = &attested.permitted().call().tool;
-    state.sessions.record(&facts.caller.session, tool, got);
+    let task = task_key(facts.caller);
+    state
+        .sessions
+        .record(&facts.caller.session, task.as_deref(), tool, got);
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -137,7 +153,9 @@ async fn admit(
         intent_redacted: facts.intent_redacted,
         trace: trace(meta),
         held: match now.policy.has_flows() {
-            true => state.sessions.held(&facts.caller.session),
+            true => state
+                .sessions
+                .held(&facts.caller.session, task_key(facts.caller).as_deref()),
             false => Arc::default(),
         },
     };
@@ -216,6 +234,12 @@ async fn forward(
         }
         false => result,
     })
+}
+
+/// The key of the caller's task record, when the call has a task.
+fn task_key(caller: &Caller) -> Option<String> {
+    let task = caller.task.as_ref()?;
+    Some(crate::session::task_key(&caller.chain(), task))
 }
 
 /// What is known about a call when it is refused: filled in stage by stage by [`admit`].

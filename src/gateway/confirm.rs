@@ -104,9 +104,17 @@ fn question(request: &Request) -> String {
     let call = &request.call;
     let args = serde_json::to_string_pretty(&call.args_display).unwrap_or_default();
     let intent = call.intent.as_deref().unwrap_or("(none given)");
+    let task = match &call.task {
+        Some(t) => format!(
+            "\nFor the task: {} {}",
+            visible(&t.id),
+            visible(t.objective.as_deref().unwrap_or(""))
+        ),
+        None => String::new(),
+    };
     format!(
         "mcp-warden: your agent `{agent}` asks to run `{server}/{tool}` (tier `{tier}`).\n\n\
-         Why, in the agent's words: {intent}\n\nArguments:\n{args}\n\n\
+         Why, in the agent's words: {intent}{task}\n\nArguments:\n{args}\n\n\
          Run it only if you asked for this. Your answer is good for this one call \
          (request {id}).",
         agent = visible(&call.agent),

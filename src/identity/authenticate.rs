@@ -59,6 +59,7 @@ impl Authenticator {
         let agents = vec![found.agent.clone()];
         super::check_chain(found.on_behalf_of.as_deref(), &agents, self.max_chain_depth)?;
         Ok(Verified {
+            task: None,
             principal: found.on_behalf_of.clone(),
             agents,
             credential: Credential {

@@ -48,6 +48,8 @@ struct Claims {
     scope: Option<String>,
     scp: Option<Vec<String>>,
     act: Option<Actor>,
+    /// The task the token is for, binding everyone down its chain.
+    task: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -119,9 +121,16 @@ impl Keys {
         }
         let (principal, agents) = chain(&claims)?;
         super::check_chain(principal.as_deref(), &agents, self.config.max_chain_depth)?;
+        let task = claims
+            .task
+            .as_ref()
+            .map(super::Task::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("the token's `task` claim: {e}")))?;
         Ok(Verified {
             principal,
             agents,
+            task,
             credential: Credential {
                 kind: "jwt",
                 issuer: Some(issuer),

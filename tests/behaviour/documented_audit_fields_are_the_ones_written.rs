@@ -180,7 +180,11 @@ fn args(value: Value) -> Map<String, Value> {
 
 async fn call_traced(h: &Harness, name: &str, arguments: Value) -> rmcp::model::CallToolResult {
     let mut params = CallToolRequestParams::new(name.to_string()).with_arguments(args(arguments));
-    params.meta = Some(serde_json::from_value(json!({"traceparent": TRACEPARENT})).unwrap());
+    params.meta = Some(
+        serde_json::from_value(json!({"traceparent": TRACEPARENT,
+            "io.mcp-warden/task": {"id": "T-1", "objective": "check the audit fields"}}))
+        .unwrap(),
+    );
     h.client.peer().call_tool(params).await.unwrap()
 }
 
@@ -215,9 +219,8 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
     // decision at the intent stage, then at the policy (the agent may not write).
     let note = json!({"title": "t", "body": "b"});
     assert!(
-        h.call("demo_write_note", note.clone())
+        call_traced(h, "demo_write_note", note.clone())
             .await
-            .unwrap()
             .is_error
             == Some(true)
     );
@@ -295,7 +298,9 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
         text(&echoed)
     );
     let refund = json!({"order_id": "1002", "amount_cents": 900, "intent": intent});
-    let waiting = common::spawn_call(h, "demo_issue_refund", refund);
+    let tasked = h.clone();
+    let waiting =
+        tokio::spawn(async move { call_traced(&tasked, "demo_issue_refund", refund).await });
     let id = common::first_pending(h).await.id;
     h.state
         .decide_approval(&id, "user:carol", true, None)

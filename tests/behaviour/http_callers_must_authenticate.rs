@@ -604,3 +604,49 @@ async fn keys_from_a_jwks_url_are_fetched_again_when_a_token_names_a_new_one() {
         "a key the issuer never published stays unknown"
     );
 }
+
+/// A token's `task` claim binds the chain: a call may narrow it, never replace it; the
+/// task is in the records of its calls, and a replacing call is refused, audited at the
+/// `task` stage, and never forwarded.
+#[tokio::test]
+async fn a_tokens_task_may_be_narrowed_by_a_call_but_never_replaced() {
+    let gw = start("").await;
+    let token = gw.idp.token(|c| {
+        c["task"] = json!({"id": "T-42", "objective": "migrate the March tickets"});
+    });
+    let client = gw.client(&token).await;
+    let call = |task: Option<Value>| {
+        let mut params = CallToolRequestParams::new("demo_echo")
+            .with_arguments(json!({"text": "hi"}).as_object().cloned().unwrap());
+        if let Some(task) = task {
+            params.meta =
+                Some(serde_json::from_value(json!({"io.mcp-warden/task": task})).unwrap());
+        }
+        client.peer().call_tool(params)
+    };
+    assert_ne!(call(None).await.unwrap().is_error, Some(true));
+    let narrowed = call(Some(json!({"id": "T-42/step-1", "objective": "copy"})))
+        .await
+        .unwrap();
+    assert_ne!(narrowed.is_error, Some(true), "{}", common::text(&narrowed));
+    let replaced = call(Some(json!({"id": "T-43"}))).await.unwrap();
+    assert_eq!(replaced.is_error, Some(true));
+    assert!(
+        common::text(&replaced).contains("never replace it"),
+        "{}",
+        common::text(&replaced)
+    );
+    assert_eq!(gw.upstream_calls().len(), 2);
+    let audit = gw.audit().await;
+    let attempts: Vec<&Value> = audit.iter().filter(|r| r["kind"] == "attempt").collect();
+    assert_eq!(
+        attempts[0]["task"],
+        json!({"id": "T-42", "objective": "migrate the March tickets"})
+    );
+    assert_eq!(attempts[1]["task"]["id"], "T-42/step-1");
+    let refused = audit.last().unwrap();
+    assert_eq!(
+        (&refused["kind"], &refused["stage"]),
+        (&json!("decision"), &json!("task"))
+    );
+}

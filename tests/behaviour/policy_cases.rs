@@ -92,6 +92,7 @@ async fn a_caller_with_no_identity_is_denied_whatever_the_policy() {
         agents: vec![],
         session: "t".into(),
         credential: None,
+        task: None,
     };
     let d = policy.decide(&nobody, "demo/read_note", "read".parse().unwrap());
     assert_eq!(d.effect, Effect::Deny);

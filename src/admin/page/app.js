@@ -64,6 +64,7 @@ function fill(article, r) {
   visible(q(".principal"), r.on_behalf_of ?? "nobody (the agent acts for itself)");
   visible(q(".chain"), r.chain.join(" → "));
   visible(q(".intent"), r.intent ?? "(none given)");
+  visible(q(".task"), r.task ? r.task.id + (r.task.objective ? ": " + r.task.objective : "") : "(none declared)");
   visible(q(".reason"), r.reason ?? "the policy asks for a human decision");
   visible(q(".args"), JSON.stringify(r.arguments, null, 2), true);
   visible(q(".quorum"), `${r.approved_by.length} of ${r.quorum}` + (r.approved_by.length ? " (" + r.approved_by.join(", ") + ")" : ""));
