@@ -113,6 +113,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/approvals/{id}/{verdict}", post(api::decide))
         .route("/grants", get(grants::list).post(grants::create))
         .route("/grants/{id}/revoke", post(grants::revoke))
+        .route("/tasks/{id}/end", post(grants::end_task))
         .route("/reload", post(reload::reload))
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)

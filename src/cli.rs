@@ -126,6 +126,13 @@ gateway generated for --as IDENTITY (or for its only approver without a configur
         #[command(subcommand)]
         command: grants::GrantCommand,
     },
+    /// Tasks: end one, and the grants bound to it (through the admin API, as an approver).
+    Task {
+        #[command(flatten)]
+        connection: approvals::Connection,
+        #[command(subcommand)]
+        command: grants::TaskCommand,
+    },
     /// Make the running gateway read its policy, manifests and config again (through the
     /// admin API, as an approver). A reload that finds any error changes nothing.
     #[command(
@@ -312,6 +319,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             command,
         } => match load_config(connection.config.as_deref()) {
             Ok(config) => grants::run(command, connection, config).await,
+            Err(e) => Err(e),
+        },
+        Command::Task {
+            connection,
+            command,
+        } => match load_config(connection.config.as_deref()) {
+            Ok(config) => grants::run_task(command, connection, config).await,
             Err(e) => Err(e),
         },
         Command::Policy {

@@ -36,7 +36,7 @@ use crate::catalog::ToolState;
 use crate::config::IdentityConfig;
 use crate::identity::Caller;
 use crate::policy::{Effect, object_of};
-pub use grants::{GrantError, GrantRequest, MAX_GRANT};
+pub use grants::{GrantError, GrantRequest, MAX_GRANT, TaskEnded};
 pub use reload::Reloaded;
 pub use state::{Snapshot, StartError, State, load_rules, read_inputs};
 

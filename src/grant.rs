@@ -14,6 +14,7 @@ use std::sync::RwLock;
 
 use serde::Serialize;
 
+use crate::identity::Task;
 use crate::manifest::Tier;
 pub use kept::{Grants, StoreError};
 
@@ -37,6 +38,9 @@ pub struct Grant {
     pub status: GrantStatus,
     /// Who revoked it, when revoked.
     pub revoked_by: Option<String>,
+    /// Only for calls of this task (or a sub-task of it); it ends with the task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,11 +69,18 @@ impl Grant {
         &self,
         identity: &str,
         principal: Option<&str>,
+        task: Option<&Task>,
         object: &str,
         tier: Tier,
         now: u64,
     ) -> bool {
-        self.status == GrantStatus::Active
+        let in_task = self.task.as_deref().is_none_or(|t| {
+            task.is_some_and(|c| {
+                c.id == t || c.id.strip_prefix(t).is_some_and(|r| r.starts_with('/'))
+            })
+        });
+        in_task
+            && self.status == GrantStatus::Active
             && now < self.expires
             && self.to == identity
             && self.tier == tier
@@ -90,6 +101,7 @@ pub struct NewGrant {
     pub reason: String,
     pub by: String,
     pub ttl_ms: u64,
+    pub task: Option<String>,
 }
 
 impl NewGrant {
@@ -107,6 +119,7 @@ impl NewGrant {
             expires: now.saturating_add(self.ttl_ms),
             status: GrantStatus::Active,
             revoked_by: None,
+            task: self.task,
         }
     }
 }
@@ -130,6 +143,7 @@ impl GrantBook {
         &self,
         identity: &str,
         principal: Option<&str>,
+        task: Option<&Task>,
         object: &str,
         tier: Tier,
         now: u64,
@@ -137,7 +151,7 @@ impl GrantBook {
         let active = self.active.read().ok()?;
         active
             .iter()
-            .find(|g| g.covers(identity, principal, object, tier, now))
+            .find(|g| g.covers(identity, principal, task, object, tier, now))
             .cloned()
     }
 }
@@ -192,23 +206,58 @@ mod tests {
             expires,
             status: GrantStatus::Active,
             revoked_by: None,
+            task: None,
         }
+    }
+
+    /// A task-bound grant covers only calls of its task or a sub-task of it.
+    #[test]
+    fn a_task_bound_grant_covers_only_its_tasks_calls() {
+        let g = Grant {
+            task: Some("T-42".into()),
+            ..grant(100)
+        };
+        let task = |id: &str| Task {
+            id: id.into(),
+            objective: None,
+        };
+        let covers =
+            |t: Option<&Task>| g.covers("agent:x", Some("user:y"), t, "crm/a", Tier::Transform, 1);
+        assert!(covers(Some(&task("T-42"))));
+        assert!(covers(Some(&task("T-42/step-1"))));
+        assert!(!covers(Some(&task("T-420"))));
+        assert!(!covers(Some(&task("T-43"))));
+        assert!(!covers(None));
     }
 
     #[test]
     fn a_grant_covers_only_its_identity_principal_tools_tier_and_time() {
         let g = grant(100);
-        assert!(g.covers("agent:x", Some("user:y"), "crm/a", Tier::Transform, 99));
-        assert!(!g.covers("agent:x", Some("user:y"), "crm/a", Tier::Transform, 100));
-        assert!(!g.covers("agent:z", Some("user:y"), "crm/a", Tier::Transform, 1));
-        assert!(!g.covers("agent:x", Some("user:q"), "crm/a", Tier::Transform, 1));
-        assert!(!g.covers("agent:x", None, "crm/a", Tier::Transform, 1));
-        assert!(!g.covers("agent:x", Some("user:y"), "crm/a", Tier::Act, 1));
-        assert!(!g.covers("agent:x", Some("user:y"), "fs/a", Tier::Transform, 1));
+        assert!(g.covers(
+            "agent:x",
+            Some("user:y"),
+            None,
+            "crm/a",
+            Tier::Transform,
+            99
+        ));
+        assert!(!g.covers(
+            "agent:x",
+            Some("user:y"),
+            None,
+            "crm/a",
+            Tier::Transform,
+            100
+        ));
+        assert!(!g.covers("agent:z", Some("user:y"), None, "crm/a", Tier::Transform, 1));
+        assert!(!g.covers("agent:x", Some("user:q"), None, "crm/a", Tier::Transform, 1));
+        assert!(!g.covers("agent:x", None, None, "crm/a", Tier::Transform, 1));
+        assert!(!g.covers("agent:x", Some("user:y"), None, "crm/a", Tier::Act, 1));
+        assert!(!g.covers("agent:x", Some("user:y"), None, "fs/a", Tier::Transform, 1));
         let revoked = Grant {
             status: GrantStatus::Revoked,
             ..grant(100)
         };
-        assert!(!revoked.covers("agent:x", Some("user:y"), "crm/a", Tier::Transform, 1));
+        assert!(!revoked.covers("agent:x", Some("user:y"), None, "crm/a", Tier::Transform, 1));
     }
 }

@@ -291,7 +291,7 @@ impl Policy {
             .chain()
             .into_iter()
             .map(|id| self.verdict(id, object, tier.as_str()))
-            .map(|v| self.granted(v, caller.principal.as_deref(), object, tier, now))
+            .map(|v| self.granted(v, caller, object, tier, now))
             .collect();
         combine(verdicts, object, tier)
     }
@@ -314,17 +314,14 @@ impl Policy {
 
     /// A verdict with no rule, or one that asks for approval, becomes an allow when an
     /// active grant covers it; a deny or a Casbin error never does.
-    fn granted(
-        &self,
-        v: Verdict,
-        principal: Option<&str>,
-        object: &str,
-        tier: Tier,
-        now: u64,
-    ) -> Verdict {
+    fn granted(&self, v: Verdict, caller: &Caller, object: &str, tier: Tier, now: u64) -> Verdict {
         let open = v.error.is_none() && v.effect.is_none_or(Effect::waits);
+        let (principal, task) = (caller.principal.as_deref(), caller.task.as_ref());
         let grant = open
-            .then(|| self.grants.find(&v.identity, principal, object, tier, now))
+            .then(|| {
+                self.grants
+                    .find(&v.identity, principal, task, object, tier, now)
+            })
             .flatten();
         match grant {
             Some(g) => Verdict {

@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS grants (
     "
 ALTER TABLE verdicts ADD COLUMN confirmed TEXT;
 ",
+    "
+ALTER TABLE grants ADD COLUMN task TEXT;
+",
 ];
 
 /// Connections kept open between uses.

@@ -50,6 +50,18 @@ pub async fn revoke(
     }
 }
 
+/// `POST /tasks/ID/end`: end a task and the grants bound to it.
+pub async fn end_task(
+    Extract(admin): Extract<Arc<Admin>>,
+    Signed(approver, _): Signed,
+    Path(id): Path<String>,
+) -> Response {
+    match admin.state.end_task(&approver, &id).await {
+        Ok(ended) => Json(ended).into_response(),
+        Err(e) => failure(&e),
+    }
+}
+
 fn failure(e: &GrantError) -> Response {
     let status = match e {
         GrantError::Invalid(_) => StatusCode::BAD_REQUEST,

@@ -39,8 +39,13 @@ struct Shown {
     grant: Option<GrantShown>,
     /// `drift`: the fields that changed (null when unknown).
     changed: Option<Vec<String>>,
-    /// `reload`: who or what triggered it.
+    /// `reload`, `task`: who or what triggered it.
     by: String,
+    /// `task`: the task ended (a call record's `task` is an object, and not read here).
+    task: serde_json::Value,
+    /// `task`: the grants that ended with it.
+    #[serde(rename = "grants")]
+    ended_grants: Vec<serde_json::Value>,
     generation: u64,
     errors: Vec<String>,
     /// `checkpoint`: records before it, the last one's hash, and the signing key.
@@ -139,6 +144,19 @@ fn sentence(r: &Shown) -> String {
             format!("RELOADED by {} (generation {})", r.by, r.generation)
         }
         "reload" => format!("RELOAD REFUSED by {}: {}", r.by, r.errors.join("; ")),
+        "task" => {
+            let ended: Vec<&str> = r.ended_grants.iter().filter_map(|g| g.as_str()).collect();
+            format!(
+                "TASK     {} ended by {}; grants ended: {}",
+                r.task.as_str().unwrap_or("?"),
+                r.by,
+                if ended.is_empty() {
+                    "none".to_string()
+                } else {
+                    ended.join(", ")
+                }
+            )
+        }
         "checkpoint" => format!(
             "CHECKPOINT {} records, the last {}…, signed by {}…",
             r.count,

@@ -476,6 +476,7 @@ mod tests {
             expires: 2,
             status: crate::grant::GrantStatus::Active,
             revoked_by: None,
+            task: None,
         };
         let record = crate::audit::record::grant(&grant, "created", "user:admin", None);
         let (line, _) = seal(&record, GENESIS).unwrap();

@@ -31,11 +31,55 @@ pub enum GrantCommand {
         /// Why it is needed (kept in the audit log).
         #[arg(long)]
         reason: String,
+        /// Only for calls of this task (or a sub-task of it); it ends with the task.
+        #[arg(long)]
+        task: Option<String>,
     },
     /// List grants (active, revoked and expired).
     List,
     /// Revoke a grant; the next call no longer uses it.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// End a task: the grants bound to it (and to its sub-tasks) end now.
+    End { id: String },
+}
+
+/// `mcp-warden task end ID` through the admin API.
+pub async fn run_task(
+    command: TaskCommand,
+    conn: Connection,
+    config: Config,
+) -> Result<(), String> {
+    let client = Client::connect(&conn, &config)?;
+    let TaskCommand::End { id } = command;
+    let path = format!("/tasks/{}/end", id.replace('/', "%2F"));
+    let ended = client.send("POST", &path, Some(json!({}))).await?;
+    let list = |k: &str| {
+        ended
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(visible)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    println!(
+        "task `{}` ended; grants ended: {}",
+        visible(&id),
+        list("ended")
+    );
+    let left = list("left");
+    if !left.is_empty() {
+        eprintln!("grants you may not revoke, left as they were: {left}");
+    }
+    Ok(())
 }
 
 pub async fn run(command: GrantCommand, conn: Connection, config: Config) -> Result<(), String> {
@@ -48,8 +92,9 @@ pub async fn run(command: GrantCommand, conn: Connection, config: Config) -> Res
             tier,
             ttl,
             reason,
+            task,
         } => {
-            let body = json!({"to": to, "on_behalf_of": on_behalf_of, "tools": tools, "tier": tier, "ttl": ttl, "reason": reason});
+            let body = json!({"to": to, "on_behalf_of": on_behalf_of, "tools": tools, "tier": tier, "ttl": ttl, "reason": reason, "task": task});
             let grant = client.send("POST", "/grants", Some(body)).await?;
             println!("{}", line(&grant));
         }
@@ -91,6 +136,10 @@ fn line(g: &Value) -> String {
     let principal = match s("on_behalf_of") {
         p if p.is_empty() => String::new(),
         p => format!(" for {p}"),
+    };
+    let principal = match s("task") {
+        t if t.is_empty() => principal,
+        t => format!("{principal} in task {t}"),
     };
     format!(
         "{}  {:<8} {}{} may use {} ({}) until {until}; granted by {}: {}",

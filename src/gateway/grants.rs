@@ -26,6 +26,18 @@ pub struct GrantRequest {
     pub tier: String,
     pub ttl: String,
     pub reason: String,
+    /// Only for calls of this task (or a sub-task of it); the grant ends with the task.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// What ending a task did: the grants it ended, and those the one ending it may not
+/// revoke (left as they were).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskEnded {
+    pub task: String,
+    pub ended: Vec<String>,
+    pub left: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +62,7 @@ fn new_grant(r: &GrantRequest, by: &str) -> NewGrant {
         reason: r.reason.clone(),
         by: by.to_string(),
         ttl_ms: 0,
+        task: r.task.clone(),
     }
 }
 
@@ -110,6 +123,14 @@ impl State {
         if ttl < Duration::from_secs(1) || ttl > MAX_GRANT {
             return invalid(format!("`ttl` must be between 1s and 24h, not {}", r.ttl));
         }
+        if let Some(task) = &r.task
+            && crate::identity::Task::parse(&serde_json::json!({ "id": task })).is_err()
+        {
+            return invalid(format!(
+                "`task` `{}` must be 1-128 of A-Z a-z 0-9 . _ : / -",
+                task.escape_default()
+            ));
+        }
         if r.reason.trim().is_empty() {
             return invalid("`reason` is required: say why the grant is needed".into());
         }
@@ -155,6 +176,42 @@ impl State {
             tracing::error!(grant = %id, error = %e, "a revoked grant could not be audited");
         }
         Ok(revoked)
+    }
+
+    /// End a task: revoke every active grant bound to it (or to a sub-task of it) that
+    /// `by` may revoke, and record the end (`task` record: who, which grants ended, which
+    /// `by` could not end). The next call of the task no longer has them.
+    pub async fn end_task(&self, by: &str, task: &str) -> Result<TaskEnded, GrantError> {
+        let all = self
+            .grants
+            .list()
+            .await
+            .map_err(|e| GrantError::Failed(e.to_string()))?;
+        let within =
+            |t: &str| t == task || t.strip_prefix(task).is_some_and(|r| r.starts_with('/'));
+        let bound = all
+            .into_iter()
+            .filter(|g| g.status == GrantStatus::Active && g.task.as_deref().is_some_and(within));
+        let mut ended = TaskEnded {
+            task: task.to_string(),
+            ended: Vec::new(),
+            left: Vec::new(),
+        };
+        for g in bound {
+            match self.revoke_grant(by, &g.id).await {
+                Ok(revoked) => ended.ended.push(revoked.id),
+                Err(_) => ended.left.push(g.id),
+            }
+        }
+        let fields = serde_json::json!({
+            "event": "ended", "task": task, "by": by, "grants": ended.ended, "left": ended.left,
+        });
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        self.audit
+            .event("task", fields)
+            .await
+            .map_err(|e| GrantError::Failed(e.to_string()))?;
+        Ok(ended)
     }
 
     /// Record grants that ran out (decisions already ignore them) in the store and the

@@ -146,6 +146,7 @@ fn to_row(g: &Grant) -> GrantRow {
         expires: g.expires,
         status: g.status.as_str().to_string(),
         revoked_by: g.revoked_by.clone(),
+        task: g.task.clone(),
     }
 }
 
@@ -172,5 +173,6 @@ fn from_row(row: GrantRow) -> Result<Grant, StoreError> {
         expires: row.expires,
         status,
         revoked_by: row.revoked_by,
+        task: row.task,
     })
 }

@@ -18,18 +18,20 @@ pub struct GrantRow {
     pub expires: u64,
     pub status: String,
     pub revoked_by: Option<String>,
+    /// Only for calls of this task (or a sub-task of it).
+    pub task: Option<String>,
 }
 
-const COLUMNS: &str = "id, grantee, on_behalf_of, tools, tier, reason, granted_by, created, expires, status, revoked_by";
+const COLUMNS: &str = "id, grantee, on_behalf_of, tools, tier, reason, granted_by, created, expires, status, revoked_by, task";
 
 impl Store {
     pub async fn insert_grant(&self, g: GrantRow) -> Result<(), StoreError> {
         self.write(move |tx| {
             tx.execute(
-                &format!("INSERT INTO grants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                &format!("INSERT INTO grants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
                     g.id, g.grantee, g.on_behalf_of, g.tools, g.tier, g.reason, g.granted_by,
-                    to_sql(g.created), to_sql(g.expires), g.status, g.revoked_by
+                    to_sql(g.created), to_sql(g.expires), g.status, g.revoked_by, g.task
                 ],
             )?;
             Ok(())
@@ -90,5 +92,6 @@ fn row(r: &Row<'_>) -> rusqlite::Result<GrantRow> {
         expires: from_sql(r.get(8)?),
         status: r.get(9)?,
         revoked_by: r.get(10)?,
+        task: r.get(11)?,
     })
 }

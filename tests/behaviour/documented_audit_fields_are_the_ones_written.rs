@@ -249,6 +249,15 @@ async fn scenario(h: &Arc<Harness>, admin: &str, mcp: &str, api_key: &str) {
     );
     assert_eq!(grant(admin, "fs/*").await, 403);
     assert_eq!(grant(admin, "demo/*").await, 201);
+    // A task ended (no grant bound to it: both lists empty, still written).
+    let ended = reqwest::Client::new()
+        .post(format!("{admin}/tasks/T-0/end"))
+        .bearer_auth(CAROL)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
     // With the grant: a write (its attempt names the grant), a prompt (its access too),
     // and a toggle alice may not make (its refusal names the grant the agent's verdict used).
     let written = h.call("demo_write_note", with_intent).await.unwrap();

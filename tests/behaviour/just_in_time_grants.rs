@@ -264,6 +264,7 @@ async fn grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny()
         reason: "alice only".into(),
         by: "user:carol".into(),
         ttl_ms: 60_000,
+        task: None,
     };
     bob.state
         .grants
@@ -297,6 +298,7 @@ async fn an_expired_grant_is_ignored_by_decisions_before_any_sweep_records_it() 
         reason: "r".into(),
         by: "user:carol".into(),
         ttl_ms: 60_000,
+        task: None,
     };
     book.replace(vec![new.into_grant(mcp_warden::clock::now_ms())]);
     let caller = mcp_warden::identity::Caller::from_config(
@@ -311,4 +313,65 @@ async fn an_expired_grant_is_ignored_by_decisions_before_any_sweep_records_it() 
     assert_eq!(effect(), mcp_warden::policy::Effect::Allow);
     tokio::time::advance(Duration::from_secs(61)).await;
     assert_eq!(effect(), mcp_warden::policy::Effect::Deny);
+}
+
+/// A grant bound to a task covers only calls of that task (or a sub-task), and ends when
+/// the task is ended (API or CLI), which is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_bound_grant_covers_only_its_task_and_ends_with_it() {
+    let (h, admin) = harness().await;
+    let mut bound = grant("demo/write_note", "transform", "30m");
+    bound["task"] = json!("T-5");
+    let (status, created) = post(&format!("{admin}/grants"), Some(CAROL), bound).await;
+    assert_eq!(status, 201, "{created}");
+    let write_in = |task: Option<&'static str>| {
+        let mut params = rmcp::model::CallToolRequestParams::new("demo_write_note").with_arguments(
+            json!({"title": "t", "body": "b", "intent": "tidy"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        if let Some(id) = task {
+            params.meta =
+                Some(serde_json::from_value(json!({"io.mcp-warden/task": {"id": id}})).unwrap());
+        }
+        h.client.peer().call_tool(params)
+    };
+    assert_ne!(write_in(Some("T-5")).await.unwrap().is_error, Some(true));
+    assert_ne!(write_in(Some("T-5/a")).await.unwrap().is_error, Some(true));
+    assert_eq!(write_in(Some("T-6")).await.unwrap().is_error, Some(true));
+    assert_eq!(write_in(None).await.unwrap().is_error, Some(true));
+    // Ended with the CLI, as carol: the grant ends, and the task's next write is refused.
+    let config = h.dir.path().join("warden.toml");
+    let out = tokio::process::Command::new(EXE)
+        .args(["task", "end", "T-5", "--config"])
+        .arg(&config)
+        .args(["--url", &admin])
+        .env("MCP_WARDEN_APPROVER_TOKEN", CAROL)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("task `T-5` ended") && said.contains(created["id"].as_str().unwrap()),
+        "{said}"
+    );
+    assert_eq!(write_in(Some("T-5")).await.unwrap().is_error, Some(true));
+    let audit = h.audit().await;
+    let ended = audit.iter().find(|r| r["kind"] == "task").unwrap();
+    assert_eq!(
+        (&ended["event"], &ended["task"], &ended["by"]),
+        (&json!("ended"), &json!("T-5"), &json!("user:carol"))
+    );
+    assert_eq!(ended["grants"], json!([created["id"]]));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["kind"] == "grant" && r["event"] == "revoked")
+    );
 }
