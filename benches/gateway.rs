@@ -1,7 +1,8 @@
 //! Benchmark: `tools/call echo` on the bundled demo server, directly and through the
 //! gateway (read tier, intent, schema, Casbin, durable hash-chained audit), in one run;
 //! the same through a gateway that also exports every audit record to a syslog witness
-//! (a receiver in this process, over TCP); policy decisions with 10,000 rules (cold and
+//! (a receiver in this process, over TCP); the same with ten flow rules and session
+//! budgets evaluated on every call; policy decisions with 10,000 rules (cold and
 //! cached); and the gateway's resident memory
 //! on the embedded defaults, idle and with 1,000 open sessions over HTTP (it binds the
 //! defaults' ports, 8787 and 8788). Run with `cargo bench --bench gateway`.
@@ -433,6 +434,24 @@ async fn main() {
         "exported",
         &format!("\n[[witness]]\nsyslog = \"tcp://127.0.0.1:{port}\"\nrecords = \"all\"\n"),
     );
+    // Ten flow rules and budgets, every one evaluated on every call.
+    let flowed = write_config(dir.path(), "flowed", "");
+    let flows = dir.path().join("flows.toml");
+    let mut rules = String::new();
+    for i in 0..8 {
+        let to = match i % 2 {
+            0 => "to = \"egress\"".to_string(),
+            _ => format!("tools = \"srv{i}/*\""),
+        };
+        rules.push_str(&format!(
+            "[[flow]]\nname = \"f{i}\"\nfrom = [\"label{i}\", \"pii\"]\n{to}\neffect = \"approve\"\n\n"
+        ));
+    }
+    rules.push_str("[[budget]]\nname = \"acts\"\nact_calls = 1000\neffect = \"approve\"\n\n[[budget]]\nname = \"labels\"\nlabels = 100\neffect = \"deny\"\n");
+    std::fs::write(&flows, rules).unwrap();
+    let text = std::fs::read_to_string(&flowed).unwrap();
+    let line = format!("[gateway]\nflows = \"{}\"\n", flows.display());
+    std::fs::write(&flowed, text.replacen("[gateway]\n", &line, 1)).unwrap();
     let serve = |config: &Path| {
         let config = config.to_str().unwrap().to_string();
         let dir = dir.path().to_path_buf();
@@ -447,14 +466,16 @@ async fn main() {
     let direct = spawn(&["demo-tools"], dir.path()).await;
     let gateway = serve(&config).await;
     let with_export = serve(&exported).await;
+    let with_flows = serve(&flowed).await;
     // The three paths take turns, in a different order each round, so that neither
     // warming up nor the machine's drift favours one: each row is the median of its rounds.
     let paths = [
         (&direct, "echo", false),
         (&gateway, "demo_echo", true),
         (&with_export, "demo_echo", true),
+        (&with_flows, "demo_echo", true),
     ];
-    let mut rounds: [Vec<Figures>; 3] = Default::default();
+    let mut rounds: [Vec<Figures>; 4] = Default::default();
     for round in 0..ROUNDS {
         for turn in 0..paths.len() {
             let i = (turn + round) % paths.len();
@@ -462,7 +483,7 @@ async fn main() {
             rounds[i].push(measure(client, tool, intent).await);
         }
     }
-    let [d, g, x] = rounds.map(median);
+    let [d, g, x, f] = rounds.map(median);
     let expected = ROUNDS * 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
     let audit = audit_path(dir.path(), "gateway");
     let records = records_in(&audit, expected).await;
@@ -489,6 +510,12 @@ async fn main() {
     row("direct", &d);
     row("gateway", &g);
     row("+export", &x);
+    row("+flows", &f);
+    println!(
+        "+flows: 8 flow rules and 2 session budgets evaluated on every call; p50 {:+.3} ms, calls/s {:+.1} % against gateway",
+        (f.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
+        (f.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
+    );
     println!(
         "added p50 latency: {}; throughput ratio gateway/direct: {:.2}",
         ms(g.p50.saturating_sub(d.p50)),

@@ -16,6 +16,11 @@ fn the_shipped_setup_checks_clean_against_the_live_demo_server() {
     let (ok, out) = run(&["check", "--config", config.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("0 error(s)"), "{out}");
+    // The demo annotates both outside-facing tools `openWorldHint`: the one its manifest
+    // does not mark `egress` is pointed at, the one it marks is not.
+    let hint = |tool: &str| format!("tool `{tool}`: its server annotates it `openWorldHint: true`");
+    assert!(out.contains(&hint("issue_refund")), "{out}");
+    assert!(!out.contains(&hint("send_message")), "{out}");
 }
 
 #[test]
