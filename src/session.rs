@@ -2,9 +2,11 @@
 //! acquired, each from a result the gateway forwarded to it (a refused or failed call
 //! gives none), with the tool and time it came from; how many `act` calls it made; which
 //! upstreams it called. Flow rules and budgets read it (see `flows`).
-//! It lives in memory, one entry per session: an HTTP session's is dropped once the
-//! session has been idle longer than the transport keeps sessions; a stdio session's
-//! lives as long as the gateway. Each entry holds at most one record per label, and
+//! It lives in memory, one entry per session and one per task (by chain and root task,
+//! across that chain's sessions): an HTTP session's is dropped when the session is
+//! closed (by its client, or idle), and in any case once it has been idle longer than the
+//! transport keeps sessions; a stdio session's lives as long as the gateway; a task's
+//! for a day without calls. Each entry holds at most one record per label, and
 //! labels come from manifests, so an entry stays small.
 
 use std::collections::HashMap;
@@ -65,6 +67,15 @@ impl Sessions {
             view.act_calls = view.act_calls.max(memory.view.act_calls);
         }
         Arc::new(view)
+    }
+
+    /// `session` is closed: what it did is dropped (its task's record stays).
+    pub fn end(&self, session: &str) {
+        let mut all = self
+            .by_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.remove(session);
     }
 
     /// `session` (and its task) had a call to `tool` forwarded; `got` a result: they now

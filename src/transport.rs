@@ -132,7 +132,13 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
                 Listener::Http,
             ))
         },
-        Arc::new(sessions::Sessions::default()),
+        // What a session has done (labels, budgets) goes with it.
+        Arc::new(sessions::Sessions::with_on_close({
+            let state = state.clone();
+            sessions::OnClose(Box::new(move |id| {
+                state.sessions.end(&format!("http:{id}"))
+            }))
+        })),
         config,
     );
     let mcp = axum::Router::new()

@@ -57,6 +57,17 @@ pub enum SessionError {
 pub struct Sessions {
     open: RwLock<HashMap<SessionId, Arc<Session>>>,
     last_sweep: Mutex<Instant>,
+    /// Told the id of every session closed (by the client, or idle).
+    on_close: Option<OnClose>,
+}
+
+/// What to do when a session is closed.
+pub struct OnClose(pub Box<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for OnClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnClose")
+    }
 }
 
 impl Default for Sessions {
@@ -64,6 +75,23 @@ impl Default for Sessions {
         Self {
             open: RwLock::default(),
             last_sweep: Mutex::new(Instant::now()),
+            on_close: None,
+        }
+    }
+}
+
+impl Sessions {
+    /// Sessions that call `on_close` with the id of each one closed.
+    pub fn with_on_close(on_close: OnClose) -> Self {
+        Self {
+            on_close: Some(on_close),
+            ..Self::default()
+        }
+    }
+
+    fn closed(&self, id: &str) {
+        if let Some(OnClose(tell)) = &self.on_close {
+            tell(id);
         }
     }
 }
@@ -379,16 +407,21 @@ impl Sessions {
             }
             *last = now;
         }
-        let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|_, session| {
-            let idle = lock(&session.routes)
-                .idle_since()
-                .is_some_and(|since| now.duration_since(since) >= IDLE);
-            if idle {
-                session.close();
-            }
-            !idle
-        });
+        let mut gone = Vec::new();
+        {
+            let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
+            open.retain(|id, session| {
+                let idle = lock(&session.routes)
+                    .idle_since()
+                    .is_some_and(|since| now.duration_since(since) >= IDLE);
+                if idle {
+                    session.close();
+                    gone.push(id.to_string());
+                }
+                !idle
+            });
+        }
+        gone.iter().for_each(|id| self.closed(id));
     }
 }
 
@@ -434,6 +467,7 @@ impl SessionManager for Sessions {
             .remove(id);
         if let Some(session) = removed {
             session.close();
+            self.closed(id);
         }
         Ok(())
     }

@@ -291,3 +291,65 @@ async fn a_session_past_its_act_budget_is_refused_and_a_new_one_starts_afresh() 
     assert_ne!(fresh.is_error, Some(true), "{}", text(&fresh));
     assert_eq!(sent(&h), 3);
 }
+
+/// What an HTTP session has read is dropped when the client closes the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_sessions_labels_go_when_the_session_is_closed() {
+    let setup = Setup::as_agent("agent:ops-bot", Some("user:alice"));
+    let (dir, url, state) = common::http_gateway(&setup).await;
+    std::fs::copy(
+        repo().join("policies/flows.toml"),
+        dir.path().join("policies/flows.toml"),
+    )
+    .unwrap();
+    state.reload("test").await.unwrap();
+    let http = reqwest::Client::new();
+    let post = |session: Option<String>, body: Value| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(s) = session {
+            request = request.header("mcp-session-id", s);
+        }
+        request.body(body.to_string()).send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let opened = post(None, init).await.unwrap();
+    let id = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    opened.text().await.unwrap();
+    post(
+        Some(id.clone()),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    let read = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "demo_read_note", "arguments": {"title": "plan"}}});
+    let answer = post(Some(id.clone()), read)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("\"result\""), "{answer}");
+    let key = format!("http:{id}");
+    assert_eq!(
+        state.sessions.held(&key, None).acquired[0].label,
+        "internal"
+    );
+    let closed = http
+        .delete(&url)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{}", closed.status());
+    assert!(state.sessions.held(&key, None).acquired.is_empty());
+}
