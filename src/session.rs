@@ -22,6 +22,11 @@ use crate::manifest::Tier;
 const HTTP_IDLE: Duration = Duration::from_secs(600);
 /// A task's record (across the sessions of one chain) is kept this long without a call.
 const TASK_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// How often idle records are looked for (on a call).
+const SWEEP: Duration = Duration::from_secs(60);
+/// The most task records kept at once. A call that would start one more is refused
+/// rather than any record dropped early: forgetting what a task read would let it out.
+pub const MAX_TASKS: usize = 50_000;
 
 /// The key of a task's record: the chain and the task's root (a sub-task shares its
 /// parent's record, so narrowing a task never sheds what the task has read).
@@ -32,7 +37,36 @@ pub fn task_key(chain: &[&str], task: &crate::identity::Task) -> String {
 
 #[derive(Default)]
 pub struct Sessions {
-    by_session: Mutex<HashMap<String, Memory>>,
+    by_session: Mutex<Records>,
+}
+
+/// Sessions' records and tasks' records, apart (tasks are counted against their cap).
+#[derive(Default)]
+struct Records {
+    sessions: HashMap<String, Memory>,
+    tasks: HashMap<String, Memory>,
+    /// When idle records were last looked for.
+    swept: Option<Instant>,
+}
+
+impl Records {
+    fn get_mut(&mut self, key: &str) -> Option<&mut Memory> {
+        match key.starts_with("task:") {
+            true => self.tasks.get_mut(key),
+            false => self.sessions.get_mut(key),
+        }
+    }
+
+    fn entry(&mut self, key: &str) -> &mut Memory {
+        let map = match key.starts_with("task:") {
+            true => &mut self.tasks,
+            false => &mut self.sessions,
+        };
+        map.entry(key.to_string()).or_insert_with(|| Memory {
+            view: SessionView::default(),
+            touched: Instant::now(),
+        })
+    }
 }
 
 struct Memory {
@@ -69,13 +103,22 @@ impl Sessions {
         Arc::new(view)
     }
 
+    /// Whether a call of task `key` may go on: its record exists, or there is room for it.
+    pub fn admits(&self, key: &str) -> bool {
+        let all = self
+            .by_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.tasks.contains_key(key) || all.tasks.len() < MAX_TASKS
+    }
+
     /// `session` is closed: what it did is dropped (its task's record stays).
     pub fn end(&self, session: &str) {
         let mut all = self
             .by_session
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        all.remove(session);
+        all.sessions.remove(session);
     }
 
     /// `session` (and its task) had a call to `tool` forwarded; `got` a result: they now
@@ -88,19 +131,16 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        all.retain(|key, m| {
-            let idle = now.duration_since(m.touched);
-            match key.split(':').next() {
-                Some("http") => idle < HTTP_IDLE,
-                Some("task") => idle < TASK_IDLE,
-                _ => true,
-            }
-        });
-        for key in std::iter::once(session).chain(task) {
-            let memory = all.entry(key.to_string()).or_insert_with(|| Memory {
-                view: SessionView::default(),
-                touched: now,
+        if all.swept.is_none_or(|at| now.duration_since(at) >= SWEEP) {
+            all.swept = Some(now);
+            all.sessions.retain(|key, m| {
+                !key.starts_with("http:") || now.duration_since(m.touched) < HTTP_IDLE
             });
+            all.tasks
+                .retain(|_, m| now.duration_since(m.touched) < TASK_IDLE);
+        }
+        for key in std::iter::once(session).chain(task) {
+            let memory = all.entry(key);
             memory.touched = now;
             note(&mut memory.view, tool, got, &via, &at);
         }
@@ -123,5 +163,28 @@ fn note(view: &mut SessionView, tool: &ToolRef, got: bool, via: &str, at: &str) 
                 at: at.to_string(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the cap a new task is refused; a task already kept goes on; no record is
+    /// dropped to make room.
+    #[test]
+    fn past_the_cap_a_new_task_is_refused_and_no_kept_task_is_dropped() {
+        let sessions = Sessions::default();
+        {
+            let mut all = sessions.by_session.lock().unwrap();
+            for n in 0..MAX_TASKS {
+                all.entry(&format!("task:agent:a:T-{n}"));
+            }
+            all.entry("test:session");
+        }
+        assert!(sessions.admits("task:agent:a:T-0"));
+        assert!(!sessions.admits("task:agent:a:T-new"));
+        let all = sessions.by_session.lock().unwrap();
+        assert_eq!((all.tasks.len(), all.sessions.len()), (MAX_TASKS, 1));
     }
 }

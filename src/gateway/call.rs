@@ -82,6 +82,12 @@ pub async fn run(
     );
     let task = task.map(|t| caller.task = t);
     let mut facts = Facts::new(&caller, &request.name);
+    let task = task.and_then(|()| match task_key(&caller) {
+        Some(key) if !state.sessions.admits(&key) => Err(
+            crate::identity::task::TaskError::TooMany(crate::session::MAX_TASKS),
+        ),
+        _ => Ok(()),
+    });
     if let Err(e) = task {
         return refuse(state, &facts, e.into()).await;
     }

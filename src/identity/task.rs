@@ -30,6 +30,10 @@ pub enum TaskError {
         "task `{declared}` is not the task `{granted}` your credential carries, nor part of it (`{granted}/…`): a sub-agent may narrow its task, never replace it"
     )]
     Replaced { declared: String, granted: String },
+    #[error(
+        "the gateway is keeping as many tasks as it can ({0}); finish or end some (a day without calls ends one), or call without a new task"
+    )]
+    TooMany(usize),
 }
 
 impl Task {
