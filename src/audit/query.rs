@@ -28,10 +28,12 @@ pub struct Query {
     /// `read`, `transform` or `act`.
     #[arg(long)]
     pub tier: Option<String>,
-    /// `allow`, `approve` (a call made under an approval) or `deny`.
+    /// `allow`, `approve` (a call made under an approval), `confirm` or `confirm_in_client`
+    /// (a call its user confirmed), or `deny`.
     #[arg(long)]
     pub decision: Option<String>,
-    /// Calls this approver approved, and the approval steps they took.
+    /// Calls this approver approved (or, as the user, confirmed), and the approval steps
+    /// they took.
     #[arg(long)]
     pub approver: Option<String>,
     /// Records of calls made for this task, or a sub-task of it (`T-42` takes `T-42/step-1`).
@@ -108,15 +110,20 @@ impl Query {
     }
 }
 
-/// Whether `approver` approved the call of an `attempt`, or took an `approval` step.
+/// Whether `approver` approved (or confirmed) the call of an `attempt`, or took an
+/// `approval` step.
 fn approved_by(record: &Value, approver: &str) -> bool {
     let approvers = record
         .pointer("/approval/approvers")
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(approver)));
+    let confirmed = record
+        .pointer("/approval/confirmed_by")
+        .and_then(Value::as_str)
+        == Some(approver);
     let acted = record.get("kind").and_then(Value::as_str) == Some("approval")
         && record.get("actor").and_then(Value::as_str) == Some(approver);
-    approvers || acted
+    approvers || confirmed || acted
 }
 
 #[cfg(test)]
@@ -167,6 +174,26 @@ mod tests {
             ..Query::default()
         };
         assert!(!by_agent.matches(&reload));
+    }
+
+    /// A user's own confirmation is found by `--approver` (them) and `--decision
+    /// confirm`, and never counts as an approval by anyone else.
+    #[test]
+    fn a_confirmation_is_found_by_its_user_and_its_decision() {
+        let confirmed = json!({"kind": "attempt", "ts": "2026-11-29T10:00:00Z", "agent": "agent:laptop",
+            "chain": ["user:dana", "agent:laptop"], "decision": "confirm",
+            "approval": {"id": "a2", "approvers": [], "confirmed_by": "user:dana", "channel": "approvals"}});
+        let by = |approver: &str| Query {
+            approver: Some(approver.into()),
+            ..Query::default()
+        };
+        assert!(by("user:dana").matches(&confirmed));
+        assert!(!by("user:carol").matches(&confirmed));
+        let decided = Query {
+            decision: Some("confirm".into()),
+            ..Query::default()
+        };
+        assert!(decided.matches(&confirmed));
     }
 
     #[test]
