@@ -338,6 +338,37 @@ mod tests {
         }
     }
 
+    /// Flow rules see a tool no manifest describes as sending data out, and a listed
+    /// tool only as its manifest says.
+    #[test]
+    fn an_unlisted_tool_counts_as_egress_and_a_listed_one_as_its_manifest_says() {
+        let definition = serde_json::json!({"name": "t", "inputSchema": {"type": "object"}});
+        let entry = |egress: bool| {
+            let text = format!(
+                "server = \"fs\"\n[tools.t]\ntier = \"read\"\nlabels = [\"pii\"]\negress = {egress}\n"
+            );
+            manifests(&text).entry("fs", "t").cloned().unwrap()
+        };
+        let tool = |e: Option<&ToolEntry>| {
+            catalog_tool(
+                "fs",
+                "t",
+                "fs_t".into(),
+                &definition,
+                e,
+                None,
+                "intent",
+                &mut Vec::new(),
+            )
+        };
+        assert!(tool(None).egress);
+        assert!(tool(None).labels.is_empty());
+        let quiet = tool(Some(&entry(false)));
+        assert!(!quiet.egress);
+        assert_eq!(quiet.labels, ["pii"]);
+        assert!(tool(Some(&entry(true))).egress);
+    }
+
     fn manifests(text: &str) -> Manifests {
         let (m, problems) = Manifests::parse(&[(PathBuf::from("fs.toml"), text.into())]);
         assert!(problems.is_empty(), "{problems:?}");

@@ -28,6 +28,7 @@ pub async fn run(config: &Config, offline: bool) -> Vec<Problem> {
         Ok((m, policy, warnings)) => {
             let mut problems = warnings;
             check_approvers(config, &m, &policy, &mut problems);
+            check_env_file(config, &mut problems);
             check_dead_rows(&m, &policy, &mut problems);
             (m, problems)
         }
@@ -133,6 +134,22 @@ fn check_approvers(
         if !objects.iter().any(decides) {
             out.push(Problem::warning(&config.source, None, format!("approver `{}` may approve no listed tool, nor confirm calls made on their behalf: add a policy row such as `p, {}, server/*, approve, allow`", a.identity, a.identity)));
         }
+    }
+}
+
+/// A file of credentials others may read is a warning.
+fn check_env_file(config: &Config, out: &mut Vec<Problem>) {
+    if let Some(path) = config
+        .boot
+        .env_file
+        .as_deref()
+        .filter(|p| crate::config::env_file::readable_by_others(p))
+    {
+        out.push(Problem::warning(
+            path,
+            None,
+            "others may read this file of credentials: `chmod 600` it",
+        ));
     }
 }
 

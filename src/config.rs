@@ -20,7 +20,9 @@ mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
 use upstream::RawUpstream;
-pub use upstream::{UpstreamConfig, UpstreamTransport, expand_env, expand_with, valid_server_id};
+pub use upstream::{
+    UpstreamConfig, UpstreamTransport, expand_env, expand_with, substitute, valid_server_id,
+};
 use witness::RawWitness;
 pub use witness::{SyslogConfig, SyslogTls, WitnessConfig, WitnessSink};
 
@@ -160,6 +162,8 @@ pub struct Boot {
     pub relist_interval: Duration,
     pub http: Option<HttpListen>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// The file of credentials `${NAME}` in upstream values may use (`[gateway] env_file`).
+    pub env_file: Option<PathBuf>,
     /// Where approvers work: the approvals page and API (loopback unless allowed).
     pub admin: Option<SocketAddr>,
     pub approval: ApprovalBoot,
@@ -202,6 +206,7 @@ impl Boot {
             relist_interval,
             http,
             upstreams,
+            env_file,
             admin,
             approval,
         } = self;
@@ -224,6 +229,7 @@ impl Boot {
             ("`listen.http`", http == &other.http),
             ("`listen.admin`", admin == &other.admin),
             ("`[[upstream]]`", upstreams == &other.upstreams),
+            ("`env_file`", env_file == &other.env_file),
             ("`approval.database`", database == &other.approval.database),
             ("`[[approver]]`", approvers == &other.approval.approvers),
             (
@@ -337,7 +343,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         (None, None) => state_dir.join("audit-signing.key"),
     };
     let intent_field = raw.gateway.intent_field.unwrap_or_else(|| "intent".into());
-    if !valid_property_name(&intent_field) {
+    if !env_file::valid_name(&intent_field) {
         out.push(Problem::error(
             file,
             None,
@@ -385,7 +391,8 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     }
     let stdio_identity = identity(raw.identity.stdio, "agent:stdio", file, out);
     let http_identity = identity(raw.identity.http, "agent:http", file, out);
-    let vars = upstream::env_file_vars(raw.gateway.env_file.map(|p| base.join(p)), out);
+    let env_file = raw.gateway.env_file.map(|p| base.join(p));
+    let vars = upstream::env_file_vars(env_file.as_deref(), out);
     let upstreams = upstream::check_upstreams(raw.upstream, &vars, text, file, base, out);
     let witnesses = witness::witnesses(raw.witness, base, file, out);
     let limits = limits::limits(raw.limit, file, out);
@@ -403,6 +410,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             relist_interval,
             http,
             upstreams,
+            env_file,
             admin,
             approval: approval_boot,
         },
@@ -552,14 +560,6 @@ pub fn valid_identity_name(name: &str) -> bool {
         .all(|c| c.is_ascii_graphic() && c != ',' && c != '#');
     matches!(name.split_once(':'), Some((kind, rest)) if !kind.is_empty() && !rest.is_empty())
         && printable
-}
-
-fn valid_property_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -74,11 +74,10 @@ impl Grant {
         tier: Tier,
         now: u64,
     ) -> bool {
-        let in_task = self.task.as_deref().is_none_or(|t| {
-            task.is_some_and(|c| {
-                c.id == t || c.id.strip_prefix(t).is_some_and(|r| r.starts_with('/'))
-            })
-        });
+        let in_task = self
+            .task
+            .as_deref()
+            .is_none_or(|t| task.is_some_and(|c| crate::identity::task::within(&c.id, t)));
         in_task
             && self.status == GrantStatus::Active
             && now < self.expires

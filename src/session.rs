@@ -124,8 +124,14 @@ impl Sessions {
     /// `session` (and its task) had a call to `tool` forwarded; `got` a result: they now
     /// hold the tool's labels.
     pub fn record(&self, session: &str, task: Option<&str>, tool: &ToolRef, got: bool) {
-        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let via = crate::policy::object_of(tool);
+        // Where and when, for the labels a result brings (most calls bring none).
+        let (via, at) = match got && !tool.labels.is_empty() {
+            true => (
+                crate::policy::object_of(tool),
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ),
+            false => Default::default(),
+        };
         let mut all = self
             .by_session
             .lock()

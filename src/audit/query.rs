@@ -84,9 +84,7 @@ impl Query {
                 record
                     .pointer("/task/id")
                     .and_then(Value::as_str)
-                    .is_some_and(|id| {
-                        id == want || id.strip_prefix(want).is_some_and(|r| r.starts_with('/'))
-                    })
+                    .is_some_and(|id| crate::identity::task::within(id, want))
             })
             && is(&self.server, s("server"))
             && is(&self.tool, s("tool").or_else(|| s("name")))

@@ -56,31 +56,24 @@ pub enum UpstreamTransport {
 }
 
 /// The variables of `[gateway] env_file`, when it is set: a file that cannot be read or
-/// parsed is an error at its line; one that others may read is a warning.
-pub(super) fn env_file_vars(path: Option<PathBuf>, out: &mut Vec<Problem>) -> Vars {
+/// parsed is an error at its line (`check` warns about one others may read).
+pub(super) fn env_file_vars(path: Option<&Path>, out: &mut Vec<Problem>) -> Vars {
     let Some(path) = path else {
         return Vars::new();
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
             out.push(Problem::error(
-                &path,
+                path,
                 None,
                 format!("cannot read the `env_file`: {e}"),
             ));
             return Vars::new();
         }
     };
-    if env_file::readable_by_others(&path) {
-        out.push(Problem::warning(
-            &path,
-            None,
-            "others may read this file of credentials: `chmod 600` it",
-        ));
-    }
     env_file::parse(&text).unwrap_or_else(|(line, e)| {
-        out.push(Problem::error(&path, Some(line), e));
+        out.push(Problem::error(path, Some(line), e));
         Vars::new()
     })
 }
@@ -184,6 +177,15 @@ pub fn expand_env(value: &str) -> Result<String, String> {
 /// Expand `${NAME}` from the environment, else from `vars` (an env file); an unset
 /// variable is an error, not "".
 pub fn expand_with(value: &str, vars: &Vars) -> Result<String, String> {
+    substitute(value, |name| lookup_env(name, vars))
+}
+
+/// `value` with every `${…}` replaced by what `each` makes of what is inside the braces;
+/// an unclosed `${` is an error.
+pub fn substitute(
+    value: &str,
+    mut each: impl FnMut(&str) -> Result<String, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -192,8 +194,7 @@ pub fn expand_with(value: &str, vars: &Vars) -> Result<String, String> {
         let Some(end) = after.find('}') else {
             return Err(format!("unclosed `${{` in `{value}`"));
         };
-        let name = after.get(..end).unwrap_or_default();
-        out.push_str(&lookup_env(name, vars)?);
+        out.push_str(&each(after.get(..end).unwrap_or_default())?);
         rest = after.get(end + 1..).unwrap_or_default();
     }
     out.push_str(rest);

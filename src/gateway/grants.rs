@@ -187,8 +187,7 @@ impl State {
             .list()
             .await
             .map_err(|e| GrantError::Failed(e.to_string()))?;
-        let within =
-            |t: &str| t == task || t.strip_prefix(task).is_some_and(|r| r.starts_with('/'));
+        let within = |t: &str| crate::identity::task::within(t, task);
         let bound = all
             .into_iter()
             .filter(|g| g.status == GrantStatus::Active && g.task.as_deref().is_some_and(within));

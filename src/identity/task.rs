@@ -64,12 +64,16 @@ impl Task {
 
     /// Whether this task is `other` or part of it (`other/…`).
     pub fn within(&self, other: &Task) -> bool {
-        self.id == other.id
-            || self
-                .id
-                .strip_prefix(other.id.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
+        within(&self.id, &other.id)
     }
+}
+
+/// Whether task id `id` is `parent` or a sub-task of it (`parent/…`).
+pub fn within(id: &str, parent: &str) -> bool {
+    id == parent
+        || id
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The task of a call: the one it declares, which must lie within the one its credential

@@ -205,20 +205,7 @@ fn strings(
 /// `${userHome}` the home directory; what only the client can fill in
 /// (`${input:…}`, `${workspaceFolder}`) is a reason to skip the server.
 fn value(text: &str, defaults: &mut BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(rest.get(..start).unwrap_or_default());
-        let after = rest.get(start + 2..).unwrap_or_default();
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("`{text}` has an unclosed `${{`"))?;
-        let inner = after.get(..end).unwrap_or_default();
-        out.push_str(&reference(inner, defaults)?);
-        rest = after.get(end + 1..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::config::substitute(text, |inner| reference(inner, defaults))
 }
 
 fn reference(inner: &str, defaults: &mut BTreeMap<String, String>) -> Result<String, String> {

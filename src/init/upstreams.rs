@@ -258,11 +258,12 @@ fn unset_reference(
 }
 
 fn references(value: &str) -> Vec<String> {
-    value
-        .split("${")
-        .skip(1)
-        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
-        .collect()
+    let mut names = Vec::new();
+    let _ = crate::config::substitute(value, |name| {
+        names.push(name.to_string());
+        Ok(String::new())
+    });
+    names
 }
 
 fn render(id: &str, name: &str, transport: &Transport) -> String {

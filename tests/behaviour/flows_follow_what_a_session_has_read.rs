@@ -353,3 +353,42 @@ async fn an_http_sessions_labels_go_when_the_session_is_closed() {
     assert!(closed.status().is_success(), "{}", closed.status());
     assert!(state.sessions.held(&key, None).acquired.is_empty());
 }
+
+/// A grant does not lift a flow: the desktop assistant may send messages only with an
+/// approval; a grant at the `act` tier lets it send at once, until the session reads a
+/// note: then the message waits for an approver all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_does_not_lift_a_flow() {
+    let h = Arc::new(
+        Harness::with(Setup {
+            approval_timeout: "1s".into(),
+            config_extra: "[[approver]]\nidentity = \"user:carol\"\n".into(),
+            ..Setup::default()
+        })
+        .await,
+    );
+    std::fs::copy(
+        repo().join("policies/flows.toml"),
+        h.dir.path().join("policies/flows.toml"),
+    )
+    .unwrap();
+    h.state.reload("test").await.unwrap();
+    let request: mcp_warden::gateway::GrantRequest = serde_json::from_value(json!({
+        "to": "agent:desktop", "on_behalf_of": "user:alice", "tools": "demo/send_message",
+        "tier": "act", "ttl": "10m", "reason": "send the weekly note"}))
+    .unwrap();
+    h.state.grant(CAROL, request).await.unwrap();
+    let granted = h.call("demo_send_message", message()).await.unwrap();
+    assert_ne!(granted.is_error, Some(true), "{}", text(&granted));
+    h.call("demo_read_note", json!({"title": "plan"}))
+        .await
+        .unwrap();
+    let held = h.call("demo_send_message", message()).await.unwrap();
+    assert_eq!(held.is_error, Some(true));
+    assert!(
+        text(&held).contains("flow `internal-out`"),
+        "{}",
+        text(&held)
+    );
+    assert_eq!(sent(&h), 1);
+}

@@ -235,6 +235,22 @@ async fn check_written(client: &str) {
     let config_path = dir.join("warden.toml");
     let (ok, checked) = run_exe_async(&["check", "--config", config_path.to_str().unwrap()]).await;
     assert!(ok && checked.contains("0 error(s)"), "{client}: {checked}");
+    assert!(!checked.contains("others may read"), "{checked}");
+    // Loosened, the file of credentials is pointed at.
+    let secrets = dir.join("secrets.env");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, loose) = run_exe_async(&[
+        "check",
+        "--offline",
+        "--config",
+        config_path.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        loose.contains("others may read this file of credentials"),
+        "{loose}"
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // The client's new entry launches the gateway on the written config.
     assert!(
