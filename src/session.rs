@@ -57,15 +57,21 @@ impl Records {
         }
     }
 
-    fn entry(&mut self, key: &str) -> &mut Memory {
+    /// The record of `key`, made when there is none (the key is copied only then, not on
+    /// every call).
+    fn entry(&mut self, key: &str) -> Option<&mut Memory> {
         let map = match key.starts_with("task:") {
             true => &mut self.tasks,
             false => &mut self.sessions,
         };
-        map.entry(key.to_string()).or_insert_with(|| Memory {
-            view: SessionView::default(),
-            touched: Instant::now(),
-        })
+        if !map.contains_key(key) {
+            let fresh = Memory {
+                view: SessionView::default(),
+                touched: Instant::now(),
+            };
+            map.insert(key.to_string(), fresh);
+        }
+        map.get_mut(key)
     }
 }
 
@@ -146,9 +152,10 @@ impl Sessions {
                 .retain(|_, m| now.duration_since(m.touched) < TASK_IDLE);
         }
         for key in std::iter::once(session).chain(task) {
-            let memory = all.entry(key);
-            memory.touched = now;
-            note(&mut memory.view, tool, got, &via, &at);
+            if let Some(memory) = all.entry(key) {
+                memory.touched = now;
+                note(&mut memory.view, tool, got, &via, &at);
+            }
         }
     }
 }
