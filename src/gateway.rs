@@ -10,6 +10,7 @@ mod approve;
 mod asks;
 mod call;
 mod confirm;
+mod era;
 mod grants;
 mod logging;
 mod prompts;
@@ -26,8 +27,8 @@ use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, Tool,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ResultType,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -71,13 +72,28 @@ impl Gateway {
     fn caller(&self, now: &Snapshot, context: &RequestContext<RoleServer>) -> Caller {
         let parts = context.extensions.get::<axum::http::request::Parts>();
         let session = match &self.listener {
-            Listener::Stdio { session } => session.clone(),
+            Listener::Stdio { session } => Some(session.clone()),
             Listener::Http => parts
                 .and_then(|p| p.headers.get("mcp-session-id"))
                 .and_then(|v| v.to_str().ok())
-                .map(|s| format!("http:{s}"))
-                .unwrap_or_else(|| "http".into()),
+                .map(|s| format!("http:{s}")),
         };
+        let Some(session) = session else {
+            // A 2026-07-28 request has no session: what its caller did before is kept
+            // per chain, over an idle window (and per task when it declares one).
+            let mut caller = self.caller_on(now, parts, String::new());
+            caller.session = format!("http:chain:{}", caller.chain().join(">"));
+            return caller;
+        };
+        self.caller_on(now, parts, session)
+    }
+
+    fn caller_on(
+        &self,
+        now: &Snapshot,
+        parts: Option<&axum::http::request::Parts>,
+        session: String,
+    ) -> Caller {
         let verified = parts.and_then(|p| p.extensions.get::<crate::identity::Verified>());
         match (&self.listener, verified) {
             (Listener::Stdio { .. }, _) => Caller::from_config(&self.identity, session),
@@ -134,8 +150,36 @@ impl ServerHandler for Gateway {
             )
     }
 
+    /// Both eras on one endpoint: `initialize` and sessions up to 2025-11-25, and
+    /// 2026-07-28's stateless requests (`server/discover`, metadata on every request).
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+    }
+
+    /// What this caller may use here: never cached beyond the request, never shared.
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, ErrorData> {
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        let mut info = self.get_info();
+        info.capabilities = era::capabilities_for(self, &self.state, &now, &caller).await;
+        let mut found = rmcp::model::DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            info,
+        );
+        found.ttl_ms = 0;
+        found.cache_scope = CacheScope::Private;
+        Ok(found)
+    }
+
+    /// A tool's definition for checking `Mcp-Name`/`Mcp-Param-*` headers against the
+    /// body (the call itself is decided as every call is).
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        let now = self.state.current();
+        let tool = now.catalog.resolve(name).ok()?;
+        serde_json::from_value(tool.listing.clone()).ok()
     }
 
     async fn list_tools(
@@ -161,7 +205,13 @@ impl ServerHandler for Gateway {
         let caller = self.caller(&now, &context);
         call::run(&self.state, &now, caller, request, context)
             .await
-            .map(CallToolResponse::from)
+            .map(|mut r| {
+                // 2026-07-28 results say they are complete; rmcp drops it for older peers.
+                if let CallToolResponse::Complete(done) = &mut r {
+                    done.result_type = Some(ResultType::COMPLETE);
+                }
+                r
+            })
     }
 
     async fn list_prompts(
@@ -187,7 +237,10 @@ impl ServerHandler for Gateway {
         let caller = self.caller(&now, &context);
         prompts::get(&self.state, &now, caller, request)
             .await
-            .map(GetPromptResponse::from)
+            .map(|mut r| {
+                r.result_type = Some(ResultType::COMPLETE);
+                GetPromptResponse::from(r)
+            })
     }
 
     async fn list_resources(
@@ -226,7 +279,10 @@ impl ServerHandler for Gateway {
         let caller = self.caller(&now, &context);
         resources::read(&self.state, &now, caller, request)
             .await
-            .map(ReadResourceResponse::from)
+            .map(|mut r| {
+                r.result_type = Some(ResultType::COMPLETE);
+                ReadResourceResponse::from(r)
+            })
     }
 
     async fn subscribe(
@@ -258,7 +314,9 @@ impl ServerHandler for Gateway {
     ) -> Result<CompleteResult, ErrorData> {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
-        prompts::complete(&self.state, &now, caller, request).await
+        let mut done = prompts::complete(&self.state, &now, caller, request).await?;
+        done.result_type = Some(ResultType::COMPLETE);
+        Ok(done)
     }
 
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
@@ -267,6 +325,12 @@ impl ServerHandler for Gateway {
         request: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        // 2026-07-28 removed it: the level comes with each request.
+        if era::modern(&context) {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::SetLevelRequestMethod,
+            >());
+        }
         let now = self.state.current();
         let caller = self.caller(&now, &context);
         self.state

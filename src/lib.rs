@@ -9,6 +9,7 @@
 //! | [`problem`]   | a located diagnostic (file, line, severity) shared by every loader |
 //! | [`clock`]     | milliseconds for expiries: wall clock at start + monotonic time |
 //! | [`escape`]    | text for people: control, bidi and invisible characters shown as escapes |
+//! | [`seal`]      | state a client carries between rounds, sealed (AEAD) and bound to its call |
 //! | [`secrets`]   | text that looks like a credential, masked with its kind and a digest |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`rules`]     | argument rules that parse what they check: paths inside roots, URLs off private addresses |
@@ -96,6 +97,7 @@ pub mod manifest;
 pub mod policy;
 pub mod problem;
 pub mod rules;
+pub mod seal;
 pub mod secrets;
 pub mod session;
 pub mod store;

@@ -99,6 +99,21 @@ pub async fn serve_http(
         .await
 }
 
+/// A session ended by the client's `DELETE` is answered `200 OK` (rmcp says `202
+/// Accepted`, which SDK clients report as a failed termination: the session is gone
+/// when the answer leaves, nothing was merely accepted).
+async fn session_closed(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::OK;
+    }
+    response
+}
+
 fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     let now = state.current();
     // Never empty: rmcp treats an empty list as "any host".
@@ -148,6 +163,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
             jsonrpc::strict,
         ))
         .layer(axum::middleware::from_fn(coalesce::coalesce))
+        .layer(axum::middleware::from_fn(session_closed))
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             auth::authenticate,

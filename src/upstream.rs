@@ -215,6 +215,18 @@ impl Upstreams {
         }
     }
 
+    /// The capabilities the running upstreams declared (none is started for this).
+    pub async fn declared(&self) -> Vec<ServerCapabilities> {
+        let mut all = Vec::new();
+        for conn in self.connections.values() {
+            let running = conn.service.lock().await.clone();
+            if let Some(info) = running.as_ref().and_then(|s| s.peer().peer_info()) {
+                all.push(info.capabilities.clone());
+            }
+        }
+        all
+    }
+
     /// The running connection to `server` if it declares the capability `offers` looks
     /// for; `None` when it does not (asking would only get "method not found").
     async fn offering(

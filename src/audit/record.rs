@@ -28,6 +28,9 @@ pub enum Stage {
     Intent,
     Arguments,
     Limits,
+    /// The state a 2026-07-28 client carried back was not sealed for this call, or was
+    /// already used.
+    State,
     Policy,
     Audit,
     Upstream,

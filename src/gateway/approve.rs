@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use rmcp::RoleServer;
-use rmcp::model::ProgressNotificationParam;
+use rmcp::model::{InputRequiredResult, ProgressNotificationParam};
 use rmcp::service::RequestContext;
 use serde_json::Value;
 
+use super::confirm::Carried;
 use super::{Snapshot, State};
 use crate::approval::{
     ApprovalError, Channel, Confirm, NewRequest, Request, Status, Verdict, now_ms, webhook,
@@ -17,12 +18,24 @@ use crate::approval::{
 use crate::audit::redacted;
 use crate::digest;
 use crate::policy::{Call, Decision, Effect, Permitted, Policy, Refused, binding_of};
+use crate::seal::SealError;
 
 /// How often a waiting call tells its client it is still waiting (progress keeps the
 /// call open). Between those, it wakes when the store changes or the request expires.
 const PROGRESS: Duration = Duration::from_secs(1);
 
 type Outcome = Result<Permitted, Box<Refused>>;
+
+/// What waiting for approval came to: the call may go on, or a 2026-07-28 client is
+/// asked (the call is answered with the question and comes again with the answer).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the large variant is every call's; boxing it would allocate on every call for the rare small one"
+)]
+pub enum Waited {
+    Permitted(Permitted),
+    Asks(InputRequiredResult),
+}
 
 fn refused(call: Call, decision: Decision, message: String) -> Outcome {
     Err(Box::new(Refused {
@@ -36,26 +49,51 @@ fn refused(call: Call, decision: Decision, message: String) -> Outcome {
 /// why (denied by whom, expired after how long, cancelled while pending). The identical
 /// call retried (after a cancel or a gateway restart) uses its approval if granted, or
 /// waits on its still-pending request instead of asking again.
+/// A 2026-07-28 client's retry carrying the state of the question it was asked goes on
+/// with the request that state names, whatever became of it meanwhile.
 pub async fn obtain(
     state: &State,
     now: &Snapshot,
     waiting: Box<Refused>,
     context: &RequestContext<RoleServer>,
-) -> Outcome {
+    carried: Option<Carried>,
+) -> Result<Waited, Box<Refused>> {
     let policy = now.policy.as_ref();
     let Refused { call, decision, .. } = *waiting;
     let binding = binding_of(&call);
+    if let Some(carried) = carried {
+        let named = match state.approvals.get(&carried.approval).await {
+            Ok(r) if r.binding == binding => r,
+            Ok(_) => {
+                return refused(call, decision, SealError::Foreign.to_string())
+                    .map(Waited::Permitted);
+            }
+            Err(e) => return refused(call, decision, e.to_string()).map(Waited::Permitted),
+        };
+        return wait(
+            state,
+            policy,
+            call,
+            decision,
+            named,
+            context,
+            carried.answer,
+        )
+        .await;
+    }
     match state.approvals.find_approved(&binding, now_ms()).await {
         Ok(Some(granted)) => {
-            return use_approval(state, policy, call, decision, granted, context).await;
+            return use_approval(state, policy, call, decision, granted, context)
+                .await
+                .map(Waited::Permitted);
         }
         Ok(None) => {}
-        Err(e) => return refused(call, decision, e.to_string()),
+        Err(e) => return refused(call, decision, e.to_string()).map(Waited::Permitted),
     }
     match state.approvals.find_pending(&binding, now_ms()).await {
-        Ok(Some(open)) => return wait(state, policy, call, decision, open, context).await,
+        Ok(Some(open)) => return wait(state, policy, call, decision, open, context, None).await,
         Ok(None) => {}
-        Err(e) => return refused(call, decision, e.to_string()),
+        Err(e) => return refused(call, decision, e.to_string()).map(Waited::Permitted),
     }
     let request = match state
         .approvals
@@ -63,14 +101,14 @@ pub async fn obtain(
         .await
     {
         Ok(r) => r,
-        Err(e) => return refused(call, decision, e.to_string()),
+        Err(e) => return refused(call, decision, e.to_string()).map(Waited::Permitted),
     };
     if let Err(e) = state
         .audit
         .approval(&request, "requested", None, None)
         .await
     {
-        return refused(call, decision, e.to_string());
+        return refused(call, decision, e.to_string()).map(Waited::Permitted);
     }
     let agent = crate::escape::visible(call.caller.agent());
     tracing::info!(approval = %request.id, tool = %call.tool.name, %agent, "call parked for approval");
@@ -78,9 +116,13 @@ pub async fn obtain(
         let notice = webhook::notice(&request, state.page_url());
         tokio::spawn(webhook::deliver(url.clone(), notice));
     }
-    wait(state, policy, call, decision, request, context).await
+    wait(state, policy, call, decision, request, context, None).await
 }
 
+/// Wait for the request to be decided (or expire). The principal is asked in their
+/// client where the rule allows it: a 2026-07-28 client by answering the call with the
+/// question, unless it brought its `answer` with this retry; an older one by a request
+/// on this call's stream.
 async fn wait(
     state: &State,
     policy: &Policy,
@@ -88,7 +130,8 @@ async fn wait(
     decision: Decision,
     request: Request,
     context: &RequestContext<RoleServer>,
-) -> Outcome {
+    answer: Option<super::confirm::Answer>,
+) -> Result<Waited, Box<Refused>> {
     let id = request.id.clone();
     let token = context.meta.get_progress_token();
     let who = match &request.call.confirm {
@@ -101,9 +144,19 @@ async fn wait(
     };
     // Personal mode: ask the principal in their own client too, on this call's request.
     let principal = super::confirm::can_ask(&request, context);
-    let mut asking = principal
-        .is_some()
+    let by_rounds = super::era::modern(context);
+    let mut asking = (principal.is_some() && !by_rounds)
         .then(|| Box::pin(super::confirm::ask(&request, context)));
+    let answered = answer.is_some();
+    if let (Some(answer), Some(by)) = (answer, principal.as_deref()) {
+        let comment = Some(answer.comment.to_string());
+        if let Err(e) = state
+            .confirm(&id, by, answer.confirm, comment, Channel::Client)
+            .await
+        {
+            tracing::warn!(approval = %id, error = %e, "the user's answer in their client was not recorded");
+        }
+    }
     // Subscribed before the first read: a decision made after it wakes this loop.
     let mut changes = state.approvals.watch();
     let mut next_progress = tokio::time::Instant::now();
@@ -115,28 +168,38 @@ async fn wait(
     for tick in 0u32.. {
         // A caller that has gone never uses an approval, however close the two came.
         if context.ct.is_cancelled() {
-            return refused(call, decision, cancelled());
+            return refused(call, decision, cancelled()).map(Waited::Permitted);
         }
         let current = match state.approvals.get(&id).await {
             Ok(r) => r,
-            Err(e) => return refused(call, decision, e.to_string()),
+            Err(e) => return refused(call, decision, e.to_string()).map(Waited::Permitted),
         };
         let left = current.expires.saturating_sub(now_ms());
         match current.status {
+            // A 2026-07-28 client is asked by the answer to this call.
+            Status::Pending if left > 0 && by_rounds && principal.is_some() && !answered => {
+                return match super::confirm::rounds(state, &binding_of(&call), &current) {
+                    Ok(asks) => Ok(Waited::Asks(asks)),
+                    Err(e) => refused(call, decision, e.to_string()).map(Waited::Permitted),
+                };
+            }
             Status::Pending if left > 0 => {}
-            Status::Pending | Status::Expired => return expired(state, call, decision, &id).await,
-            Status::Denied => return denied(call, decision, current),
+            Status::Pending | Status::Expired => {
+                return expired(state, call, decision, &id)
+                    .await
+                    .map(Waited::Permitted);
+            }
+            Status::Denied => return denied(call, decision, current).map(Waited::Permitted),
             Status::Approved => {
-                return use_approval(state, policy, call, decision, current, context).await;
+                return use_approval(state, policy, call, decision, current, context)
+                    .await
+                    .map(Waited::Permitted);
             }
             Status::Executed => {
-                return refused(
-                    call,
-                    decision,
-                    format!(
-                        "approval request `{id}` was already used by an identical call; an approval is good for one call, so ask again"
-                    ),
+                let message = format!(
+                    "approval request `{id}` was already used by an identical call; an approval is good for one call, so ask again"
                 );
+                return refused(call, decision, message).map(Waited::Permitted);
             }
         }
         if let Some(token) = token
@@ -155,10 +218,10 @@ async fn wait(
         tokio::select! {
             // Cancellation first: a decision that arrives with it must not win the draw.
             biased;
-            () = context.ct.cancelled() => return refused(call, decision, cancelled()),
+            () = context.ct.cancelled() => return refused(call, decision, cancelled()).map(Waited::Permitted),
             changed = changes.changed() => {
                 if changed.is_err() {
-                    return refused(call, decision, "the approval store closed".into());
+                    return refused(call, decision, "the approval store closed".into()).map(Waited::Permitted);
                 }
             }
             answer = async { asking.as_mut()?.await }, if asking.is_some() => {
@@ -173,11 +236,11 @@ async fn wait(
             () = tokio::time::sleep(until) => {}
             () = state.stopping() => {
                 let message = format!("the gateway is stopping; approval request `{id}` stays pending and survives the restart: once an approver approves it, retry this identical call and it will be made");
-                return refused(call, decision, message);
+                return refused(call, decision, message).map(Waited::Permitted);
             }
         }
     }
-    refused(call, decision, "approval wait ended".into())
+    refused(call, decision, "approval wait ended".into()).map(Waited::Permitted)
 }
 
 async fn expired(state: &State, call: Call, decision: Decision, id: &str) -> Outcome {

@@ -47,7 +47,7 @@ pub async fn forward(
             result = &mut forwarded => return result,
             Some(ask) = asked.recv() => {
                 let answer = tokio::select! {
-                    answer = put(state, attested, &context.peer, ask.kind, ask.request) => answer,
+                    answer = put(state, attested, context, ask.kind, ask.request) => answer,
                     // The caller gave up on the call: stop waiting for its answer too.
                     () = context.ct.cancelled() => Err(Failure::ClientCannot("the call was cancelled by the caller".into()).into()),
                 };
@@ -61,12 +61,13 @@ pub async fn forward(
 async fn put(
     state: &State,
     attested: &Attested,
-    peer: &Peer<RoleServer>,
+    context: &RequestContext<RoleServer>,
     kind: AskKind,
     request: ServerRequest,
 ) -> Result<ClientResult, ErrorData> {
     let call = attested.permitted().call();
-    offered(peer, kind)?;
+    let peer = &context.peer;
+    offered(peer, kind, super::era::modern(context))?;
     let args = match serde_json::to_value(&request) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
@@ -91,8 +92,16 @@ async fn put(
     })
 }
 
-/// Refuse what the caller's client did not say it can do.
-fn offered(peer: &Peer<RoleServer>, kind: AskKind) -> Result<(), ErrorData> {
+/// Refuse what the caller's client did not say it can do, and what a 2026-07-28 client
+/// could only be asked by a multi-round-trip result (not relayed yet).
+fn offered(peer: &Peer<RoleServer>, kind: AskKind, modern: bool) -> Result<(), ErrorData> {
+    if modern {
+        return Err(Failure::ClientCannot(format!(
+            "the calling client speaks MCP 2026-07-28, where a server's {} travels as a multi-round-trip result; mcp-warden does not relay an upstream's to it yet",
+            kind.method()
+        ))
+        .into());
+    }
     let offered = peer.peer_info().is_some_and(|i| match kind {
         AskKind::Sampling => i.capabilities.sampling.is_some(),
         AskKind::Elicitation => i.capabilities.elicitation.is_some(),

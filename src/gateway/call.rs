@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, InputRequiredResult};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value};
 
 use super::answer::{self, Failure};
+use super::approve::Waited;
 use super::{Snapshot, State};
 use crate::arguments::ArgumentsError;
 use crate::audit::{Attested, AuditError, Outcome, Refusal, Stage};
@@ -40,6 +41,10 @@ enum CallError {
     Arguments(#[from] ArgumentsError),
     #[error(transparent)]
     Limited(#[from] Limited),
+    /// A 2026-07-28 client's `requestState` that this gateway did not seal for this call,
+    /// or already took.
+    #[error("{0}; make the call again without `requestState` and `inputResponses`")]
+    State(#[from] crate::seal::SealError),
     #[error("{0}")]
     Denied(String),
     #[error(transparent)]
@@ -57,6 +62,7 @@ impl CallError {
             CallError::Intent(_) => Stage::Intent,
             CallError::Arguments(_) => Stage::Arguments,
             CallError::Limited(_) => Stage::Limits,
+            CallError::State(_) => Stage::State,
             CallError::Denied(_) => Stage::Policy,
             CallError::Audit(_) => Stage::Audit,
             CallError::Upstream(_) => Stage::Upstream,
@@ -73,7 +79,7 @@ pub async fn run(
     caller: Caller,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ErrorData> {
+) -> Result<CallToolResponse, ErrorData> {
     let mut caller = caller;
     let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
     let task = crate::identity::task::declare(
@@ -89,11 +95,13 @@ pub async fn run(
         _ => Ok(()),
     });
     if let Err(e) = task {
-        return refuse(state, &facts, e.into()).await;
+        return refuse(state, &facts, e.into()).await.map(Into::into);
     }
     let attested = match admit(state, now, &mut facts, &request, &context).await {
-        Ok(attested) => attested,
-        Err(e) => return refuse(state, &facts, e).await,
+        Ok(Admitted::Attested(attested)) => attested,
+        // The caller is asked first; its answer comes with the call made again.
+        Ok(Admitted::Asks(asks)) => return Ok(CallToolResponse::InputRequired(asks)),
+        Err(e) => return refuse(state, &facts, e).await.map(Into::into),
     };
     let result = forward(state, now, &attested, &context).await;
     // What the session did, for flow rules and budgets (also before any exist: a reload
@@ -117,7 +125,20 @@ pub async fn run(
     if let Err(e) = state.audit.outcome(&attested, &outcome).await {
         tracing::error!(call = %facts.call_id, error = %e, "the outcome of a forwarded call could not be audited");
     }
-    result.or_else(|e| reply(&facts.call_id, CallError::Upstream(e)))
+    result
+        .or_else(|e| reply(&facts.call_id, CallError::Upstream(e)))
+        .map(Into::into)
+}
+
+/// How far a call got before it was forwarded: attested, or its caller must answer a
+/// question first.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the large variant is every call's; boxing it would allocate on every call for the rare small one"
+)]
+enum Admitted {
+    Attested(Attested),
+    Asks(InputRequiredResult),
 }
 
 /// Every stage up to the durable "attempt" record, in order: catalog, integrity, intent,
@@ -130,7 +151,7 @@ async fn admit(
     facts: &mut Facts<'_>,
     request: &CallToolRequestParams,
     context: &RequestContext<RoleServer>,
-) -> Result<Attested, CallError> {
+) -> Result<Admitted, CallError> {
     let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
     let tool = facts.tool.insert(now.catalog.resolve(&request.name)?);
     let args = facts
@@ -165,10 +186,25 @@ async fn admit(
             false => Arc::default(),
         },
     };
+    // The state a 2026-07-28 client carries back is opened (once) before anything is
+    // decided: one this gateway did not seal for exactly this call is refused here.
+    let carried = match &request.request_state {
+        Some(sealed) => Some(super::confirm::carried(
+            state,
+            &crate::policy::binding_of(&call),
+            sealed,
+            request.input_responses.as_ref(),
+        )?),
+        None => None,
+    };
     let permitted = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
-            super::approve::obtain(state, now, r, context).await
+            match super::approve::obtain(state, now, r, context, carried).await {
+                Ok(Waited::Asks(asks)) => return Ok(Admitted::Asks(asks)),
+                Ok(Waited::Permitted(p)) => Ok(p),
+                Err(r) => Err(r),
+            }
         }
         other => other,
     }
@@ -177,6 +213,7 @@ async fn admit(
         .audit
         .attempt(permitted)
         .await
+        .map(Admitted::Attested)
         .map_err(|(permitted, e)| {
             facts.decision = Some(permitted.decision().clone());
             e.into()

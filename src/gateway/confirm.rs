@@ -4,11 +4,17 @@
 //! elicitation in their own MCP client, sent on the waiting call's own request, so the
 //! answer belongs to that call. Either is recorded as the principal's confirmation, with
 //! its channel, and audited as `confirmed`, never as `approved`.
+//!
+//! A 2026-07-28 client cannot be sent a request: it is asked by answering the call with
+//! an `InputRequiredResult` (the question, and a `requestState` sealed for this caller
+//! and this exact call that names the approval request), and its answer comes with the
+//! identical call made again, carrying that state back. A state this gateway did not
+//! seal for that call, or one already used, is refused before anything else happens.
 
 use rmcp::RoleServer;
 use rmcp::model::{
-    ClientResult, ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema,
-    ServerRequest,
+    ClientResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationSchema, InputRequest, InputRequiredResult, InputResponses, ServerRequest,
 };
 use rmcp::service::RequestContext;
 use serde_json::{Value, json};
@@ -16,6 +22,14 @@ use serde_json::{Value, json};
 use super::State;
 use crate::approval::{ApprovalError, Channel, Request, Verdict, now_ms};
 use crate::escape::visible;
+use crate::seal::SealError;
+
+/// The key of the question in `inputRequests` and of its answer in `inputResponses`.
+const QUESTION: &str = "confirm";
+/// What a sealed state of this gateway is for (the first line of what it is bound to).
+const PURPOSE: &str = "mcp-warden/confirm/1";
+/// How long after its request expired a question's state is still opened.
+const LATE_MS: u64 = 10 * 60 * 1000;
 
 /// The principal's answer in their client: confirm or not, and in what words.
 pub struct Answer {
@@ -27,10 +41,10 @@ pub struct Answer {
 /// can be asked (it declared form elicitation).
 pub fn can_ask(request: &Request, context: &RequestContext<RoleServer>) -> Option<String> {
     let by = request.call.confirm.as_ref()?.by.clone();
-    // A declared `elicitation` capability with neither mode named means form.
-    let form = context.peer.peer_info().is_some_and(|i| {
-        i.capabilities
-            .elicitation
+    // A declared `elicitation` capability with neither mode named means form. A
+    // 2026-07-28 client declares its capabilities on each request.
+    let form = context.client_capabilities().is_some_and(|c| {
+        c.elicitation
             .as_ref()
             .is_some_and(|e| e.form.is_some() || e.url.is_none())
     });
@@ -38,9 +52,60 @@ pub fn can_ask(request: &Request, context: &RequestContext<RoleServer>) -> Optio
     asks.then_some(by)
 }
 
-/// Ask the principal in their client; `None` when the client could not be asked (the
-/// call then waits for the approvals page, as without elicitation).
-pub async fn ask(request: &Request, context: &RequestContext<RoleServer>) -> Option<Answer> {
+/// The state a 2026-07-28 client carried back, opened: the approval request it names and
+/// the principal's answer, when it gave one.
+pub struct Carried {
+    pub approval: String,
+    pub answer: Option<Answer>,
+}
+
+/// What a sealed state is bound to: its purpose and the call's binding (tool, exact
+/// arguments, caller chain).
+fn bound(binding: &str) -> Vec<u8> {
+    format!("{PURPOSE}\n{binding}").into_bytes()
+}
+
+/// Open the `requestState` a call carries (once: a state is good for one retry).
+pub fn carried(
+    state: &State,
+    binding: &str,
+    request_state: &str,
+    responses: Option<&InputResponses>,
+) -> Result<Carried, SealError> {
+    let payload = state
+        .sealer
+        .open(request_state, &bound(binding), now_ms())?;
+    let approval = String::from_utf8(payload).map_err(|_| SealError::Foreign)?;
+    let answer = responses
+        .and_then(|r| r.get(QUESTION))
+        .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok())
+        .map(answer_of);
+    Ok(Carried { approval, answer })
+}
+
+/// The question for a 2026-07-28 client: an `InputRequiredResult` whose state names
+/// `request` and is sealed for this call, good until the request expires.
+pub fn rounds(
+    state: &State,
+    binding: &str,
+    request: &Request,
+) -> Result<InputRequiredResult, SealError> {
+    let question = elicitation(request).ok_or(SealError::Sealing("no question".into()))?;
+    // Good a while past the request's expiry, so that a late answer is told the request
+    // expired (and is audited as a decision that came late), not that its state did.
+    let until = request.expires.saturating_add(LATE_MS);
+    let sealed = state
+        .sealer
+        .seal(request.id.as_bytes(), &bound(binding), until)?;
+    let asks = [(QUESTION.to_string(), InputRequest::Elicitation(question))];
+    Ok(InputRequiredResult::new(
+        Some(asks.into_iter().collect()),
+        Some(sealed),
+    ))
+}
+
+/// The question as an elicitation: confirm, yes or no.
+fn elicitation(request: &Request) -> Option<ElicitRequest> {
     let schema = json!({
         "type": "object",
         "properties": {"confirm": {
@@ -56,7 +121,13 @@ pub async fn ask(request: &Request, context: &RequestContext<RoleServer>) -> Opt
         message: question(request),
         requested_schema,
     };
-    let asked = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+    Some(ElicitRequest::new(params))
+}
+
+/// Ask the principal in their client; `None` when the client could not be asked (the
+/// call then waits for the approvals page, as without elicitation).
+pub async fn ask(request: &Request, context: &RequestContext<RoleServer>) -> Option<Answer> {
+    let asked = ServerRequest::ElicitRequest(elicitation(request)?);
     let result = match context.peer.send_request(asked).await {
         Ok(ClientResult::ElicitResult(r)) => r,
         Ok(other) => {
@@ -68,12 +139,17 @@ pub async fn ask(request: &Request, context: &RequestContext<RoleServer>) -> Opt
             return None;
         }
     };
+    Some(answer_of(result))
+}
+
+/// What the principal's answer means: only an accepted `confirm: true` is a yes.
+fn answer_of(result: ElicitResult) -> Answer {
     let yes = result
         .content
         .as_ref()
         .and_then(|c| c.get("confirm"))
         .and_then(Value::as_bool);
-    Some(match (result.action, yes) {
+    match (result.action, yes) {
         (ElicitationAction::Accept, Some(true)) => Answer {
             confirm: true,
             comment: "confirmed in their client",
@@ -95,7 +171,7 @@ pub async fn ask(request: &Request, context: &RequestContext<RoleServer>) -> Opt
             confirm: false,
             comment: "gave an answer the gateway does not know in their client",
         },
-    })
+    }
 }
 
 /// What the principal is asked: who asks to run what, why, with which arguments. All

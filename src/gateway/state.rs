@@ -31,6 +31,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Key(#[from] crate::audit::checkpoint::KeyError),
+    #[error(transparent)]
+    Seal(crate::seal::SealError),
     #[error("cannot verify HTTP callers: {0}")]
     Auth(String),
     #[error(transparent)]
@@ -74,6 +76,8 @@ pub struct State {
     pub(super) logs: super::logging::LogSubscribers,
     /// Clients subscribed to resources.
     pub(super) subscriptions: super::subscriptions::Subscriptions,
+    /// Seals the state a 2026-07-28 client carries between the rounds of a request.
+    pub(super) sealer: crate::seal::Sealer,
 }
 
 /// One consistent view of what a reload replaces. Cheap to clone.
@@ -191,6 +195,7 @@ impl State {
         let upstreams =
             Upstreams::new(&config.boot.upstreams, config.boot.call_timeout, changed_tx);
         let relist_interval = config.boot.relist_interval;
+        let sealer = crate::seal::Sealer::random().map_err(StartError::Seal)?;
         let state = Arc::new(Self {
             pins: PinStore::new(&config.boot.state_dir),
             current: RwLock::new(Arc::new(Snapshot {
@@ -215,6 +220,7 @@ impl State {
             stopping: tokio_util::sync::CancellationToken::new(),
             logs: Default::default(),
             subscriptions: Default::default(),
+            sealer,
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;

@@ -157,6 +157,23 @@ fn texts(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// Move the written admin listener to a free port, so gateways of tests running at once
+/// do not take each other's.
+fn free_admin_port(config: &Path) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains("127.0.0.1:8788"));
+    std::fs::write(
+        config,
+        text.replace("127.0.0.1:8788", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+}
+
 /// The Python SDK's client over stdio, launching the gateway on `config` as the client's
 /// new entry says, with one more call (`extra`).
 fn python_client(config: &Path, extra: Value) -> Value {
@@ -252,7 +269,9 @@ async fn check_written(client: &str) {
     );
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    // The client's new entry launches the gateway on the written config.
+    // The client's new entry launches the gateway on the written config (its admin
+    // listener moved off the written port: the tests of each client run at once).
+    free_admin_port(&config_path);
     assert!(
         out.contains(&format!("\"{}\"", config_path.display())),
         "{out}"
@@ -404,20 +423,8 @@ async fn after_init_the_user_confirms_their_own_agents_act_call_with_the_cli() {
     let (ok, out) = init(&from, &dir, &[]).await;
     assert!(ok, "{out}");
     let token = printed_token(&out);
-    // The written admin port, moved to a free one for the test.
     let config = dir.join("warden.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("127.0.0.1:8788"));
-    std::fs::write(
-        &config,
-        text.replace("127.0.0.1:8788", &format!("127.0.0.1:{port}")),
-    )
-    .unwrap();
+    free_admin_port(&config);
 
     let python = repo().join(".venv/bin/python");
     let args = json!({"to": "bob@example.com", "body": "hi", "intent": "say hi to bob"});

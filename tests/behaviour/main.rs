@@ -13,6 +13,7 @@ mod common;
 #[path = "../conformance/fixture.rs"]
 mod fixture;
 
+mod a_carried_request_state_is_sealed_to_its_call;
 mod a_full_disk_refuses_calls_and_recovers_by_itself;
 mod a_kept_alive_connection_serves_every_call;
 mod a_loaded_policy_holds_no_threads;
@@ -31,6 +32,7 @@ mod audit_failure_refuses_the_call;
 mod audit_log_survives_kill_9;
 mod audit_show_answers_an_auditors_question;
 mod audit_verify_detects_any_edit;
+mod both_protocol_eras_on_one_endpoint;
 mod check_reports_every_problem;
 mod cold_decisions_match_a_full_scan;
 mod concurrent_approvals_execute_each_call_once;

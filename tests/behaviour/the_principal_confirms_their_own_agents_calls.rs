@@ -1,9 +1,11 @@
 //! Personal mode, with the shipped policy's `role:personal` (dana and her agent
 //! `agent:laptop`): `act` calls wait for dana herself (`confirm_in_client`; refunds
 //! `confirm`). Through the Python SDK's client, which launches the gateway over stdio and
-//! answers its question (an elicitation): yes runs the call once, audited as `confirmed`
-//! in the client; no, decline and cancel refuse it; no answer expires; a `confirm` rule
-//! never asks in the client. Without elicitation the call waits for the approvals page,
+//! answers its question (an elicitation; on 2026-07-28 the call's answer, and the reply
+//! the call made again; on 2025-11-25 a request on the call's stream): yes runs the call
+//! once, audited as `confirmed` in the client; no, decline and cancel refuse it; no
+//! answer expires, and a yes after the expiry runs nothing; a `confirm` rule never asks
+//! in the client. Without elicitation the call waits for the approvals page,
 //! where dana confirms signed in as herself. A repeated or altered call needs a new
 //! confirmation, and a rule that asks for approvers refuses dana as before.
 
@@ -44,6 +46,17 @@ fn message() -> Value {
 /// What the Python client saw, and the gateway's directory, after it called `tool` and
 /// answered the gateway's question with `answer` (see tests/clients/python_confirm.py).
 fn python(answer: &str, tool: &str, args: &Value, timeout: &str) -> (Value, tempfile::TempDir) {
+    python_in("auto", answer, tool, args, timeout)
+}
+
+/// [`python`] with the client in `mode` (`auto`: 2026-07-28; `legacy`: 2025-11-25).
+fn python_in(
+    mode: &str,
+    answer: &str,
+    tool: &str,
+    args: &Value,
+    timeout: &str,
+) -> (Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_setup(dir.path(), &setup(timeout));
     let python = repo().join(".venv/bin/python");
@@ -64,6 +77,7 @@ fn python(answer: &str, tool: &str, args: &Value, timeout: &str) -> (Value, temp
             "--config",
         ])
         .arg(&config)
+        .env("MCP_WARDEN_TEST_MODE", mode)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -73,14 +87,21 @@ fn python(answer: &str, tool: &str, args: &Value, timeout: &str) -> (Value, temp
 }
 
 /// The Python client over Streamable HTTP, to a gateway in this process.
-async fn python_over_http(answer: &str, tool: &str, args: &Value) -> (Value, Arc<Harness>) {
+async fn python_over_http(
+    mode: &str,
+    answer: &str,
+    tool: &str,
+    args: &Value,
+) -> (Value, Arc<Harness>) {
     let h = Arc::new(Harness::with(setup("30s")).await);
     let url = common::serve_http(h.state.clone()).await;
     let (answer, tool, args) = (answer.to_string(), tool.to_string(), args.to_string());
+    let mode = mode.to_string();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(repo().join(".venv/bin/python"))
             .arg(repo().join("tests/clients/python_confirm.py"))
             .args([&answer, &tool, &args, "http", &url])
+            .env("MCP_WARDEN_TEST_MODE", mode)
             .output()
             .unwrap()
     })
@@ -111,8 +132,14 @@ fn events(audit: &[Value]) -> Vec<&str> {
 
 #[test]
 fn a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there() {
-    let (seen, dir) = python("yes", "demo_send_message", &message(), "30s");
-    assert_eq!(seen["result"]["is_error"], false, "{seen}");
+    for mode in ["auto", "legacy"] {
+        a_yes_in_the_client(mode);
+    }
+}
+
+fn a_yes_in_the_client(mode: &str) {
+    let (seen, dir) = python_in(mode, "yes", "demo_send_message", &message(), "30s");
+    assert_eq!(seen["result"]["is_error"], false, "{mode}: {seen}");
     assert_eq!(seen["result"]["text"][0], "message sent to bob@example.com");
     // The question says who asks to run what, why and with what.
     let asked = seen["asked"].as_array().unwrap();
@@ -141,20 +168,23 @@ fn a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there() {
     assert_eq!(attempt["approval"]["approvers"], json!([]));
 }
 
-/// Over Streamable HTTP the question goes out on the waiting call's own POST stream, and
-/// the answer counts for that call.
+/// Over Streamable HTTP the question belongs to the waiting call (a 2025-11-25 client gets
+/// it on the call's own POST stream; a 2026-07-28 one as the call's answer, its reply with
+/// the call made again), and the answer counts for that call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_streamable_http_the_question_rides_on_the_calls_own_stream() {
-    let (seen, h) = python_over_http("yes", "demo_send_message", &message()).await;
-    assert_eq!(seen["result"]["is_error"], false, "{seen}");
-    assert_eq!(seen["asked"].as_array().unwrap().len(), 1);
-    assert_eq!(h.upstream_calls().len(), 1);
-    let audit = h.audit().await;
-    let attempt = audit.iter().find(|r| r["kind"] == "attempt").unwrap();
-    assert_eq!(attempt["approval"]["channel"], "client");
-    let (seen, h) = python_over_http("decline", "demo_send_message", &message()).await;
-    assert_eq!(seen["result"]["is_error"], true, "{seen}");
-    assert!(h.upstream_calls().is_empty());
+async fn over_streamable_http_the_question_belongs_to_its_call() {
+    for mode in ["legacy", "auto"] {
+        let (seen, h) = python_over_http(mode, "yes", "demo_send_message", &message()).await;
+        assert_eq!(seen["result"]["is_error"], false, "{mode}: {seen}");
+        assert_eq!(seen["asked"].as_array().unwrap().len(), 1);
+        assert_eq!(h.upstream_calls().len(), 1);
+        let audit = h.audit().await;
+        let attempt = audit.iter().find(|r| r["kind"] == "attempt").unwrap();
+        assert_eq!(attempt["approval"]["channel"], "client");
+        let (seen, h) = python_over_http(mode, "decline", "demo_send_message", &message()).await;
+        assert_eq!(seen["result"]["is_error"], true, "{mode}: {seen}");
+        assert!(h.upstream_calls().is_empty());
+    }
 }
 
 #[test]
@@ -164,7 +194,15 @@ fn no_decline_and_cancel_in_the_client_refuse_the_call_and_the_upstream_never_se
         ("decline", "declined in their client"),
         ("cancel", "dismissed the question in their client"),
     ] {
-        let (seen, dir) = python(answer, "demo_send_message", &message(), "30s");
+        for mode in ["auto", "legacy"] {
+            refused_in_the_client(mode, answer, said);
+        }
+    }
+}
+
+fn refused_in_the_client(mode: &str, answer: &str, said: &str) {
+    {
+        let (seen, dir) = python_in(mode, answer, "demo_send_message", &message(), "30s");
         assert_eq!(seen["result"]["is_error"], true, "{answer}: {seen}");
         let refusal = seen["result"]["text"][0].as_str().unwrap();
         assert!(
@@ -180,15 +218,41 @@ fn no_decline_and_cancel_in_the_client_refuse_the_call_and_the_upstream_never_se
     }
 }
 
+/// A 2025-11-25 client that never answers: the request expires while the question is
+/// open, and the call is answered with that.
 #[test]
 fn an_unanswered_question_expires_and_nothing_runs() {
-    let (seen, dir) = python("never", "demo_send_message", &message(), "2s");
+    let (seen, dir) = python_in("legacy", "never", "demo_send_message", &message(), "2s");
     assert_eq!(seen["result"]["is_error"], true, "{seen}");
     let refusal = seen["result"]["text"][0].as_str().unwrap();
     assert!(refusal.contains("expired after 2s"), "{refusal}");
     assert_eq!(seen["asked"].as_array().unwrap().len(), 1);
     assert!(upstream_calls(&dir).is_empty());
     assert_eq!(events(&audit(&dir)), ["requested", "expired"]);
+}
+
+/// A 2026-07-28 client holds the question as long as it likes: a yes that comes back
+/// after the request expired runs nothing, and is audited as a decision that came late.
+#[test]
+fn a_yes_after_the_request_expired_runs_nothing() {
+    let (seen, dir) = python("late", "demo_send_message", &message(), "2s");
+    assert_eq!(seen["result"]["is_error"], true, "{seen}");
+    let refusal = seen["result"]["text"][0].as_str().unwrap();
+    assert!(refusal.contains("expired after 2s"), "{refusal}");
+    assert_eq!(seen["asked"].as_array().unwrap().len(), 1);
+    assert!(upstream_calls(&dir).is_empty());
+    let audit = audit(&dir);
+    assert!(!audit.iter().any(|r| r["kind"] == "attempt"));
+    assert_eq!(events(&audit), ["requested", "refused-decision"]);
+    let late = audit
+        .iter()
+        .find(|r| r["event"] == "refused-decision")
+        .unwrap();
+    assert_eq!(late["actor"], "user:dana", "{late}");
+    assert!(
+        late["error"].as_str().unwrap().contains("expired"),
+        "{late}"
+    );
 }
 
 /// Refunds are `confirm`: the page or CLI only, so the client is never asked, however

@@ -7,6 +7,8 @@ Usage: python_client.py stdio COMMAND ARG...   (the client launches the gateway)
 It lists the tools, makes one allowed call (demo_echo) and one refused call (demo_write_note
 without an intent), and prints what it saw as one JSON object on stdout. With
 MCP_WARDEN_TEST_CALL set to {"name": ..., "arguments": {...}}, it makes that call too ("extra").
+MCP_WARDEN_TEST_MODE is the client's `mode` (default "auto": `server/discover` first, then
+2026-07-28; "legacy": the `initialize` handshake).
 """
 
 import asyncio
@@ -26,7 +28,8 @@ async def main():
     kind, target, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     server = StdioServerParameters(command=target, args=rest) if kind == "stdio" else target
     seen = {}
-    async with Client(server) as client:
+    mode = os.environ.get("MCP_WARDEN_TEST_MODE", "auto")
+    async with Client(server, mode=mode) as client:
         seen["protocol_version"] = client.protocol_version
         seen["server"] = client.server_info.name if client.server_info else None
         listed = await client.list_tools()

@@ -10,7 +10,12 @@ ANSWER is what the user answers when the gateway asks in the client (an elicitat
   decline  decline
   cancel   cancel
   never    never answers (the question stays open)
+  late     answers yes after three seconds
   none     the client declares no elicitation support at all
+
+MCP_WARDEN_TEST_MODE is the client's `mode` (default "auto": 2026-07-28, where the
+question comes as the call's answer and the reply as the call made again; "legacy": the
+question is a request on the call's stream).
 
 It calls TOOL with ARGS_JSON, and prints one JSON object on stdout: the questions it was
 asked (message and schema) and the call's result (is_error, text).
@@ -39,12 +44,16 @@ async def main():
             return types.ElicitResult(action="decline")
         if answer == "cancel":
             return types.ElicitResult(action="cancel")
+        if answer == "late":
+            await asyncio.sleep(3)
+            return types.ElicitResult(action="accept", content={"confirm": True})
         await asyncio.sleep(3600)  # never
 
     server = rest[0] if command == "http" else StdioServerParameters(command=command, args=rest)
     callback = None if answer == "none" else elicit
     seen = {}
-    async with Client(server, elicitation_callback=callback) as client:
+    mode = os.environ.get("MCP_WARDEN_TEST_MODE", "auto")
+    async with Client(server, elicitation_callback=callback, mode=mode) as client:
         result = await client.call_tool(tool, json.loads(args))
         texts = [c.text for c in result.content if getattr(c, "type", "") == "text"]
         seen["result"] = {"is_error": bool(result.is_error), "text": texts}

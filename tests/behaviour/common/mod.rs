@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod drifting;
+pub mod modern;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

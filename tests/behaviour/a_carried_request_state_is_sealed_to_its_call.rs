@@ -1,0 +1,163 @@
+//! A 2026-07-28 client in personal mode is asked to confirm by the answer to its call
+//! (an `InputRequiredResult`: the question and a `requestState`), and answers by making
+//! the call again with that state. The state is sealed by the gateway and bound to the
+//! caller's chain and the exact call: changed, presented by another caller, with other
+//! arguments, or a second time, it is refused at the `state` stage before anything is
+//! decided; the upstream never sees the call, and the audit says why. The genuine
+//! answer runs the call once, audited as confirmed in the client.
+
+use crate::common;
+
+use common::{Setup, modern, read_lines};
+use serde_json::{Value, json};
+
+/// Dana's agent `agent:laptop` (personal mode: `act` is `confirm_in_client`) and
+/// `agent:helper`, also for dana, each with an API key.
+fn setup(helper_hash: &str, laptop_hash: &str) -> Setup {
+    Setup {
+        approval_timeout: "60s".into(),
+        config_extra: format!(
+            "[[identity.api_keys]]\nagent = \"agent:laptop\"\non_behalf_of = \"user:dana\"\nsha256 = \"{laptop_hash}\"\n\n\
+             [[identity.api_keys]]\nagent = \"agent:helper\"\non_behalf_of = \"user:dana\"\nsha256 = \"{helper_hash}\"\n"
+        ),
+        ..Setup::as_agent("agent:laptop", Some("user:dana"))
+    }
+}
+
+fn message(body: &str) -> Value {
+    json!({"to": "bob@example.com", "body": body, "intent": "tell bob"})
+}
+
+/// A client that can answer form elicitations.
+fn asks() -> Value {
+    json!({"elicitation": {"form": {}}})
+}
+
+fn yes() -> Value {
+    json!({"confirm": {"action": "accept", "content": {"confirm": true}}})
+}
+
+fn send(id: u64, body: &str, state: Option<&str>) -> Value {
+    let mut params = json!({"arguments": message(body)});
+    if let Some(s) = state {
+        params["requestState"] = json!(s);
+        params["inputResponses"] = yes();
+    }
+    modern::call(id, "demo_send_message", params, asks())
+}
+
+/// The refusal text of a tool error.
+fn refusal(answer: &Value) -> String {
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_foreign_or_replayed_state_is_refused_and_the_genuine_answer_runs_once() {
+    let (helper_key, helper_hash) = mcp_warden::identity::new_api_key();
+    let (laptop_key, laptop_hash) = mcp_warden::identity::new_api_key();
+    let (dir, url, state) = common::http_gateway(&setup(&helper_hash, &laptop_hash)).await;
+    let laptop = Some(laptop_key.as_str());
+
+    // Round one: the question, and the state to bring back.
+    let asked = modern::post(&url, &send(1, "the report", None), laptop, &[]).await;
+    let result = &asked.message["result"];
+    assert_eq!(result["resultType"], "input_required", "{}", asked.message);
+    let question = &result["inputRequests"]["confirm"];
+    assert_eq!(question["method"], "elicitation/create", "{question}");
+    assert!(
+        question["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo/send_message"),
+        "{question}"
+    );
+    let sealed = result["requestState"].as_str().unwrap().to_string();
+
+    // Changed in one character.
+    let mut bent: Vec<char> = sealed.chars().collect();
+    let at = bent.len() / 2;
+    bent[at] = if bent[at] == 'A' { 'B' } else { 'A' };
+    let bent: String = bent.into_iter().collect();
+    let answer = modern::post(&url, &send(2, "the report", Some(&bent)), laptop, &[]).await;
+    assert!(
+        refusal(&answer.message).contains("requestState"),
+        "{}",
+        answer.message
+    );
+
+    // Presented by another caller (another agent of the same user).
+    let helper = Some(helper_key.as_str());
+    let answer = modern::post(&url, &send(3, "the report", Some(&sealed)), helper, &[]).await;
+    assert!(
+        refusal(&answer.message).contains("requestState"),
+        "{}",
+        answer.message
+    );
+
+    // For other arguments.
+    let answer = modern::post(&url, &send(4, "something else", Some(&sealed)), laptop, &[]).await;
+    assert!(
+        refusal(&answer.message).contains("requestState"),
+        "{}",
+        answer.message
+    );
+
+    // Nothing of that reached the upstream, and each was audited at the `state` stage.
+    let calls = dir.path().join("calls.jsonl");
+    assert!(read_lines(&calls).is_empty());
+    state.audit.flush().await.unwrap();
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let at_state: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["stage"] == "state")
+        .collect();
+    assert_eq!(at_state.len(), 3, "{audit:#?}");
+    assert!(at_state.iter().all(|r| r["decision"] == "deny"));
+    assert_eq!(at_state[1]["agent"], "agent:helper");
+
+    // The genuine answer: the call runs, once.
+    let answer = modern::post(&url, &send(5, "the report", Some(&sealed)), laptop, &[]).await;
+    assert_eq!(
+        answer.message["result"]["isError"], false,
+        "{}",
+        answer.message
+    );
+    assert_eq!(read_lines(&calls).len(), 1);
+    state.audit.flush().await.unwrap();
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let confirmed = audit
+        .iter()
+        .find(|r| r["kind"] == "approval" && r["event"] == "confirmed")
+        .unwrap();
+    assert_eq!(confirmed["actor"], "user:dana", "{confirmed}");
+    let attempt = audit.iter().find(|r| r["kind"] == "attempt").unwrap();
+    assert_eq!(attempt["approval"]["channel"], "client", "{attempt}");
+
+    // The same state again: refused, and the upstream still saw one call.
+    let answer = modern::post(&url, &send(6, "the report", Some(&sealed)), laptop, &[]).await;
+    let told = refusal(&answer.message);
+    assert!(told.contains("already used"), "{told}");
+    assert_eq!(read_lines(&calls).len(), 1);
+}
+
+/// An answer without the state it belongs to is no answer: the client is asked again
+/// and nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_its_state_is_asked_again() {
+    let (_, helper_hash) = mcp_warden::identity::new_api_key();
+    let (laptop_key, laptop_hash) = mcp_warden::identity::new_api_key();
+    let (dir, url, _state) = common::http_gateway(&setup(&helper_hash, &laptop_hash)).await;
+    let params = json!({"arguments": message("the report"), "inputResponses": yes()});
+    let body = modern::call(1, "demo_send_message", params, asks());
+    let answer = modern::post(&url, &body, Some(&laptop_key), &[]).await;
+    assert_eq!(
+        answer.message["result"]["resultType"], "input_required",
+        "{}",
+        answer.message
+    );
+    assert!(read_lines(&dir.path().join("calls.jsonl")).is_empty());
+}

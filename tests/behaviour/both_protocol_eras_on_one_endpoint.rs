@@ -1,0 +1,237 @@
+//! Both protocol eras on one Streamable HTTP endpoint, seen on the wire: a 2026-07-28
+//! request (its version and capabilities in its own `_meta`, no session) is answered
+//! statelessly, `server/discover` says what this caller can use and that the answer is
+//! private, routing headers that disagree with the body are refused before any decision
+//! (the upstream never sees the call, the audit has no attempt), a version the gateway
+//! does not speak gets `-32022` with the list it does, methods the revision removed are
+//! "method not found"; and a 2025-11-25 session ended with `DELETE` is answered 200 and
+//! is gone.
+
+use crate::common;
+
+use common::{Setup, modern};
+use serde_json::{Value, json};
+
+fn modern_meta() -> Value {
+    modern::meta(json!({}))
+}
+
+/// POST a 2026-07-28 request: the status, the session id if any, the message.
+async fn post(url: &str, body: Value, extra: &[(&str, &str)]) -> (u16, Option<String>, Value) {
+    let answer = modern::post(url, &body, None, extra).await;
+    (answer.status, answer.session, answer.message)
+}
+
+fn call(id: u64, name: &str, arguments: Value) -> Value {
+    modern::call(id, name, json!({"arguments": arguments}), json!({}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_says_what_this_caller_may_use_and_keeps_it_private() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+        "params": {"_meta": modern_meta()}});
+    let (status, session, answer) = post(&url, discover, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(session, None, "2026-07-28 has no sessions");
+    let result = &answer["result"];
+    let versions: Vec<&str> = result["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        versions.contains(&"2026-07-28") && versions.contains(&"2025-11-25"),
+        "{versions:?}"
+    );
+    assert_eq!(result["cacheScope"], "private", "{result}");
+    assert_eq!(result["ttlMs"], 0, "{result}");
+    assert!(result["capabilities"]["tools"].is_object(), "{result}");
+
+    // A caller policy lets see no tool is not told there are tools.
+    let nobody = Setup::as_agent("agent:stranger", None);
+    let (_dir2, url2, _state2) = common::http_gateway(&nobody).await;
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+        "params": {"_meta": modern_meta()}});
+    let (_, _, answer) = post(&url2, discover, &[]).await;
+    assert!(
+        answer["result"]["capabilities"].get("tools").is_none(),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_call_is_decided_audited_and_answered_without_a_session() {
+    let h_setup = Setup::default();
+    let (dir, url, state) = common::http_gateway(&h_setup).await;
+    let (status, session, answer) = post(
+        &url,
+        call(1, "demo_echo", json!({"text": "modern"})),
+        &[("mcp-name", "demo_echo")],
+    )
+    .await;
+    assert_eq!((status, session), (200, None), "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "modern", "{answer}");
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+
+    let listed = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+        "params": {"_meta": modern_meta()}});
+    let (_, _, answer) = post(&url, listed, &[]).await;
+    assert_eq!(answer["result"]["cacheScope"], "private", "{answer}");
+    assert_eq!(answer["result"]["ttlMs"], 0, "{answer}");
+
+    state.audit.flush().await.unwrap();
+    let records = common::read_lines(&dir.path().join("audit.jsonl"));
+    let attempt = records
+        .iter()
+        .find(|r| r["kind"] == "attempt" && r["tool"] == "echo")
+        .unwrap();
+    assert_eq!(attempt["session"], "http:chain:user:alice>agent:desktop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_headers_that_disagree_with_the_body_are_refused_before_any_decision() {
+    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
+    let calls_log = dir.path().join("calls.jsonl");
+    // The header names a read tool, the body an act tool.
+    let refund = call(
+        1,
+        "demo_issue_refund",
+        json!({"order": "A-1", "amount_cents": 100, "intent": "test"}),
+    );
+    let (status, _, answer) = post(&url, refund.clone(), &[("mcp-name", "demo_echo")]).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], -32020, "{answer}");
+    // The method header disagrees too.
+    let listed = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+        "params": {"_meta": modern_meta()}});
+    let (status, _, answer) = post_with_method(&url, &listed, "tools/call").await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], -32020, "{answer}");
+
+    state.audit.flush().await.unwrap();
+    let records = common::read_lines(&dir.path().join("audit.jsonl"));
+    assert!(
+        !records.iter().any(|r| r["tool"] == "issue_refund"),
+        "nothing was decided for the refused call: {records:?}"
+    );
+    let seen = std::fs::read_to_string(&calls_log).unwrap_or_default();
+    assert!(!seen.contains("issue_refund"), "{seen}");
+}
+
+/// POST `body` with an `Mcp-Method` header of `method` (whatever the body says).
+async fn post_with_method(url: &str, body: &Value, method: &str) -> (u16, Option<String>, Value) {
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (
+        status,
+        None,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_version_gets_the_list_and_removed_methods_are_not_found() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let mut meta = modern_meta();
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let future = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+        "params": {"_meta": meta}});
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2099-01-01")
+        .header("mcp-method", "tools/list")
+        .body(future.to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("-32022"), "{text}");
+    assert!(
+        text.contains("2026-07-28") && text.contains("2025-11-25"),
+        "{text}"
+    );
+
+    for removed in ["ping", "logging/setLevel", "resources/subscribe"] {
+        let mut params = json!({"_meta": modern_meta()});
+        if removed == "logging/setLevel" {
+            params["level"] = json!("info");
+        }
+        if removed == "resources/subscribe" {
+            params["uri"] = json!("note://plan");
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 3, "method": removed, "params": params});
+        let name = params_name(&body);
+        let (status, _, answer) = post(
+            &url,
+            body,
+            &name
+                .iter()
+                .map(|n| ("mcp-name", n.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(
+            answer["error"]["code"], -32601,
+            "{removed}: {status} {answer}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_by_delete_is_answered_200_and_is_gone() {
+    let (_dir, url, _state) = common::http_gateway(&Setup::default()).await;
+    let http = reqwest::Client::new();
+    let legacy = |session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(s) = session {
+            request = request.header("mcp-session-id", s);
+        }
+        request.body(body.to_string()).send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let opened = legacy(None, init).await.unwrap();
+    let id = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    opened.text().await.unwrap();
+    let closed = http
+        .delete(&url)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status().as_u16(), 200);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let after = legacy(Some(&id), list).await.unwrap();
+    assert_eq!(
+        after.status().as_u16(),
+        404,
+        "a closed session is not found"
+    );
+}
+
+/// The `Mcp-Name` a request names (a resource's URI), if any.
+fn params_name(body: &Value) -> Option<String> {
+    body["params"]["uri"].as_str().map(String::from)
+}
