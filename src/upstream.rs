@@ -173,7 +173,7 @@ impl Upstreams {
         let request = ClientRequest::CallToolRequest(request);
         let options = PeerRequestOptions::with_timeout(self.timeout);
         // Registered before the call goes out, so no request it causes can miss it.
-        let _asker = downstream
+        let asker = downstream
             .asks
             .map(|route| self.askers.register(server, route));
         let handle = service
@@ -182,6 +182,10 @@ impl Upstreams {
             .await
             .map_err(|e| unavailable(server, &e))?;
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
+        // A request that comes on this call's own stream is this call's.
+        if let Some(asker) = &asker {
+            asker.bind(id.clone());
+        }
         let response = handle.await_response();
         tokio::pin!(response);
         let response = loop {

@@ -1,18 +1,26 @@
 //! Requests an upstream sends the client (`sampling/createMessage`, `elicitation/create`,
-//! `roots/list`), routed to the one downstream session whose call to that upstream is in
-//! flight. An upstream connection is shared by every client, and MCP does not say which
-//! call a server-to-client request belongs to; so when no call, or calls from more than
-//! one session, are in flight to the upstream, the request is refused rather than put to
-//! a client that may be the wrong one. Deciding whether the caller may be asked is the
-//! gateway's job: an [`Ask`] carries the request and the way to answer it.
+//! `roots/list`), routed to the call they belong to. Over Streamable HTTP a request that
+//! arrives on the response stream of one of our calls belongs to that call, whoever else
+//! has calls in flight. Otherwise (stdio, or the standalone stream) MCP does not say
+//! which call it belongs to, and an upstream connection is shared by every client: the
+//! request goes to the one session whose calls to that upstream are in flight, and when
+//! there is none, or more than one, it is refused rather than put to a client that may be
+//! the wrong one. Deciding whether the caller may be asked is the gateway's job: an
+//! [`Ask`] carries the request and the way to answer it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rmcp::ErrorData;
-use rmcp::model::{ClientResult, ServerRequest};
-use tokio::sync::{mpsc, oneshot};
+use rmcp::model::{ClientResult, RequestId, ServerRequest};
+use rmcp::service::InboundStreamOrigin;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// How long a request that names one of our calls waits for that call's id to be known
+/// (it is bound the moment the call has been handed to the connection).
+const BINDING: Duration = Duration::from_secs(1);
 
 /// What an upstream asks of the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +107,16 @@ pub struct AskRoute {
 #[derive(Default)]
 pub struct Askers {
     next: AtomicU64,
-    calls: Mutex<HashMap<String, Vec<(u64, AskRoute)>>>,
+    calls: Mutex<HashMap<String, Vec<InFlight>>>,
+    /// Told when a call's request id becomes known.
+    bound: Notify,
+}
+
+/// One call in flight: its route, and the id of our request to the upstream once known.
+struct InFlight {
+    id: u64,
+    request: Option<RequestId>,
+    route: AskRoute,
 }
 
 /// Forgets a call when it ends.
@@ -109,12 +126,26 @@ pub struct AskerGuard {
     id: u64,
 }
 
+impl AskerGuard {
+    /// The call went out as `request`: what comes on its stream is its own.
+    pub fn bind(&self, request: RequestId) {
+        if let Ok(mut calls) = self.askers.calls.lock()
+            && let Some(call) = calls
+                .get_mut(&self.server)
+                .and_then(|l| l.iter_mut().find(|c| c.id == self.id))
+        {
+            call.request = Some(request);
+        }
+        self.askers.bound.notify_waiters();
+    }
+}
+
 impl Drop for AskerGuard {
     fn drop(&mut self) {
         if let Ok(mut calls) = self.askers.calls.lock()
             && let Some(list) = calls.get_mut(&self.server)
         {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|c| c.id != self.id);
         }
     }
 }
@@ -124,10 +155,11 @@ impl Askers {
     pub fn register(self: &Arc<Self>, server: &str, route: AskRoute) -> AskerGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut calls) = self.calls.lock() {
-            calls
-                .entry(server.to_string())
-                .or_default()
-                .push((id, route));
+            calls.entry(server.to_string()).or_default().push(InFlight {
+                id,
+                request: None,
+                route,
+            });
         }
         AskerGuard {
             askers: self.clone(),
@@ -136,12 +168,34 @@ impl Askers {
         }
     }
 
+    /// The call whose request to `server` was `request`, waiting a moment for its id to
+    /// be bound; none when that call has ended.
+    async fn owner(&self, server: &str, request: &RequestId) -> Result<AskRoute, Unasked> {
+        let deadline = tokio::time::Instant::now() + BINDING;
+        loop {
+            // Subscribed before looking, so a binding made in between wakes it.
+            let bound = self.bound.notified();
+            {
+                let calls = self.calls.lock().map_err(|_| Unasked::Unusable)?;
+                let found = calls
+                    .get(server)
+                    .and_then(|l| l.iter().find(|c| c.request.as_ref() == Some(request)));
+                if let Some(call) = found {
+                    return Ok(call.route.clone());
+                }
+            }
+            if tokio::time::timeout_at(deadline, bound).await.is_err() {
+                return Err(Unasked::Ended);
+            }
+        }
+    }
+
     /// The one session that can be asked on `server`'s behalf, or why there is none.
     fn route(&self, server: &str, kind: AskKind) -> Result<AskRoute, Unasked> {
         let calls = self.calls.lock().map_err(|_| Unasked::Unusable)?;
         let routes: Vec<&AskRoute> = calls
             .get(server)
-            .map(|l| l.iter().map(|(_, r)| r).collect())
+            .map(|l| l.iter().map(|c| &c.route).collect())
             .unwrap_or_default();
         let first = routes.first().copied().cloned();
         match first {
@@ -151,15 +205,21 @@ impl Askers {
         }
     }
 
-    /// Put `request` to the calling client and wait for its answer (or the client's own
+    /// Put `request` to the client of the call it belongs to (by the stream it came on,
+    /// `origin`, when it came on a call's) and wait for its answer (or the client's own
     /// error).
     pub async fn ask(
         &self,
         server: &str,
         request: ServerRequest,
+        origin: Option<InboundStreamOrigin>,
     ) -> Result<ClientResult, ErrorData> {
         let kind = AskKind::of(&request).ok_or(Unasked::NotRelayed)?;
-        let route = self.route(server, kind).inspect_err(|e| {
+        let route = match &origin {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => self.owner(server, id).await,
+            Some(InboundStreamOrigin::Unassociated) | None => self.route(server, kind),
+        };
+        let route = route.inspect_err(|e| {
             tracing::warn!(server = %server, method = kind.method(), reason = %e, "server-to-client request refused");
         })?;
         let (reply, answer) = oneshot::channel();
@@ -210,5 +270,43 @@ mod tests {
         drop(gb);
         drop(g1);
         assert_eq!(askers.route("s", AskKind::Roots).unwrap().session, "a");
+    }
+
+    #[tokio::test]
+    async fn a_request_on_a_calls_stream_goes_to_that_call_whoever_else_is_calling() {
+        let askers = Arc::new(Askers::default());
+        let (a, _ra) = route("a");
+        let (b, _rb) = route("b");
+        let ga = askers.register("s", a);
+        let gb = askers.register("s", b);
+        // Bound a moment after the request came: it waits for the binding.
+        let late = {
+            let askers = askers.clone();
+            tokio::spawn(async move { askers.owner("s", &RequestId::Number(7)).await })
+        };
+        tokio::task::yield_now().await;
+        gb.bind(RequestId::Number(7));
+        ga.bind(RequestId::Number(6));
+        assert_eq!(late.await.unwrap().unwrap().session, "b");
+        assert_eq!(
+            askers
+                .owner("s", &RequestId::Number(6))
+                .await
+                .unwrap()
+                .session,
+            "a"
+        );
+        // Unassociated, the one-caller rule holds.
+        assert_eq!(
+            askers.route("s", AskKind::Sampling).unwrap_err(),
+            Unasked::Ambiguous(AskKind::Sampling)
+        );
+        // A call that ended takes nothing.
+        drop(gb);
+        tokio::time::pause();
+        assert_eq!(
+            askers.owner("s", &RequestId::Number(7)).await.unwrap_err(),
+            Unasked::Ended
+        );
     }
 }

@@ -53,9 +53,15 @@ impl UpstreamClient {
     async fn ask<T>(
         &self,
         request: ServerRequest,
+        context: &RequestContext<RoleClient>,
         pick: impl FnOnce(ClientResult) -> Option<T>,
     ) -> Result<T, ErrorData> {
-        let answer = self.askers.ask(&self.server, request).await?;
+        // Over Streamable HTTP, rmcp says which of our requests' streams it came on.
+        let origin = context
+            .extensions
+            .get::<rmcp::service::InboundStreamOrigin>()
+            .cloned();
+        let answer = self.askers.ask(&self.server, request, origin).await?;
         pick(answer).ok_or_else(|| Unasked::WrongResult.into())
     }
 }
@@ -64,10 +70,10 @@ impl ClientHandler for UpstreamClient {
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
         let request = ServerRequest::CreateMessageRequest(Request::new(params));
-        self.ask(request, |r| match r {
+        self.ask(request, &context, |r| match r {
             ClientResult::CreateMessageResult(m) => Some(*m),
             _ => None,
         })
@@ -77,10 +83,10 @@ impl ClientHandler for UpstreamClient {
     async fn create_elicitation(
         &self,
         params: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         let request = ServerRequest::ElicitRequest(Request::new(params));
-        self.ask(request, |r| match r {
+        self.ask(request, &context, |r| match r {
             ClientResult::ElicitResult(e) => Some(e),
             _ => None,
         })
@@ -89,10 +95,10 @@ impl ClientHandler for UpstreamClient {
 
     async fn list_roots(
         &self,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
         let request = ServerRequest::ListRootsRequest(Default::default());
-        self.ask(request, |r| match r {
+        self.ask(request, &context, |r| match r {
             ClientResult::ListRootsResult(l) => Some(l),
             _ => None,
         })

@@ -1,7 +1,9 @@
 //! Requests an upstream puts to the client during a call (sampling, elicitation, roots) reach
 //! the client whose call caused them, untouched, and nobody else: not a client that did
-//! not offer the capability, not when policy refuses it for that tool, and not when calls
-//! from two clients are in flight to the upstream (the gateway cannot tell whose it is).
+//! not offer the capability, not when policy refuses it for that tool. Over Streamable
+//! HTTP a request that comes on a call's own stream goes to that call's client while
+//! other clients have calls in flight too; over stdio nothing says whose it is, and with
+//! calls from two clients in flight it is refused.
 //! Each refusal reaches the upstream as an error and is audited when policy made it.
 //! The fixture is ours (tests/conformance/fixture.rs); the last test uses npm
 //! `server-everything`, a third-party server that asks the client itself.
@@ -194,8 +196,11 @@ async fn policy_refuses_sampling_for_a_tool_and_the_refusal_is_audited() {
     assert!(text(&result).contains("action=accept"), "{result:?}");
 }
 
+/// The fixture over Streamable HTTP: B's elicitation is held open while A's call asks
+/// for sampling; each request came on its own call's stream, so each goes to its own
+/// caller.
 #[tokio::test]
-async fn requests_are_refused_while_two_clients_have_calls_in_flight() {
+async fn two_clients_with_calls_in_flight_each_get_their_own_calls_requests() {
     let (dir, state) = start("").await;
     let hold = Arc::new(Notify::new());
     let waiting = Asked {
@@ -219,25 +224,32 @@ async fn requests_are_refused_while_two_clients_have_calls_in_flight() {
         json!({"prompt": "whose request is this?"}),
     )
     .await;
-    assert_eq!(result.is_error, Some(true), "{result:?}");
-    assert!(
-        text(&result).contains("several clients"),
-        "{}",
-        text(&result)
+    assert_eq!(
+        text(&result),
+        "LLM response: a model's answer",
+        "{result:?}"
     );
-    assert!(other.asked().is_empty(), "A must not be asked");
-    assert_eq!(waiting.asked().len(), 1, "B must only see its own request");
-    assert!(relayed(&dir, "sampling/createMessage").is_empty());
+    let seen = other.asked();
+    assert_eq!(seen.len(), 1, "A is asked its own: {seen:?}");
+    assert_eq!(
+        seen[0]["messages"][0]["content"]["text"],
+        "whose request is this?"
+    );
+    let held = waiting.asked();
+    assert_eq!(held.len(), 1, "B sees only its own: {held:?}");
+    assert_eq!(held[0]["message"], "who are you?");
 
     hold.notify_one();
     let b_result = b_call.await.unwrap();
     assert!(text(&b_result).contains("action=accept"), "{b_result:?}");
     assert!(text(&b_result).contains("ann@example.com"), "{b_result:?}");
+    assert_eq!(relayed(&dir, "sampling/createMessage").len(), 1);
+    assert_eq!(relayed(&dir, "elicitation/create").len(), 1);
 }
 
-#[tokio::test]
-async fn server_everything_asks_the_calling_client_through_the_gateway() {
-    let dir = tempfile::tempdir().unwrap();
+/// A gateway in front of npm `server-everything` over stdio, the calling identity
+/// allowed its tools.
+async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
     let manifests = dir.path().join("tool-manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::copy(
@@ -254,7 +266,56 @@ async fn server_everything_asks_the_calling_client_through_the_gateway() {
     );
     std::fs::write(dir.path().join("warden.toml"), config).unwrap();
     let config = mcp_warden::config::Config::load(&dir.path().join("warden.toml")).unwrap();
-    let state = State::start(config).await.unwrap();
+    State::start(config).await.unwrap()
+}
+
+/// Over stdio a request carries nothing that says which call it is for: with calls from
+/// two clients in flight, it is put to neither.
+#[tokio::test]
+async fn over_stdio_requests_are_refused_while_two_clients_have_calls_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = everything_gateway(&dir).await;
+    let hold = Arc::new(Notify::new());
+    let waiting = Asked {
+        hold: Some(hold.clone()),
+        ..Asked::offering()
+    };
+    let b = Arc::new(connect_as(&state, waiting.clone()).await);
+    let b_call = {
+        let b = b.clone();
+        tokio::spawn(
+            async move { call(&b, "everything_trigger-elicitation-request", json!({})).await },
+        )
+    };
+    waiting.reached.notified().await;
+
+    let other = Asked::offering();
+    let a = connect_as(&state, other.clone()).await;
+    let result = call(
+        &a,
+        "everything_trigger-sampling-request",
+        json!({"prompt": "whose request is this?"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    assert!(
+        text(&result).contains("several clients"),
+        "{}",
+        text(&result)
+    );
+    assert!(other.asked().is_empty(), "A must not be asked");
+    assert_eq!(waiting.asked().len(), 1, "B must only see its own request");
+    assert!(relayed(&dir, "sampling/createMessage").is_empty());
+
+    hold.notify_one();
+    let b_result = b_call.await.unwrap();
+    assert!(text(&b_result).contains("Ann"), "{b_result:?}");
+}
+
+#[tokio::test]
+async fn server_everything_asks_the_calling_client_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = everything_gateway(&dir).await;
     let asked = Asked::offering();
     let client = connect_as(&state, asked.clone()).await;
 
