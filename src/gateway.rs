@@ -17,6 +17,7 @@ mod prompts;
 mod refresh;
 mod reload;
 mod resources;
+mod rounds;
 mod state;
 mod subscriptions;
 

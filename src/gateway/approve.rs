@@ -10,7 +10,7 @@ use rmcp::model::{InputRequiredResult, ProgressNotificationParam};
 use rmcp::service::RequestContext;
 use serde_json::Value;
 
-use super::confirm::Carried;
+use super::confirm::Confirmation;
 use super::{Snapshot, State};
 use crate::approval::{
     ApprovalError, Channel, Confirm, NewRequest, Request, Status, Verdict, now_ms, webhook,
@@ -56,7 +56,7 @@ pub async fn obtain(
     now: &Snapshot,
     waiting: Box<Refused>,
     context: &RequestContext<RoleServer>,
-    carried: Option<Carried>,
+    carried: Option<Confirmation>,
 ) -> Result<Waited, Box<Refused>> {
     let policy = now.policy.as_ref();
     let Refused { call, decision, .. } = *waiting;

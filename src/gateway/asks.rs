@@ -12,7 +12,7 @@
 
 use rmcp::model::{CallToolResult, ClientResult, ServerRequest};
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, Peer, RoleServer};
+use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -20,7 +20,7 @@ use super::State;
 use super::answer::Failure;
 use crate::audit::Attested;
 use crate::manifest::Tier;
-use crate::policy::{Access, AccessKind};
+use crate::policy::{Access, AccessKind, Call};
 use crate::upstream::{AskKind, AskRoute, Downstream, UpstreamError};
 
 /// Forward `attested` and answer its upstream's requests until the result arrives.
@@ -65,10 +65,26 @@ async fn put(
     kind: AskKind,
     request: ServerRequest,
 ) -> Result<ClientResult, ErrorData> {
-    let call = attested.permitted().call();
-    let peer = &context.peer;
-    offered(peer, kind, super::era::modern(context))?;
-    let args = match serde_json::to_value(&request) {
+    decide(state, attested.permitted().call(), context, kind, &request).await?;
+    context.peer.send_request(request).await.map_err(|e| {
+        let message = format!("the calling client did not answer {}: {e}", kind.method());
+        Failure::ClientFailed(message).into()
+    })
+}
+
+/// Whether the caller of `call` may be asked `request`: its client offers the capability
+/// (declared in this request, or when its session opened), and policy lets its whole
+/// chain be asked for it by this tool. Decided as its own request, under the policy of
+/// now, and audited as an `access` record.
+pub async fn decide(
+    state: &State,
+    call: &Call,
+    context: &RequestContext<RoleServer>,
+    kind: AskKind,
+    request: &ServerRequest,
+) -> Result<(), ErrorData> {
+    offered(context, kind)?;
+    let args = match serde_json::to_value(request) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
@@ -84,28 +100,17 @@ async fn put(
         tier: Tier::Read,
         args,
     };
-    // A relayed request is decided as its own request, under the policy of now.
-    super::attest(state, &state.current(), access).await?;
-    peer.send_request(request).await.map_err(|e| {
-        let message = format!("the calling client did not answer {}: {e}", kind.method());
-        Failure::ClientFailed(message).into()
-    })
+    super::attest(state, &state.current(), access)
+        .await
+        .map(drop)
 }
 
-/// Refuse what the caller's client did not say it can do, and what a 2026-07-28 client
-/// could only be asked by a multi-round-trip result (not relayed yet).
-fn offered(peer: &Peer<RoleServer>, kind: AskKind, modern: bool) -> Result<(), ErrorData> {
-    if modern {
-        return Err(Failure::ClientCannot(format!(
-            "the calling client speaks MCP 2026-07-28, where a server's {} travels as a multi-round-trip result; mcp-warden does not relay an upstream's to it yet",
-            kind.method()
-        ))
-        .into());
-    }
-    let offered = peer.peer_info().is_some_and(|i| match kind {
-        AskKind::Sampling => i.capabilities.sampling.is_some(),
-        AskKind::Elicitation => i.capabilities.elicitation.is_some(),
-        AskKind::Roots => i.capabilities.roots.is_some(),
+/// Refuse what the caller's client did not say it can do.
+fn offered(context: &RequestContext<RoleServer>, kind: AskKind) -> Result<(), ErrorData> {
+    let offered = context.client_capabilities().is_some_and(|c| match kind {
+        AskKind::Sampling => c.sampling.is_some(),
+        AskKind::Elicitation => c.elicitation.is_some(),
+        AskKind::Roots => c.roots.is_some(),
     });
     match offered {
         true => Ok(()),

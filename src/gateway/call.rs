@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::answer::{self, Failure};
 use super::approve::Waited;
+use super::confirm::Confirmation;
 use super::{Snapshot, State};
 use crate::arguments::ArgumentsError;
 use crate::audit::{Attested, AuditError, Outcome, Refusal, Stage};
@@ -45,6 +46,11 @@ enum CallError {
     /// or already took.
     #[error("{0}; make the call again without `requestState` and `inputResponses`")]
     State(#[from] crate::seal::SealError),
+    /// The round a state names is over: the call was let go for want of an answer.
+    #[error(
+        "the call this answer belongs to has ended (it waited longer than the call timeout for an answer); make the call again without `requestState` and `inputResponses`"
+    )]
+    Ended,
     #[error("{0}")]
     Denied(String),
     #[error(transparent)]
@@ -62,7 +68,7 @@ impl CallError {
             CallError::Intent(_) => Stage::Intent,
             CallError::Arguments(_) => Stage::Arguments,
             CallError::Limited(_) => Stage::Limits,
-            CallError::State(_) => Stage::State,
+            CallError::State(_) | CallError::Ended => Stage::State,
             CallError::Denied(_) => Stage::Policy,
             CallError::Audit(_) => Stage::Audit,
             CallError::Upstream(_) => Stage::Upstream,
@@ -97,22 +103,42 @@ pub async fn run(
     if let Err(e) = task {
         return refuse(state, &facts, e.into()).await.map(Into::into);
     }
-    let attested = match admit(state, now, &mut facts, &request, &context).await {
-        Ok(Admitted::Attested(attested)) => attested,
+    let (attested, binding) = match admit(state, now, &mut facts, &request, &context).await {
+        Ok(Admitted::Attested(attested, binding)) => (attested, binding),
         // The caller is asked first; its answer comes with the call made again.
         Ok(Admitted::Asks(asks)) => return Ok(CallToolResponse::InputRequired(asks)),
+        // The next round of a call already forwarded, whose upstream asked the caller.
+        Ok(Admitted::Resumes(parked)) => {
+            let responses = request.input_responses.as_ref();
+            return super::rounds::resume(state, *parked, responses, &context).await;
+        }
         Err(e) => return refuse(state, &facts, e).await.map(Into::into),
     };
+    // A 2026-07-28 caller is asked what the upstream asks by the call's answer: the call
+    // runs on while the caller answers, in rounds.
+    if super::era::modern(&context) {
+        return super::rounds::first(state, now, attested, binding, &context).await;
+    }
     let result = forward(state, now, &attested, &context).await;
+    finish(state, &attested, result).await.map(Into::into)
+}
+
+/// A forwarded call's end: what the session did, the outcome record, and the caller's
+/// answer.
+pub(super) async fn finish(
+    state: &State,
+    attested: &Attested,
+    result: Result<CallToolResult, UpstreamError>,
+) -> Result<CallToolResult, ErrorData> {
+    let call = attested.permitted().call();
     // What the session did, for flow rules and budgets (also before any exist: a reload
     // may add them): the call was forwarded; a label is acquired only by getting data, a
     // result the caller received.
     let got = matches!(&result, Ok(r) if r.is_error != Some(true));
-    let tool = &attested.permitted().call().tool;
-    let task = task_key(facts.caller);
+    let task = task_key(&call.caller);
     state
         .sessions
-        .record(&facts.caller.session, task.as_deref(), tool, got);
+        .record(&call.caller.session, task.as_deref(), &call.tool, got);
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -122,23 +148,22 @@ pub async fn run(
             reason: e.to_string(),
         },
     };
-    if let Err(e) = state.audit.outcome(&attested, &outcome).await {
-        tracing::error!(call = %facts.call_id, error = %e, "the outcome of a forwarded call could not be audited");
+    if let Err(e) = state.audit.outcome(attested, &outcome).await {
+        tracing::error!(call = %call.id, error = %e, "the outcome of a forwarded call could not be audited");
     }
-    result
-        .or_else(|e| reply(&facts.call_id, CallError::Upstream(e)))
-        .map(Into::into)
+    result.or_else(|e| reply(&call.id, CallError::Upstream(e)))
 }
 
-/// How far a call got before it was forwarded: attested, or its caller must answer a
-/// question first.
+/// How far a call got before it was forwarded: attested (with its binding), its caller
+/// must answer a question first, or it is the next round of a call already forwarded.
 #[expect(
     clippy::large_enum_variant,
     reason = "the large variant is every call's; boxing it would allocate on every call for the rare small one"
 )]
 enum Admitted {
-    Attested(Attested),
+    Attested(Attested, String),
     Asks(InputRequiredResult),
+    Resumes(Box<super::rounds::Parked>),
 }
 
 /// Every stage up to the durable "attempt" record, in order: catalog, integrity, intent,
@@ -162,6 +187,33 @@ async fn admit(
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
+    let binding = crate::approval::binding(
+        &tool.server,
+        &tool.tool,
+        &digest::canonical(&Value::Object(args.clone())),
+        &facts
+            .caller
+            .chain()
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    );
+    // The state a 2026-07-28 client carries back is opened (once) before anything else
+    // is decided or counted: one this gateway did not seal for exactly this call is
+    // refused here. A call already forwarded takes up its next round.
+    let confirmation = match &request.request_state {
+        None => None,
+        Some(sealed) => match super::rounds::open(state, &binding, sealed)? {
+            super::rounds::Carried::Approval(approval) => Some(Confirmation {
+                approval,
+                answer: super::confirm::answer_in(request.input_responses.as_ref()),
+            }),
+            super::rounds::Carried::Parked(id) => {
+                let parked = state.rounds.take(&id).ok_or(CallError::Ended)?;
+                return Ok(Admitted::Resumes(Box::new(parked)));
+            }
+        },
+    };
     let limits = &now.config.live.limits;
     if limits.has_rates() {
         let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
@@ -186,21 +238,10 @@ async fn admit(
             false => Arc::default(),
         },
     };
-    // The state a 2026-07-28 client carries back is opened (once) before anything is
-    // decided: one this gateway did not seal for exactly this call is refused here.
-    let carried = match &request.request_state {
-        Some(sealed) => Some(super::confirm::carried(
-            state,
-            &crate::policy::binding_of(&call),
-            sealed,
-            request.input_responses.as_ref(),
-        )?),
-        None => None,
-    };
     let permitted = match now.policy.authorize(call, None) {
         Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
-            match super::approve::obtain(state, now, r, context, carried).await {
+            match super::approve::obtain(state, now, r, context, confirmation).await {
                 Ok(Waited::Asks(asks)) => return Ok(Admitted::Asks(asks)),
                 Ok(Waited::Permitted(p)) => Ok(p),
                 Err(r) => Err(r),
@@ -213,7 +254,7 @@ async fn admit(
         .audit
         .attempt(permitted)
         .await
-        .map(Admitted::Attested)
+        .map(|attested| Admitted::Attested(attested, binding))
         .map_err(|(permitted, e)| {
             facts.decision = Some(permitted.decision().clone());
             e.into()
@@ -257,8 +298,8 @@ async fn waiting_cap(state: &State, now: &Snapshot, call: &Call) -> Result<(), C
     }
 }
 
-/// Forward an attested call to its upstream; links to the upstream's resources in the
-/// result are renamed to the gateway's names for them.
+/// Forward an attested call to its upstream, putting what the upstream asks to the
+/// caller on the way (see `asks`).
 async fn forward(
     state: &Arc<State>,
     now: &Snapshot,
@@ -266,17 +307,35 @@ async fn forward(
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, UpstreamError> {
     let result = super::asks::forward(state, attested, context).await?;
+    Ok(renamed(now, attested, result))
+}
+
+/// Forward an attested call to its upstream, the upstream's questions going to
+/// `downstream`'s route.
+pub(super) async fn forward_only(
+    state: &State,
+    now: &Snapshot,
+    attested: &Attested,
+    downstream: crate::upstream::Downstream,
+) -> Result<CallToolResult, UpstreamError> {
+    let result = state.upstreams.forward(attested, downstream).await?;
+    Ok(renamed(now, attested, result))
+}
+
+/// Links to the upstream's resources in a result, renamed to the gateway's names for
+/// them.
+fn renamed(now: &Snapshot, attested: &Attested, result: CallToolResult) -> CallToolResult {
     let links = result
         .content
         .iter()
         .any(|c| c.as_resource_link().is_some() || c.as_resource().is_some());
-    Ok(match links {
+    match links {
         true => {
             let server = &attested.permitted().call().tool.server;
             super::resources::rename_links(now, server, result)
         }
         false => result,
-    })
+    }
 }
 
 /// The key of the caller's task record, when the call has a task.

@@ -26,8 +26,6 @@ use crate::seal::SealError;
 
 /// The key of the question in `inputRequests` and of its answer in `inputResponses`.
 const QUESTION: &str = "confirm";
-/// What a sealed state of this gateway is for (the first line of what it is bound to).
-const PURPOSE: &str = "mcp-warden/confirm/1";
 /// How long after its request expired a question's state is still opened.
 const LATE_MS: u64 = 10 * 60 * 1000;
 
@@ -52,39 +50,23 @@ pub fn can_ask(request: &Request, context: &RequestContext<RoleServer>) -> Optio
     asks.then_some(by)
 }
 
-/// The state a 2026-07-28 client carried back, opened: the approval request it names and
-/// the principal's answer, when it gave one.
-pub struct Carried {
+/// A 2026-07-28 client's answer to the question about an approval request, with the
+/// request its state named.
+pub struct Confirmation {
     pub approval: String,
     pub answer: Option<Answer>,
 }
 
-/// What a sealed state is bound to: its purpose and the call's binding (tool, exact
-/// arguments, caller chain).
-fn bound(binding: &str) -> Vec<u8> {
-    format!("{PURPOSE}\n{binding}").into_bytes()
-}
-
-/// Open the `requestState` a call carries (once: a state is good for one retry).
-pub fn carried(
-    state: &State,
-    binding: &str,
-    request_state: &str,
-    responses: Option<&InputResponses>,
-) -> Result<Carried, SealError> {
-    let payload = state
-        .sealer
-        .open(request_state, &bound(binding), now_ms())?;
-    let approval = String::from_utf8(payload).map_err(|_| SealError::Foreign)?;
-    let answer = responses
+/// The principal's answer among a retry's `inputResponses`, if it gave one.
+pub fn answer_in(responses: Option<&InputResponses>) -> Option<Answer> {
+    responses
         .and_then(|r| r.get(QUESTION))
         .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok())
-        .map(answer_of);
-    Ok(Carried { approval, answer })
+        .map(answer_of)
 }
 
 /// The question for a 2026-07-28 client: an `InputRequiredResult` whose state names
-/// `request` and is sealed for this call, good until the request expires.
+/// `request` and is sealed for this call.
 pub fn rounds(
     state: &State,
     binding: &str,
@@ -94,9 +76,8 @@ pub fn rounds(
     // Good a while past the request's expiry, so that a late answer is told the request
     // expired (and is audited as a decision that came late), not that its state did.
     let until = request.expires.saturating_add(LATE_MS);
-    let sealed = state
-        .sealer
-        .seal(request.id.as_bytes(), &bound(binding), until)?;
+    let named = super::rounds::Carried::Approval(request.id.clone());
+    let sealed = super::rounds::seal(state, binding, &named, until)?;
     let asks = [(QUESTION.to_string(), InputRequest::Elicitation(question))];
     Ok(InputRequiredResult::new(
         Some(asks.into_iter().collect()),

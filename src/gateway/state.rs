@@ -78,6 +78,8 @@ pub struct State {
     pub(super) subscriptions: super::subscriptions::Subscriptions,
     /// Seals the state a 2026-07-28 client carries between the rounds of a request.
     pub(super) sealer: crate::seal::Sealer,
+    /// 2026-07-28 callers' calls waiting for their next round.
+    pub(super) rounds: super::rounds::Rounds,
 }
 
 /// One consistent view of what a reload replaces. Cheap to clone.
@@ -221,6 +223,7 @@ impl State {
             logs: Default::default(),
             subscriptions: Default::default(),
             sealer,
+            rounds: Default::default(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;

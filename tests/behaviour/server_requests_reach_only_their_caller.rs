@@ -260,7 +260,7 @@ async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
     let policy = "p, role:t, everything/*, read, allow\ng, agent:t, role:t\ng, user:u, role:t\n";
     std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
     let config = format!(
-        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
+        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[identity.http]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
         model = common::repo().join("policies/model.conf"),
         exe = common::repo().join("node_modules/.bin/mcp-server-everything"),
     );
@@ -411,4 +411,64 @@ async fn roots_asked_during_a_call_go_only_to_a_caller_that_offers_them() {
         text(&refused)
     );
     assert!(silent.asked().is_empty());
+}
+
+/// What the Python SDK's client (PyPI `mcp` 2.x, in `mode`) saw calling `tool` over
+/// Streamable HTTP while answering what it was asked (tests/clients/python_asked.py).
+fn python_asked(mode: &str, url: &str, tool: &str, args: &Value) -> Value {
+    let out = std::process::Command::new(common::repo().join(".venv/bin/python"))
+        .arg(common::repo().join("tests/clients/python_asked.py"))
+        .args([mode, url, tool, &args.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A 2026-07-28 client cannot be sent a request: what a (2025-11-25) upstream asks it
+/// during a call comes back as the call's answer, in rounds, and the client's reply
+/// reaches the upstream, which finishes the call. Each question is decided and audited
+/// as for any caller, and the call has one attempt and one outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_client_is_asked_by_the_calls_answer_and_its_reply_reaches_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = everything_gateway(&dir).await;
+    let url = common::serve_http(state.clone()).await;
+    for (tool, args, method, expect) in [
+        (
+            "everything_trigger-sampling-request",
+            json!({"prompt": "hello"}),
+            "sampling/createMessage",
+            "a model's answer",
+        ),
+        (
+            "everything_trigger-elicitation-request",
+            json!({}),
+            "elicitation/create",
+            "Ann",
+        ),
+    ] {
+        let (u, a) = (url.clone(), args.clone());
+        let seen = tokio::task::spawn_blocking(move || python_asked("auto", &u, tool, &a))
+            .await
+            .unwrap();
+        assert_eq!(seen["protocol_version"], "2026-07-28", "{seen}");
+        assert_eq!(seen["result"]["is_error"], false, "{tool}: {seen}");
+        let text = seen["result"]["text"].to_string();
+        assert!(text.contains(expect), "{tool}: {seen}");
+        let asked = seen["asked"].as_array().unwrap();
+        assert_eq!(asked.len(), 1, "{tool}: {seen}");
+        assert_eq!(asked[0]["method"], method);
+    }
+    state.audit.flush().await.unwrap();
+    assert_eq!(relayed(&dir, "sampling/createMessage").len(), 1);
+    assert_eq!(relayed(&dir, "elicitation/create").len(), 1);
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
+    let count = |kind: &str| audit.iter().filter(|r| r["kind"] == kind).count();
+    assert_eq!((count("attempt"), count("outcome")), (2, 2), "{audit:#?}");
+    for outcome in audit.iter().filter(|r| r["kind"] == "outcome") {
+        assert_eq!(outcome["outcome"], "ok", "{outcome}");
+        assert!(outcome["result_digest"].is_string(), "{outcome}");
+    }
 }
