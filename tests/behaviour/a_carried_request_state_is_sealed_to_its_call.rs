@@ -4,7 +4,8 @@
 //! caller's chain and the exact call: changed, presented by another caller, with other
 //! arguments, or a second time, it is refused at the `state` stage before anything is
 //! decided; the upstream never sees the call, and the audit says why. The genuine
-//! answer runs the call once, audited as confirmed in the client.
+//! answer runs the call once, audited as confirmed in the client. The same holds for
+//! the state of a call whose upstream asked the caller something: one round, once.
 
 use crate::common;
 
@@ -160,4 +161,68 @@ async fn an_answer_without_its_state_is_asked_again() {
         answer.message
     );
     assert!(read_lines(&dir.path().join("calls.jsonl")).is_empty());
+}
+
+/// The state of a call whose upstream asked the caller (npm `server-everything` over
+/// stdio asks for an elicitation): changed, it is refused and the upstream's question
+/// stays open; the genuine answer reaches the upstream and the call ends with one
+/// attempt and one outcome; the same state again is refused and nothing is answered
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_of_a_call_whose_upstream_asked_is_good_for_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = common::everything_gateway(&dir).await;
+    let url = common::serve_http(state.clone()).await;
+    let tool = "everything_trigger-elicitation-request";
+    let round = |id: u64, sealed: Option<&str>| {
+        let mut params = json!({"arguments": {}});
+        if let Some(s) = sealed {
+            params["requestState"] = json!(s);
+            params["inputResponses"] = json!({"upstream": {"action": "accept",
+                "content": {"name": "Ann", "email": "ann@example.com", "age": 30, "color": "blue"}}});
+        }
+        modern::call(id, tool, params, asks())
+    };
+    let asked = modern::post(&url, &round(1, None), None, &[]).await;
+    let result = &asked.message["result"];
+    assert_eq!(result["resultType"], "input_required", "{}", asked.message);
+    assert_eq!(
+        result["inputRequests"]["upstream"]["method"],
+        "elicitation/create"
+    );
+    let sealed = result["requestState"].as_str().unwrap().to_string();
+
+    let mut bent: Vec<char> = sealed.chars().collect();
+    let at = bent.len() - 3;
+    bent[at] = if bent[at] == 'A' { 'B' } else { 'A' };
+    let bent: String = bent.into_iter().collect();
+    let answer = modern::post(&url, &round(2, Some(&bent)), None, &[]).await;
+    assert!(
+        refusal(&answer.message).contains("requestState"),
+        "{}",
+        answer.message
+    );
+
+    let answer = modern::post(&url, &round(3, Some(&sealed)), None, &[]).await;
+    let done = &answer.message["result"];
+    assert_eq!(done["resultType"], "complete", "{}", answer.message);
+    assert_ne!(done["isError"], true, "{}", answer.message);
+    assert!(done["content"].to_string().contains("Name: Ann"), "{done}");
+
+    let answer = modern::post(&url, &round(4, Some(&sealed)), None, &[]).await;
+    assert!(
+        refusal(&answer.message).contains("already used"),
+        "{}",
+        answer.message
+    );
+
+    state.audit.flush().await.unwrap();
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
+    let count = |kind: &str| audit.iter().filter(|r| r["kind"] == kind).count();
+    assert_eq!((count("attempt"), count("outcome")), (1, 1), "{audit:#?}");
+    let at_state = audit
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["stage"] == "state")
+        .count();
+    assert_eq!(at_state, 2, "{audit:#?}");
 }

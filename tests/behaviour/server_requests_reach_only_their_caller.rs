@@ -247,34 +247,12 @@ async fn two_clients_with_calls_in_flight_each_get_their_own_calls_requests() {
     assert_eq!(relayed(&dir, "elicitation/create").len(), 1);
 }
 
-/// A gateway in front of npm `server-everything` over stdio, the calling identity
-/// allowed its tools.
-async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
-    let manifests = dir.path().join("tool-manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    std::fs::copy(
-        common::repo().join("tool-manifests/everything.toml"),
-        manifests.join("everything.toml"),
-    )
-    .unwrap();
-    let policy = "p, role:t, everything/*, read, allow\ng, agent:t, role:t\ng, user:u, role:t\n";
-    std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
-    let config = format!(
-        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[identity.http]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
-        model = common::repo().join("policies/model.conf"),
-        exe = common::repo().join("node_modules/.bin/mcp-server-everything"),
-    );
-    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
-    let config = mcp_warden::config::Config::load(&dir.path().join("warden.toml")).unwrap();
-    State::start(config).await.unwrap()
-}
-
 /// Over stdio a request carries nothing that says which call it is for: with calls from
 /// two clients in flight, it is put to neither.
 #[tokio::test]
 async fn over_stdio_requests_are_refused_while_two_clients_have_calls_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let state = everything_gateway(&dir).await;
+    let state = common::everything_gateway(&dir).await;
     let hold = Arc::new(Notify::new());
     let waiting = Asked {
         hold: Some(hold.clone()),
@@ -315,7 +293,7 @@ async fn over_stdio_requests_are_refused_while_two_clients_have_calls_in_flight(
 #[tokio::test]
 async fn server_everything_asks_the_calling_client_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let state = everything_gateway(&dir).await;
+    let state = common::everything_gateway(&dir).await;
     let asked = Asked::offering();
     let client = connect_as(&state, asked.clone()).await;
 
@@ -433,7 +411,7 @@ fn python_asked(mode: &str, url: &str, tool: &str, args: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2026_client_is_asked_by_the_calls_answer_and_its_reply_reaches_the_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    let state = everything_gateway(&dir).await;
+    let state = common::everything_gateway(&dir).await;
     let url = common::serve_http(state.clone()).await;
     for (tool, args, method, expect) in [
         (

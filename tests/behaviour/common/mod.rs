@@ -573,3 +573,25 @@ pub fn sigterm(pid: u32) {
         .unwrap();
     assert!(sent.success(), "kill -TERM {pid}");
 }
+
+/// A gateway in front of npm `server-everything` over stdio, the calling identity
+/// allowed its tools.
+pub async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
+    let manifests = dir.path().join("tool-manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::copy(
+        repo().join("tool-manifests/everything.toml"),
+        manifests.join("everything.toml"),
+    )
+    .unwrap();
+    let policy = "p, role:t, everything/*, read, allow\ng, agent:t, role:t\ng, user:u, role:t\n";
+    std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
+    let config = format!(
+        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[identity.http]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
+        model = repo().join("policies/model.conf"),
+        exe = repo().join("node_modules/.bin/mcp-server-everything"),
+    );
+    std::fs::write(dir.path().join("warden.toml"), config).unwrap();
+    let config = mcp_warden::config::Config::load(&dir.path().join("warden.toml")).unwrap();
+    State::start(config).await.unwrap()
+}
