@@ -114,6 +114,30 @@ impl Gateway {
         }
     }
 
+    /// A 2026-07-28 request's own log level (`_meta`): upstream log entries reach it
+    /// while it runs, filtered as every subscriber's are.
+    async fn request_logs(
+        &self,
+        context: &RequestContext<RoleServer>,
+        caller: &Caller,
+    ) -> Option<logging::RequestLogs> {
+        let level = context.meta.log_level().filter(|_| era::modern(context))?;
+        let peer = context.peer.clone();
+        Some(
+            self.state
+                .logs_for_request(peer, caller.clone(), level)
+                .await,
+        )
+    }
+
+    /// Before a request with its own log level is answered: the log entries its upstream
+    /// sent before its answer go out first; then the request's subscription ends.
+    async fn settle(&self, logs: Option<logging::RequestLogs>) {
+        if logs.is_some() {
+            self.state.upstreams.settled().await;
+        }
+    }
+
     /// The tools this caller may call or request approval for, as clients see them.
     pub fn visible_tools(&self, now: &Snapshot, caller: &Caller) -> Vec<Tool> {
         now.catalog
@@ -204,15 +228,16 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
-        call::run(&self.state, &now, caller, request, context)
-            .await
-            .map(|mut r| {
-                // 2026-07-28 results say they are complete; rmcp drops it for older peers.
-                if let CallToolResponse::Complete(done) = &mut r {
-                    done.result_type = Some(ResultType::COMPLETE);
-                }
-                r
-            })
+        let logs = self.request_logs(&context, &caller).await;
+        let answer = call::run(&self.state, &now, caller, request, context).await;
+        self.settle(logs).await;
+        answer.map(|mut r| {
+            // 2026-07-28 results say they are complete; rmcp drops it for older peers.
+            if let CallToolResponse::Complete(done) = &mut r {
+                done.result_type = Some(ResultType::COMPLETE);
+            }
+            r
+        })
     }
 
     async fn list_prompts(
@@ -236,12 +261,13 @@ impl ServerHandler for Gateway {
     ) -> Result<GetPromptResponse, ErrorData> {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
-        prompts::get(&self.state, &now, caller, request)
-            .await
-            .map(|mut r| {
-                r.result_type = Some(ResultType::COMPLETE);
-                GetPromptResponse::from(r)
-            })
+        let logs = self.request_logs(&context, &caller).await;
+        let answer = prompts::get(&self.state, &now, caller, request).await;
+        self.settle(logs).await;
+        answer.map(|mut r| {
+            r.result_type = Some(ResultType::COMPLETE);
+            GetPromptResponse::from(r)
+        })
     }
 
     async fn list_resources(
@@ -278,12 +304,13 @@ impl ServerHandler for Gateway {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
-        resources::read(&self.state, &now, caller, request)
-            .await
-            .map(|mut r| {
-                r.result_type = Some(ResultType::COMPLETE);
-                ReadResourceResponse::from(r)
-            })
+        let logs = self.request_logs(&context, &caller).await;
+        let answer = resources::read(&self.state, &now, caller, request).await;
+        self.settle(logs).await;
+        answer.map(|mut r| {
+            r.result_type = Some(ResultType::COMPLETE);
+            ReadResourceResponse::from(r)
+        })
     }
 
     async fn subscribe(

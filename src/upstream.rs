@@ -36,7 +36,7 @@ use client::UpstreamClient;
 use progress::{CallProgress, ProgressRelay};
 
 /// What upstreams tell the gateway on their own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum UpstreamEvent {
     /// `notifications/tools/list_changed` from this upstream.
     ToolsChanged(String),
@@ -47,6 +47,8 @@ pub enum UpstreamEvent {
     /// A `notifications/message` log entry from this upstream.
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but real servers still send it
     Log(String, rmcp::model::LoggingMessageNotificationParam),
+    /// Answered once every event before it has been handled (see [`Upstreams::settled`]).
+    Settled(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -216,6 +218,15 @@ impl Upstreams {
                 message: "unexpected answer to tools/call".into(),
             }),
             Err(e) => Err(failed(server, e)),
+        }
+    }
+
+    /// Once every event upstreams sent before now has been handled: a log entry read
+    /// before a call's answer has then been relayed.
+    pub async fn settled(&self) {
+        let (done, settled) = tokio::sync::oneshot::channel();
+        if self.events.send(UpstreamEvent::Settled(done)).is_ok() {
+            let _ = settled.await;
         }
     }
 

@@ -1,11 +1,13 @@
 //! Upstream log entries (`notifications/message`), relayed to the clients that asked for
-//! them with `logging/setLevel`, at or above the level each asked for, and only when
+//! them with `logging/setLevel` (or, on 2026-07-28, to a request that names a level in its
+//! `_meta`, while it runs, on its own stream), at or above the level each asked for, and only when
 //! policy lets the client's whole chain read that server's logs (object `server/logs`,
 //! tier `read`): a log line can carry another caller's data. Each upstream is asked for
 //! the most verbose level any client wants; the filtering per client happens here.
 #![allow(deprecated)] // logging is deprecated by SEP-2577 but real servers and clients use it
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::{Peer, RoleServer};
@@ -19,12 +21,29 @@ struct Subscriber {
     peer: Peer<RoleServer>,
     caller: Caller,
     level: LoggingLevel,
+    /// Set for one request's subscription (2026-07-28), which ends with the request.
+    request: Option<u64>,
 }
 
 /// The clients that asked for log entries.
 #[derive(Default)]
 pub struct LogSubscribers {
     list: Mutex<Vec<Subscriber>>,
+    next: AtomicU64,
+}
+
+/// One request's subscription, ended when this is dropped (the request is answered).
+pub struct RequestLogs {
+    state: Arc<State>,
+    id: u64,
+}
+
+impl Drop for RequestLogs {
+    fn drop(&mut self) {
+        if let Ok(mut list) = self.state.logs.list.lock() {
+            list.retain(|s| s.request != Some(self.id));
+        }
+    }
 }
 
 fn rank(level: LoggingLevel) -> u8 {
@@ -53,16 +72,50 @@ impl State {
             let Ok(mut list) = self.logs.list.lock() else {
                 return;
             };
-            list.retain(|s| !s.peer.is_transport_closed() && s.caller.session != caller.session);
+            list.retain(|s| {
+                !s.peer.is_transport_closed()
+                    && (s.request.is_some() || s.caller.session != caller.session)
+            });
             list.push(Subscriber {
                 peer,
                 caller,
                 level,
+                request: None,
             });
             list.iter().map(|s| s.level).min_by_key(|l| rank(*l))
         };
         if let Some(level) = most_verbose {
             self.upstreams.set_level(level).await;
+        }
+    }
+
+    /// A 2026-07-28 request that names a log level: entries at or above it reach this
+    /// request (on its own stream) until the returned guard is dropped.
+    pub async fn logs_for_request(
+        self: &Arc<Self>,
+        peer: Peer<RoleServer>,
+        caller: Caller,
+        level: LoggingLevel,
+    ) -> RequestLogs {
+        let id = self.logs.next.fetch_add(1, Ordering::Relaxed);
+        let most_verbose = match self.logs.list.lock() {
+            Ok(mut list) => {
+                list.push(Subscriber {
+                    peer,
+                    caller,
+                    level,
+                    request: Some(id),
+                });
+                list.iter().map(|s| s.level).min_by_key(|l| rank(*l))
+            }
+            Err(_) => None,
+        };
+        if let Some(level) = most_verbose {
+            self.upstreams.set_level(level).await;
+        }
+        RequestLogs {
+            state: self.clone(),
+            id,
         }
     }
 

@@ -27,6 +27,9 @@ pub(super) async fn watch_changes(
                 state.relay_resource_updated(&id, &uri).await
             }
             UpstreamEvent::ListsChanged(_) => state.relay_lists_changed().await,
+            UpstreamEvent::Settled(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }

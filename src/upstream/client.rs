@@ -133,14 +133,13 @@ impl ClientHandler for UpstreamClient {
             .send(UpstreamEvent::ListsChanged(self.server.clone()));
     }
 
+    /// Log entries are handed on by the transport as they are read (see `Ordered`), so
+    /// that one sent before a call's answer is relayed before it.
     async fn on_logging_message(
         &self,
-        params: LoggingMessageNotificationParam,
+        _params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let _ = self
-            .events
-            .send(UpstreamEvent::Log(self.server.clone(), params));
     }
 
     /// Sampling and (form) elicitation are offered, and relayed to the caller when it
@@ -184,7 +183,7 @@ pub async fn connect(
             if let Some(stderr) = stderr {
                 log_stderr(config.id.clone(), stderr);
             }
-            let transport = Ordered::new(transport, relay, &config.id);
+            let transport = Ordered::new(transport, relay, &config.id, handler.events.clone());
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
         UpstreamTransport::Http { url, headers } => {
@@ -199,7 +198,7 @@ pub async fn connect(
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
-            let transport = Ordered::new(transport, relay, &config.id);
+            let transport = Ordered::new(transport, relay, &config.id, handler.events.clone());
             handler.serve(transport).await.map_err(|e| e.to_string())
         }
     }

@@ -4,7 +4,8 @@
 //! call answers first, and the progress sent just before the result arrives too late (or
 //! not at all, once the call's route is gone). Here the transport itself sorts progress
 //! into each call's queue as the messages are read, before the service loop sees the
-//! response that follows them; the call drains its queue before it answers.
+//! response that follows them; the call drains its queue before it answers. Log entries
+//! are handed on here too, in the order they are read (see `Upstreams::settled`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,6 +109,9 @@ pub struct Ordered<T> {
     relay: Arc<ProgressRelay>,
     upstream: String,
     sent: Sent,
+    /// Where log entries go, in the order they are read (before the answer that follows
+    /// them reaches its call).
+    events: mpsc::UnboundedSender<super::UpstreamEvent>,
 }
 
 /// The ids of requests sent and not yet answered. A request never answered must not grow
@@ -147,12 +151,18 @@ impl Sent {
 }
 
 impl<T> Ordered<T> {
-    pub fn new(inner: T, relay: Arc<ProgressRelay>, upstream: &str) -> Self {
+    pub fn new(
+        inner: T,
+        relay: Arc<ProgressRelay>,
+        upstream: &str,
+        events: mpsc::UnboundedSender<super::UpstreamEvent>,
+    ) -> Self {
         Self {
             inner,
             relay,
             upstream: upstream.to_string(),
             sent: Sent::default(),
+            events,
         }
     }
 }
@@ -179,8 +189,15 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
         let message = self.inner.receive().await?;
         let answered = match &message {
             JsonRpcMessage::Notification(n) => {
-                if let ServerNotification::ProgressNotification(p) = &n.notification {
-                    self.relay.deliver(&p.params);
+                match &n.notification {
+                    ServerNotification::ProgressNotification(p) => self.relay.deliver(&p.params),
+                    #[allow(deprecated)] // logging is deprecated by SEP-2577 but servers use it
+                    ServerNotification::LoggingMessageNotification(l) => {
+                        let entry =
+                            super::UpstreamEvent::Log(self.upstream.clone(), l.params.clone());
+                        let _ = self.events.send(entry);
+                    }
+                    _ => {}
                 }
                 None
             }

@@ -235,3 +235,51 @@ async fn a_session_ended_by_delete_is_answered_200_and_is_gone() {
 fn params_name(body: &Value) -> Option<String> {
     body["params"]["uri"].as_str().map(String::from)
 }
+
+/// A 2026-07-28 request names its own log level: the upstream's log entries reach that
+/// request, on its own stream, at or above the level, and only when policy lets the
+/// caller read the server's logs; a request that names none gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_names_a_log_level_gets_the_upstreams_log_entries() {
+    let logs = |deny: &'static str| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(crate::fixture::serve(listener));
+        let dir = tempfile::tempdir().unwrap();
+        let state = common::fixture_gateway(dir.path(), &fixture_url, deny).await;
+        let url = common::serve_http(state).await;
+        let mut counts = Vec::new();
+        for level in [Some("debug"), None] {
+            let mut body = modern::call(
+                1,
+                "test_tool_with_logging",
+                json!({"arguments": {}}),
+                json!({}),
+            );
+            if let Some(level) = level {
+                body["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!(level);
+            }
+            let answer = modern::post(&url, &body, None, &[]).await;
+            assert!(answer.message["result"].is_object(), "{}", answer.message);
+            let entries = answer
+                .messages
+                .iter()
+                .filter(|m| m["method"] == "notifications/message")
+                .count();
+            counts.push(entries);
+        }
+        (counts, dir)
+    };
+    let (counts, _dir) = logs("").await;
+    assert_eq!(
+        counts,
+        [3, 0],
+        "debug gets the three entries; no level, none"
+    );
+    let (counts, _dir) = logs("p, role:conformance, conformance/logs, read, deny").await;
+    assert_eq!(
+        counts,
+        [0, 0],
+        "a caller who may not read the logs gets none"
+    );
+}

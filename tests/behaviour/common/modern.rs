@@ -25,7 +25,10 @@ pub fn call(id: u64, name: &str, mut params: Value, capabilities: Value) -> Valu
 pub struct Answer {
     pub status: u16,
     pub session: Option<String>,
+    /// The answer (the last message).
     pub message: Value,
+    /// Every message, in order (notifications first).
+    pub messages: Vec<Value>,
 }
 
 /// POST `body` with the headers a 2026-07-28 client sends (`Mcp-Method`, and `Mcp-Name`
@@ -61,18 +64,22 @@ pub async fn post(url: &str, body: &Value, bearer: Option<&str>, extra: &[(&str,
         .get("mcp-session-id")
         .map(|v| v.to_str().unwrap().to_string());
     let text = answer.text().await.unwrap();
-    let data = text
+    let mut messages: Vec<Value> = text
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
         .map(str::trim)
-        .find(|d| !d.is_empty())
-        .unwrap_or(&text)
-        .to_string();
-    let message =
-        serde_json::from_str(&data).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}"));
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}")))
+        .collect();
+    if messages.is_empty() {
+        let whole = serde_json::from_str(&text);
+        messages.push(whole.unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}")));
+    }
+    let message = messages.last().cloned().unwrap_or_default();
     Answer {
         status,
         session,
         message,
+        messages,
     }
 }
