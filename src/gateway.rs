@@ -367,6 +367,21 @@ impl ServerHandler for Gateway {
         Ok(())
     }
 
+    /// What a 2026-07-28 `subscriptions/listen` may have (each resource is decided when
+    /// the listen starts, with its caller known).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        Some(subscriptions::accepted(&self.state.current(), requested))
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let now = self.state.current();
+        let caller = self.caller(&now, context.request_context());
+        self.state.listen(caller, context).await
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.state.add_peer(context.peer);
     }

@@ -433,6 +433,9 @@ impl State {
                 tracing::debug!(error = %e, "could not notify a client of a tool-list change");
             }
         }
+        let changed =
+            rmcp::model::ServerNotification::ToolListChangedNotification(Default::default());
+        self.tell_listens(changed).await;
     }
 }
 

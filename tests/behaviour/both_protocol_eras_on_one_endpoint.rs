@@ -283,3 +283,112 @@ async fn a_request_that_names_a_log_level_gets_the_upstreams_log_entries() {
         "a caller who may not read the logs gets none"
     );
 }
+
+/// Open a `subscriptions/listen` stream asking for `notifications`: the stream's
+/// messages as they come, one JSON value each.
+async fn listen(url: &str, notifications: Value) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    use futures::StreamExt;
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen",
+        "params": {"notifications": notifications, "_meta": modern_meta()}});
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = answer.bytes_stream();
+        let mut pending = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                let data = line
+                    .trim()
+                    .strip_prefix("data:")
+                    .map(str::trim)
+                    .unwrap_or("");
+                if let Ok(message) = serde_json::from_str::<Value>(data) {
+                    let _ = tx.send(message);
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The next message on a listen stream whose method is `method` (within 10 s).
+async fn next_of(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, method: &str) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let message = rx.recv().await.expect("the listen stream ended");
+            if message["method"] == method || (method == "result" && message.get("id").is_some()) {
+                return message;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {method} on the listen stream"))
+}
+
+/// `subscriptions/listen` (2026-07-28): each resource it names is decided and audited as
+/// a subscription; its updates come renamed, and the tool-list changes it asked for come
+/// too. A listen for what the caller may not read ends with the refusal, audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_is_decided_like_a_subscription_and_hears_what_it_asked_for() {
+    let (dir, url, state) = common::http_gateway(&Setup::default()).await;
+    let mut heard = listen(
+        &url,
+        json!({"toolsListChanged": true, "resourceSubscriptions": ["demo+note://plan"]}),
+    )
+    .await;
+    let ack = next_of(&mut heard, "notifications/subscriptions/acknowledged").await;
+    assert!(ack.to_string().contains("demo+note://plan"), "{ack}");
+
+    let write = call(
+        2,
+        "demo_write_note",
+        json!({"title": "plan", "body": "new plan", "intent": "update the plan"}),
+    );
+    let (_, _, written) = post(&url, write, &[]).await;
+    assert!(written["result"].is_object(), "{written}");
+    let updated = next_of(&mut heard, "notifications/resources/updated").await;
+    assert_eq!(updated["params"]["uri"], "demo+note://plan", "{updated}");
+
+    let toggle = call(
+        3,
+        "demo_toggle_extra",
+        json!({"intent": "show the extra tool"}),
+    );
+    let (_, _, toggled) = post(&url, toggle, &[]).await;
+    assert!(toggled["result"].is_object(), "{toggled}");
+    next_of(&mut heard, "notifications/tools/list_changed").await;
+
+    state.audit.flush().await.unwrap();
+    let audit = common::read_lines(&dir.path().join("audit.jsonl"));
+    assert!(
+        audit.iter().any(|r| r["kind"] == "access"
+            && r["method"] == "resources/subscribe"
+            && r["decision"] == "allow"),
+        "{audit:#?}"
+    );
+
+    // A caller policy lets read nothing.
+    let (dir, url, state) = common::http_gateway(&Setup::as_agent("agent:stranger", None)).await;
+    let mut refused = listen(&url, json!({"resourceSubscriptions": ["demo+note://plan"]})).await;
+    let end = next_of(&mut refused, "result").await;
+    assert!(end["error"].is_object(), "{end}");
+    state.audit.flush().await.unwrap();
+    let audit = common::read_lines(&dir.path().join("audit.jsonl"));
+    assert!(
+        audit.iter().any(|r| r["kind"] == "access"
+            && r["method"] == "resources/subscribe"
+            && r["decision"] == "deny"),
+        "{audit:#?}"
+    );
+}
