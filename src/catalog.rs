@@ -328,6 +328,7 @@ mod tests {
 
     fn upstream(expose_unlisted: bool) -> UpstreamConfig {
         UpstreamConfig {
+            protocol: crate::config::UpstreamProtocol::Auto,
             id: "fs".into(),
             transport: UpstreamTransport::Http {
                 url: "http://x".into(),

@@ -591,8 +591,13 @@ fn banner(state: &Arc<State>, listener: Option<&crate::listener::HttpListener>) 
     let catalog = &now.catalog;
     for u in &config.boot.upstreams {
         let tools: Vec<_> = catalog.tools().filter(|t| t.server == u.id).collect();
+        let speaks = state
+            .upstreams
+            .speaks(&u.id)
+            .map(|v| format!(", MCP {v}"))
+            .unwrap_or_default();
         tell!(
-            "  upstream `{}` ({}): {} tools",
+            "  upstream `{}` ({}): {} tools{speaks}",
             u.id,
             upstream::describe(u),
             tools.len()

@@ -21,7 +21,8 @@ pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
 use upstream::RawUpstream;
 pub use upstream::{
-    UpstreamConfig, UpstreamTransport, expand_env, expand_with, substitute, valid_server_id,
+    UpstreamConfig, UpstreamProtocol, UpstreamTransport, expand_env, expand_with, substitute,
+    valid_server_id,
 };
 use witness::RawWitness;
 pub use witness::{SyslogConfig, SyslogTls, WitnessConfig, WitnessSink};

@@ -80,9 +80,25 @@ pub struct Downstream {
     /// Where the upstream's requests to the client go while the call runs; `None`
     /// refuses them.
     pub asks: Option<AskRoute>,
+    /// The caller offers roots: a 2026-07-28 upstream, whose every request says what
+    /// the client can do, is told so for this call (a shared 2025-11-25 connection is
+    /// never offered them).
+    pub roots: bool,
 }
 
 type Service = RunningService<RoleClient, UpstreamClient>;
+
+/// Whether a connection speaks 2026-07-28 or later (it was opened with
+/// `server/discover`).
+fn modern(service: &Service) -> bool {
+    service.peer().peer_info().is_some_and(|i| {
+        i.protocol_version.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str()
+    })
+}
+
+/// The most rounds of questions one call may take (a 2026-07-28 upstream's
+/// `InputRequiredResult`s).
+const MAX_ROUNDS: usize = 10;
 
 struct Connection {
     config: UpstreamConfig,
@@ -108,6 +124,9 @@ pub struct Upstreams {
     askers: Arc<Askers>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     timeout: Duration,
+    /// The `subscriptions/listen` held open on 2026-07-28 upstreams, one per subscribed
+    /// (server, URI): ending its task ends the listen.
+    listens: std::sync::Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
 }
 
 impl Upstreams {
@@ -135,6 +154,7 @@ impl Upstreams {
             askers: Arc::default(),
             events,
             timeout,
+            listens: Default::default(),
         }
     }
 
@@ -166,18 +186,64 @@ impl Upstreams {
         let call = attested.permitted().call();
         let server = call.tool.server.as_str();
         let service = self.service(server).await?;
-        let params =
+        let mut params =
             CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
-        let mut request = Request::new(params);
-        let relay = self.connections.get(server).map(|c| &c.relay);
-        let caller = downstream.peer.zip(downstream.progress_token);
-        let mut progress = CallProgress::open(relay, caller, &mut request);
-        let request = ClientRequest::CallToolRequest(request);
-        let options = PeerRequestOptions::with_timeout(self.timeout);
         // Registered before the call goes out, so no request it causes can miss it.
         let asker = downstream
             .asks
+            .clone()
             .map(|route| self.askers.register(server, route));
+        // A 2026-07-28 upstream asks by answering with what it needs: the caller is asked
+        // (as it would be by a request), and the call made again with the answers.
+        for _ in 0..MAX_ROUNDS {
+            let response = self
+                .send_call(
+                    server,
+                    &service,
+                    params.clone(),
+                    &downstream,
+                    asker.as_ref(),
+                )
+                .await?;
+            match response {
+                Ok(ServerResult::InputRequiredResult(asked)) => {
+                    let route = downstream.asks.as_ref();
+                    let answers = asks::answer_all(server, route, &asked).await?;
+                    params = params.with_input_responses(answers);
+                    params.request_state = asked.request_state;
+                }
+                other => return self.answer(server, other),
+            }
+        }
+        Err(UpstreamError::Refused {
+            server: server.into(),
+            code: ErrorCode::INTERNAL_ERROR,
+            message: format!("it asked for input more than {MAX_ROUNDS} times for one call"),
+        })
+    }
+
+    /// Send one round of a call and wait for its answer, relaying progress to the caller
+    /// and cancellation to the upstream.
+    async fn send_call(
+        &self,
+        server: &str,
+        service: &Service,
+        params: CallToolRequestParams,
+        downstream: &Downstream,
+        asker: Option<&asks::AskerGuard>,
+    ) -> Result<Result<ServerResult, ServiceError>, UpstreamError> {
+        let mut request = Request::new(params);
+        let relay = self.connections.get(server).map(|c| &c.relay);
+        let caller = downstream
+            .peer
+            .clone()
+            .zip(downstream.progress_token.clone());
+        let mut progress = CallProgress::open(relay, caller, &mut request);
+        let request = ClientRequest::CallToolRequest(request);
+        let mut options = PeerRequestOptions::with_timeout(self.timeout);
+        if downstream.roots && modern(service) {
+            options = options.with_meta(client::with_roots());
+        }
         let handle = service
             .peer()
             .send_request_with_option(request, options)
@@ -185,7 +251,7 @@ impl Upstreams {
             .map_err(|e| unavailable(server, &e))?;
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         // A request that comes on this call's own stream is this call's.
-        if let Some(asker) = &asker {
+        if let Some(asker) = asker {
             asker.bind(id.clone());
         }
         let response = handle.await_response();
@@ -202,7 +268,7 @@ impl Upstreams {
             }
         };
         progress.drain().await;
-        self.answer(server, response)
+        Ok(response)
     }
 
     fn answer(
@@ -228,6 +294,15 @@ impl Upstreams {
         if self.events.send(UpstreamEvent::Settled(done)).is_ok() {
             let _ = settled.await;
         }
+    }
+
+    /// The protocol revision the running connection to `server` speaks (`None` when it
+    /// is not running, or busy reconnecting).
+    pub fn speaks(&self, server: &str) -> Option<String> {
+        let conn = self.connections.get(server)?;
+        let running = conn.service.try_lock().ok()?.clone()?;
+        let info = running.peer().peer_info()?;
+        Some(info.protocol_version.to_string())
     }
 
     /// The capabilities the running upstreams declared (none is started for this).

@@ -29,6 +29,19 @@ pub(super) struct RawUpstream {
     #[serde(default)]
     expose_unlisted: bool,
     namespace: Option<bool>,
+    protocol: Option<String>,
+}
+
+/// How the gateway opens its connection to an upstream. `initialize` is the default
+/// while rmcp-based servers (the bundled demo among them) answer a 2026-07-28 client
+/// without their server-to-client requests and `resources/subscribe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// `server/discover` first (2026-07-28), `initialize` (2025-11-25) when the server
+    /// does not know it.
+    Auto,
+    /// `initialize` at 2025-11-25 only.
+    Initialize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +52,7 @@ pub struct UpstreamConfig {
     /// Whether its tools, prompts and resources are shown under its id (`id_tool`,
     /// `id+uri`); at most one upstream may go without.
     pub namespace: bool,
+    pub protocol: UpstreamProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,12 +126,25 @@ pub(super) fn check_upstreams(
                 format!("upstream `{}`: only one upstream may set `namespace = false` (its names are shown as they are, and names from two would collide)", u.id),
             ));
         }
+        let protocol = match u.protocol.as_deref() {
+            Some("auto") => UpstreamProtocol::Auto,
+            None | Some("2025-11-25") => UpstreamProtocol::Initialize,
+            Some(other) => {
+                out.push(Problem::error(
+                    file,
+                    line,
+                    format!("upstream `{}`: unknown `protocol = \"{}\"`: say \"auto\" (discover 2026-07-28, else `initialize`) or \"2025-11-25\" (`initialize` only)", u.id, other.escape_default()),
+                ));
+                UpstreamProtocol::Auto
+            }
+        };
         if let Some(transport) = upstream_transport(&u, vars, base, file, line, out) {
             upstreams.push(UpstreamConfig {
                 id: u.id,
                 transport,
                 expose_unlisted: u.expose_unlisted,
                 namespace,
+                protocol,
             });
         }
     }

@@ -39,6 +39,9 @@ pub async fn forward(
             session: call.caller.session.clone(),
             asks,
         }),
+        roots: context
+            .client_capabilities()
+            .is_some_and(|c| c.roots.is_some()),
     };
     let forwarded = state.upstreams.forward(attested, downstream);
     tokio::pin!(forwarded);

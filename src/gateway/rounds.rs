@@ -98,6 +98,8 @@ pub struct Parked {
     reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
     kind: AskKind,
     request: ServerRequest,
+    /// The question's key in `inputRequests` (the upstream's own, when it gave one).
+    key: String,
     binding: String,
 }
 
@@ -139,6 +141,9 @@ pub async fn first(
             session: call.caller.session.clone(),
             asks,
         }),
+        roots: context
+            .client_capabilities()
+            .is_some_and(|c| c.roots.is_some()),
     };
     let (task_state, task_now) = (state.clone(), now.clone());
     tokio::spawn(async move {
@@ -173,7 +178,7 @@ pub async fn resume(
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let answer = responses
-        .and_then(|r| r.get(UPSTREAM))
+        .and_then(|r| r.get(&parked.key))
         .and_then(|v| result_of(parked.kind, v.clone()));
     let Some(answer) = answer else {
         // No usable answer: the same question again, under a fresh state.
@@ -207,6 +212,7 @@ async fn wait(
                     reply: ask.reply,
                     kind: ask.kind,
                     request: ask.request,
+                    key: ask.key.unwrap_or_else(|| UPSTREAM.to_string()),
                     binding,
                 };
                 return park(state, parked);
@@ -226,6 +232,7 @@ fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorDat
     let timeout = state.current().config.boot.call_timeout;
     let until = now_ms().saturating_add(timeout.as_millis() as u64);
     let id = uuid::Uuid::new_v4().to_string();
+    let key = parked.key.clone();
     let sealed = seal(state, &parked.binding, &Carried::Parked(id.clone()), until);
     let (Some(question), Ok(sealed)) = (question, sealed) else {
         let _ = parked.reply.send(Err(Failure::ClientCannot(
@@ -258,7 +265,7 @@ fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorDat
             drop(state.rounds.take(&id));
         }
     });
-    let asks = [(UPSTREAM.to_string(), question)];
+    let asks = [(key, question)];
     Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
         Some(asks.into_iter().collect()),
         Some(sealed),

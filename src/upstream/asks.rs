@@ -94,6 +94,9 @@ pub struct Ask {
     pub kind: AskKind,
     pub request: ServerRequest,
     pub reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
+    /// The key a 2026-07-28 upstream gave the question (its `inputRequests` key), kept
+    /// when the question goes on to a 2026-07-28 caller.
+    pub key: Option<String>,
 }
 
 /// Where a forwarded call takes the upstream's requests: its session and its channel.
@@ -229,11 +232,65 @@ impl Askers {
                 kind,
                 request,
                 reply,
+                key: None,
             })
             .await
             .map_err(|_| Unasked::Ended)?;
         answer.await.map_err(|_| Unasked::Ended)?
     }
+}
+
+/// Put each of a 2026-07-28 upstream's questions (its `InputRequiredResult`) to the
+/// caller of the call that got it, in turn, as its own requests would be: the answers,
+/// keyed as the questions were. The upstream's `requestState` stays here: it goes back to
+/// the upstream with the answers, never to the caller.
+pub async fn answer_all(
+    server: &str,
+    route: Option<&AskRoute>,
+    asked: &rmcp::model::InputRequiredResult,
+) -> Result<rmcp::model::InputResponses, super::UpstreamError> {
+    let refused = |message: String| super::UpstreamError::Refused {
+        server: server.into(),
+        code: rmcp::model::ErrorCode::INVALID_REQUEST,
+        message,
+    };
+    let mut answers = rmcp::model::InputResponses::new();
+    for (key, question) in asked.input_requests.iter().flatten() {
+        let request = match question.clone() {
+            rmcp::model::InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
+            rmcp::model::InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
+            rmcp::model::InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
+            _ => return Err(refused(Unasked::NotRelayed.to_string())),
+        };
+        let kind = AskKind::of(&request)
+            .ok_or(Unasked::NotRelayed)
+            .map_err(|e| refused(e.to_string()))?;
+        let route = route.ok_or_else(|| refused(Unasked::NoCall(kind).to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        route
+            .asks
+            .send(Ask {
+                kind,
+                request,
+                reply,
+                key: Some(key.clone()),
+            })
+            .await
+            .map_err(|_| refused(Unasked::Ended.to_string()))?;
+        let answer = answer
+            .await
+            .map_err(|_| refused(Unasked::Ended.to_string()))?
+            .map_err(|e| {
+                refused(format!(
+                    "it asked the caller for {}, which was not given: {}",
+                    kind.method(),
+                    e.message
+                ))
+            })?;
+        let value = serde_json::to_value(&answer).map_err(|e| refused(e.to_string()))?;
+        answers.insert(key.clone(), value);
+    }
+    Ok(answers)
 }
 
 #[cfg(test)]

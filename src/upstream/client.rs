@@ -17,17 +17,19 @@ use rmcp::model::{
     ElicitRequestParams, ElicitResult, Implementation, ListRootsResult, ProtocolVersion, Request,
     ServerRequest,
 };
-use rmcp::service::{NotificationContext, RequestContext, RunningService};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RunningService,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::UpstreamEvent;
 use super::asks::{Askers, Unasked};
 use super::progress::{Ordered, ProgressRelay};
-use crate::config::{UpstreamConfig, UpstreamTransport};
+use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTransport};
 
 pub struct UpstreamClient {
     server: String,
@@ -143,15 +145,12 @@ impl ClientHandler for UpstreamClient {
     }
 
     /// Sampling and (form) elicitation are offered, and relayed to the caller when it
-    /// offers them too. Roots are not: a connection shared by every client cannot carry
+    /// offers them too (see [`capabilities`]). Roots are not: a connection shared by every client cannot carry
     /// one client's roots, and an upstream that cached them would show them to the next
     /// client or widen the scope its operator gave it.
     fn get_info(&self) -> ClientConfig {
-        let capabilities =
-            serde_json::from_value(serde_json::json!({"sampling": {}, "elicitation": {}}))
-                .unwrap_or_default();
         ClientConfig::new(
-            capabilities,
+            capabilities(false),
             Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(ProtocolVersion::V_2025_11_25)
@@ -184,7 +183,10 @@ pub async fn connect(
                 log_stderr(config.id.clone(), stderr);
             }
             let transport = Ordered::new(transport, relay, &config.id, handler.events.clone());
-            handler.serve(transport).await.map_err(|e| e.to_string())
+            handler
+                .serve_with_lifecycle(transport, lifecycle(config))
+                .await
+                .map_err(|e| e.to_string())
         }
         UpstreamTransport::Http { url, headers } => {
             let mut custom = HashMap::new();
@@ -199,8 +201,40 @@ pub async fn connect(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
             let transport = Ordered::new(transport, relay, &config.id, handler.events.clone());
-            handler.serve(transport).await.map_err(|e| e.to_string())
+            handler
+                .serve_with_lifecycle(transport, lifecycle(config))
+                .await
+                .map_err(|e| e.to_string())
         }
+    }
+}
+
+/// What the gateway offers an upstream: sampling and elicitation always; roots only on
+/// a 2026-07-28 request made for a caller that offers them.
+fn capabilities(roots: bool) -> rmcp::model::ClientCapabilities {
+    let offered = match roots {
+        true => serde_json::json!({"sampling": {}, "elicitation": {}, "roots": {}}),
+        false => serde_json::json!({"sampling": {}, "elicitation": {}}),
+    };
+    serde_json::from_value(offered).unwrap_or_default()
+}
+
+/// The `_meta` of a 2026-07-28 request made for a caller that offers roots.
+pub fn with_roots() -> rmcp::model::RequestMetaObject {
+    let mut meta = rmcp::model::RequestMetaObject::default();
+    meta.set_client_capabilities(capabilities(true));
+    meta
+}
+
+/// How the connection opens: `server/discover` first, falling back to `initialize` at
+/// 2025-11-25 for a server that does not know it (or `initialize` only, as configured).
+fn lifecycle(config: &UpstreamConfig) -> ClientLifecycleMode {
+    match config.protocol {
+        UpstreamProtocol::Auto => ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        },
+        UpstreamProtocol::Initialize => ClientLifecycleMode::Initialize,
     }
 }
 

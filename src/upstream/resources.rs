@@ -4,12 +4,13 @@
 //! the gateway to rename.
 
 use rmcp::model::{
-    ReadResourceRequestParams, ReadResourceResult, SubscribeRequestParams, UnsubscribeRequestParams,
+    ReadResourceRequestParams, ReadResourceResult, ServerNotification, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{UpstreamError, Upstreams, failed};
+use super::{UpstreamError, UpstreamEvent, Upstreams, failed};
 use crate::audit::AttestedAccess;
 
 fn as_json<T: Serialize>(items: &[T]) -> Vec<Value> {
@@ -51,14 +52,55 @@ impl Upstreams {
         let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(());
         };
+        if super::modern(&service) {
+            return self.listen(server, &service, &access.name).await;
+        }
         let params = SubscribeRequestParams::new(access.name.clone());
         let done = service.peer().subscribe(params).await;
         done.map_err(|e| failed(server, e))
     }
 
+    /// On a 2026-07-28 upstream a subscription is a `subscriptions/listen` held open:
+    /// its updates are reported as any upstream's are, until it is ended.
+    async fn listen(
+        &self,
+        server: &str,
+        service: &super::Service,
+        uri: &str,
+    ) -> Result<(), UpstreamError> {
+        let filter = SubscriptionFilter::builder()
+            .resource_subscription(uri)
+            .build();
+        let mut listening = service
+            .peer()
+            .listen(filter)
+            .await
+            .map_err(|e| failed(server, e))?;
+        let (events, id) = (self.events.clone(), server.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok(Some(note)) = listening.next().await {
+                if let ServerNotification::ResourceUpdatedNotification(n) = note {
+                    let _ = events.send(UpstreamEvent::ResourceUpdated(id.clone(), n.params.uri));
+                }
+            }
+        });
+        let key = (server.to_string(), uri.to_string());
+        if let Ok(mut listens) = self.listens.lock()
+            && let Some(old) = listens.insert(key, task.abort_handle())
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
     /// Stop an upstream's updates for `uri` (nobody is subscribed any more).
     #[allow(deprecated)] // upstreams speak 2025-11-25, where this is the way to unsubscribe
     pub async fn unsubscribe(&self, server: &str, uri: &str) -> Result<(), UpstreamError> {
+        let key = (server.to_string(), uri.to_string());
+        if let Some(listen) = self.listens.lock().ok().and_then(|mut l| l.remove(&key)) {
+            listen.abort();
+            return Ok(());
+        }
         let Some(service) = self.offering(server, |c| c.resources.is_some()).await? else {
             return Ok(());
         };

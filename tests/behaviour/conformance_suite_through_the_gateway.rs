@@ -16,7 +16,7 @@ use crate::fixture;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{fixture_gateway, node24, repo, serve_http};
+use common::{node24, repo, serve_http};
 use serde_json::Value;
 
 /// One scenario's checks: how many passed, and the failures' messages.
@@ -80,6 +80,7 @@ fn suite(cli: &str, url: &str, out: &Path) -> BTreeMap<String, Outcome> {
 /// and through the gateway, and the gateway's directory.
 async fn direct_and_through(
     cli: &'static str,
+    upstream: &str,
 ) -> (
     BTreeMap<String, Outcome>,
     BTreeMap<String, Outcome>,
@@ -89,7 +90,8 @@ async fn direct_and_through(
     let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(fixture::serve(listener));
     let dir = tempfile::tempdir().unwrap();
-    let gateway_url = serve_http(fixture_gateway(dir.path(), &fixture_url, "").await).await;
+    let gateway = common::fixture_gateway_with(dir.path(), &fixture_url, "", upstream).await;
+    let gateway_url = serve_http(gateway).await;
 
     let (direct_out, gateway_out) = (dir.path().join("direct"), dir.path().join("gateway"));
     let (u1, u2) = (fixture_url.clone(), gateway_url.clone());
@@ -124,7 +126,7 @@ async fn direct_and_through(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
-    let (direct, _, dir) = direct_and_through(SUITE_2025).await;
+    let (direct, _, dir) = direct_and_through(SUITE_2025, "").await;
     let failed_directly: Vec<_> = direct
         .iter()
         .filter(|(_, o)| !o.failures.is_empty())
@@ -156,14 +158,27 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
 /// routing headers, caching hints) pass through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly() {
-    let (direct, through, _dir) = direct_and_through(SUITE_2026).await;
+    // The gateway opens its connection to the fixture with `server/discover`: the fixture
+    // speaks 2026-07-28 to it, and asks by multi-round-trip results, which the gateway
+    // turns into requests for the suite's 2025-11-25 scenarios.
+    let (direct, through, dir) = direct_and_through(SUITE_2026, "protocol = \"auto\"").await;
     let passes = |o: &Outcome| o.failures.is_empty() && o.passed > 0;
     for scenario in [
         "server-initialize",
         "http-header-validation",
         "caching",
         "sep-2640-skills-enumeration",
+        // A 2025-11-25 client is asked by requests what the fixture asks by results.
+        "tools-call-sampling",
         "tools-call-elicitation",
+        "elicitation-sep1330-enums",
+        // A 2026-07-28 client gets the fixture's questions, keyed as the fixture keyed
+        // them, under the gateway's own state.
+        "input-required-result-basic-elicitation",
+        "input-required-result-basic-sampling",
+        "input-required-result-basic-list-roots",
+        // A subscription is a listen held open on the fixture.
+        "resources-subscribe",
     ] {
         assert!(
             through.get(scenario).is_some_and(passes),
@@ -179,6 +194,24 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         "passed: {d} of {} directly, {t} through the gateway",
         direct.len()
     );
+    // Each question was decided and audited on the tool that asked, whichever way it went.
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
+    for (method, tool) in [
+        ("sampling/createMessage", "test_sampling"),
+        (
+            "elicitation/create",
+            "test_input_required_result_elicitation",
+        ),
+        ("roots/list", "test_input_required_result_list_roots"),
+    ] {
+        assert!(
+            audit.iter().any(|r| r["kind"] == "access"
+                && r["method"] == method
+                && r["name"] == tool
+                && r["decision"] == "allow"),
+            "no audited {method} for {tool}"
+        );
+    }
 }
 
 fn verdict(outcome: Option<(usize, usize)>) -> String {

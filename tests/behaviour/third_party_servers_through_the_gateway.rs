@@ -224,15 +224,26 @@ async fn server_everything_answers_through_the_gateway_and_keeps_its_environment
     gw.assert_held(&env, "get-env").await;
 }
 
+/// By default the gateway opens its connections with `initialize` (2025-11-25); with
+/// `protocol = "auto"` it asks `server/discover` first, and this server (the Python SDK's)
+/// speaks 2026-07-28 to it. Calls, the server's schema and the audit are the same either
+/// way.
 #[tokio::test]
 async fn mcp_server_time_from_pypi_answers_through_the_gateway() {
+    for (protocol, speaks) in [("", "2025-11-25"), ("protocol = \"auto\"\n", "2026-07-28")] {
+        time_server_through_the_gateway(protocol, speaks).await;
+    }
+}
+
+async fn time_server_through_the_gateway(protocol: &'static str, speaks: &str) {
     let gw = Gateway::start(|_| {
         format!(
-            "id = \"time\"\ncommand = \"{}\"",
+            "id = \"time\"\n{protocol}command = \"{}\"",
             pypi("mcp-server-time").display()
         )
     })
     .await;
+    assert_eq!(gw.state.upstreams.speaks("time").as_deref(), Some(speaks));
     assert_eq!(
         gw.names().await,
         ["time_get_current_time", "time_convert_time"]

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, CompleteRequestParams,
-    CompleteResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities,
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
+    GetPromptResult, Implementation, InputRequest, InputRequiredResult, InputResponses,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Request, ServerCapabilities, ServerConfig,
@@ -105,6 +106,9 @@ fn tools() -> Value {
         no_arguments("test_elicitation_sep1034_defaults", "Elicitation with default values"),
         no_arguments("list_client_roots", "Asks the client for its roots (not a suite scenario)"),
         no_arguments("test_elicitation_sep1330_enums", "Elicitation with every enum form"),
+        no_arguments("test_input_required_result_elicitation", "Asks the client's user for their name"),
+        no_arguments("test_input_required_result_sampling", "Asks the client's model a question"),
+        no_arguments("test_input_required_result_list_roots", "Asks the client for its roots"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -147,8 +151,9 @@ impl Fixture {
         &self,
         name: &str,
         args: &Map<String, Value>,
+        answers: Option<&InputResponses>,
         cx: &RequestContext<RoleServer>,
-    ) -> Result<Value, ErrorData> {
+    ) -> Result<Value, Stop> {
         let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
         let content = match name {
             "test_simple_text" => json!([text("This is a simple text response for testing.")]),
@@ -176,41 +181,130 @@ impl Fixture {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 json!([text("Reconnection test completed")])
             }
-            "test_sampling" => json!([text(&sample(cx, arg("prompt")).await?)]),
+            "test_sampling" => json!([text(&sample(cx, answers, arg("prompt")).await?)]),
             "test_elicitation" => {
                 let schema = json!({"type": "object", "properties": {
                     "username": {"type": "string", "description": "User's response"},
                     "email": {"type": "string", "description": "User's email address"}},
                     "required": ["username", "email"]});
-                json!([text(
-                    &elicit(cx, arg("message"), schema, "User response").await?
-                )])
+                let answer = elicit(cx, answers, arg("message"), schema).await?;
+                json!([text(&elicited("User response", &answer))])
             }
             "test_elicitation_sep1034_defaults" => {
                 let message = "Please review and update the form fields with defaults";
-                json!([text(
-                    &elicit(cx, message, sep1034_schema(), "Elicitation completed").await?
-                )])
+                let answer = elicit(cx, answers, message, sep1034_schema()).await?;
+                json!([text(&elicited("Elicitation completed", &answer))])
             }
             "test_elicitation_sep1330_enums" => {
                 let message = "Please select options from the enum fields";
-                json!([text(
-                    &elicit(cx, message, sep1330_schema(), "Elicitation completed").await?
-                )])
+                let answer = elicit(cx, answers, message, sep1330_schema()).await?;
+                json!([text(&elicited("Elicitation completed", &answer))])
             }
-            "list_client_roots" => json!([text(&roots(cx).await?)]),
+            "list_client_roots" => json!([text(&roots(cx, answers, "roots").await?)]),
+            // The 2026-07-28 suite's multi-round-trip tools (they ask an older client by
+            // a request, as the tools above do).
+            "test_input_required_result_elicitation" => {
+                let schema = json!({"type": "object", "properties": {"name": {"type": "string"}},
+                    "required": ["name"]});
+                let params = json!({"mode": "form", "message": "What is your name?", "requestedSchema": schema});
+                let answer = ask(cx, answers, "user_name", elicitation(params)?).await?;
+                let name = answer
+                    .pointer("/content/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?");
+                json!([text(&format!("Hello, {name}!"))])
+            }
+            "test_input_required_result_sampling" => {
+                let said = sampled(
+                    cx,
+                    answers,
+                    "sample_request",
+                    "What is the capital of France?",
+                )
+                .await?;
+                json!([text(&format!("Sampling result: {said}"))])
+            }
+            "test_input_required_result_list_roots" => {
+                let request = ServerRequest::ListRootsRequest(Default::default());
+                let answer = ask(cx, answers, "roots_request", request).await?;
+                let n = answer
+                    .get("roots")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                json!([text(&format!("Found {n} root(s)"))])
+            }
             "json_schema_2020_12_tool" => {
                 json!([text(&format!("received {}", Value::Object(args.clone())))])
             }
             other => {
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool `{other}`"),
-                    None,
-                ));
+                return Err(
+                    ErrorData::invalid_params(format!("unknown tool `{other}`"), None).into(),
+                );
             }
         };
         Ok(json!({"content": content}))
     }
+}
+
+/// Why a tool stopped before its result: an error, or, for a 2026-07-28 caller, a
+/// question (`key`) the caller answers by making the call again.
+enum Stop {
+    Error(ErrorData),
+    Asks(String, InputRequest),
+}
+
+impl From<ErrorData> for Stop {
+    fn from(e: ErrorData) -> Self {
+        Stop::Error(e)
+    }
+}
+
+/// Ask the caller `request`: a 2026-07-28 caller by the call's answer (its reply is in
+/// `answers` under `key` when it made the call again), an older one by a request.
+#[allow(deprecated)] // sampling and roots are deprecated by SEP-2577 but the suite tests them
+async fn ask(
+    cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
+    key: &str,
+    request: ServerRequest,
+) -> Result<Value, Stop> {
+    let (offered, what): (fn(&ClientCapabilities) -> bool, &str) = match &request {
+        ServerRequest::CreateMessageRequest(_) => (|c| c.sampling.is_some(), "sampling"),
+        ServerRequest::ElicitRequest(_) => (|c| c.elicitation.is_some(), "elicitation"),
+        _ => (|c| c.roots.is_some(), "roots"),
+    };
+    let modern = cx
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+    // An older client is asked for its roots whatever it declared (as the fixture always
+    // did); everything else only when the client (on 2026-07-28, this request) offers it.
+    let checked = modern || what != "roots";
+    if checked && !cx.client_capabilities().is_some_and(|c| offered(&c)) {
+        let message = format!("the client does not support {what}");
+        return Err(ErrorData::invalid_request(message, None).into());
+    }
+    if modern {
+        if let Some(answer) = answers.and_then(|a| a.get(key)) {
+            return Ok(answer.clone());
+        }
+        let question = match request {
+            ServerRequest::CreateMessageRequest(r) => InputRequest::CreateMessage(r),
+            ServerRequest::ElicitRequest(r) => InputRequest::Elicitation(r),
+            ServerRequest::ListRootsRequest(r) => InputRequest::ListRoots(r),
+            _ => return Err(ErrorData::internal_error("not a question", None).into()),
+        };
+        return Err(Stop::Asks(key.to_string(), question));
+    }
+    let answer = cx
+        .peer
+        .send_request(request)
+        .await
+        .map_err(|e| ErrorData::internal_error(format!("{what} failed: {e}"), None))?;
+    Ok(serde_json::to_value(&answer).unwrap_or_default())
+}
+
+fn elicitation(params: Value) -> Result<ServerRequest, ErrorData> {
+    Ok(ServerRequest::ElicitRequest(Request::new(from(params)?)))
 }
 
 #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
@@ -248,80 +342,69 @@ async fn progress(cx: &RequestContext<RoleServer>) -> String {
     "Tool with progress executed successfully".into()
 }
 
+async fn sample(
+    cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
+    prompt: &str,
+) -> Result<String, Stop> {
+    Ok(format!(
+        "LLM response: {}",
+        sampled(cx, answers, "sampling", prompt).await?
+    ))
+}
+
+/// Ask the caller's model to answer `prompt`: what it said.
 #[allow(deprecated)] // sampling is deprecated by SEP-2577 but the suite still tests it
-async fn sample(cx: &RequestContext<RoleServer>, prompt: &str) -> Result<String, ErrorData> {
-    if cx
-        .peer
-        .peer_info()
-        .is_none_or(|i| i.capabilities.sampling.is_none())
-    {
-        return Err(ErrorData::invalid_request(
-            "the client does not support sampling",
-            None,
-        ));
-    }
+async fn sampled(
+    cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
+    key: &str,
+    prompt: &str,
+) -> Result<String, Stop> {
     let params =
         from(json!({"messages": [{"role": "user", "content": text(prompt)}], "maxTokens": 100}))?;
-    let answer = cx
-        .peer
-        .create_message(params)
-        .await
-        .map_err(|e| ErrorData::internal_error(format!("sampling failed: {e}"), None))?;
-    let said = serde_json::to_value(&answer.message.content).unwrap_or_default();
-    let said = said
+    let request = ServerRequest::CreateMessageRequest(Request::new(params));
+    let answer = ask(cx, answers, key, request).await?;
+    let said = answer.get("content").cloned().unwrap_or_default();
+    Ok(said
         .get("text")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| said.to_string());
-    Ok(format!("LLM response: {said}"))
+        .unwrap_or_else(|| said.to_string()))
 }
 
-#[allow(deprecated)] // roots are deprecated by SEP-2577 but servers still ask for them
-async fn roots(cx: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
-    let listed = cx
-        .peer
-        .list_roots()
-        .await
-        .map_err(|e| ErrorData::internal_error(format!("roots/list failed: {e}"), None))?;
-    let uris: Vec<String> = listed.roots.iter().map(|r| r.uri.clone()).collect();
+async fn roots(
+    cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
+    key: &str,
+) -> Result<String, Stop> {
+    let request = ServerRequest::ListRootsRequest(Default::default());
+    let listed = ask(cx, answers, key, request).await?;
+    let uris: Vec<&str> = listed
+        .get("roots")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(|r| r.get("uri")?.as_str()).collect())
+        .unwrap_or_default();
     Ok(format!("roots: {}", uris.join(", ")))
 }
 
 async fn elicit(
     cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
     message: &str,
     schema: Value,
-    label: &str,
-) -> Result<String, ErrorData> {
-    if cx
-        .peer
-        .peer_info()
-        .is_none_or(|i| i.capabilities.elicitation.is_none())
-    {
-        return Err(ErrorData::invalid_request(
-            "the client does not support elicitation",
-            None,
-        ));
-    }
-    let params = from(json!({"mode": "form", "message": message, "requestedSchema": schema}))?;
-    let request = ServerRequest::ElicitRequest(Request::new(params));
-    let answer = cx
-        .peer
-        .send_request(request)
-        .await
-        .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
-    let ClientResult::ElicitResult(answer) = answer else {
-        return Err(ErrorData::internal_error(
-            "unexpected answer to elicitation",
-            None,
-        ));
-    };
-    let answer = serde_json::to_value(&answer).unwrap_or_default();
-    Ok(format!(
+) -> Result<Value, Stop> {
+    let params = json!({"mode": "form", "message": message, "requestedSchema": schema});
+    ask(cx, answers, "elicitation", elicitation(params)?).await
+}
+
+/// What an elicitation's answer says, as the suite expects to read it.
+fn elicited(label: &str, answer: &Value) -> String {
+    format!(
         "{label}: action={}, content={}",
         answer.get("action").and_then(Value::as_str).unwrap_or("?"),
         answer.get("content").cloned().unwrap_or(Value::Null)
-    ))
+    )
 }
 
 fn resources() -> Value {
@@ -443,8 +526,19 @@ impl ServerHandler for Fixture {
         if let (Some(info), Ok(mut seen)) = (cx.peer.peer_info(), self.seen.lock()) {
             seen.push(info.protocol_version.to_string());
         }
-        let result: CallToolResult = from(self.run(&request.name, &args, &cx).await?)?;
-        Ok(result.into())
+        let answers = request.input_responses.as_ref();
+        match self.run(&request.name, &args, answers, &cx).await {
+            Ok(value) => {
+                let mut result: CallToolResult = from(value)?;
+                // 2026-07-28 results say they are complete (rmcp drops it for older clients).
+                result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+                Ok(result.into())
+            }
+            Err(Stop::Error(e)) => Err(e),
+            Err(Stop::Asks(key, question)) => Ok(CallToolResponse::InputRequired(
+                InputRequiredResult::new(Some([(key, question)].into_iter().collect()), None),
+            )),
+        }
     }
 
     async fn list_resources(
@@ -492,6 +586,15 @@ impl ServerHandler for Fixture {
         _c: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         Ok(())
+    }
+
+    /// A 2026-07-28 `subscriptions/listen` takes what it asks for (held open until
+    /// cancelled; the fixture's resources never change).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        Some(requested.clone())
     }
 
     async fn list_prompts(

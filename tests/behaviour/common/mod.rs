@@ -414,6 +414,17 @@ pub async fn serve_http(state: Arc<State>) -> String {
 /// its only upstream, at `fixture`), its state in `dir`, with `policy` appended to the
 /// shipped conformance policy.
 pub async fn fixture_gateway(dir: &Path, fixture: &str, policy: &str) -> Arc<State> {
+    fixture_gateway_with(dir, fixture, policy, "").await
+}
+
+/// [`fixture_gateway`] with `upstream` added to the fixture's `[[upstream]]` table (e.g.
+/// `protocol = "auto"`).
+pub async fn fixture_gateway_with(
+    dir: &Path,
+    fixture: &str,
+    policy: &str,
+    upstream: &str,
+) -> Arc<State> {
     let shipped = repo().join("tests/conformance");
     let rules = std::fs::read_to_string(shipped.join("policies/policy.csv")).unwrap();
     std::fs::write(dir.join("policy.csv"), format!("{rules}{policy}\n")).unwrap();
@@ -432,7 +443,8 @@ pub async fn fixture_gateway(dir: &Path, fixture: &str, policy: &str) -> Arc<Sta
         .replace(
             "\"policies/",
             &format!("\"{}/", shipped.join("policies").display()),
-        );
+        )
+        .replace("[[upstream]]\n", &format!("[[upstream]]\n{upstream}\n"));
     let config = dir.join("warden.toml");
     std::fs::write(&config, text).unwrap();
     State::start(Config::load(&config).unwrap()).await.unwrap()
