@@ -674,18 +674,14 @@ fn rule_note(decision: &Decision) -> String {
 
 /// The approval binding of a call: tool, exact-argument digest and caller chain.
 pub fn binding_of(call: &Call) -> String {
-    let digest = crate::digest::canonical(&Value::Object(call.args.clone()));
-    approval::binding(
-        &call.tool.server,
-        &call.tool.tool,
-        &digest,
-        &call
-            .caller
-            .chain()
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-    )
+    binding(&call.tool, &call.args, &call.caller)
+}
+
+/// The binding of `caller` calling `tool` with exactly `args`.
+pub fn binding(tool: &ToolRef, args: &Map<String, Value>, caller: &Caller) -> String {
+    let digest = crate::digest::canonical(&Value::Object(args.clone()));
+    let chain: Vec<String> = caller.chain().into_iter().map(String::from).collect();
+    approval::binding(&tool.server, &tool.tool, &digest, &chain)
 }
 
 /// The Casbin object of a tool: `server/tool`.

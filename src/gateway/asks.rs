@@ -31,18 +31,7 @@ pub async fn forward(
 ) -> Result<CallToolResult, UpstreamError> {
     let call = attested.permitted().call();
     let (asks, mut asked) = mpsc::channel(4);
-    let downstream = Downstream {
-        peer: Some(context.peer.clone()),
-        progress_token: context.meta.get_progress_token(),
-        cancelled: context.ct.clone(),
-        asks: Some(AskRoute {
-            session: call.caller.session.clone(),
-            asks,
-        }),
-        roots: context
-            .client_capabilities()
-            .is_some_and(|c| c.roots.is_some()),
-    };
+    let downstream = downstream(call, context, asks, context.ct.clone());
     let forwarded = state.upstreams.forward(attested, downstream);
     tokio::pin!(forwarded);
     loop {
@@ -57,6 +46,28 @@ pub async fn forward(
                 let _ = ask.reply.send(answer);
             }
         }
+    }
+}
+
+/// Where a call forwarded for `context`'s caller reports progress, takes the upstream's
+/// questions (`asks`) and learns that it is cancelled (`cancelled`).
+pub fn downstream(
+    call: &Call,
+    context: &RequestContext<RoleServer>,
+    asks: mpsc::Sender<crate::upstream::Ask>,
+    cancelled: tokio_util::sync::CancellationToken,
+) -> Downstream {
+    Downstream {
+        peer: Some(context.peer.clone()),
+        progress_token: context.meta.get_progress_token(),
+        cancelled,
+        asks: Some(AskRoute {
+            session: call.caller.session.clone(),
+            asks,
+        }),
+        roots: context
+            .client_capabilities()
+            .is_some_and(|c| c.roots.is_some()),
     }
 }
 

@@ -187,17 +187,7 @@ async fn admit(
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
-    let binding = crate::approval::binding(
-        &tool.server,
-        &tool.tool,
-        &digest::canonical(&Value::Object(args.clone())),
-        &facts
-            .caller
-            .chain()
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-    );
+    let binding = crate::policy::binding(tool, args, facts.caller);
     // The state a 2026-07-28 client carries back is opened (once) before anything else
     // is decided or counted: one this gateway did not seal for exactly this call is
     // refused here. A call already forwarded takes up its next round.

@@ -20,18 +20,7 @@ pub async fn capabilities_for(
 ) -> ServerCapabilities {
     let declared = state.upstreams.declared().await;
     let any = |offers: fn(&ServerCapabilities) -> bool| declared.iter().any(offers);
-    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
-    let mut caps = ServerCapabilities::builder()
-        .enable_tools()
-        .enable_tool_list_changed()
-        .enable_prompts()
-        .enable_completions()
-        .enable_logging()
-        .enable_resources()
-        .enable_resources_subscribe()
-        .enable_resources_list_changed()
-        .enable_prompts_list_changed()
-        .build();
+    let mut caps = every_capability();
     if gateway.visible_tools(now, caller).is_empty() {
         caps.tools = None;
     }
@@ -64,4 +53,20 @@ pub fn modern(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
         .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// Everything the gateway can serve (what `initialize` declares).
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+pub fn every_capability() -> ServerCapabilities {
+    ServerCapabilities::builder()
+        .enable_tools()
+        .enable_tool_list_changed()
+        .enable_prompts()
+        .enable_completions()
+        .enable_logging()
+        .enable_resources()
+        .enable_resources_subscribe()
+        .enable_resources_list_changed()
+        .enable_prompts_list_changed()
+        .build()
 }

@@ -33,7 +33,7 @@ use crate::approval::now_ms;
 use crate::audit::Attested;
 use crate::policy::Call;
 use crate::seal::SealError;
-use crate::upstream::{Ask, AskKind, AskRoute, Downstream};
+use crate::upstream::{Ask, AskKind};
 
 /// What a sealed state is for (the first line of what it is bound to).
 const PURPOSE: &str = "mcp-warden/rounds/1";
@@ -132,19 +132,9 @@ pub async fn first(
     let (tell, events) = mpsc::channel(1);
     let (asks, mut asked) = mpsc::channel(1);
     let call = attested.permitted().call();
-    let downstream = Downstream {
-        peer: Some(context.peer.clone()),
-        progress_token: context.meta.get_progress_token(),
-        // The call outlives this round: it ends with its upstream's answer.
-        cancelled: tokio_util::sync::CancellationToken::new(),
-        asks: Some(AskRoute {
-            session: call.caller.session.clone(),
-            asks,
-        }),
-        roots: context
-            .client_capabilities()
-            .is_some_and(|c| c.roots.is_some()),
-    };
+    // The call outlives this round: it ends with its upstream's answer.
+    let cancelled = tokio_util::sync::CancellationToken::new();
+    let downstream = super::asks::downstream(call, context, asks, cancelled);
     let (task_state, task_now) = (state.clone(), now.clone());
     tokio::spawn(async move {
         let forwarded = super::call::forward_only(&task_state, &task_now, &attested, downstream);

@@ -137,15 +137,23 @@ async fn every_scenario_the_fixture_passes_passes_through_the_gateway() {
     );
 
     // The relayed requests were decided and audited, on the tool that asked.
+    assert_asked(
+        &dir,
+        &[
+            ("sampling/createMessage", "test_sampling"),
+            ("elicitation/create", "test_elicitation"),
+        ],
+    );
+}
+
+/// Each (method, tool) question was decided (allowed) and audited on the tool that asked.
+fn assert_asked(dir: &tempfile::TempDir, asked: &[(&str, &str)]) {
     let audit = common::audit_records(&dir.path().join("audit.jsonl"));
-    for (method, tool) in [
-        ("sampling/createMessage", "test_sampling"),
-        ("elicitation/create", "test_elicitation"),
-    ] {
+    for (method, tool) in asked {
         assert!(
             audit.iter().any(|r| r["kind"] == "access"
-                && r["method"] == method
-                && r["name"] == tool
+                && r["method"] == *method
+                && r["name"] == *tool
                 && r["decision"] == "allow"),
             "no audited {method} for {tool}"
         );
@@ -195,23 +203,17 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         direct.len()
     );
     // Each question was decided and audited on the tool that asked, whichever way it went.
-    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
-    for (method, tool) in [
-        ("sampling/createMessage", "test_sampling"),
-        (
-            "elicitation/create",
-            "test_input_required_result_elicitation",
-        ),
-        ("roots/list", "test_input_required_result_list_roots"),
-    ] {
-        assert!(
-            audit.iter().any(|r| r["kind"] == "access"
-                && r["method"] == method
-                && r["name"] == tool
-                && r["decision"] == "allow"),
-            "no audited {method} for {tool}"
-        );
-    }
+    assert_asked(
+        &dir,
+        &[
+            ("sampling/createMessage", "test_sampling"),
+            (
+                "elicitation/create",
+                "test_input_required_result_elicitation",
+            ),
+            ("roots/list", "test_input_required_result_list_roots"),
+        ],
+    );
 }
 
 fn verdict(outcome: Option<(usize, usize)>) -> String {
