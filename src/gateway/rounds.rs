@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::model::{
     CallToolResponse, CallToolResult, ClientResult, CreateMessageResult, ElicitResult,
-    InputRequest, InputRequiredResult, InputResponses, ListRootsResult, ServerRequest,
+    InputRequest, InputRequests, InputRequiredResult, InputResponses, ListRootsResult,
+    ServerRequest,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
@@ -37,7 +38,8 @@ use crate::upstream::{Ask, AskKind};
 
 /// What a sealed state is for (the first line of what it is bound to).
 const PURPOSE: &str = "mcp-warden/rounds/1";
-/// The key of the upstream's question in `inputRequests` (one is asked at a time).
+/// The key of a question in `inputRequests` when the upstream gave it none (a 2025-11-25
+/// upstream's request).
 const UPSTREAM: &str = "upstream";
 /// The most calls parked at once; past it, an upstream's question is refused.
 const MAX_PARKED: usize = 10_000;
@@ -94,13 +96,18 @@ pub enum Event {
 /// A call waiting for its caller's next round.
 pub struct Parked {
     events: mpsc::Receiver<Event>,
-    /// Where the answer to the upstream's question goes.
-    reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
+    /// The questions of this round, each with where its answer goes.
+    questions: Vec<Question>,
+    binding: String,
+}
+
+/// One question put to the caller.
+struct Question {
+    /// Its key in `inputRequests` (the upstream's own, when it gave one).
+    key: String,
     kind: AskKind,
     request: ServerRequest,
-    /// The question's key in `inputRequests` (the upstream's own, when it gave one).
-    key: String,
-    binding: String,
+    reply: oneshot::Sender<Result<ClientResult, ErrorData>>,
 }
 
 /// The parked calls, by id.
@@ -129,8 +136,8 @@ pub async fn first(
     binding: String,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
-    let (tell, events) = mpsc::channel(1);
-    let (asks, mut asked) = mpsc::channel(1);
+    let (tell, events) = mpsc::channel(4);
+    let (asks, mut asked) = mpsc::channel(4);
     let call = attested.permitted().call();
     // The call outlives this round: it ends with its upstream's answer.
     let cancelled = tokio_util::sync::CancellationToken::new();
@@ -167,15 +174,34 @@ pub async fn resume(
     responses: Option<&InputResponses>,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
-    let answer = responses
-        .and_then(|r| r.get(&parked.key))
-        .and_then(|v| result_of(parked.kind, v.clone()));
-    let Some(answer) = answer else {
-        // No usable answer: the same question again, under a fresh state.
+    let Parked {
+        events,
+        questions,
+        binding,
+    } = parked;
+    // Each question answered goes to the upstream; one without a usable answer is asked
+    // again, under a fresh state.
+    let mut open = Vec::new();
+    for q in questions {
+        let answer = responses
+            .and_then(|r| r.get(&q.key))
+            .and_then(|v| result_of(q.kind, v.clone()));
+        match answer {
+            Some(answer) => {
+                let _ = q.reply.send(Ok(answer));
+            }
+            None => open.push(q),
+        }
+    }
+    if !open.is_empty() {
+        let parked = Parked {
+            events,
+            questions: open,
+            binding,
+        };
         return park(state, parked);
-    };
-    let _ = parked.reply.send(Ok(answer));
-    wait(state, parked.binding, parked.events, context).await
+    }
+    wait(state, binding, events, context).await
 }
 
 /// Wait for the call's result or its upstream's next question; a question is decided,
@@ -186,23 +212,32 @@ async fn wait(
     mut events: mpsc::Receiver<Event>,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
+    let mut questions = Vec::new();
     loop {
         match events.recv().await {
             Some(Event::Done(answer)) => return answer.map(CallToolResponse::from),
             Some(Event::Asks(ask, call)) => {
                 // Decided and audited as for any caller; a refusal goes to the upstream.
                 let request = &ask.request;
-                if let Err(e) = super::asks::decide(state, &call, context, ask.kind, request).await
-                {
-                    let _ = ask.reply.send(Err(e));
+                let more = ask.more;
+                match super::asks::decide(state, &call, context, ask.kind, request).await {
+                    Err(e) => {
+                        let _ = ask.reply.send(Err(e));
+                    }
+                    Ok(()) => questions.push(Question {
+                        key: ask.key.unwrap_or_else(|| UPSTREAM.to_string()),
+                        kind: ask.kind,
+                        request: ask.request,
+                        reply: ask.reply,
+                    }),
+                }
+                // The questions of one round go to the caller together.
+                if more || questions.is_empty() {
                     continue;
                 }
                 let parked = Parked {
                     events,
-                    reply: ask.reply,
-                    kind: ask.kind,
-                    request: ask.request,
-                    key: ask.key.unwrap_or_else(|| UPSTREAM.to_string()),
+                    questions,
                     binding,
                 };
                 return park(state, parked);
@@ -216,37 +251,29 @@ async fn wait(
     }
 }
 
-/// Park the call and answer the caller with the upstream's question.
+/// Park the call and answer the caller with the upstream's questions.
 fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorData> {
-    let question = input_request(&parked.request);
     let timeout = state.current().config.boot.call_timeout;
     let until = now_ms().saturating_add(timeout.as_millis() as u64);
     let id = uuid::Uuid::new_v4().to_string();
-    let key = parked.key.clone();
+    let asks: Option<InputRequests> = parked
+        .questions
+        .iter()
+        .map(|q| Some((q.key.clone(), input_request(&q.request)?)))
+        .collect();
     let sealed = seal(state, &parked.binding, &Carried::Parked(id.clone()), until);
-    let (Some(question), Ok(sealed)) = (question, sealed) else {
-        let _ = parked.reply.send(Err(Failure::ClientCannot(
-            "mcp-warden could not put this request to its 2026-07-28 caller".into(),
-        )
-        .into()));
-        return Err(
-            Failure::ClientFailed("the upstream's question could not be put".into()).into(),
-        );
-    };
-    {
-        let mut all = state.rounds.lock();
-        if all.len() >= MAX_PARKED {
-            let _ = parked.reply.send(Err(Failure::ClientCannot(
-                "too many calls are waiting for their callers' answers".into(),
-            )
-            .into()));
-            return Err(Failure::ClientFailed(
-                "too many calls are waiting for answers; try again shortly".into(),
-            )
-            .into());
+    let full = state.rounds.lock().len() >= MAX_PARKED;
+    let (Some(asks), Ok(sealed), false) = (asks, sealed, full) else {
+        let why = match full {
+            true => "too many calls are waiting for their callers' answers; try again shortly",
+            false => "mcp-warden could not put this request to its 2026-07-28 caller",
+        };
+        for q in parked.questions {
+            let _ = q.reply.send(Err(Failure::ClientCannot(why.into()).into()));
         }
-        all.insert(id.clone(), parked);
-    }
+        return Err(Failure::ClientFailed(why.into()).into());
+    };
+    state.rounds.lock().insert(id.clone(), parked);
     // A call no round takes up in time is let go: dropping it tells the upstream.
     let rounds = Arc::downgrade(state);
     tokio::spawn(async move {
@@ -255,9 +282,8 @@ fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorDat
             drop(state.rounds.take(&id));
         }
     });
-    let asks = [(key, question)];
     Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
-        Some(asks.into_iter().collect()),
+        Some(asks),
         Some(sealed),
     )))
 }

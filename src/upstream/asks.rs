@@ -97,6 +97,9 @@ pub struct Ask {
     /// The key a 2026-07-28 upstream gave the question (its `inputRequests` key), kept
     /// when the question goes on to a 2026-07-28 caller.
     pub key: Option<String>,
+    /// Another question of the same round follows (a 2026-07-28 caller gets them
+    /// together).
+    pub more: bool,
 }
 
 /// Where a forwarded call takes the upstream's requests: its session and its channel.
@@ -233,6 +236,7 @@ impl Askers {
                 request,
                 reply,
                 key: None,
+                more: false,
             })
             .await
             .map_err(|_| Unasked::Ended)?;
@@ -254,9 +258,10 @@ pub async fn answer_all(
         code: rmcp::model::ErrorCode::INVALID_REQUEST,
         message,
     };
-    let mut answers = rmcp::model::InputResponses::new();
-    for (key, question) in asked.input_requests.iter().flatten() {
-        let request = match question.clone() {
+    let questions: Vec<_> = asked.input_requests.iter().flatten().collect();
+    let mut waiting = Vec::new();
+    for (n, (key, question)) in questions.iter().enumerate() {
+        let request = match (*question).clone() {
             rmcp::model::InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
             rmcp::model::InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
             rmcp::model::InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
@@ -267,16 +272,22 @@ pub async fn answer_all(
             .map_err(|e| refused(e.to_string()))?;
         let route = route.ok_or_else(|| refused(Unasked::NoCall(kind).to_string()))?;
         let (reply, answer) = oneshot::channel();
+        let ask = Ask {
+            kind,
+            request,
+            reply,
+            key: Some((*key).clone()),
+            more: n + 1 < questions.len(),
+        };
         route
             .asks
-            .send(Ask {
-                kind,
-                request,
-                reply,
-                key: Some(key.clone()),
-            })
+            .send(ask)
             .await
             .map_err(|_| refused(Unasked::Ended.to_string()))?;
+        waiting.push(((*key).clone(), kind, answer));
+    }
+    let mut answers = rmcp::model::InputResponses::new();
+    for (key, kind, answer) in waiting {
         let answer = answer
             .await
             .map_err(|_| refused(Unasked::Ended.to_string()))?
@@ -288,7 +299,7 @@ pub async fn answer_all(
                 ))
             })?;
         let value = serde_json::to_value(&answer).map_err(|e| refused(e.to_string()))?;
-        answers.insert(key.clone(), value);
+        answers.insert(key, value);
     }
     Ok(answers)
 }

@@ -185,6 +185,11 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         "input-required-result-basic-elicitation",
         "input-required-result-basic-sampling",
         "input-required-result-basic-list-roots",
+        // Several questions in one round, several rounds, the fixture's own state kept
+        // by the gateway and given back to it.
+        "input-required-result-multiple-input-requests",
+        "input-required-result-multi-round",
+        "input-required-result-request-state",
         // A subscription is a listen held open on the fixture.
         "resources-subscribe",
     ] {

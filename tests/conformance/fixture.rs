@@ -109,6 +109,9 @@ fn tools() -> Value {
         no_arguments("test_input_required_result_elicitation", "Asks the client's user for their name"),
         no_arguments("test_input_required_result_sampling", "Asks the client's model a question"),
         no_arguments("test_input_required_result_list_roots", "Asks the client for its roots"),
+        no_arguments("test_input_required_result_request_state", "Asks to confirm, keeping a requestState"),
+        no_arguments("test_input_required_result_multiple_inputs", "Asks three questions at once"),
+        no_arguments("test_input_required_result_multi_round", "Asks in two rounds"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -152,6 +155,7 @@ impl Fixture {
         name: &str,
         args: &Map<String, Value>,
         answers: Option<&InputResponses>,
+        state: Option<&str>,
         cx: &RequestContext<RoleServer>,
     ) -> Result<Value, Stop> {
         let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -224,6 +228,11 @@ impl Fixture {
                 .await?;
                 json!([text(&format!("Sampling result: {said}"))])
             }
+            "test_input_required_result_request_state"
+            | "test_input_required_result_multiple_inputs"
+            | "test_input_required_result_multi_round" => {
+                json!([text(&rounds(name, answers, state)?)])
+            }
             "test_input_required_result_list_roots" => {
                 let request = ServerRequest::ListRootsRequest(Default::default());
                 let answer = ask(cx, answers, "roots_request", request).await?;
@@ -250,7 +259,9 @@ impl Fixture {
 /// question (`key`) the caller answers by making the call again.
 enum Stop {
     Error(ErrorData),
-    Asks(String, InputRequest),
+    Asks(String, Box<InputRequest>),
+    /// Several questions at once, and the state to bring back with the answers.
+    Round(InputRequiredResult),
 }
 
 impl From<ErrorData> for Stop {
@@ -293,7 +304,7 @@ async fn ask(
             ServerRequest::ListRootsRequest(r) => InputRequest::ListRoots(r),
             _ => return Err(ErrorData::internal_error("not a question", None).into()),
         };
-        return Err(Stop::Asks(key.to_string(), question));
+        return Err(Stop::Asks(key.to_string(), Box::new(question)));
     }
     let answer = cx
         .peer
@@ -301,6 +312,102 @@ async fn ask(
         .await
         .map_err(|e| ErrorData::internal_error(format!("{what} failed: {e}"), None))?;
     Ok(serde_json::to_value(&answer).unwrap_or_default())
+}
+
+/// The 2026-07-28 suite's tools that ask several questions, or ask in several rounds,
+/// keeping what they need in their `requestState` (2026-07-28 callers only).
+fn rounds(
+    name: &str,
+    answers: Option<&InputResponses>,
+    state: Option<&str>,
+) -> Result<String, Stop> {
+    let state: Value = state
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let answer = |key: &str, path: &str| {
+        answers
+            .and_then(|a| a.get(key))
+            .and_then(|a| a.pointer(path))
+            .cloned()
+    };
+    let form = |message: &str, field: &str, kind: &str| {
+        json!({"method": "elicitation/create", "params": {"mode": "form", "message": message,
+            "requestedSchema": {"type": "object", "properties": {field: {"type": kind}}, "required": [field]}}})
+    };
+    let ask = |questions: Value, state: Value| -> Stop {
+        let round = json!({"resultType": "input_required", "inputRequests": questions,
+            "requestState": state.to_string()});
+        match from::<InputRequiredResult>(round) {
+            Ok(round) => Stop::Round(round),
+            Err(e) => Stop::Error(e),
+        }
+    };
+    let nonce = uuid::Uuid::new_v4().to_string();
+    match name {
+        "test_input_required_result_request_state" => {
+            if state.get("kind") == Some(&json!("request-state"))
+                && answer("confirm", "/content/ok") == Some(json!(true))
+            {
+                return Ok("state-ok: requestState validated".into());
+            }
+            let questions = json!({"confirm": form("Please confirm", "ok", "boolean")});
+            Err(ask(
+                questions,
+                json!({"kind": "request-state", "nonce": nonce}),
+            ))
+        }
+        "test_input_required_result_multiple_inputs" => {
+            let name = answer("user_name", "/content/name");
+            let greeting = answer("greeting", "/content/text");
+            let roots = answer("client_roots", "/roots");
+            if let (Some(name), Some(greeting), Some(roots)) = (name, greeting, roots)
+                && state.get("kind") == Some(&json!("multiple-inputs"))
+            {
+                let n = roots.as_array().map_or(0, Vec::len);
+                let (name, greeting) = (
+                    name.as_str().unwrap_or("?"),
+                    greeting.as_str().unwrap_or("?"),
+                );
+                return Ok(format!("Name: {name}; Greeting: {greeting}; Roots: {n}"));
+            }
+            let questions = json!({
+                "user_name": form("What is your name?", "name", "string"),
+                "greeting": {"method": "sampling/createMessage", "params": {"messages": [
+                    {"role": "user", "content": {"type": "text", "text": "Generate a greeting"}}], "maxTokens": 50}},
+                "client_roots": {"method": "roots/list", "params": {}},
+            });
+            Err(ask(
+                questions,
+                json!({"kind": "multiple-inputs", "nonce": nonce}),
+            ))
+        }
+        _ => match state.get("round").and_then(Value::as_u64) {
+            Some(1) if answer("step1", "/content/name").is_some() => {
+                let name = answer("step1", "/content/name").unwrap_or_default();
+                let questions = json!({"step2": form("Step 2: What is your favorite color?", "color", "string")});
+                Err(ask(
+                    questions,
+                    json!({"round": 2, "name": name, "nonce": nonce}),
+                ))
+            }
+            Some(2) if answer("step2", "/content/color").is_some() => {
+                let name = state
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("friend");
+                let color = answer("step2", "/content/color").unwrap_or_default();
+                Ok(format!(
+                    "Multi-round complete for {name} who likes {}",
+                    color.as_str().unwrap_or("?")
+                ))
+            }
+            _ => {
+                let questions =
+                    json!({"step1": form("Step 1: What is your name?", "name", "string")});
+                Err(ask(questions, json!({"round": 1, "nonce": nonce})))
+            }
+        },
+    }
 }
 
 fn elicitation(params: Value) -> Result<ServerRequest, ErrorData> {
@@ -527,7 +634,8 @@ impl ServerHandler for Fixture {
             seen.push(info.protocol_version.to_string());
         }
         let answers = request.input_responses.as_ref();
-        match self.run(&request.name, &args, answers, &cx).await {
+        let state = request.request_state.as_deref();
+        match self.run(&request.name, &args, answers, state, &cx).await {
             Ok(value) => {
                 let mut result: CallToolResult = from(value)?;
                 // 2026-07-28 results say they are complete (rmcp drops it for older clients).
@@ -536,8 +644,9 @@ impl ServerHandler for Fixture {
             }
             Err(Stop::Error(e)) => Err(e),
             Err(Stop::Asks(key, question)) => Ok(CallToolResponse::InputRequired(
-                InputRequiredResult::new(Some([(key, question)].into_iter().collect()), None),
+                InputRequiredResult::new(Some([(key, *question)].into_iter().collect()), None),
             )),
+            Err(Stop::Round(round)) => Ok(CallToolResponse::InputRequired(round)),
         }
     }
 
