@@ -15,7 +15,8 @@ use crate::upstream::UpstreamError;
 /// Why a request other than a successful one got no answer from its upstream.
 #[derive(Debug)]
 pub enum Failure {
-    /// A tool no upstream offers this caller (the request cannot be routed).
+    /// A tool no upstream offers this caller (the request cannot be routed), or a call
+    /// carrying a `requestState` that is not ours for it: invalid params, with the call id.
     UnknownTool { message: String, call_id: String },
     /// A prompt no upstream offers this caller.
     UnknownPrompt(String),

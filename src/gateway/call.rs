@@ -466,13 +466,20 @@ async fn refuse(
     reply(&facts.call_id, error)
 }
 
-/// A refusal as an MCP answer (see `answer`): an unknown tool is a protocol error (the
-/// request cannot be routed); everything else is a tool error the caller can read and
-/// act on, with `isError: true`.
+/// A refusal as an MCP answer (see `answer`): an unknown tool, or a `requestState` that
+/// is not ours for this call, is a protocol error (`-32602`: the request cannot be
+/// used); everything else is a tool error the caller can read and act on, with
+/// `isError: true`.
 fn reply(call_id: &str, error: CallError) -> Result<CallToolResult, ErrorData> {
     let stage = error.stage();
     match error {
         CallError::Unknown(e) => Err(Failure::UnknownTool {
+            message: e.to_string(),
+            call_id: call_id.to_string(),
+        }
+        .into()),
+        // A state that is not ours for this call makes the request itself unusable.
+        e @ (CallError::State(_) | CallError::Ended) => Err(Failure::UnknownTool {
             message: e.to_string(),
             call_id: call_id.to_string(),
         }

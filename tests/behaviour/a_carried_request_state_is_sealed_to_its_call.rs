@@ -2,9 +2,10 @@
 //! (an `InputRequiredResult`: the question and a `requestState`), and answers by making
 //! the call again with that state. The state is sealed by the gateway and bound to the
 //! caller's chain and the exact call: changed, presented by another caller, with other
-//! arguments, or a second time, it is refused at the `state` stage before anything is
-//! decided; the upstream never sees the call, and the audit says why. The genuine
-//! answer runs the call once, audited as confirmed in the client. The same holds for
+//! arguments, or a second time, it is refused (a JSON-RPC error, `-32602`) at the
+//! `state` stage before anything is decided; the upstream never sees the call, and the
+//! audit says why. The genuine answer runs the call once, audited as confirmed in the
+//! client. The same holds for
 //! the state of a call whose upstream asked the caller something: one round, once.
 
 use crate::common;
@@ -47,13 +48,11 @@ fn send(id: u64, body: &str, state: Option<&str>) -> Value {
     modern::call(id, "demo_send_message", params, asks())
 }
 
-/// The refusal text of a tool error.
+/// The message of the JSON-RPC error a call with a state that is not its own gets
+/// (`-32602`: the request cannot be used).
 fn refusal(answer: &Value) -> String {
-    assert_eq!(answer["result"]["isError"], true, "{answer}");
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    answer["error"]["message"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,7 @@ fn tools() -> Value {
         no_arguments("test_input_required_result_request_state", "Asks to confirm, keeping a requestState"),
         no_arguments("test_input_required_result_multiple_inputs", "Asks three questions at once"),
         no_arguments("test_input_required_result_multi_round", "Asks in two rounds"),
+        no_arguments("test_input_required_result_tampered_state", "Asks to confirm, with a signed requestState"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -227,6 +228,9 @@ impl Fixture {
                 )
                 .await?;
                 json!([text(&format!("Sampling result: {said}"))])
+            }
+            "test_input_required_result_tampered_state" => {
+                json!([text(&tamper_checked(answers, state)?)])
             }
             "test_input_required_result_request_state"
             | "test_input_required_result_multiple_inputs"
@@ -408,6 +412,37 @@ fn rounds(
             }
         },
     }
+}
+
+/// The state of the tampering scenario, signed: `<payload>.<sha256(key, payload)>`.
+fn signed(payload: &str) -> String {
+    use sha2::Digest;
+    let mac = sha2::Sha256::digest(format!("conformance-fixture-key|{payload}"));
+    format!("{payload}.{}", hex::encode(mac))
+}
+
+/// The tampering scenario: a state that does not verify is an error (the scenario's
+/// only acceptable answer); a verified one with an answer is done; else the question.
+fn tamper_checked(answers: Option<&InputResponses>, state: Option<&str>) -> Result<String, Stop> {
+    if let Some(state) = state {
+        let verified = state
+            .rsplit_once('.')
+            .filter(|(payload, _)| signed(payload) == state)
+            .map(|(payload, _)| payload);
+        let Some(payload) = verified else {
+            let refused = ErrorData::invalid_params("requestState integrity check failed", None);
+            return Err(refused.into());
+        };
+        if payload.starts_with("tamper-test:") && answers.is_some_and(|a| a.contains_key("confirm"))
+        {
+            return Ok("integrity-ok: state verified".into());
+        }
+    }
+    let round = json!({"resultType": "input_required", "inputRequests": {"confirm": {
+        "method": "elicitation/create", "params": {"mode": "form", "message": "Please confirm",
+        "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}}},
+        "requestState": signed(&format!("tamper-test:{}", uuid::Uuid::new_v4()))});
+    Err(from::<InputRequiredResult>(round).map_or_else(Stop::Error, Stop::Round))
 }
 
 fn elicitation(params: Value) -> Result<ServerRequest, ErrorData> {
