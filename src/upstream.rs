@@ -70,6 +70,14 @@ pub enum UpstreamError {
         code: ErrorCode,
         message: String,
     },
+    /// The upstream needs a capability this caller did not declare (`-32021`): passed
+    /// on whole, so the caller can learn which.
+    #[error("upstream `{server}` needs a client capability the caller did not declare: {message}")]
+    NeedsCapability {
+        server: String,
+        message: String,
+        data: Option<Value>,
+    },
 }
 
 /// Where a forwarded call came from, so progress can be relayed and cancellation noticed.
@@ -80,9 +88,18 @@ pub struct Downstream {
     /// Where the upstream's requests to the client go while the call runs; `None`
     /// refuses them.
     pub asks: Option<AskRoute>,
-    /// The caller offers roots: a 2026-07-28 upstream, whose every request says what
-    /// the client can do, is told so for this call (a shared 2025-11-25 connection is
-    /// never offered them).
+    /// What the caller can be asked (sampling, elicitation, roots): a 2026-07-28
+    /// upstream, whose every request says what the client can do, is told exactly that
+    /// for this call (a shared 2025-11-25 connection is offered sampling and elicitation
+    /// whoever calls, and never roots).
+    pub offers: Offers,
+}
+
+/// What a caller can be asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offers {
+    pub sampling: bool,
+    pub elicitation: bool,
     pub roots: bool,
 }
 
@@ -241,8 +258,8 @@ impl Upstreams {
         let mut progress = CallProgress::open(relay, caller, &mut request);
         let request = ClientRequest::CallToolRequest(request);
         let mut options = PeerRequestOptions::with_timeout(self.timeout);
-        if downstream.roots && modern(service) {
-            options = options.with_meta(client::with_roots());
+        if modern(service) {
+            options = options.with_meta(client::offering(downstream.offers));
         }
         let handle = service
             .peer()
@@ -399,6 +416,13 @@ pub async fn live_tools(config: &UpstreamConfig, limit: Duration) -> Result<Vec<
 /// the connection failing.
 fn failed(server: &str, e: ServiceError) -> UpstreamError {
     match e {
+        ServiceError::McpError(e) if e.code == ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY => {
+            UpstreamError::NeedsCapability {
+                server: server.into(),
+                message: e.message.to_string(),
+                data: e.data,
+            }
+        }
         ServiceError::McpError(e) => UpstreamError::Refused {
             server: server.into(),
             code: e.code,

@@ -84,6 +84,13 @@ impl From<Failure> for ErrorData {
             Failure::Upstream(e @ UpstreamError::Refused { code, .. }) => {
                 ErrorData::new(code, e.to_string(), None)
             }
+            Failure::Upstream(UpstreamError::NeedsCapability { message, data, .. }) => {
+                ErrorData::new(
+                    rmcp::model::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    message,
+                    data,
+                )
+            }
             Failure::Upstream(e) => ErrorData::internal_error(e.to_string(), None),
             Failure::ClientCannot(message) => ErrorData::invalid_request(message, None),
             Failure::Unrelayable(message) | Failure::ClientFailed(message) => {

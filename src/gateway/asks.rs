@@ -21,7 +21,7 @@ use super::answer::Failure;
 use crate::audit::Attested;
 use crate::manifest::Tier;
 use crate::policy::{Access, AccessKind, Call};
-use crate::upstream::{AskKind, AskRoute, Downstream, UpstreamError};
+use crate::upstream::{AskKind, AskRoute, Downstream, Offers, UpstreamError};
 
 /// Forward `attested` and answer its upstream's requests until the result arrives.
 pub async fn forward(
@@ -65,9 +65,14 @@ pub fn downstream(
             session: call.caller.session.clone(),
             asks,
         }),
-        roots: context
+        offers: context
             .client_capabilities()
-            .is_some_and(|c| c.roots.is_some()),
+            .map(|c| Offers {
+                sampling: c.sampling.is_some(),
+                elicitation: c.elicitation.is_some(),
+                roots: c.roots.is_some(),
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -478,6 +478,11 @@ fn reply(call_id: &str, error: CallError) -> Result<CallToolResult, ErrorData> {
             call_id: call_id.to_string(),
         }
         .into()),
+        // What the caller must declare before the upstream can serve it: a protocol
+        // error, whole, as the upstream gave it.
+        CallError::Upstream(e @ UpstreamError::NeedsCapability { .. }) => {
+            Err(Failure::Upstream(e).into())
+        }
         // A state that is not ours for this call makes the request itself unusable.
         e @ (CallError::State(_) | CallError::Ended) => Err(Failure::UnknownTool {
             message: e.to_string(),

@@ -150,7 +150,7 @@ impl ClientHandler for UpstreamClient {
     /// client or widen the scope its operator gave it.
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
-            capabilities(false),
+            capabilities(),
             Implementation::new("mcp-warden", env!("CARGO_PKG_VERSION")),
         )
         .with_protocol_version(ProtocolVersion::V_2025_11_25)
@@ -209,20 +209,31 @@ pub async fn connect(
     }
 }
 
-/// What the gateway offers an upstream: sampling and elicitation always; roots only on
-/// a 2026-07-28 request made for a caller that offers them.
-fn capabilities(roots: bool) -> rmcp::model::ClientCapabilities {
-    let offered = match roots {
-        true => serde_json::json!({"sampling": {}, "elicitation": {}, "roots": {}}),
-        false => serde_json::json!({"sampling": {}, "elicitation": {}}),
-    };
-    serde_json::from_value(offered).unwrap_or_default()
+/// What the gateway offers an upstream on its connection: sampling and elicitation (put
+/// to the caller only if it offers them too). Never roots: a connection shared by every
+/// client cannot carry one client's roots.
+fn capabilities() -> rmcp::model::ClientCapabilities {
+    serde_json::from_value(serde_json::json!({"sampling": {}, "elicitation": {}}))
+        .unwrap_or_default()
 }
 
-/// The `_meta` of a 2026-07-28 request made for a caller that offers roots.
-pub fn with_roots() -> rmcp::model::RequestMetaObject {
+/// The `_meta` of a 2026-07-28 request made for a caller that offers `offers`: the
+/// upstream asks only what this caller can answer.
+pub fn offering(offers: super::Offers) -> rmcp::model::RequestMetaObject {
+    let mut offered = serde_json::Map::new();
+    for (name, yes) in [
+        ("sampling", offers.sampling),
+        ("elicitation", offers.elicitation),
+        ("roots", offers.roots),
+    ] {
+        if yes {
+            offered.insert(name.into(), serde_json::json!({}));
+        }
+    }
+    let capabilities =
+        serde_json::from_value(serde_json::Value::Object(offered)).unwrap_or_default();
     let mut meta = rmcp::model::RequestMetaObject::default();
-    meta.set_client_capabilities(capabilities(true));
+    meta.set_client_capabilities(capabilities);
     meta
 }
 

@@ -192,6 +192,8 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         "input-required-result-request-state",
         // The suite changes the gateway's own state: refused with a JSON-RPC error.
         "input-required-result-tampered-state",
+        // The fixture is told, on each request, exactly what this caller can be asked.
+        "input-required-result-capability-check",
         // A subscription is a listen held open on the fixture.
         "resources-subscribe",
     ] {
@@ -201,6 +203,17 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
             through.get(scenario)
         );
     }
+    // The fixture's "missing client capability" refusal reaches the suite whole (the
+    // scenario as a whole still lacks two of its diagnostic tools in the fixture).
+    let stateless = &through["server-stateless"];
+    assert!(
+        !stateless
+            .failures
+            .iter()
+            .any(|f| f.starts_with("ServerRejectsUndeclaredCapability")
+                || f.starts_with("MissingCapabilityHttp400")),
+        "{stateless:?}"
+    );
     let (d, t) = (
         direct.values().filter(|o| passes(o)).count(),
         through.values().filter(|o| passes(o)).count(),

@@ -113,6 +113,8 @@ fn tools() -> Value {
         no_arguments("test_input_required_result_multiple_inputs", "Asks three questions at once"),
         no_arguments("test_input_required_result_multi_round", "Asks in two rounds"),
         no_arguments("test_input_required_result_tampered_state", "Asks to confirm, with a signed requestState"),
+        no_arguments("test_input_required_result_capabilities", "Asks only what the client declared"),
+        no_arguments("test_missing_capability", "Needs a client that offers sampling"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -228,6 +230,23 @@ impl Fixture {
                 )
                 .await?;
                 json!([text(&format!("Sampling result: {said}"))])
+            }
+            "test_input_required_result_capabilities" => {
+                json!([text(&by_capabilities(cx, answers)?)])
+            }
+            "test_missing_capability" => {
+                if cx
+                    .client_capabilities()
+                    .is_none_or(|c| c.sampling.is_none())
+                {
+                    let missing = ErrorData::new(
+                        rmcp::model::ErrorCode(-32021),
+                        "MissingRequiredClientCapabilityError",
+                        Some(json!({"requiredCapabilities": {"sampling": {}}})),
+                    );
+                    return Err(missing.into());
+                }
+                json!([text("Success")])
             }
             "test_input_required_result_tampered_state" => {
                 json!([text(&tamper_checked(answers, state)?)])
@@ -412,6 +431,41 @@ fn rounds(
             }
         },
     }
+}
+
+/// Asks only what this request's client declared it can answer.
+fn by_capabilities(
+    cx: &RequestContext<RoleServer>,
+    answers: Option<&InputResponses>,
+) -> Result<String, Stop> {
+    if let Some(answers) = answers.filter(|a| !a.is_empty()) {
+        let keys: Vec<&str> = answers.keys().map(String::as_str).collect();
+        return Ok(format!("capabilities-ok: received {}", keys.join(",")));
+    }
+    let caps = cx.client_capabilities().unwrap_or_default();
+    let mut questions = serde_json::Map::new();
+    if caps.elicitation.is_some() {
+        questions.insert(
+            "elicit_input".into(),
+            json!({"method": "elicitation/create", "params": {
+            "mode": "form", "message": "Elicitation input", "requestedSchema": {"type": "object",
+            "properties": {"value": {"type": "string"}}, "required": ["value"]}}}),
+        );
+    }
+    #[allow(deprecated)] // sampling is deprecated by SEP-2577 but the suite tests it
+    if caps.sampling.is_some() {
+        questions.insert(
+            "sample_input".into(),
+            json!({"method": "sampling/createMessage", "params": {
+            "messages": [{"role": "user", "content": {"type": "text", "text": "Sample request"}}],
+            "maxTokens": 50}}),
+        );
+    }
+    if questions.is_empty() {
+        return Ok("No supported capabilities declared".into());
+    }
+    let round = json!({"resultType": "input_required", "inputRequests": questions});
+    Err(from::<InputRequiredResult>(round).map_or_else(Stop::Error, Stop::Round))
 }
 
 /// The state of the tampering scenario, signed: `<payload>.<sha256(key, payload)>`.
