@@ -93,6 +93,10 @@ pub struct Downstream {
     /// for this call (a shared 2025-11-25 connection is offered sampling and elicitation
     /// whoever calls, and never roots).
     pub offers: Offers,
+    /// The log level the caller's 2026-07-28 request named, passed on to a 2026-07-28
+    /// upstream (whose entries then reach that request).
+    #[allow(deprecated)] // logging is deprecated by SEP-2577 but clients still use it
+    pub log_level: Option<rmcp::model::LoggingLevel>,
 }
 
 /// What a caller can be asked.
@@ -259,7 +263,11 @@ impl Upstreams {
         let request = ClientRequest::CallToolRequest(request);
         let mut options = PeerRequestOptions::with_timeout(self.timeout);
         if modern(service) {
-            options = options.with_meta(client::offering(downstream.offers));
+            let mut meta = client::offering(downstream.offers);
+            if let Some(level) = downstream.log_level {
+                meta.set_log_level(level);
+            }
+            options = options.with_meta(meta);
         }
         let handle = service
             .peer()

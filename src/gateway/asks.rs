@@ -73,6 +73,7 @@ pub fn downstream(
                 roots: c.roots.is_some(),
             })
             .unwrap_or_default(),
+        log_level: context.meta.log_level(),
     }
 }
 

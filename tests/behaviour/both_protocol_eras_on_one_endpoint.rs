@@ -237,49 +237,46 @@ fn params_name(body: &Value) -> Option<String> {
 }
 
 /// A 2026-07-28 request names its own log level: the upstream's log entries reach that
-/// request, on its own stream, at or above the level, and only when policy lets the
-/// caller read the server's logs; a request that names none gets none.
+/// request, on its own stream, before its answer, at or above the level, and only when
+/// policy lets the caller read the server's logs; a request that names none gets none.
+/// (The demo server over stdio logs once before it echoes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_names_a_log_level_gets_the_upstreams_log_entries() {
-    let logs = |deny: &'static str| async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        tokio::spawn(crate::fixture::serve(listener));
-        let dir = tempfile::tempdir().unwrap();
-        let state = common::fixture_gateway(dir.path(), &fixture_url, deny).await;
-        let url = common::serve_http(state).await;
+    let entries = |setup: Setup| async move {
+        let (_dir, url, _state) = common::http_gateway(&setup).await;
         let mut counts = Vec::new();
-        for level in [Some("debug"), None] {
-            let mut body = modern::call(
-                1,
-                "test_tool_with_logging",
-                json!({"arguments": {}}),
-                json!({}),
-            );
+        for level in [Some("debug"), Some("error"), None] {
+            let mut body = call(1, "demo_echo", json!({"text": "logged"}));
             if let Some(level) = level {
                 body["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!(level);
             }
             let answer = modern::post(&url, &body, None, &[]).await;
             assert!(answer.message["result"].is_object(), "{}", answer.message);
-            let entries = answer
+            let logged = answer
                 .messages
                 .iter()
                 .filter(|m| m["method"] == "notifications/message")
                 .count();
-            counts.push(entries);
+            counts.push(logged);
         }
-        (counts, dir)
+        counts
     };
-    let (counts, _dir) = logs("").await;
     assert_eq!(
-        counts,
-        [3, 0],
-        "debug gets the three entries; no level, none"
+        entries(Setup::default()).await,
+        [1, 0, 0],
+        "debug gets the entry, error (above info) and no level none"
     );
-    let (counts, _dir) = logs("p, role:conformance, conformance/logs, read, deny").await;
+    let no_logs = Setup {
+        policy: Some(
+            "p, role:t, demo/*, read, allow\np, role:t, demo/logs, read, deny\n\
+             g, agent:desktop, role:t\ng, user:alice, role:t\n"
+                .into(),
+        ),
+        ..Setup::default()
+    };
     assert_eq!(
-        counts,
-        [0, 0],
+        entries(no_logs).await,
+        [0, 0, 0],
         "a caller who may not read the logs gets none"
     );
 }

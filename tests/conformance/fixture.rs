@@ -115,6 +115,8 @@ fn tools() -> Value {
         no_arguments("test_input_required_result_tampered_state", "Asks to confirm, with a signed requestState"),
         no_arguments("test_input_required_result_capabilities", "Asks only what the client declared"),
         no_arguments("test_missing_capability", "Needs a client that offers sampling"),
+        no_arguments("test_streaming_elicitation", "Reports progress on the call's own stream"),
+        no_arguments("test_logging_tool", "Logs only when the request names a log level"),
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -247,6 +249,27 @@ impl Fixture {
                     return Err(missing.into());
                 }
                 json!([text("Success")])
+            }
+            // Two of the stateless scenario's diagnostics: a notification on the call's
+            // own stream (never a request of the server's own), and a log entry only
+            // when the request names a log level.
+            "test_streaming_elicitation" => {
+                if let Some(token) = cx.meta.get_progress_token() {
+                    let note = ProgressNotificationParam::new(token, 50.0).with_total(100.0);
+                    let _ = cx.peer.notify_progress(note).await;
+                }
+                json!([text("Streaming complete")])
+            }
+            #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite tests it
+            "test_logging_tool" => {
+                if let Some(level) = cx.meta.log_level() {
+                    let entry = rmcp::model::LoggingMessageNotificationParam::new(
+                        level,
+                        json!("Diagnostic trace logging activated"),
+                    );
+                    let _ = cx.peer.notify_logging_message(entry).await;
+                }
+                json!([text("Logging evaluated")])
             }
             "test_input_required_result_tampered_state" => {
                 json!([text(&tamper_checked(answers, state)?)])
