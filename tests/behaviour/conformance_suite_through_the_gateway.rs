@@ -196,6 +196,9 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         // its "missing client capability" refusal reaches the suite whole.
         "input-required-result-capability-check",
         "server-stateless",
+        // Mcp-Param-* headers from x-mcp-header annotations, checked by the gateway and
+        // sent on to the fixture.
+        "http-custom-header-server-validation",
         // A subscription is a listen held open on the fixture.
         "resources-subscribe",
     ] {

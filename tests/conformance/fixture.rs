@@ -117,6 +117,9 @@ fn tools() -> Value {
         no_arguments("test_missing_capability", "Needs a client that offers sampling"),
         no_arguments("test_streaming_elicitation", "Reports progress on the call's own stream"),
         no_arguments("test_logging_tool", "Logs only when the request names a log level"),
+        {"name": "test_custom_header", "description": "A tool whose region travels as the Mcp-Param-Region header too",
+         "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+            "required": ["region"]}},
         {"name": "json_schema_2020_12_tool", "description": "Tool with JSON Schema 2020-12 features",
          "inputSchema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -261,14 +264,9 @@ impl Fixture {
                 json!([text("Streaming complete")])
             }
             #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite tests it
+            "test_custom_header" => json!([text(&format!("region: {}", arg("region")))]),
             "test_logging_tool" => {
-                if let Some(level) = cx.meta.log_level() {
-                    let entry = rmcp::model::LoggingMessageNotificationParam::new(
-                        level,
-                        json!("Diagnostic trace logging activated"),
-                    );
-                    let _ = cx.peer.notify_logging_message(entry).await;
-                }
+                log_if_asked(cx).await;
                 json!([text("Logging evaluated")])
             }
             "test_input_required_result_tampered_state" => {
@@ -526,6 +524,18 @@ fn elicitation(params: Value) -> Result<ServerRequest, ErrorData> {
     Ok(ServerRequest::ElicitRequest(Request::new(from(params)?)))
 }
 
+/// One log entry, only when the request names a log level.
+#[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
+async fn log_if_asked(cx: &RequestContext<RoleServer>) {
+    if let Some(level) = cx.meta.log_level() {
+        let entry = rmcp::model::LoggingMessageNotificationParam::new(
+            level,
+            json!("Diagnostic trace logging activated"),
+        );
+        let _ = cx.peer.notify_logging_message(entry).await;
+    }
+}
+
 #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it
 async fn log_three(cx: &RequestContext<RoleServer>) -> String {
     let steps = [
@@ -734,6 +744,12 @@ impl ServerHandler for Fixture {
         _c: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(from(tools())?))
+    }
+
+    /// A tool's definition, for rmcp to check `Mcp-Name` and `Mcp-Param-*` headers.
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        let all: Vec<rmcp::model::Tool> = from(tools()).ok()?;
+        all.into_iter().find(|t| t.name == name)
     }
 
     async fn call_tool(
