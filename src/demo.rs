@@ -14,7 +14,7 @@ use rmcp::model::{
     CompletionInfo, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
     ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, ServerNotification, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -31,6 +31,8 @@ pub struct DemoTools {
     call_log: Option<Arc<Mutex<std::fs::File>>>,
     /// Never announce tool-list changes.
     quiet: bool,
+    /// Open 2026-07-28 `subscriptions/listen` requests, told of changes as they happen.
+    listens: Arc<Mutex<Vec<rmcp::service::SubscriptionSink>>>,
 }
 
 impl DemoTools {
@@ -58,7 +60,16 @@ impl DemoTools {
             extra: Arc::default(),
             call_log: log,
             quiet: false,
+            listens: Arc::default(),
         })
+    }
+
+    /// Tell every open listen of `change` (each takes only what it asked for).
+    async fn tell_listens(&self, change: ServerNotification) {
+        let sinks = self.listens.lock().map(|l| l.clone()).unwrap_or_default();
+        for sink in sinks {
+            let _ = sink.send(change.clone()).await;
+        }
     }
 
     fn log(&self, event: Value) {
@@ -177,7 +188,13 @@ impl DemoTools {
                 }
                 let updated =
                     rmcp::model::ResourceUpdatedNotificationParam::new(format!("note://{title}"));
-                let _ = context.peer.notify_resource_updated(updated).await;
+                let change = ServerNotification::ResourceUpdatedNotification(
+                    rmcp::model::ResourceUpdatedNotification::new(updated.clone()),
+                );
+                self.tell_listens(change).await;
+                if !modern(context) {
+                    let _ = context.peer.notify_resource_updated(updated).await;
+                }
                 Ok(format!("saved `{title}`"))
             }
             "toggle_extra" => {
@@ -190,7 +207,12 @@ impl DemoTools {
                     })
                     .unwrap_or(false);
                 if !self.quiet {
-                    let _ = context.peer.notify_tool_list_changed().await;
+                    let changed =
+                        ServerNotification::ToolListChangedNotification(Default::default());
+                    self.tell_listens(changed).await;
+                    if !modern(context) {
+                        let _ = context.peer.notify_tool_list_changed().await;
+                    }
                 }
                 Ok(format!(
                     "extra tool {}",
@@ -263,6 +285,14 @@ fn received_headers(context: &RequestContext<RoleServer>) -> Option<Value> {
         .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
         .collect();
     Some(Value::Object(headers))
+}
+
+/// Whether the request speaks 2026-07-28 or later: its client hears of changes only on a
+/// listen.
+fn modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
 }
 
 /// Send the client one `info` log entry (logger `demo-tools`).
@@ -374,6 +404,37 @@ impl ServerHandler for DemoTools {
         _c: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         self.log(json!({"unsubscribe": request.uri}));
+        Ok(())
+    }
+
+    /// A 2026-07-28 client listens instead of subscribing: it gets what it asks for.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        for uri in &uris {
+            self.log(json!({"subscribe": uri}));
+        }
+        let sink = context.sink().clone();
+        if let Ok(mut listens) = self.listens.lock() {
+            listens.push(sink.clone());
+        }
+        context.cancelled().await;
+        if let Ok(mut listens) = self.listens.lock() {
+            listens.retain(|s| s.id() != sink.id());
+        }
+        for uri in &uris {
+            self.log(json!({"unsubscribe": uri}));
+        }
         Ok(())
     }
 

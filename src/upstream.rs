@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, ErrorCode,
-    ProgressToken, Request, ServerCapabilities, ServerResult,
+    ProgressToken, Request, ServerCapabilities, ServerNotification, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -388,8 +388,52 @@ impl Upstreams {
                     reason,
                 })?,
         );
+        // A 2026-07-28 server tells of its list changes only on a listen.
+        if modern(&service) {
+            self.listen_for_changes(server, &service);
+        }
         *slot = Some(service.clone());
         Ok(service)
+    }
+
+    /// Hold a `subscriptions/listen` open on a 2026-07-28 upstream for its tool, prompt
+    /// and resource list changes, reported as any upstream's are; it ends with the
+    /// connection.
+    fn listen_for_changes(&self, server: &str, service: &Arc<Service>) {
+        let filter = rmcp::model::SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed()
+            .resources_list_changed()
+            .build();
+        let (peer, events, id) = (
+            service.peer().clone(),
+            self.events.clone(),
+            server.to_string(),
+        );
+        tokio::spawn(async move {
+            let mut listening = match peer.listen(filter).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(server = %id, error = %e, "the upstream refused a listen for its list changes; its catalog is refreshed every relist_interval only");
+                    return;
+                }
+            };
+            while let Ok(Some(note)) = listening.next().await {
+                let event = match note {
+                    ServerNotification::ToolListChangedNotification(_) => {
+                        UpstreamEvent::ToolsChanged(id.clone())
+                    }
+                    ServerNotification::PromptListChangedNotification(_)
+                    | ServerNotification::ResourceListChangedNotification(_) => {
+                        UpstreamEvent::ListsChanged(id.clone())
+                    }
+                    _ => continue,
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Stop every upstream (child processes are killed).

@@ -88,3 +88,57 @@ async fn a_re_list_that_finds_nothing_changed_says_nothing() {
     );
     assert!(h.state.current().catalog.resolve("demo_echo").is_ok());
 }
+
+/// A 2026-07-28 upstream (the demo, `protocol = "auto"`) tells of its list changes only on
+/// a `subscriptions/listen`: the gateway holds one open, so the new tool appears all the
+/// same, and a client's resource subscription becomes a listen on the upstream whose
+/// updates reach it.
+#[tokio::test]
+async fn a_2026_upstream_is_listened_to_for_list_changes_and_updates() {
+    let setup = common::Setup {
+        upstream_extra: "protocol = \"auto\"\n".into(),
+        ..common::Setup::default()
+    };
+    let h = Harness::with(setup).await;
+    assert_eq!(
+        h.state.upstreams.speaks("demo").as_deref(),
+        Some("2026-07-28")
+    );
+    let result = h
+        .call(
+            "demo_toggle_extra",
+            json!({"intent": "show the extra tool"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "extra tool shown");
+    tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())
+        .await
+        .expect("the client hears that the tool list changed");
+    let names = h.tool_names().await;
+    assert!(names.contains(&"demo_extra".to_string()), "{names:?}");
+
+    #[allow(deprecated)] // the client here speaks 2025-11-25, where this is how to subscribe
+    h.client
+        .peer()
+        .subscribe(rmcp::model::SubscribeRequestParams::new("demo+note://plan"))
+        .await
+        .unwrap();
+    let saved = h
+        .call(
+            "demo_write_note",
+            json!({"title": "plan", "body": "new plan", "intent": "update the plan"}),
+        )
+        .await
+        .unwrap();
+    assert_ne!(saved.is_error, Some(true));
+    tokio::time::timeout(Duration::from_secs(5), h.events.update.notified())
+        .await
+        .expect("the subscriber hears of the update");
+    assert_eq!(*h.events.updated.lock().unwrap(), ["demo+note://plan"]);
+    assert!(
+        h.upstream_calls()
+            .contains(&json!({"subscribe": "note://plan"})),
+        "the upstream was asked through a listen"
+    );
+}
