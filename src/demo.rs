@@ -292,7 +292,7 @@ fn received_headers(context: &RequestContext<RoleServer>) -> Option<Value> {
 fn modern(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
-        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
+        .is_some_and(|v| !v.has_initialize())
 }
 
 /// Send the client one `info` log entry (logger `demo-tools`).

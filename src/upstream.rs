@@ -112,9 +112,10 @@ type Service = RunningService<RoleClient, UpstreamClient>;
 /// Whether a connection speaks 2026-07-28 or later (it was opened with
 /// `server/discover`).
 fn modern(service: &Service) -> bool {
-    service.peer().peer_info().is_some_and(|i| {
-        i.protocol_version.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str()
-    })
+    service
+        .peer()
+        .peer_info()
+        .is_some_and(|i| !i.protocol_version.has_initialize())
 }
 
 /// The most rounds of questions one call may take (a 2026-07-28 upstream's

@@ -103,8 +103,8 @@ pub async fn run(
     if let Err(e) = task {
         return refuse(state, &facts, e.into()).await.map(Into::into);
     }
-    let (attested, binding) = match admit(state, now, &mut facts, &request, &context).await {
-        Ok(Admitted::Attested(attested, binding)) => (attested, binding),
+    let attested = match admit(state, now, &mut facts, &request, &context).await {
+        Ok(Admitted::Attested(attested)) => attested,
         // The caller is asked first; its answer comes with the call made again.
         Ok(Admitted::Asks(asks)) => return Ok(CallToolResponse::InputRequired(asks)),
         // The next round of a call already forwarded, whose upstream asked the caller.
@@ -117,7 +117,7 @@ pub async fn run(
     // A 2026-07-28 caller is asked what the upstream asks by the call's answer: the call
     // runs on while the caller answers, in rounds.
     if super::era::modern(&context) {
-        return super::rounds::first(state, now, attested, binding, &context).await;
+        return super::rounds::first(state, now, attested, &context).await;
     }
     let result = forward(state, now, &attested, &context).await;
     finish(state, &attested, result).await.map(Into::into)
@@ -154,14 +154,14 @@ pub(super) async fn finish(
     result.or_else(|e| reply(&call.id, CallError::Upstream(e)))
 }
 
-/// How far a call got before it was forwarded: attested (with its binding), its caller
+/// How far a call got before it was forwarded: attested, its caller
 /// must answer a question first, or it is the next round of a call already forwarded.
 #[expect(
     clippy::large_enum_variant,
     reason = "the large variant is every call's; boxing it would allocate on every call for the rare small one"
 )]
 enum Admitted {
-    Attested(Attested, String),
+    Attested(Attested),
     Asks(InputRequiredResult),
     Resumes(Box<super::rounds::Parked>),
 }
@@ -187,13 +187,16 @@ async fn admit(
     facts.intent = intent::take(args, meta.get(intent::META_KEY), field, injected, tool.tier)?;
     facts.intent_redacted = now.config.live.redact_intent || tool.redacts_intent();
     check_args(tool, args)?;
-    let binding = crate::policy::binding(tool, args, facts.caller);
     // The state a 2026-07-28 client carries back is opened (once) before anything else
     // is decided or counted: one this gateway did not seal for exactly this call is
     // refused here. A call already forwarded takes up its next round.
     let confirmation = match &request.request_state {
         None => None,
-        Some(sealed) => match super::rounds::open(state, &binding, sealed)? {
+        Some(sealed) => match super::rounds::open(
+            state,
+            &crate::policy::binding(tool, args, facts.caller),
+            sealed,
+        )? {
             super::rounds::Carried::Approval(approval) => Some(Confirmation {
                 approval,
                 answer: super::confirm::answer_in(request.input_responses.as_ref()),
@@ -244,7 +247,7 @@ async fn admit(
         .audit
         .attempt(permitted)
         .await
-        .map(|attested| Admitted::Attested(attested, binding))
+        .map(Admitted::Attested)
         .map_err(|(permitted, e)| {
             facts.decision = Some(permitted.decision().clone());
             e.into()

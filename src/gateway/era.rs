@@ -3,7 +3,7 @@
 //! running upstreams declare and from the tools policy lets this caller see.
 
 use rmcp::RoleServer;
-use rmcp::model::{ProtocolVersion, ServerCapabilities};
+use rmcp::model::ServerCapabilities;
 use rmcp::service::RequestContext;
 
 use super::{Gateway, Snapshot, State};
@@ -52,7 +52,7 @@ pub async fn capabilities_for(
 pub fn modern(context: &RequestContext<RoleServer>) -> bool {
     context
         .protocol_version()
-        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+        .is_some_and(|v| !v.has_initialize())
 }
 
 /// Everything the gateway can serve (what `initialize` declares).

@@ -133,7 +133,6 @@ pub async fn first(
     state: &Arc<State>,
     now: &Snapshot,
     attested: Attested,
-    binding: String,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let (tell, events) = mpsc::channel(4);
@@ -164,7 +163,7 @@ pub async fn first(
         let answer = super::call::finish(&task_state, &attested, result).await;
         let _ = tell.send(Event::Done(answer)).await;
     });
-    wait(state, binding, events, context).await
+    wait(state, None, events, context).await
 }
 
 /// A later round: give the upstream the caller's answer, then wait again.
@@ -201,14 +200,15 @@ pub async fn resume(
         };
         return park(state, parked);
     }
-    wait(state, binding, events, context).await
+    wait(state, Some(binding), events, context).await
 }
 
 /// Wait for the call's result or its upstream's next question; a question is decided,
-/// then the call is parked and the caller asked.
+/// then the call is parked and the caller asked. The call's binding (what its state is
+/// sealed to) is worked out the first time a question comes, when not known yet.
 async fn wait(
     state: &Arc<State>,
-    binding: String,
+    binding: Option<String>,
     mut events: mpsc::Receiver<Event>,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
@@ -235,6 +235,7 @@ async fn wait(
                 if more || questions.is_empty() {
                     continue;
                 }
+                let binding = binding.unwrap_or_else(|| crate::policy::binding_of(&call));
                 let parked = Parked {
                     events,
                     questions,

@@ -328,9 +328,7 @@ async fn ask(
         ServerRequest::ElicitRequest(_) => (|c| c.elicitation.is_some(), "elicitation"),
         _ => (|c| c.roots.is_some(), "roots"),
     };
-    let modern = cx
-        .protocol_version()
-        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+    let modern = cx.protocol_version().is_some_and(|v| !v.has_initialize());
     // An older client is asked for its roots whatever it declared (as the fixture always
     // did); everything else only when the client (on 2026-07-28, this request) offers it.
     let checked = modern || what != "roots";
