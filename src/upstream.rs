@@ -208,8 +208,6 @@ impl Upstreams {
         let call = attested.permitted().call();
         let server = call.tool.server.as_str();
         let service = self.service(server).await?;
-        let mut params =
-            CallToolRequestParams::new(call.tool.tool.clone()).with_arguments(call.args.clone());
         // Registered before the call goes out, so no request it causes can miss it.
         let asker = downstream
             .asks
@@ -217,22 +215,22 @@ impl Upstreams {
             .map(|route| self.askers.register(server, route));
         // A 2026-07-28 upstream asks by answering with what it needs: the caller is asked
         // (as it would be by a request), and the call made again with the answers.
+        let mut answered = None;
         for _ in 0..MAX_ROUNDS {
+            let mut params = CallToolRequestParams::new(call.tool.tool.clone())
+                .with_arguments(call.args.clone());
+            if let Some((answers, state)) = answered.take() {
+                params = params.with_input_responses(answers);
+                params.request_state = state;
+            }
             let response = self
-                .send_call(
-                    server,
-                    &service,
-                    params.clone(),
-                    &downstream,
-                    asker.as_ref(),
-                )
+                .send_call(server, &service, params, &downstream, asker.as_ref())
                 .await?;
             match response {
                 Ok(ServerResult::InputRequiredResult(asked)) => {
                     let route = downstream.asks.as_ref();
                     let answers = asks::answer_all(server, route, &asked).await?;
-                    params = params.with_input_responses(answers);
-                    params.request_state = asked.request_state;
+                    answered = Some((answers, asked.request_state));
                 }
                 other => return self.answer(server, other),
             }
