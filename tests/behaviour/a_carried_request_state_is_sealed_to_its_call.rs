@@ -225,3 +225,99 @@ async fn the_state_of_a_call_whose_upstream_asked_is_good_for_one_round() {
         .count();
     assert_eq!(at_state, 2, "{audit:#?}");
 }
+
+/// A caller that does not come back within the call timeout: the parked call is let go
+/// (its outcome is audited: no result), and an answer brought back afterwards runs
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_whose_caller_never_comes_back_is_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = common::everything_gateway_with(&dir, "call_timeout = \"1s\"\n").await;
+    let url = common::serve_http(state.clone()).await;
+    let body = modern::call(
+        1,
+        "everything_trigger-elicitation-request",
+        json!({"arguments": {}}),
+        asks(),
+    );
+    let asked = modern::post(&url, &body, None, &[]).await;
+    let sealed = asked.message["result"]["requestState"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", asked.message))
+        .to_string();
+    // The call's outcome is written once it is let go.
+    let audit_path = dir.path().join("audit.jsonl");
+    let mut outcome = None;
+    for _ in 0..200 {
+        state.audit.flush().await.unwrap();
+        outcome = common::audit_records(&audit_path)
+            .into_iter()
+            .find(|r| r["kind"] == "outcome");
+        if outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let outcome = outcome.expect("the let-go call's outcome is audited");
+    assert_ne!(outcome["outcome"], "ok", "{outcome}");
+    // An answer that comes now runs nothing: its state has expired with the call, or the
+    // round is gone ("has ended"), or, if it is still being let go, the call's answer is
+    // the failure already audited.
+    let late = modern::call(
+        10,
+        "everything_trigger-elicitation-request",
+        json!({"arguments": {}, "requestState": sealed,
+            "inputResponses": {"upstream": {"action": "accept", "content": {"name": "late"}}}}),
+        asks(),
+    );
+    let answer = modern::post(&url, &late, None, &[]).await.message;
+    let ended = answer["error"]["code"] == -32602
+        && answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has ended") || m.contains("expired"));
+    assert!(ended || answer["result"]["isError"] == true, "{answer}");
+    state.audit.flush().await.unwrap();
+    let outcomes = common::audit_records(&audit_path)
+        .into_iter()
+        .filter(|r| r["kind"] == "outcome")
+        .count();
+    assert_eq!(outcomes, 1, "the call ended once");
+}
+
+/// A 2026-07-28 upstream's own `requestState` never reaches the caller: the caller gets
+/// the gateway's sealed state, and the upstream gets its own back with the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_own_state_stays_in_the_gateway() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(crate::fixture::serve(listener));
+    let dir = tempfile::tempdir().unwrap();
+    let state =
+        common::fixture_gateway_with(dir.path(), &fixture_url, "", "protocol = \"auto\"").await;
+    let url = common::serve_http(state).await;
+    let tool = "test_input_required_result_request_state";
+    let first = modern::call(1, tool, json!({"arguments": {}}), asks());
+    let asked = modern::post(&url, &first, None, &[]).await;
+    let result = &asked.message["result"];
+    let sealed = result["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(sealed.starts_with("mw1."), "{result}");
+    assert!(
+        !asked.message.to_string().contains("request-state"),
+        "{result}"
+    );
+    assert_eq!(
+        result["inputRequests"]["confirm"]["method"],
+        "elicitation/create"
+    );
+    let answer = json!({"arguments": {}, "requestState": sealed,
+        "inputResponses": {"confirm": {"action": "accept", "content": {"ok": true}}}});
+    let second = modern::post(&url, &modern::call(2, tool, answer, asks()), None, &[]).await;
+    assert_eq!(
+        second.message["result"]["content"][0]["text"], "state-ok: requestState validated",
+        "{}",
+        second.message
+    );
+}

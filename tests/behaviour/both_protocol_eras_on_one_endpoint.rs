@@ -165,12 +165,17 @@ async fn an_unknown_version_gets_the_list_and_removed_methods_are_not_found() {
         "{text}"
     );
 
-    for removed in ["ping", "logging/setLevel", "resources/subscribe"] {
+    for removed in [
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ] {
         let mut params = json!({"_meta": modern_meta()});
         if removed == "logging/setLevel" {
             params["level"] = json!("info");
         }
-        if removed == "resources/subscribe" {
+        if removed.starts_with("resources/") {
             params["uri"] = json!("note://plan");
         }
         let body = json!({"jsonrpc": "2.0", "id": 3, "method": removed, "params": params});

@@ -589,6 +589,11 @@ pub fn sigterm(pid: u32) {
 /// A gateway in front of npm `server-everything` over stdio, the calling identity
 /// allowed its tools.
 pub async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
+    everything_gateway_with(dir, "").await
+}
+
+/// [`everything_gateway`] with `gateway` added to its `[gateway]` table.
+pub async fn everything_gateway_with(dir: &tempfile::TempDir, gateway: &str) -> Arc<State> {
     let manifests = dir.path().join("tool-manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::copy(
@@ -599,7 +604,7 @@ pub async fn everything_gateway(dir: &tempfile::TempDir) -> Arc<State> {
     let policy = "p, role:t, everything/*, read, allow\ng, agent:t, role:t\ng, user:u, role:t\n";
     std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
     let config = format!(
-        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[identity.http]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
+        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = {model:?}\npolicy = \"policy.csv\"\nstate_dir = \".\"\n{gateway}\n[identity.stdio]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[identity.http]\nagent = \"agent:t\"\non_behalf_of = \"user:u\"\n\n[[upstream]]\nid = \"everything\"\ncommand = {exe:?}\n",
         model = repo().join("policies/model.conf"),
         exe = repo().join("node_modules/.bin/mcp-server-everything"),
     );
