@@ -32,9 +32,8 @@ pub(super) struct RawUpstream {
     protocol: Option<String>,
 }
 
-/// How the gateway opens its connection to an upstream. `initialize` is the default
-/// while rmcp-based servers (the bundled demo among them) answer a 2026-07-28 client
-/// without their server-to-client requests and `resources/subscribe`.
+/// How the gateway opens its connection to an upstream: `auto` (the default) asks
+/// `server/discover` first and speaks 2026-07-28 to a server that knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamProtocol {
     /// `server/discover` first (2026-07-28), `initialize` (2025-11-25) when the server
@@ -127,8 +126,8 @@ pub(super) fn check_upstreams(
             ));
         }
         let protocol = match u.protocol.as_deref() {
-            Some("auto") => UpstreamProtocol::Auto,
-            None | Some("2025-11-25") => UpstreamProtocol::Initialize,
+            None | Some("auto") => UpstreamProtocol::Auto,
+            Some("2025-11-25") => UpstreamProtocol::Initialize,
             Some(other) => {
                 out.push(Problem::error(
                     file,

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestMethod, CallToolRequestParams, ClientJsonRpcMessage, GetExtensions, GetMeta,
-    JsonRpcMessage, NumberOrString, ProgressNotificationParam, ProgressToken, Request, RequestId,
-    ServerJsonRpcMessage, ServerNotification,
+    CallToolRequestMethod, CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, ErrorCode,
+    GetExtensions, GetMeta, JsonRpcMessage, NumberOrString, ProgressNotificationParam,
+    ProgressToken, ProtocolVersion, Request, RequestId, ServerJsonRpcMessage, ServerNotification,
 };
 use rmcp::transport::Transport;
 use rmcp::{Peer, RoleClient, RoleServer};
@@ -104,6 +104,12 @@ impl ProgressRelay {
 /// progress into them, in the order the messages are read; and says (at `warn`, with the
 /// upstream's id) when the upstream answers a request it was never sent, which rmcp
 /// drops without a word.
+///
+/// One answer is changed on its way in: a `server/discover` refused with -32022 and a list
+/// of revisions that has none the gateway asked for is a server that knows the discovery
+/// but speaks only older revisions; rmcp would give up on it, where `initialize` on the
+/// same connection works. It is handed on as -32601, which is how rmcp recognises a
+/// server of the `initialize` era.
 pub struct Ordered<T> {
     inner: T,
     relay: Arc<ProgressRelay>,
@@ -112,6 +118,8 @@ pub struct Ordered<T> {
     /// Where log entries go, in the order they are read (before the answer that follows
     /// them reaches its call).
     events: mpsc::UnboundedSender<super::UpstreamEvent>,
+    /// The id of the `server/discover` sent, until it is answered.
+    discover: Option<RequestId>,
 }
 
 /// The ids of requests sent and not yet answered. A request never answered must not grow
@@ -163,6 +171,7 @@ impl<T> Ordered<T> {
             upstream: upstream.to_string(),
             sent: Sent::default(),
             events,
+            discover: None,
         }
     }
 }
@@ -176,6 +185,14 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         if let JsonRpcMessage::Request(request) = &item {
             self.sent.add(request.id.clone());
+            match &request.request {
+                ClientRequest::DiscoverRequest(_) => self.discover = Some(request.id.clone()),
+                // rmcp waited 10 s for an answer that did not come.
+                ClientRequest::InitializeRequest(_) if self.discover.take().is_some() => {
+                    tracing::warn!(upstream = %self.upstream, "the upstream did not answer `server/discover` within 10 s and is spoken to with `initialize`; set `protocol = \"2025-11-25\"` for it to skip the wait");
+                }
+                _ => {}
+            }
             if let Some(key) = request.request.extensions().get::<RouteKey>()
                 && let Some(token) = request.request.get_meta().get_progress_token()
             {
@@ -186,7 +203,14 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
     }
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
-        let message = self.inner.receive().await?;
+        let mut message = self.inner.receive().await?;
+        if let Some(discover) = &self.discover
+            && let JsonRpcMessage::Error(e) = &mut message
+            && e.id.as_ref() == Some(discover)
+        {
+            self.discover = None;
+            only_older(&self.upstream, &mut e.error);
+        }
         let answered = match &message {
             JsonRpcMessage::Notification(n) => {
                 match &n.notification {
@@ -215,6 +239,24 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
 
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.inner.close().await
+    }
+}
+
+/// Turn a -32022 answer to `server/discover` whose supported revisions are all of the
+/// `initialize` era into -32601 (see [`Ordered`]).
+fn only_older(upstream: &str, error: &mut rmcp::ErrorData) {
+    if error.code != ErrorCode::UNSUPPORTED_PROTOCOL_VERSION {
+        return;
+    }
+    let supported: Vec<ProtocolVersion> = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("supported"))
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    if supported.iter().all(ProtocolVersion::has_initialize) {
+        tracing::debug!(upstream = %upstream, ?supported, "the upstream speaks only revisions opened by `initialize`");
+        error.code = ErrorCode::METHOD_NOT_FOUND;
     }
 }
 

@@ -10,7 +10,7 @@ use crate::fixture;
 
 use std::sync::{Arc, Mutex};
 
-use common::{connect_as, fixture_gateway, text};
+use common::{connect_as, text};
 use rmcp::model::{
     CallToolRequestParams, ClientConfig, ClientRequest, CreateMessageRequestParams,
     CreateMessageResult, Implementation, ProgressNotificationParam, ProtocolVersion, Request,
@@ -49,9 +49,11 @@ impl ClientHandler for OnRevision {
     }
 }
 
-/// A fixture speaking only `upstream` (or every revision), and a gateway in front of it.
+/// A fixture speaking only `upstream` (or every revision), and a gateway in front of it
+/// whose `[[upstream]]` table adds `config`.
 async fn start(
     upstream: Option<ProtocolVersion>,
+    config: &str,
 ) -> (
     tempfile::TempDir,
     Arc<mcp_warden::gateway::State>,
@@ -65,7 +67,7 @@ async fn start(
     };
     tokio::spawn(fixture::serve_as(listener, fixture.clone()));
     let dir = tempfile::tempdir().unwrap();
-    let state = fixture_gateway(dir.path(), &url, "").await;
+    let state = common::fixture_gateway_with(dir.path(), &url, "", config).await;
     (dir, state, fixture)
 }
 
@@ -104,7 +106,9 @@ async fn works_on(state: &Arc<mcp_warden::gateway::State>, version: ProtocolVers
 
 #[tokio::test]
 async fn clients_on_either_revision_use_an_upstream_on_2025_06_18() {
-    let (_dir, state, fixture) = start(Some(ProtocolVersion::V_2025_06_18)).await;
+    // Asked `server/discover` first (the default), the fixture answers that it speaks
+    // only 2025-06-18; the gateway then opens the connection with `initialize`.
+    let (_dir, state, fixture) = start(Some(ProtocolVersion::V_2025_06_18), "").await;
     works_on(&state, ProtocolVersion::V_2025_06_18).await;
     works_on(&state, ProtocolVersion::V_2025_11_25).await;
     let seen = fixture.seen.lock().unwrap().clone();
@@ -116,7 +120,7 @@ async fn clients_on_either_revision_use_an_upstream_on_2025_06_18() {
 
 #[tokio::test]
 async fn a_client_on_2025_06_18_uses_an_upstream_on_2025_11_25() {
-    let (_dir, state, fixture) = start(None).await;
+    let (_dir, state, fixture) = start(None, "protocol = \"2025-11-25\"").await;
     works_on(&state, ProtocolVersion::V_2025_06_18).await;
     let seen = fixture.seen.lock().unwrap().clone();
     assert!(

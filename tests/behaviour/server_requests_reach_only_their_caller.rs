@@ -14,7 +14,7 @@ use crate::fixture;
 
 use std::sync::{Arc, Mutex};
 
-use common::{connect_as, fixture_gateway, text};
+use common::{connect_as, text};
 use mcp_warden::gateway::State;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
@@ -106,13 +106,16 @@ impl ClientHandler for Asked {
     }
 }
 
-/// The fixture over HTTP and a gateway in front of it with `policy` added.
+/// The fixture over HTTP and a gateway in front of it with `policy` added, connected with
+/// `initialize` (a 2026-07-28 upstream asks by results, never by requests: see
+/// `both_protocol_eras_on_one_endpoint`).
 async fn start(policy: &str) -> (tempfile::TempDir, Arc<State>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(fixture::serve(listener));
     let dir = tempfile::tempdir().unwrap();
-    let state = fixture_gateway(dir.path(), &url, policy).await;
+    let legacy = "protocol = \"2025-11-25\"";
+    let state = common::fixture_gateway_with(dir.path(), &url, policy, legacy).await;
     (dir, state)
 }
 

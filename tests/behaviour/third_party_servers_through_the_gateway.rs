@@ -224,13 +224,16 @@ async fn server_everything_answers_through_the_gateway_and_keeps_its_environment
     gw.assert_held(&env, "get-env").await;
 }
 
-/// By default the gateway opens its connections with `initialize` (2025-11-25); with
-/// `protocol = "auto"` it asks `server/discover` first, and this server (the Python SDK's)
-/// speaks 2026-07-28 to it. Calls, the server's schema and the audit are the same either
-/// way.
+/// By default (`protocol = "auto"`) the gateway asks `server/discover` first, and this
+/// server (the Python SDK's) speaks 2026-07-28 to it; with `protocol = "2025-11-25"` the
+/// connection opens with `initialize`. Calls, the server's schema and the audit are the
+/// same either way.
 #[tokio::test]
 async fn mcp_server_time_from_pypi_answers_through_the_gateway() {
-    for (protocol, speaks) in [("", "2025-11-25"), ("protocol = \"auto\"\n", "2026-07-28")] {
+    for (protocol, speaks) in [
+        ("", "2026-07-28"),
+        ("protocol = \"2025-11-25\"\n", "2025-11-25"),
+    ] {
         time_server_through_the_gateway(protocol, speaks).await;
     }
 }

@@ -57,7 +57,7 @@ async fn gateway(upstream: &Drifting, relist: &str) -> Harness {
     let config = format!(
         "[gateway]\naudit_log = \"audit.jsonl\"\nrelist_interval = \"{relist}\"\n\n\
          [identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n\
-         [[upstream]]\nid = \"shop\"\nurl = \"{url}\"\n"
+         [[upstream]]\nid = \"shop\"\nprotocol = \"2025-11-25\"\nurl = \"{url}\"\n"
     );
     std::fs::write(base.join("warden.toml"), config).unwrap();
     let config = mcp_warden::config::Config::load(&base.join("warden.toml")).unwrap();

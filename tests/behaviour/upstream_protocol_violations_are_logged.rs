@@ -50,7 +50,7 @@ async fn an_answer_to_a_request_never_sent_is_logged_with_the_upstream() {
     .unwrap();
     let repo = common::repo();
     let config = format!(
-        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = \"{}/policies/model.conf\"\npolicy = \"policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"odd\"\ncommand = \"python3\"\nargs = [\"{}\"]\n",
+        "[gateway]\nmanifests = \"tool-manifests\"\npolicy_model = \"{}/policies/model.conf\"\npolicy = \"policy.csv\"\naudit_log = \"audit.jsonl\"\n\n[identity.stdio]\nagent = \"agent:desktop\"\non_behalf_of = \"user:alice\"\n\n[[upstream]]\nid = \"odd\"\nprotocol = \"2025-11-25\"\ncommand = \"python3\"\nargs = [\"{}\"]\n",
         repo.display(),
         base.join("odd.py").display()
     );
