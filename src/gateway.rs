@@ -20,6 +20,7 @@ mod resources;
 mod rounds;
 mod state;
 mod subscriptions;
+mod tasks;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -193,6 +194,40 @@ impl ServerHandler for Gateway {
         let now = self.state.current();
         let tool = now.catalog.resolve(name).ok()?;
         serde_json::from_value(tool.listing.clone()).ok()
+    }
+
+    /// `tasks/get` on a task one of this caller's calls became.
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        tasks::get(&self.state, &caller, &request.task_id, &context).await
+    }
+
+    /// `tasks/update`: answers to what this caller's task asked.
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        let (id, responses) = (&request.task_id, request.input_responses);
+        tasks::update(&self.state, &caller, id, responses, &context).await
+    }
+
+    /// `tasks/cancel` of this caller's task.
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let now = self.state.current();
+        let caller = self.caller(&now, &context);
+        tasks::cancel(&self.state, &caller, &request.task_id, &context).await
     }
 
     async fn list_tools(

@@ -160,6 +160,31 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// The data labels `call`'s tool brings, acquired by its caller's session (and task)
+    /// when the result reaches it later than the call's answer (a task's result).
+    pub fn acquired(&self, call: &crate::policy::Call) {
+        let tool = &call.tool;
+        if tool.labels.is_empty() {
+            return;
+        }
+        let via = crate::policy::object_of(tool);
+        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let chain = call.caller.chain();
+        let task = call.caller.task.as_ref().map(|t| task_key(&chain, t));
+        let mut all = self
+            .by_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in std::iter::once(call.caller.session.as_str()).chain(task.as_deref()) {
+            if let Some(memory) = all.entry(key) {
+                memory.touched = Instant::now();
+                labels(&mut memory.view, tool, &via, &at);
+            }
+        }
+    }
+}
+
 /// Add a forwarded call to what a session (or task) has done.
 fn note(view: &mut SessionView, tool: &ToolRef, got: bool, via: &str, at: &str) {
     if tool.tier == Tier::Act {
@@ -168,7 +193,14 @@ fn note(view: &mut SessionView, tool: &ToolRef, got: bool, via: &str, at: &str) 
     if !view.upstreams.contains(&tool.server) {
         view.upstreams.push(tool.server.clone());
     }
-    for label in tool.labels.iter().filter(|_| got) {
+    if got {
+        labels(view, tool, via, at);
+    }
+}
+
+/// The data labels of `tool`'s result, acquired (once each) via `via` at `at`.
+fn labels(view: &mut SessionView, tool: &ToolRef, via: &str, at: &str) {
+    for label in &tool.labels {
         if !view.acquired.iter().any(|a| &a.label == label) {
             view.acquired.push(Acquired {
                 label: label.clone(),

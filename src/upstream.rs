@@ -13,13 +13,14 @@ mod logging;
 mod progress;
 mod prompts;
 mod resources;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, ErrorCode,
+    CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientRequest, ErrorCode,
     ProgressToken, Request, ServerCapabilities, ServerNotification, ServerResult,
 };
 use rmcp::service::{PeerRequestOptions, RunningService, ServiceError};
@@ -34,6 +35,7 @@ use asks::Askers;
 pub use asks::{Ask, AskKind, AskRoute};
 use client::UpstreamClient;
 use progress::{CallProgress, ProgressRelay};
+pub use tasks::TaskOp;
 
 /// What upstreams tell the gateway on their own.
 #[derive(Debug)]
@@ -105,6 +107,8 @@ pub struct Offers {
     pub sampling: bool,
     pub elicitation: bool,
     pub roots: bool,
+    /// It takes a task for an answer (the `io.modelcontextprotocol/tasks` extension).
+    pub tasks: bool,
 }
 
 type Service = RunningService<RoleClient, UpstreamClient>;
@@ -198,13 +202,14 @@ impl Upstreams {
             .collect())
     }
 
-    /// Forward an attested call and wait for its result, relaying its progress (all of
-    /// it, in order, before the result) and cancellation.
+    /// Forward an attested call and wait for its result (or, for a caller that takes
+    /// tasks, the task the upstream made of it), relaying its progress (all of it, in
+    /// order, before the result) and cancellation.
     pub async fn forward(
         &self,
         attested: &Attested,
         downstream: Downstream,
-    ) -> Result<CallToolResult, UpstreamError> {
+    ) -> Result<CallToolResponse, UpstreamError> {
         let call = attested.permitted().call();
         let server = call.tool.server.as_str();
         let service = self.service(server).await?;
@@ -299,9 +304,10 @@ impl Upstreams {
         &self,
         server: &str,
         response: Result<ServerResult, ServiceError>,
-    ) -> Result<CallToolResult, UpstreamError> {
+    ) -> Result<CallToolResponse, UpstreamError> {
         match response {
-            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(ServerResult::CallToolResult(result)) => Ok(CallToolResponse::Complete(result)),
+            Ok(ServerResult::CreateTaskResult(task)) => Ok(CallToolResponse::Task(task)),
             Ok(_) => Err(UpstreamError::Refused {
                 server: server.into(),
                 code: ErrorCode::INTERNAL_ERROR,

@@ -68,7 +68,10 @@ impl From<Failure> for ErrorData {
                 match kind {
                     AccessKind::Prompt
                     | AccessKind::PromptCompletion
-                    | AccessKind::ResourceCompletion => ErrorData::invalid_params(message, data),
+                    | AccessKind::ResourceCompletion
+                    | AccessKind::TaskGet
+                    | AccessKind::TaskUpdate
+                    | AccessKind::TaskCancel => ErrorData::invalid_params(message, data),
                     AccessKind::Resource | AccessKind::Subscription => {
                         ErrorData::resource_not_found(message, data)
                     }

@@ -10,7 +10,7 @@
 //! The request is awaited in the call's own handler task, so over Streamable HTTP it
 //! travels on that call's response stream.
 
-use rmcp::model::{CallToolResult, ClientResult, ServerRequest};
+use rmcp::model::{CallToolResponse, ClientResult, ServerRequest};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value};
@@ -28,7 +28,7 @@ pub async fn forward(
     state: &State,
     attested: &Attested,
     context: &RequestContext<RoleServer>,
-) -> Result<CallToolResult, UpstreamError> {
+) -> Result<CallToolResponse, UpstreamError> {
     let call = attested.permitted().call();
     let (asks, mut asked) = mpsc::channel(4);
     let downstream = downstream(call, context, asks, context.ct.clone());
@@ -65,16 +65,22 @@ pub fn downstream(
             session: call.caller.session.clone(),
             asks,
         }),
-        offers: context
-            .client_capabilities()
-            .map(|c| Offers {
-                sampling: c.sampling.is_some(),
-                elicitation: c.elicitation.is_some(),
-                roots: c.roots.is_some(),
-            })
-            .unwrap_or_default(),
+        offers: offers(context),
         log_level: context.meta.log_level(),
     }
+}
+
+/// What `context`'s caller can be asked, and whether it takes tasks.
+pub fn offers(context: &RequestContext<RoleServer>) -> Offers {
+    context
+        .client_capabilities()
+        .map(|c| Offers {
+            sampling: c.sampling.is_some(),
+            elicitation: c.elicitation.is_some(),
+            roots: c.roots.is_some(),
+            tasks: c.supports_tasks(),
+        })
+        .unwrap_or_default()
 }
 
 /// Decide, audit, then put one request to the caller.

@@ -120,25 +120,38 @@ pub async fn run(
         return super::rounds::first(state, now, attested, &context).await;
     }
     let result = forward(state, now, &attested, &context).await;
-    finish(state, &attested, result).await.map(Into::into)
+    finish(state, attested, result).await
 }
 
 /// A forwarded call's end: what the session did, the outcome record, and the caller's
-/// answer.
+/// answer. A call its upstream made a task of ends with the task (see `tasks`).
 pub(super) async fn finish(
     state: &State,
-    attested: &Attested,
-    result: Result<CallToolResult, UpstreamError>,
-) -> Result<CallToolResult, ErrorData> {
+    attested: Attested,
+    result: Result<CallToolResponse, UpstreamError>,
+) -> Result<CallToolResponse, ErrorData> {
     let call = attested.permitted().call();
     // What the session did, for flow rules and budgets (also before any exist: a reload
     // may add them): the call was forwarded; a label is acquired only by getting data, a
     // result the caller received.
-    let got = matches!(&result, Ok(r) if r.is_error != Some(true));
+    let got = matches!(&result, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
     let task = task_key(&call.caller);
     state
         .sessions
         .record(&call.caller.session, task.as_deref(), &call.tool, got);
+    let result = match result {
+        Ok(CallToolResponse::Task(task)) => {
+            let task = super::tasks::created(state, attested, task).await?;
+            return Ok(CallToolResponse::Task(task));
+        }
+        Ok(CallToolResponse::Complete(r)) => Ok(r),
+        Ok(_) => Err(UpstreamError::Refused {
+            server: call.tool.server.clone(),
+            code: rmcp::model::ErrorCode::INTERNAL_ERROR,
+            message: "it asked for input after its questions were answered".into(),
+        }),
+        Err(e) => Err(e),
+    };
     let outcome = match &result {
         Ok(r) => Outcome::Result {
             is_error: r.is_error == Some(true),
@@ -148,10 +161,12 @@ pub(super) async fn finish(
             reason: e.to_string(),
         },
     };
-    if let Err(e) = state.audit.outcome(attested, &outcome).await {
+    if let Err(e) = state.audit.outcome(&attested, &outcome).await {
         tracing::error!(call = %call.id, error = %e, "the outcome of a forwarded call could not be audited");
     }
-    result.or_else(|e| reply(&call.id, CallError::Upstream(e)))
+    result
+        .or_else(|e| reply(&call.id, CallError::Upstream(e)))
+        .map(Into::into)
 }
 
 /// How far a call got before it was forwarded: attested, its caller
@@ -298,7 +313,7 @@ async fn forward(
     now: &Snapshot,
     attested: &Attested,
     context: &RequestContext<RoleServer>,
-) -> Result<CallToolResult, UpstreamError> {
+) -> Result<CallToolResponse, UpstreamError> {
     let result = super::asks::forward(state, attested, context).await?;
     Ok(renamed(now, attested, result))
 }
@@ -310,14 +325,17 @@ pub(super) async fn forward_only(
     now: &Snapshot,
     attested: &Attested,
     downstream: crate::upstream::Downstream,
-) -> Result<CallToolResult, UpstreamError> {
+) -> Result<CallToolResponse, UpstreamError> {
     let result = state.upstreams.forward(attested, downstream).await?;
     Ok(renamed(now, attested, result))
 }
 
 /// Links to the upstream's resources in a result, renamed to the gateway's names for
 /// them.
-fn renamed(now: &Snapshot, attested: &Attested, result: CallToolResult) -> CallToolResult {
+fn renamed(now: &Snapshot, attested: &Attested, result: CallToolResponse) -> CallToolResponse {
+    let CallToolResponse::Complete(result) = result else {
+        return result;
+    };
     let links = result
         .content
         .iter()
@@ -325,9 +343,9 @@ fn renamed(now: &Snapshot, attested: &Attested, result: CallToolResult) -> CallT
     match links {
         true => {
             let server = &attested.permitted().call().tool.server;
-            super::resources::rename_links(now, server, result)
+            super::resources::rename_links(now, server, result).into()
         }
-        false => result,
+        false => result.into(),
     }
 }
 

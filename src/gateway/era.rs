@@ -10,8 +10,8 @@ use super::{Gateway, Snapshot, State};
 use crate::identity::Caller;
 
 /// The gateway's capabilities for `caller`: tools when policy lets it see any, logging
-/// always; prompts, resources (and their subscriptions) and completions when a running
-/// upstream offers them (their lists are filtered per caller as every list is).
+/// always; prompts, resources (and their subscriptions), completions and tasks when a
+/// running upstream offers them (their lists are filtered per caller as every list is).
 pub async fn capabilities_for(
     gateway: &Gateway,
     state: &State,
@@ -29,6 +29,9 @@ pub async fn capabilities_for(
     }
     if !any(|c| c.completions.is_some()) {
         caps.completions = None;
+    }
+    if !any(ServerCapabilities::supports_tasks) {
+        caps.extensions = None;
     }
     match any(|c| c.resources.is_some()) {
         false => caps.resources = None,
@@ -68,5 +71,6 @@ pub fn every_capability() -> ServerCapabilities {
         .enable_resources_subscribe()
         .enable_resources_list_changed()
         .enable_prompts_list_changed()
+        .enable_tasks()
         .build()
 }

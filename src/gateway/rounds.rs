@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::model::{
-    CallToolResponse, CallToolResult, ClientResult, CreateMessageResult, ElicitResult,
-    InputRequest, InputRequests, InputRequiredResult, InputResponses, ListRootsResult,
-    ServerRequest,
+    CallToolResponse, ClientResult, CreateMessageResult, ElicitResult, InputRequest, InputRequests,
+    InputRequiredResult, InputResponses, ListRootsResult, ServerRequest,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
@@ -89,8 +88,9 @@ pub fn open(state: &State, binding: &str, sealed: &str) -> Result<Carried, SealE
 pub enum Event {
     /// The upstream asks the caller of this call something.
     Asks(Ask, Box<Call>),
-    /// The call is done: the caller's answer (its outcome already audited).
-    Done(Result<CallToolResult, ErrorData>),
+    /// The call is done: the caller's answer (its outcome already audited, or its task
+    /// kept).
+    Done(Result<CallToolResponse, ErrorData>),
 }
 
 /// A call waiting for its caller's next round.
@@ -143,24 +143,27 @@ pub async fn first(
     let downstream = super::asks::downstream(call, context, asks, cancelled);
     let (task_state, task_now) = (state.clone(), now.clone());
     tokio::spawn(async move {
-        let forwarded = super::call::forward_only(&task_state, &task_now, &attested, downstream);
-        tokio::pin!(forwarded);
-        let result = loop {
-            tokio::select! {
-                result = &mut forwarded => break result,
-                Some(ask) = asked.recv() => {
-                    // Decided by the round that puts it, with that round's capabilities.
-                    let call = Box::new(attested.permitted().call().clone());
-                    if let Err(mpsc::error::SendError(Event::Asks(ask, _))) =
-                        tell.send(Event::Asks(ask, call)).await
-                    {
-                        let ended = "the call this request belonged to has ended";
-                        let _ = ask.reply.send(Err(Failure::ClientCannot(ended.into()).into()));
+        let result = {
+            let forwarded =
+                super::call::forward_only(&task_state, &task_now, &attested, downstream);
+            tokio::pin!(forwarded);
+            loop {
+                tokio::select! {
+                    result = &mut forwarded => break result,
+                    Some(ask) = asked.recv() => {
+                        // Decided by the round that puts it, with that round's capabilities.
+                        let call = Box::new(attested.permitted().call().clone());
+                        if let Err(mpsc::error::SendError(Event::Asks(ask, _))) =
+                            tell.send(Event::Asks(ask, call)).await
+                        {
+                            let ended = "the call this request belonged to has ended";
+                            let _ = ask.reply.send(Err(Failure::ClientCannot(ended.into()).into()));
+                        }
                     }
                 }
             }
         };
-        let answer = super::call::finish(&task_state, &attested, result).await;
+        let answer = super::call::finish(&task_state, attested, result).await;
         let _ = tell.send(Event::Done(answer)).await;
     });
     wait(state, None, events, context).await
@@ -215,7 +218,7 @@ async fn wait(
     let mut questions = Vec::new();
     loop {
         match events.recv().await {
-            Some(Event::Done(answer)) => return answer.map(CallToolResponse::from),
+            Some(Event::Done(answer)) => return answer,
             Some(Event::Asks(ask, call)) => {
                 // Decided and audited as for any caller; a refusal goes to the upstream.
                 let request = &ask.request;

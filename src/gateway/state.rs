@@ -80,6 +80,8 @@ pub struct State {
     pub(super) sealer: crate::seal::Sealer,
     /// 2026-07-28 callers' calls waiting for their next round.
     pub(super) rounds: super::rounds::Rounds,
+    /// The tasks callers' calls became (the 2026-07-28 tasks extension).
+    pub(super) tasks: super::tasks::Tasks,
 }
 
 /// One consistent view of what a reload replaces. Cheap to clone.
@@ -224,6 +226,7 @@ impl State {
             subscriptions: Default::default(),
             sealer,
             rounds: Default::default(),
+            tasks: Default::default(),
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;

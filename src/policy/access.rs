@@ -30,6 +30,11 @@ pub enum AccessKind {
     Elicitation,
     /// An upstream asking for the caller's roots (`roots/list`) during a call.
     Roots,
+    /// `tasks/get`, `tasks/update`, `tasks/cancel` on a task a call became; the name is
+    /// the gateway's name for the task. Only its creator's chain may (not a policy rule).
+    TaskGet,
+    TaskUpdate,
+    TaskCancel,
 }
 
 impl AccessKind {
@@ -43,6 +48,9 @@ impl AccessKind {
             AccessKind::Sampling => "sampling/createMessage",
             AccessKind::Elicitation => "elicitation/create",
             AccessKind::Roots => "roots/list",
+            AccessKind::TaskGet => "tasks/get",
+            AccessKind::TaskUpdate => "tasks/update",
+            AccessKind::TaskCancel => "tasks/cancel",
         }
     }
 
@@ -55,6 +63,7 @@ impl AccessKind {
             AccessKind::Sampling => "sampling",
             AccessKind::Elicitation => "elicitation",
             AccessKind::Roots => "roots",
+            AccessKind::TaskGet | AccessKind::TaskUpdate | AccessKind::TaskCancel => "tasks",
         }
     }
 }

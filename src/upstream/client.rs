@@ -230,6 +230,10 @@ pub fn offering(offers: super::Offers) -> rmcp::model::RequestMetaObject {
             offered.insert(name.into(), serde_json::json!({}));
         }
     }
+    if offers.tasks {
+        let tasks = serde_json::json!({ rmcp::model::TASKS_EXTENSION_ID: {} });
+        offered.insert("extensions".into(), tasks);
+    }
     let capabilities =
         serde_json::from_value(serde_json::Value::Object(offered)).unwrap_or_default();
     let mut meta = rmcp::model::RequestMetaObject::default();

@@ -166,10 +166,10 @@ fn assert_asked(dir: &tempfile::TempDir, asked: &[(&str, &str)]) {
 /// routing headers, caching hints) pass through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly() {
-    // The gateway opens its connection to the fixture with `server/discover`: the fixture
-    // speaks 2026-07-28 to it, and asks by multi-round-trip results, which the gateway
-    // turns into requests for the suite's 2025-11-25 scenarios.
-    let (direct, through, dir) = direct_and_through(SUITE_2026, "protocol = \"auto\"").await;
+    // The gateway opens its connection to the fixture with `server/discover` (as it does
+    // by default): the fixture speaks 2026-07-28 to it, and asks by multi-round-trip
+    // results, which the gateway turns into requests for the suite's 2025-11-25 scenarios.
+    let (direct, through, dir) = direct_and_through(SUITE_2026, "").await;
     let passes = |o: &Outcome| o.failures.is_empty() && o.passed > 0;
     for scenario in [
         "server-initialize",
@@ -201,6 +201,17 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         "http-custom-header-server-validation",
         // A subscription is a listen held open on the fixture.
         "resources-subscribe",
+        // The fixture's tasks, under the gateway's names for them and bound to the
+        // suite's caller; their questions decided, their ends audited.
+        "tasks-capability-negotiation",
+        "tasks-dispatch-and-envelope",
+        "tasks-lifecycle",
+        "tasks-mrtr-composition",
+        "tasks-mrtr-input",
+        "tasks-request-headers",
+        "tasks-request-state-removal",
+        "tasks-required-task-error",
+        "tasks-wire-fields",
     ] {
         assert!(
             through.get(scenario).is_some_and(passes),
@@ -226,6 +237,8 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
                 "test_input_required_result_elicitation",
             ),
             ("roots/list", "test_input_required_result_list_roots"),
+            ("elicitation/create", "confirm_delete"),
+            ("elicitation/create", "multi_input"),
         ],
     );
 }

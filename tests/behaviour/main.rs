@@ -71,6 +71,7 @@ mod shipped_files_are_valid;
 mod signed_checkpoints_prove_the_log_to_whoever_holds_the_key;
 mod stdio_serve_speaks_only_protocol;
 mod streamable_http_clients_and_upstreams;
+mod tasks_are_bound_to_the_caller_that_created_them;
 mod tasks_are_in_every_record_and_keep_what_they_read;
 mod the_principal_confirms_their_own_agents_calls;
 mod third_party_servers_through_the_gateway;

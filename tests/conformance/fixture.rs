@@ -25,6 +25,9 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+#[path = "tasks.rs"]
+mod tasks;
+
 /// A 1×1 red PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 /// Eight samples of silence as an 8-bit mono WAV.
@@ -38,6 +41,18 @@ pub struct Fixture {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// Hold the next `prompts/list`: say so on the first, wait for the second.
     pub hold_prompt_list: Option<Hold>,
+    /// The tasks the tasks tools run (shared by every session and request).
+    pub tasks: Arc<rmcp::task_manager::TaskManager>,
+    /// Each `tasks/*` request received: its method and task id, in order.
+    pub task_requests: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Fixture {
+    fn heard(&self, method: &str, task: &str) {
+        if let Ok(mut heard) = self.task_requests.lock() {
+            heard.push((method.to_string(), task.to_string()));
+        }
+    }
 }
 
 /// A request held in the middle: `entered` is notified when it arrives, and it goes on
@@ -724,6 +739,7 @@ impl ServerHandler for Fixture {
                 .enable_logging()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("conformance-fixture", "1.0.0"))
@@ -741,12 +757,16 @@ impl ServerHandler for Fixture {
         _r: Option<PaginatedRequestParams>,
         _c: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(from(tools())?))
+        let mut all: Vec<Value> = from(tools())?;
+        all.extend(tasks::tools());
+        Ok(ListToolsResult::with_all_items(from(Value::Array(all))?))
     }
 
     /// A tool's definition, for rmcp to check `Mcp-Name` and `Mcp-Param-*` headers.
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
-        let all: Vec<rmcp::model::Tool> = from(tools()).ok()?;
+        let mut all: Vec<Value> = from(tools()).ok()?;
+        all.extend(tasks::tools());
+        let all: Vec<rmcp::model::Tool> = from(Value::Array(all)).ok()?;
         all.into_iter().find(|t| t.name == name)
     }
 
@@ -760,6 +780,9 @@ impl ServerHandler for Fixture {
             seen.push(info.protocol_version.to_string());
         }
         let answers = request.input_responses.as_ref();
+        if let Some(answer) = tasks::call(&self.tasks, &request.name, &args, answers, &cx).await {
+            return answer;
+        }
         let state = request.request_state.as_deref();
         match self.run(&request.name, &args, answers, state, &cx).await {
             Ok(value) => {
@@ -864,6 +887,35 @@ impl ServerHandler for Fixture {
             .filter(|v| v.starts_with(&typed))
             .collect();
         from(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        self.heard("tasks/get", &request.task_id);
+        let task = self.tasks.get_task(&request.task_id)?;
+        Ok(rmcp::model::GetTaskResult::new(task))
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.heard("tasks/update", &request.task_id);
+        self.tasks
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.heard("tasks/cancel", &request.task_id);
+        self.tasks.cancel_task(&request.task_id)
     }
 
     #[allow(deprecated)] // logging is deprecated by SEP-2577 but the suite still tests it

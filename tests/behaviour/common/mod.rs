@@ -425,6 +425,18 @@ pub async fn fixture_gateway_with(
     policy: &str,
     upstream: &str,
 ) -> Arc<State> {
+    fixture_gateway_config(dir, fixture, policy, upstream, "").await
+}
+
+/// [`fixture_gateway_with`] with `extra` (tables such as `[[identity.api_keys]]`) at the
+/// end of the configuration.
+pub async fn fixture_gateway_config(
+    dir: &Path,
+    fixture: &str,
+    policy: &str,
+    upstream: &str,
+    extra: &str,
+) -> Arc<State> {
     let shipped = repo().join("tests/conformance");
     let rules = std::fs::read_to_string(shipped.join("policies/policy.csv")).unwrap();
     std::fs::write(dir.join("policy.csv"), format!("{rules}{policy}\n")).unwrap();
@@ -444,7 +456,9 @@ pub async fn fixture_gateway_with(
             "\"policies/",
             &format!("\"{}/", shipped.join("policies").display()),
         )
-        .replace("[[upstream]]\n", &format!("[[upstream]]\n{upstream}\n"));
+        .replace("[[upstream]]\n", &format!("[[upstream]]\n{upstream}\n"))
+        + "\n"
+        + extra;
     let config = dir.join("warden.toml");
     std::fs::write(&config, text).unwrap();
     State::start(Config::load(&config).unwrap()).await.unwrap()
