@@ -12,6 +12,7 @@ mod call;
 mod confirm;
 mod era;
 mod grants;
+mod inputs;
 mod logging;
 mod prompts;
 mod refresh;
@@ -285,12 +286,9 @@ impl ServerHandler for Gateway {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
         let logs = self.request_logs(&context, &caller).await;
-        let answer = prompts::get(&self.state, &now, caller, request).await;
+        let answer = prompts::get(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
-        answer.map(|mut r| {
-            r.result_type = Some(ResultType::COMPLETE);
-            GetPromptResponse::from(r)
-        })
+        answer
     }
 
     async fn list_resources(
@@ -328,12 +326,9 @@ impl ServerHandler for Gateway {
         let now = self.state.current();
         let caller = self.caller(&now, &context);
         let logs = self.request_logs(&context, &caller).await;
-        let answer = resources::read(&self.state, &now, caller, request).await;
+        let answer = resources::read(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
-        answer.map(|mut r| {
-            r.result_type = Some(ResultType::COMPLETE);
-            ReadResourceResponse::from(r)
-        })
+        answer
     }
 
     async fn subscribe(

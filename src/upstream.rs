@@ -101,6 +101,25 @@ pub struct Downstream {
     pub log_level: Option<rmcp::model::LoggingLevel>,
 }
 
+/// One round of a request an upstream may answer with questions: the caller's answers
+/// to the last round's, with the upstream's own state from it, and what the caller can be
+/// asked.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    pub answers: Option<rmcp::model::InputResponses>,
+    pub state: Option<String>,
+    pub offers: Offers,
+}
+
+/// An answer of an unexpected kind to `method`.
+fn unexpected(server: &str, method: &str) -> UpstreamError {
+    UpstreamError::Refused {
+        server: server.into(),
+        code: ErrorCode::INTERNAL_ERROR,
+        message: format!("unexpected answer to {method}"),
+    }
+}
+
 /// What a caller can be asked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offers {
@@ -298,6 +317,27 @@ impl Upstreams {
         };
         progress.drain().await;
         Ok(response)
+    }
+
+    /// Send one request to `server` and wait for its answer; a 2026-07-28 upstream is told
+    /// what this caller can be asked (and whether it takes tasks).
+    pub async fn once(
+        &self,
+        server: &str,
+        request: ClientRequest,
+        offers: Offers,
+    ) -> Result<ServerResult, UpstreamError> {
+        let service = self.service(server).await?;
+        let mut options = PeerRequestOptions::with_timeout(self.timeout);
+        if modern(&service) {
+            options = options.with_meta(client::offering(offers));
+        }
+        let handle = service
+            .peer()
+            .send_request_with_option(request, options)
+            .await
+            .map_err(|e| unavailable(server, &e))?;
+        handle.await_response().await.map_err(|e| failed(server, e))
     }
 
     fn answer(

@@ -109,20 +109,34 @@ pub async fn decide(
     kind: AskKind,
     request: &ServerRequest,
 ) -> Result<(), ErrorData> {
+    let asker = (call.tool.server.as_str(), call.tool.tool.as_str());
+    decide_for(state, &call.caller, asker, context, kind, request).await
+}
+
+/// Whether `caller` may be asked `request` by `asker` (its server, and the tool, prompt or
+/// resource whose request asked), as [`decide`] says.
+pub async fn decide_for(
+    state: &State,
+    caller: &crate::identity::Caller,
+    asker: (&str, &str),
+    context: &RequestContext<RoleServer>,
+    kind: AskKind,
+    request: &ServerRequest,
+) -> Result<(), ErrorData> {
     offered(context, kind)?;
     let args = match serde_json::to_value(request) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
     let access = Access {
-        caller: call.caller.clone(),
+        caller: caller.clone(),
         kind: match kind {
             AskKind::Sampling => AccessKind::Sampling,
             AskKind::Elicitation => AccessKind::Elicitation,
             AskKind::Roots => AccessKind::Roots,
         },
-        server: call.tool.server.clone(),
-        name: call.tool.tool.clone(),
+        server: asker.0.to_string(),
+        name: asker.1.to_string(),
         tier: Tier::Read,
         args,
     };

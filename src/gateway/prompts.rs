@@ -4,11 +4,12 @@
 //! and audited (one `access` record) before it is forwarded. A refusal is a JSON-RPC
 //! error: prompts have no tool-error result.
 
-use rmcp::ErrorData;
 use rmcp::model::{
-    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResult, Prompt,
+    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse, Prompt,
     Reference,
 };
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 use serde_json::json;
 
 use super::answer::Failure;
@@ -44,23 +45,28 @@ pub async fn list(state: &State, now: &Snapshot, caller: &Caller) -> Vec<Prompt>
     visible
 }
 
-/// Decide, audit, then get one prompt.
+/// Decide, audit, then get one prompt (in rounds, when its upstream asks first: see
+/// `inputs`).
 pub async fn get(
     state: &State,
     now: &Snapshot,
     caller: Caller,
     request: GetPromptRequestParams,
-) -> Result<GetPromptResult, ErrorData> {
+    context: &RequestContext<RoleServer>,
+) -> Result<GetPromptResponse, ErrorData> {
     let args = request.arguments.clone().unwrap_or_default();
     let (server, name) = route(now, &request.name)?;
     let access = access(now, &caller, &server, name, AccessKind::Prompt, args);
-    let attested = super::attest(state, now, access).await?;
-    state
-        .upstreams
-        .get_prompt(&attested)
-        .await
-        .map(|r| super::resources::rename_links(now, &server, r))
-        .map_err(|e| Failure::Upstream(e).into())
+    let (answers, sealed) = (request.input_responses, request.request_state);
+    let got = super::inputs::rounds(state, now, access, answers, sealed, context).await?;
+    Ok(match got {
+        GetPromptResponse::Complete(mut r) => {
+            r = super::resources::rename_links(now, &server, r);
+            r.result_type = Some(rmcp::model::ResultType::COMPLETE);
+            GetPromptResponse::Complete(r)
+        }
+        asks => asks,
+    })
 }
 
 /// Decide (as a get of the prompt, or a read of the resource template), audit, then

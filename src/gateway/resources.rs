@@ -5,13 +5,13 @@
 //! allows the caller's whole chain (object `server/resources/URI`), and every read is
 //! decided and audited (one `access` record) before it is forwarded.
 
-use rmcp::ErrorData;
-use rmcp::model::{ReadResourceRequestParams, ReadResourceResult, Resource, ResourceTemplate};
+use rmcp::model::{ReadResourceRequestParams, ReadResourceResponse, Resource, ResourceTemplate};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::answer::Failure;
-use super::attest;
 use super::{Snapshot, State};
 use crate::identity::Caller;
 use crate::manifest::Tier;
@@ -77,22 +77,25 @@ fn renamed<T: DeserializeOwned>(
         .collect()
 }
 
-/// Decide, audit, then read one resource; the contents' URIs are renamed too.
+/// Decide, audit, then read one resource (in rounds, when its upstream asks first: see
+/// `inputs`); the contents' URIs are renamed too.
 pub async fn read(
     state: &State,
     now: &Snapshot,
     caller: Caller,
     request: ReadResourceRequestParams,
-) -> Result<ReadResourceResult, ErrorData> {
+    context: &RequestContext<RoleServer>,
+) -> Result<ReadResourceResponse, ErrorData> {
     let wanted = access_by_uri(now, &caller, &request.uri)?;
     let server = wanted.server.clone();
     let server = server.as_str();
-    let attested = attest(state, now, wanted).await?;
-    let result = state
-        .upstreams
-        .read_resource(&attested)
-        .await
-        .map_err(|e| ErrorData::from(Failure::Upstream(e)))?;
+    let (answers, sealed) = (request.input_responses, request.request_state);
+    let read = super::inputs::rounds(state, now, wanted, answers, sealed, context).await?;
+    let mut result = match read {
+        ReadResourceResponse::Complete(result) => result,
+        asks => return Ok(asks),
+    };
+    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
     let mut value = serde_json::to_value(&result).unwrap_or_default();
     if let Some(contents) = value.get_mut("contents").and_then(Value::as_array_mut) {
         for c in contents {
@@ -102,10 +105,12 @@ pub async fn read(
             }
         }
     }
-    serde_json::from_value(value).map_err(|e| {
-        let message = format!("cannot rename the resource's contents: {e}");
-        Failure::Unrelayable(message).into()
-    })
+    serde_json::from_value(value)
+        .map(ReadResourceResponse::Complete)
+        .map_err(|e| {
+            let message = format!("cannot rename the resource's contents: {e}");
+            Failure::Unrelayable(message).into()
+        })
 }
 
 /// A read of the resource (or template) the client calls `uri`, routed to its upstream.

@@ -24,10 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rmcp::model::{
-    CreateTaskResult, DetailedTask, GetTaskResult, InputRequest, InputResponses, ServerRequest,
-    TaskPayload,
-};
+use rmcp::model::{CreateTaskResult, DetailedTask, GetTaskResult, InputResponses, TaskPayload};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value};
@@ -324,7 +321,7 @@ async fn asked(
         if seen.contains(key) {
             continue;
         }
-        let request = server_request(question)?;
+        let request = super::inputs::server_request(question)?;
         let Some(kind) = AskKind::of(&request) else {
             return Err(Failure::Unrelayable(
                 "a task asked something mcp-warden cannot relay".into(),
@@ -338,22 +335,6 @@ async fn asked(
             .insert(key.clone());
     }
     Ok(questions)
-}
-
-/// A task's question as the request it stands for.
-fn server_request(question: &InputRequest) -> Result<ServerRequest, ErrorData> {
-    Ok(match question.clone() {
-        InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
-        InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
-        InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
-        #[allow(unreachable_patterns)]
-        _ => {
-            return Err(Failure::Unrelayable(
-                "a task asked something mcp-warden cannot relay".into(),
-            )
-            .into());
-        }
-    })
 }
 
 /// What a task's caller can be asked, and that it takes tasks.

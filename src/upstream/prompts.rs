@@ -2,11 +2,11 @@
 //! getting one and completing arguments (of prompts and resource templates), which take an [`AttestedAccess`]: decided by policy and audited first.
 
 use rmcp::model::{
-    ArgumentInfo, CompleteRequestParams, CompleteResult, CompletionContext, GetPromptRequestParams,
-    GetPromptResult, Prompt, Reference,
+    ArgumentInfo, ClientRequest, CompleteRequestParams, CompleteResult, CompletionContext,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Prompt, Reference, ServerResult,
 };
 
-use super::{UpstreamError, Upstreams, failed};
+use super::{Round, UpstreamError, Upstreams, failed, unexpected};
 use crate::audit::AttestedAccess;
 use crate::policy::AccessKind;
 
@@ -43,19 +43,26 @@ impl Upstreams {
         completed.map_err(|e| failed(server, e))
     }
 
-    /// Get an attested prompt from its upstream.
+    /// Get an attested prompt from its upstream: its messages, or (from a 2026-07-28
+    /// upstream) what it asks first.
     pub async fn get_prompt(
         &self,
         attested: &AttestedAccess,
-    ) -> Result<GetPromptResult, UpstreamError> {
+        round: Round,
+    ) -> Result<GetPromptResponse, UpstreamError> {
         let access = attested.access();
         let server = access.server.as_str();
-        let service = self.service(server).await?;
         let mut params = GetPromptRequestParams::new(access.name.clone());
         if !access.args.is_empty() {
             params = params.with_arguments(access.args.clone());
         }
-        let got = service.peer().get_prompt(params).await;
-        got.map_err(|e| failed(server, e))
+        params.input_responses = round.answers;
+        params.request_state = round.state;
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
+        match self.once(server, request, round.offers).await? {
+            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            _ => Err(unexpected(server, "prompts/get")),
+        }
     }
 }

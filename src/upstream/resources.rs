@@ -4,13 +4,14 @@
 //! the gateway to rename.
 
 use rmcp::model::{
-    ReadResourceRequestParams, ReadResourceResult, ServerNotification, SubscribeRequestParams,
-    SubscriptionFilter, UnsubscribeRequestParams,
+    ClientRequest, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
+    ServerNotification, ServerResult, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{UpstreamError, UpstreamEvent, Upstreams, failed};
+use super::{Round, UpstreamError, UpstreamEvent, Upstreams, failed, unexpected};
 use crate::audit::AttestedAccess;
 
 fn as_json<T: Serialize>(items: &[T]) -> Vec<Value> {
@@ -109,16 +110,23 @@ impl Upstreams {
         done.map_err(|e| failed(server, e))
     }
 
-    /// Read an attested resource (its name is the upstream's own URI).
+    /// Read an attested resource (its name is the upstream's own URI): its contents, or
+    /// (from a 2026-07-28 upstream) what it asks first.
     pub async fn read_resource(
         &self,
         attested: &AttestedAccess,
-    ) -> Result<ReadResourceResult, UpstreamError> {
+        round: Round,
+    ) -> Result<ReadResourceResponse, UpstreamError> {
         let access = attested.access();
         let server = access.server.as_str();
-        let service = self.service(server).await?;
-        let params = ReadResourceRequestParams::new(access.name.clone());
-        let read = service.peer().read_resource(params).await;
-        read.map_err(|e| failed(server, e))
+        let mut params = ReadResourceRequestParams::new(access.name.clone());
+        params.input_responses = round.answers;
+        params.request_state = round.state;
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params));
+        match self.once(server, request, round.offers).await? {
+            ServerResult::ReadResourceResult(r) => Ok(ReadResourceResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            _ => Err(unexpected(server, "resources/read")),
+        }
     }
 }

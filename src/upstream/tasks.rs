@@ -2,13 +2,11 @@
 //! `tasks/cancel`), sent for a caller whose task it is (see `gateway::tasks`): each says
 //! the caller takes tasks and what else it can be asked.
 
+use super::{Offers, UpstreamError, Upstreams};
 use rmcp::model::{
     CancelTaskParams, CancelTaskRequest, ClientRequest, ErrorCode, GetTaskParams, GetTaskRequest,
     GetTaskResult, InputResponses, ServerResult, UpdateTaskParams, UpdateTaskRequest,
 };
-use rmcp::service::PeerRequestOptions;
-
-use super::{Offers, UpstreamError, Upstreams, client, failed, unavailable};
 
 /// One request about an upstream's task (by the upstream's own id).
 pub enum TaskOp {
@@ -25,7 +23,6 @@ impl Upstreams {
         op: TaskOp,
         offers: Offers,
     ) -> Result<Option<GetTaskResult>, UpstreamError> {
-        let service = self.service(server).await?;
         let request = match op {
             TaskOp::Get(id) => {
                 ClientRequest::GetTaskRequest(GetTaskRequest::new(GetTaskParams::new(id)))
@@ -41,22 +38,14 @@ impl Upstreams {
             tasks: true,
             ..offers
         };
-        let options =
-            PeerRequestOptions::with_timeout(self.timeout).with_meta(client::offering(offers));
-        let handle = service
-            .peer()
-            .send_request_with_option(request, options)
-            .await
-            .map_err(|e| unavailable(server, &e))?;
-        match handle.await_response().await {
-            Ok(ServerResult::GetTaskResult(got)) => Ok(Some(got)),
-            Ok(ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_)) => Ok(None),
-            Ok(_) => Err(UpstreamError::Refused {
+        match self.once(server, request, offers).await? {
+            ServerResult::GetTaskResult(got) => Ok(Some(got)),
+            ServerResult::TaskAckResult(_) | ServerResult::EmptyResult(_) => Ok(None),
+            _ => Err(UpstreamError::Refused {
                 server: server.into(),
                 code: ErrorCode::INTERNAL_ERROR,
                 message: "unexpected answer to a tasks request".into(),
             }),
-            Err(e) => Err(failed(server, e)),
         }
     }
 }

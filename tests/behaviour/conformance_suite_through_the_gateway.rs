@@ -212,6 +212,8 @@ async fn the_2026_suite_passes_through_the_gateway_wherever_it_passes_directly()
         "tasks-request-state-removal",
         "tasks-required-task-error",
         "tasks-wire-fields",
+        // A prompt that asks first: its question under the gateway's state.
+        "input-required-result-non-tool-request",
     ] {
         assert!(
             through.get(scenario).is_some_and(passes),

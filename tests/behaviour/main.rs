@@ -17,6 +17,7 @@ mod a_carried_request_state_is_sealed_to_its_call;
 mod a_full_disk_refuses_calls_and_recovers_by_itself;
 mod a_kept_alive_connection_serves_every_call;
 mod a_loaded_policy_holds_no_threads;
+mod a_prompts_questions_are_decided_and_its_state_sealed;
 mod a_request_sees_one_generation;
 mod a_second_gateway_on_the_same_log_refuses_to_start;
 mod a_syslog_server_is_a_witness;

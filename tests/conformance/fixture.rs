@@ -45,6 +45,9 @@ pub struct Fixture {
     pub tasks: Arc<rmcp::task_manager::TaskManager>,
     /// Each `tasks/*` request received: its method and task id, in order.
     pub task_requests: Arc<Mutex<Vec<(String, String)>>>,
+    /// The `requestState` each get of the prompt (or read of the resource) that asks
+    /// first came with, in order.
+    pub prompt_states: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl Fixture {
@@ -689,6 +692,7 @@ fn prompts() -> Value {
         {"name": "test_prompt_with_embedded_resource", "description": "A prompt that embeds a resource",
          "arguments": [arg("resourceUri", "URI of the resource to embed")]},
         {"name": "test_prompt_with_image", "description": "A prompt with an image"},
+        {"name": "test_input_required_result_prompt", "description": "Asks for context before it is given (2026-07-28 callers)"},
     ])
 }
 
@@ -726,6 +730,70 @@ fn prompt(name: &str, args: &Map<String, Value>) -> Result<Value, ErrorData> {
         }
     };
     Ok(json!({"messages": messages}))
+}
+
+/// The state the prompt that asks first keeps between its rounds.
+pub const PROMPT_STATE: &str = "fixture-prompt-state";
+
+/// The prompt that asks its caller for context first (by the answer: a 2026-07-28
+/// caller), keeping a state of its own, then uses the answer.
+fn context_prompt(
+    answers: Option<&InputResponses>,
+    state: Option<&str>,
+) -> Result<GetPromptResponse, ErrorData> {
+    let text = match asked_context(answers, state)? {
+        Ok(text) => text,
+        Err(asks) => return Ok(GetPromptResponse::InputRequired(asks)),
+    };
+    let mut result: GetPromptResult =
+        from(json!({"messages": [{"role": "user", "content": {"type": "text", "text": text}}]}))?;
+    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+    Ok(result.into())
+}
+
+/// The resource that asks its reader for context first, as the prompt does (it is not
+/// listed: the suite's scenarios do not know it).
+pub const ASKING_RESOURCE: &str = "test://asks-first";
+
+fn context_resource(
+    answers: Option<&InputResponses>,
+    state: Option<&str>,
+) -> Result<ReadResourceResponse, ErrorData> {
+    let text = match asked_context(answers, state)? {
+        Ok(text) => text,
+        Err(asks) => return Ok(ReadResourceResponse::InputRequired(asks)),
+    };
+    let mut result: ReadResourceResult = from(json!({"contents": [
+        {"uri": ASKING_RESOURCE, "mimeType": "text/plain", "text": text}]}))?;
+    result.result_type = Some(rmcp::model::ResultType::COMPLETE);
+    Ok(result.into())
+}
+
+/// The text made of the context the caller gave, or the question for it.
+fn asked_context(
+    answers: Option<&InputResponses>,
+    state: Option<&str>,
+) -> Result<Result<String, InputRequiredResult>, ErrorData> {
+    let answer = answers.and_then(|a| a.get("user_context"));
+    let answer = answer.filter(|_| state == Some(PROMPT_STATE));
+    let Some(answer) = answer else {
+        let question: InputRequest = from(json!({"method": "elicitation/create", "params": {
+            "mode": "form", "message": "What context should the prompt use?",
+            "requestedSchema": {"type": "object", "properties": {"context": {"type": "string"}},
+                "required": ["context"]}}}))?;
+        let asks = [("user_context".to_string(), question)]
+            .into_iter()
+            .collect();
+        return Ok(Err(InputRequiredResult::new(
+            Some(asks),
+            Some(PROMPT_STATE.into()),
+        )));
+    };
+    let context = answer.pointer("/content/context").and_then(Value::as_str);
+    Ok(Ok(format!(
+        "Use this context: {}",
+        context.unwrap_or("none")
+    )))
 }
 
 impl ServerHandler for Fixture {
@@ -824,6 +892,13 @@ impl ServerHandler for Fixture {
         request: ReadResourceRequestParams,
         _c: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if request.uri == ASKING_RESOURCE {
+            if let Ok(mut states) = self.prompt_states.lock() {
+                states.push(request.request_state.clone());
+            }
+            let state = request.request_state.as_deref();
+            return context_resource(request.input_responses.as_ref(), state);
+        }
         let mut result: ReadResourceResult = from(read(&request.uri)?)?;
         // 2026-07-28 results say they are complete (rmcp drops it for older clients).
         result.result_type = Some(rmcp::model::ResultType::COMPLETE);
@@ -871,6 +946,13 @@ impl ServerHandler for Fixture {
         request: GetPromptRequestParams,
         _c: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name == "test_input_required_result_prompt" {
+            if let Ok(mut states) = self.prompt_states.lock() {
+                states.push(request.request_state.clone());
+            }
+            let state = request.request_state.as_deref();
+            return context_prompt(request.input_responses.as_ref(), state);
+        }
         let args = request.arguments.unwrap_or_default();
         let result: GetPromptResult = from(prompt(&request.name, &args)?)?;
         Ok(result.into())
