@@ -126,7 +126,7 @@ pub async fn run(
 /// A forwarded call's end: what the session did, the outcome record, and the caller's
 /// answer. A call its upstream made a task of ends with the task (see `tasks`).
 pub(super) async fn finish(
-    state: &State,
+    state: &Arc<State>,
     attested: Attested,
     result: Result<CallToolResponse, UpstreamError>,
 ) -> Result<CallToolResponse, ErrorData> {

@@ -14,8 +14,11 @@
 //!   on only for questions it was shown. A question policy refuses ends the task: it is
 //!   cancelled upstream and its caller told why.
 //! - The task's end (completed, failed, cancelled) is the call's outcome record, written
-//!   once, when the gateway first sees it; a completed task's result is the data the
-//!   caller gets (flow rules' labels are acquired then).
+//!   once, when the gateway first sees it: in its caller's `tasks/get`, or in the gateway's
+//!   own poll of the upstream (at the upstream's suggested interval, 1–30 s), which goes
+//!   on until the task ends or its time to live does, so the outcome is audited even when
+//!   the caller never asks again. A completed task's result is the data its caller gets
+//!   (flow rules' labels are acquired when the caller gets it).
 //!
 //! The tasks known here are this process's (a restart forgets them: their calls'
 //! outcomes stay unknown in the audit log, as for any call a crash interrupts).
@@ -117,7 +120,7 @@ fn outer(server: &str, id: &str) -> String {
 /// task under the gateway's name. A task that cannot be kept is cancelled upstream and
 /// its outcome written now.
 pub async fn created(
-    state: &State,
+    state: &Arc<State>,
     attested: Attested,
     mut task: CreateTaskResult,
 ) -> Result<CreateTaskResult, ErrorData> {
@@ -136,7 +139,7 @@ pub async fn created(
         shown: Mutex::default(),
         until: Instant::now() + keep_for,
     });
-    if let Err(kept) = state.tasks.keep(id.clone(), kept) {
+    if let Err(kept) = state.tasks.keep(id.clone(), kept.clone()) {
         let why =
             "too many tasks are running through mcp-warden; try again when some have finished";
         let _ = state
@@ -146,6 +149,12 @@ pub async fn created(
         end(state, &kept, Outcome::Unknown { reason: why.into() }).await;
         return Err(Failure::Unavailable(why).into());
     }
+    let poll = task
+        .task
+        .poll_interval_ms
+        .unwrap_or(5_000)
+        .clamp(1_000, 30_000);
+    watch(state, kept, Duration::from_millis(poll));
     task.task.task_id = id;
     Ok(task)
 }
@@ -182,41 +191,37 @@ pub async fn get(
                     input_requests: shown,
                 },
                 Err(refused) => {
-                    // A question policy refuses ends the task.
+                    // A question policy refuses ends the task: its outcome is written
+                    // first, so that no poll sees it cancelled and calls it that.
+                    let reason = format!("mcp-warden cancelled the task: {}", refused.message);
+                    end(state, &kept, Outcome::Unknown { reason }).await;
                     let op = TaskOp::Cancel(kept.upstream_id.clone());
                     let _ = state
                         .upstreams
                         .task(&kept.server, op, offers(context))
                         .await;
-                    let reason = format!("mcp-warden cancelled the task: {}", refused.message);
-                    end(state, &kept, Outcome::Unknown { reason }).await;
                     TaskPayload::Failed {
                         error: error_object(&refused),
                     }
                 }
             }
         }
-        TaskPayload::Completed { result } => {
-            let is_error = result.get("isError") == Some(&Value::Bool(true));
-            if !is_error {
-                state.sessions.acquired(&kept.call);
+        other => {
+            if let Some(outcome) = terminal(&other) {
+                // The result reaches its caller now: its data labels come with it.
+                if matches!(
+                    outcome,
+                    Outcome::Result {
+                        is_error: false,
+                        ..
+                    }
+                ) {
+                    state.sessions.acquired(&kept.call);
+                }
+                end(state, &kept, outcome).await;
             }
-            let digest = crate::digest::canonical(&Value::Object(result.clone()));
-            end(state, &kept, Outcome::Result { is_error, digest }).await;
-            TaskPayload::Completed { result }
+            other
         }
-        TaskPayload::Failed { error } => {
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("?");
-            let reason = format!("the task failed: {message}");
-            end(state, &kept, Outcome::Unknown { reason }).await;
-            TaskPayload::Failed { error }
-        }
-        TaskPayload::Cancelled => {
-            let reason = "the task was cancelled".to_string();
-            end(state, &kept, Outcome::Unknown { reason }).await;
-            TaskPayload::Cancelled
-        }
-        other => other,
     };
     got.task = DetailedTask::new(got.task.task, payload);
     Ok(got)
@@ -348,6 +353,66 @@ fn error_object(error: &ErrorData) -> Map<String, Value> {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     }
+}
+
+/// The outcome of a task that has ended; `None` while it runs or waits for input.
+fn terminal(payload: &TaskPayload) -> Option<Outcome> {
+    match payload {
+        TaskPayload::Completed { result } => Some(Outcome::Result {
+            is_error: result.get("isError") == Some(&Value::Bool(true)),
+            digest: crate::digest::canonical(&Value::Object(result.clone())),
+        }),
+        TaskPayload::Failed { error } => {
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("?");
+            let reason = format!("the task failed: {message}");
+            Some(Outcome::Unknown { reason })
+        }
+        TaskPayload::Cancelled => Some(Outcome::Unknown {
+            reason: "the task was cancelled".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// Follow a kept task upstream until it ends, so that its outcome is written even when
+/// its caller stops asking: every `poll` (the upstream's suggestion, 1–30 s), until the
+/// outcome is written or the task's time to live ends.
+fn watch(state: &Arc<State>, kept: Arc<Kept>, poll: Duration) {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            if kept.done() {
+                return;
+            }
+            if Instant::now() >= kept.until {
+                let reason = "the task's time to live ended before mcp-warden saw it end";
+                end(
+                    &state,
+                    &kept,
+                    Outcome::Unknown {
+                        reason: reason.into(),
+                    },
+                )
+                .await;
+                return;
+            }
+            let op = TaskOp::Get(kept.upstream_id.clone());
+            let got = state
+                .upstreams
+                .task(&kept.server, op, Offers::default())
+                .await;
+            if let Ok(Some(got)) = got
+                && let Some(outcome) = terminal(&got.task.payload)
+            {
+                end(&state, &kept, outcome).await;
+                return;
+            }
+        }
+    });
 }
 
 /// Write the task's call's outcome, once.
