@@ -165,6 +165,19 @@ impl ServerHandler for Gateway {
             )
     }
 
+    /// What `initialize` declares: everything the gateway can serve, except tasks when no
+    /// running upstream makes them.
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        era::without_unoffered_tasks(&self.state, &mut result.capabilities).await;
+        Ok(result)
+    }
+
     /// Both eras on one endpoint: `initialize` and sessions up to 2025-11-25, and
     /// 2026-07-28's stateless requests (`server/discover`, metadata on every request).
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {

@@ -31,7 +31,7 @@ pub async fn capabilities_for(
         caps.completions = None;
     }
     if !any(ServerCapabilities::supports_tasks) {
-        caps.extensions = None;
+        drop_tasks(&mut caps);
     }
     match any(|c| c.resources.is_some()) {
         false => caps.resources = None,
@@ -47,6 +47,23 @@ pub async fn capabilities_for(
         }
     }
     caps
+}
+
+/// `caps` without the tasks extension when no running upstream makes tasks.
+pub async fn without_unoffered_tasks(state: &State, caps: &mut ServerCapabilities) {
+    let declared = state.upstreams.declared().await;
+    if !declared.iter().any(ServerCapabilities::supports_tasks) {
+        drop_tasks(caps);
+    }
+}
+
+fn drop_tasks(caps: &mut ServerCapabilities) {
+    if let Some(extensions) = caps.extensions.as_mut() {
+        extensions.remove(rmcp::model::TASKS_EXTENSION_ID);
+        if extensions.is_empty() {
+            caps.extensions = None;
+        }
+    }
 }
 
 /// Whether the caller speaks 2026-07-28 or later on this request: it has no session, is

@@ -304,15 +304,23 @@ async fn the_tasks_extension_is_offered_only_when_an_upstream_offers_it() {
     tokio::spawn(fixture::serve(listener));
     let dir = tempfile::tempdir().unwrap();
     let state = common::fixture_gateway(dir.path(), &fixture_url, "").await;
-    let found = discover(common::serve_http(state).await).await;
+    let found = discover(common::serve_http(state.clone()).await).await;
     let extensions = &found["result"]["capabilities"]["extensions"];
     assert!(
         extensions["io.modelcontextprotocol/tasks"].is_object(),
         "{found}"
     );
+    // `initialize` says the same.
+    let tasks_on_initialize = |state| async move {
+        let (client, _events) = common::connect(&state).await;
+        let info = client.peer_info().unwrap().clone();
+        info.capabilities.supports_tasks()
+    };
+    assert!(tasks_on_initialize(state).await);
 
     // The bundled demo server makes no tasks.
-    let (_dir, url, _state) = common::http_gateway(&common::Setup::default()).await;
+    let (_dir, url, state) = common::http_gateway(&common::Setup::default()).await;
+    assert!(!tasks_on_initialize(state).await);
     let found = discover(url).await;
     assert!(found["result"]["capabilities"].is_object(), "{found}");
     assert!(
