@@ -246,12 +246,7 @@ pub async fn update(
         .filter(|(key, _)| shown.contains(key))
         .collect();
     let op = TaskOp::Update(kept.upstream_id.clone(), responses);
-    state
-        .upstreams
-        .task(&kept.server, op, offers(context))
-        .await
-        .map(drop)
-        .map_err(|e| Failure::Upstream(e).into())
+    acknowledged(state, &kept, op, context).await
 }
 
 /// `tasks/cancel`: passed on for the caller that created the task.
@@ -263,12 +258,21 @@ pub async fn cancel(
 ) -> Result<(), ErrorData> {
     let kept = owned(state, caller, id, AccessKind::TaskCancel).await?;
     let op = TaskOp::Cancel(kept.upstream_id.clone());
-    state
+    acknowledged(state, &kept, op, context).await
+}
+
+/// Send `op` on `kept`'s upstream for its caller, whose answer is an acknowledgement.
+async fn acknowledged(
+    state: &State,
+    kept: &Kept,
+    op: TaskOp,
+    context: &RequestContext<RoleServer>,
+) -> Result<(), ErrorData> {
+    let sent = state
         .upstreams
         .task(&kept.server, op, offers(context))
-        .await
-        .map(drop)
-        .map_err(|e| Failure::Upstream(e).into())
+        .await;
+    sent.map(drop).map_err(|e| Failure::Upstream(e).into())
 }
 
 /// The task `id` for its own caller; anyone else's request is refused as unknown, and

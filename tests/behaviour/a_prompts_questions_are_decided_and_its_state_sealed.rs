@@ -18,41 +18,18 @@ use serde_json::{Value, json};
 
 const PROMPT: &str = "test_input_required_result_prompt";
 
-/// The fixture and a gateway in front of it (`policy` added) with two API keys for
-/// `user:tester`: `agent:one` and `agent:two`. Returns what the test needs.
-struct Setup {
-    dir: tempfile::TempDir,
-    url: String,
-    state: std::sync::Arc<mcp_warden::gateway::State>,
-    fixture: fixture::Fixture,
-    one: String,
-    two: String,
+/// The fixture and a gateway in front of it (`policy` added), with two callers.
+struct Setup(common::TwoCallers);
+
+impl std::ops::Deref for Setup {
+    type Target = common::TwoCallers;
+    fn deref(&self) -> &common::TwoCallers {
+        &self.0
+    }
 }
 
 async fn start(policy: &str) -> Setup {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let fixture = fixture::Fixture::default();
-    tokio::spawn(fixture::serve_as(listener, fixture.clone()));
-    let (one, one_hash) = mcp_warden::identity::new_api_key();
-    let (two, two_hash) = mcp_warden::identity::new_api_key();
-    let keys = format!(
-        "[[identity.api_keys]]\nagent = \"agent:one\"\non_behalf_of = \"user:tester\"\nsha256 = \"{one_hash}\"\n\n\
-         [[identity.api_keys]]\nagent = \"agent:two\"\non_behalf_of = \"user:tester\"\nsha256 = \"{two_hash}\"\n"
-    );
-    let policy =
-        format!("g, agent:one, role:conformance\ng, agent:two, role:conformance\n{policy}");
-    let dir = tempfile::tempdir().unwrap();
-    let state = common::fixture_gateway_config(dir.path(), &fixture_url, &policy, "", &keys).await;
-    let url = common::serve_http(state.clone()).await;
-    Setup {
-        dir,
-        url,
-        state,
-        fixture,
-        one,
-        two,
-    }
+    Setup(common::two_callers(policy).await)
 }
 
 impl Setup {

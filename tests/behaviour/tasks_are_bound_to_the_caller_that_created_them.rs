@@ -17,41 +17,20 @@ fn takes_tasks() -> Value {
     json!({"elicitation": {"form": {}}, "extensions": {"io.modelcontextprotocol/tasks": {}}})
 }
 
-/// The fixture and a gateway in front of it, with two callers for `user:tester`
-/// (`agent:one`, `agent:two`), each with its API key; `policy` added.
-struct Two {
-    dir: tempfile::TempDir,
-    url: String,
-    fixture: fixture::Fixture,
-    one: String,
-    two: String,
+/// The fixture and a gateway in front of it, with two callers (see
+/// [`common::TwoCallers`]).
+struct Two(common::TwoCallers);
+
+impl std::ops::Deref for Two {
+    type Target = common::TwoCallers;
+    fn deref(&self) -> &common::TwoCallers {
+        &self.0
+    }
 }
 
 impl Two {
     async fn start(policy: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        let fixture = fixture::Fixture::default();
-        tokio::spawn(fixture::serve_as(listener, fixture.clone()));
-        let (one, one_hash) = mcp_warden::identity::new_api_key();
-        let (two, two_hash) = mcp_warden::identity::new_api_key();
-        let keys = format!(
-            "[[identity.api_keys]]\nagent = \"agent:one\"\non_behalf_of = \"user:tester\"\nsha256 = \"{one_hash}\"\n\n\
-             [[identity.api_keys]]\nagent = \"agent:two\"\non_behalf_of = \"user:tester\"\nsha256 = \"{two_hash}\"\n"
-        );
-        let policy =
-            format!("g, agent:one, role:conformance\ng, agent:two, role:conformance\n{policy}");
-        let dir = tempfile::tempdir().unwrap();
-        let state =
-            common::fixture_gateway_config(dir.path(), &fixture_url, &policy, "", &keys).await;
-        let url = common::serve_http(state).await;
-        Self {
-            dir,
-            url,
-            fixture,
-            one,
-            two,
-        }
+        Self(common::two_callers(policy).await)
     }
 
     /// Send `method` with `params` as `who`, declaring tasks; the answer.

@@ -626,3 +626,44 @@ pub async fn everything_gateway_with(dir: &tempfile::TempDir, gateway: &str) -> 
     let config = mcp_warden::config::Config::load(&dir.path().join("warden.toml")).unwrap();
     State::start(config).await.unwrap()
 }
+
+/// The conformance fixture, and a gateway in front of it over Streamable HTTP (see
+/// [`fixture_gateway_config`]) with two callers for `user:tester`, `agent:one` and
+/// `agent:two`, each with its API key.
+pub struct TwoCallers {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub state: Arc<State>,
+    pub fixture: crate::fixture::Fixture,
+    /// `agent:one`'s API key.
+    pub one: String,
+    /// `agent:two`'s API key.
+    pub two: String,
+}
+
+/// [`TwoCallers`] with `policy` added to the fixture's.
+pub async fn two_callers(policy: &str) -> TwoCallers {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fixture_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let fixture = crate::fixture::Fixture::default();
+    tokio::spawn(crate::fixture::serve_as(listener, fixture.clone()));
+    let (one, one_hash) = mcp_warden::identity::new_api_key();
+    let (two, two_hash) = mcp_warden::identity::new_api_key();
+    let keys = format!(
+        "[[identity.api_keys]]\nagent = \"agent:one\"\non_behalf_of = \"user:tester\"\nsha256 = \"{one_hash}\"\n\n\
+         [[identity.api_keys]]\nagent = \"agent:two\"\non_behalf_of = \"user:tester\"\nsha256 = \"{two_hash}\"\n"
+    );
+    let policy =
+        format!("g, agent:one, role:conformance\ng, agent:two, role:conformance\n{policy}");
+    let dir = tempfile::tempdir().unwrap();
+    let state = fixture_gateway_config(dir.path(), &fixture_url, &policy, "", &keys).await;
+    let url = serve_http(state.clone()).await;
+    TwoCallers {
+        dir,
+        url,
+        state,
+        fixture,
+        one,
+        two,
+    }
+}
