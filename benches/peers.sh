@@ -123,11 +123,12 @@ session() {
   echo "$sid"
 }
 
-# cell NAME PORT TOOL CONNECTIONS: one wrk run; appends "NAME C calls/s p50 p99 bad" to results.
+# cell NAME PORT TOOL CONNECTIONS [modern]: one wrk run; appends "NAME C calls/s p50 p99 bad"
+# to results. `modern`: each call as a 2026-07-28 client sends it (no session).
 cell() {
-  local name=$1 url="http://127.0.0.1:$2/mcp" tool=$3 c=$4 sid out
-  sid=$(session "$url")
-  out=$(SESSION=$sid TOOL=$tool ARGS='{"message":"hi"}' \
+  local name=$1 url="http://127.0.0.1:$2/mcp" tool=$3 c=$4 modern=${5:-} sid="" out
+  [ -n "$modern" ] || sid=$(session "$url")
+  out=$(SESSION=$sid MODERN=${modern:+1} TOOL=$tool ARGS='{"message":"hi"}' \
     wrk -t "$(( c > 1 ? 2 : 1 ))" -c "$c" -d "${SECS}s" --latency -s "$REPO/benches/peers/tools_call.lua" "$url" 2>>"$WORK/logs/wrk.err")
   [ -n "$sid" ] && curl -s -o /dev/null -X DELETE "$url" -H "mcp-session-id: $sid" -H 'mcp-protocol-version: 2025-11-25'
   local rps p50 p99 bad errors
@@ -161,6 +162,7 @@ main() {
     cell contextforge-translate $((BASE + 2)) echo $c
     cell supergateway-stateful $((BASE + 3)) echo $c
     cell mcp-warden $((BASE + 4)) everything_echo $c
+    cell mcp-warden-2026-07-28 $((BASE + 4)) everything_echo $c modern
     cell mcp-warden-audit-on-tmpfs $((BASE + 5)) everything_echo $c
   done
   report
@@ -172,12 +174,13 @@ report() {
   echo "tools/call echo over Streamable HTTP, keep-alive, one MCP session, ${SECS}s per cell, $(date -u +%F), $(nproc) cores"
   printf '| %-40s | %9s | %8s | %8s | %9s | %8s | %8s |\n' target "c=1 /s" p50 p99 "c=8 /s" p50 p99
   printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" ----------- ---------- ---------- ----------- ---------- ----------
-  for t in direct-to-server-everything contextforge-translate supergateway-stateful mcp-warden mcp-warden-audit-on-tmpfs; do
+  for t in direct-to-server-everything contextforge-translate supergateway-stateful mcp-warden mcp-warden-2026-07-28 mcp-warden-audit-on-tmpfs; do
     local one eight
     one=$(awk -v t="$t" '$1 == t && $2 == 1' "$WORK/results.txt")
     eight=$(awk -v t="$t" '$1 == t && $2 == 8' "$WORK/results.txt")
     local label=$t
     [ "$t" = mcp-warden ] && label="mcp-warden (durable audit, policy)"
+    [ "$t" = mcp-warden-2026-07-28 ] && label="mcp-warden, 2026-07-28 requests"
     [ "$t" = mcp-warden-audit-on-tmpfs ] && label="mcp-warden (audit log on tmpfs)"
     printf '| %-40s | %9.0f | %8s | %8s | %9.0f | %8s | %8s |\n' "$label" \
       "$(awk '{print $3}' <<<"$one")" "$(awk '{print $4}' <<<"$one")" "$(awk '{print $5}' <<<"$one")" \
