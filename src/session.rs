@@ -132,12 +132,30 @@ impl Sessions {
     pub fn record(&self, session: &str, task: Option<&str>, tool: &ToolRef, got: bool) {
         // Where and when, for the labels a result brings (most calls bring none).
         let (via, at) = match got && !tool.labels.is_empty() {
-            true => (
-                crate::policy::object_of(tool),
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            ),
+            true => provenance(tool),
             false => Default::default(),
         };
+        self.touch(session, task, |view| note(view, tool, got, &via, &at));
+    }
+
+    /// The data labels `call`'s tool brings, acquired by its caller's session (and task)
+    /// when the result reaches it later than the call's answer (a task's result).
+    pub fn acquired(&self, call: &crate::policy::Call) {
+        let tool = &call.tool;
+        if tool.labels.is_empty() {
+            return;
+        }
+        let (via, at) = provenance(tool);
+        let chain = call.caller.chain();
+        let task = call.caller.task.as_ref().map(|t| task_key(&chain, t));
+        let session = call.caller.session.as_str();
+        self.touch(session, task.as_deref(), |view| {
+            labels(view, tool, &via, &at)
+        });
+    }
+
+    /// Change what `session` (and its task) has done, sweeping idle memories now and then.
+    fn touch(&self, session: &str, task: Option<&str>, mut change: impl FnMut(&mut SessionView)) {
         let mut all = self
             .by_session
             .lock()
@@ -154,35 +172,16 @@ impl Sessions {
         for key in std::iter::once(session).chain(task) {
             if let Some(memory) = all.entry(key) {
                 memory.touched = now;
-                note(&mut memory.view, tool, got, &via, &at);
+                change(&mut memory.view);
             }
         }
     }
 }
 
-impl Sessions {
-    /// The data labels `call`'s tool brings, acquired by its caller's session (and task)
-    /// when the result reaches it later than the call's answer (a task's result).
-    pub fn acquired(&self, call: &crate::policy::Call) {
-        let tool = &call.tool;
-        if tool.labels.is_empty() {
-            return;
-        }
-        let via = crate::policy::object_of(tool);
-        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let chain = call.caller.chain();
-        let task = call.caller.task.as_ref().map(|t| task_key(&chain, t));
-        let mut all = self
-            .by_session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for key in std::iter::once(call.caller.session.as_str()).chain(task.as_deref()) {
-            if let Some(memory) = all.entry(key) {
-                memory.touched = Instant::now();
-                labels(&mut memory.view, tool, &via, &at);
-            }
-        }
-    }
+/// Where and when a tool's labels were acquired: its object, now.
+fn provenance(tool: &ToolRef) -> (String, String) {
+    let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    (crate::policy::object_of(tool), at)
 }
 
 /// Add a forwarded call to what a session (or task) has done.

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::Attested;
 use crate::config::{UpstreamConfig, UpstreamTransport};
 use asks::Askers;
-pub use asks::{Ask, AskKind, AskRoute};
+pub use asks::{Ask, AskKind, AskRoute, question_of, request_of};
 use client::UpstreamClient;
 use progress::{CallProgress, ProgressRelay};
 pub use tasks::TaskOp;

@@ -16,10 +16,7 @@
 //!
 //! Nothing is kept between rounds: the state the caller carries is all there is.
 
-use rmcp::model::{
-    GetPromptResponse, InputRequest, InputRequiredResult, InputResponses, ReadResourceResponse,
-    ServerRequest,
-};
+use rmcp::model::{GetPromptResponse, InputRequiredResult, InputResponses, ReadResourceResponse};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde::{Deserialize, Serialize};
@@ -137,7 +134,7 @@ pub async fn rounds<R: Asking>(
         let questions = asked.input_requests.clone().unwrap_or_default();
         let mut requests = Vec::new();
         for (key, question) in &questions {
-            let request = server_request(question)?;
+            let request = crate::upstream::request_of(question).ok_or_else(cannot_relay)?;
             let kind = AskKind::of(&request).ok_or_else(cannot_relay)?;
             super::asks::decide_for(state, &access.caller, asker, context, kind, &request).await?;
             requests.push((key.clone(), request));
@@ -224,17 +221,6 @@ async fn refuse(state: &State, access: Access, why: String) -> ErrorData {
         tracing::error!(error = %e, "a refused request state could not be audited");
     }
     Failure::Malformed(why).into()
-}
-
-/// A question as the request it stands for.
-pub fn server_request(question: &InputRequest) -> Result<ServerRequest, ErrorData> {
-    match question.clone() {
-        InputRequest::CreateMessage(r) => Ok(ServerRequest::CreateMessageRequest(r)),
-        InputRequest::Elicitation(r) => Ok(ServerRequest::ElicitRequest(r)),
-        InputRequest::ListRoots(r) => Ok(ServerRequest::ListRootsRequest(r)),
-        #[allow(unreachable_patterns)]
-        _ => Err(cannot_relay()),
-    }
 }
 
 fn cannot_relay() -> ErrorData {

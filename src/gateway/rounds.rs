@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rmcp::model::{
-    CallToolResponse, ClientResult, CreateMessageResult, ElicitResult, InputRequest, InputRequests,
+    CallToolResponse, ClientResult, CreateMessageResult, ElicitResult, InputRequests,
     InputRequiredResult, InputResponses, ListRootsResult, ServerRequest,
 };
 use rmcp::service::RequestContext;
@@ -263,7 +263,7 @@ fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorDat
     let asks: Option<InputRequests> = parked
         .questions
         .iter()
-        .map(|q| Some((q.key.clone(), input_request(&q.request)?)))
+        .map(|q| Some((q.key.clone(), crate::upstream::question_of(&q.request)?)))
         .collect();
     let sealed = seal(state, &parked.binding, &Carried::Parked(id.clone()), until);
     let full = state.rounds.lock().len() >= MAX_PARKED;
@@ -290,16 +290,6 @@ fn park(state: &Arc<State>, parked: Parked) -> Result<CallToolResponse, ErrorDat
         Some(asks),
         Some(sealed),
     )))
-}
-
-/// The upstream's request as an input request.
-fn input_request(request: &ServerRequest) -> Option<InputRequest> {
-    match request {
-        ServerRequest::CreateMessageRequest(r) => Some(InputRequest::CreateMessage(r.clone())),
-        ServerRequest::ElicitRequest(r) => Some(InputRequest::Elicitation(r.clone())),
-        ServerRequest::ListRootsRequest(r) => Some(InputRequest::ListRoots(r.clone())),
-        _ => None,
-    }
 }
 
 /// The caller's answer as the result the upstream's request expects.

@@ -52,11 +52,10 @@ pub struct Tasks {
     by_id: Mutex<HashMap<String, Arc<Kept>>>,
 }
 
-/// One task: where it runs, whose it is, and its call (until its outcome is written).
+/// One task: its upstream's id for it, and its call (whose caller's chain alone may use
+/// it, and whose tool's upstream runs it).
 struct Kept {
-    server: String,
     upstream_id: String,
-    chain: Vec<String>,
     call: Call,
     /// The call's attested permit, taken when its outcome is written.
     attested: Mutex<Option<Attested>>,
@@ -66,6 +65,11 @@ struct Kept {
 }
 
 impl Kept {
+    /// The upstream that runs it.
+    fn server(&self) -> &str {
+        &self.call.tool.server
+    }
+
     fn done(&self) -> bool {
         self.attested
             .lock()
@@ -83,7 +87,7 @@ impl Tasks {
     fn of(&self, caller: &Caller, id: &str) -> Result<Arc<Kept>, Failure> {
         let kept = self.lock().get(id).cloned();
         match kept {
-            Some(k) if k.until > Instant::now() && k.chain.iter().eq(caller.chain()) => Ok(k),
+            Some(k) if k.until > Instant::now() && k.call.caller.chain() == caller.chain() => Ok(k),
             _ => Err(Failure::Malformed(format!(
                 "unknown task `{id}`: a task is known only to the caller that created it, until its time to live ends"
             ))),
@@ -131,9 +135,7 @@ pub async fn created(
     let keep_for = ttl.map_or(KEEP_AT_MOST, |t| t.min(KEEP_AT_MOST));
     let id = outer(&server, &upstream_id);
     let kept = Arc::new(Kept {
-        server: server.clone(),
         upstream_id: upstream_id.clone(),
-        chain: call.caller.chain().into_iter().map(String::from).collect(),
         call,
         attested: Mutex::new(Some(attested)),
         shown: Mutex::default(),
@@ -170,9 +172,9 @@ pub async fn get(
     let got = state
         .upstreams
         .task(
-            &kept.server,
+            kept.server(),
             TaskOp::Get(kept.upstream_id.clone()),
-            offers(context),
+            super::asks::offers(context),
         )
         .await
         .map_err(|e| ErrorData::from(Failure::Upstream(e)))?;
@@ -198,7 +200,7 @@ pub async fn get(
                     let op = TaskOp::Cancel(kept.upstream_id.clone());
                     let _ = state
                         .upstreams
-                        .task(&kept.server, op, offers(context))
+                        .task(kept.server(), op, super::asks::offers(context))
                         .await;
                     TaskPayload::Failed {
                         error: error_object(&refused),
@@ -270,7 +272,7 @@ async fn acknowledged(
 ) -> Result<(), ErrorData> {
     let sent = state
         .upstreams
-        .task(&kept.server, op, offers(context))
+        .task(kept.server(), op, super::asks::offers(context))
         .await;
     sent.map(drop).map_err(|e| Failure::Upstream(e).into())
 }
@@ -330,8 +332,8 @@ async fn asked(
         if seen.contains(key) {
             continue;
         }
-        let request = super::inputs::server_request(question)?;
-        let Some(kind) = AskKind::of(&request) else {
+        let request = crate::upstream::request_of(question);
+        let Some((kind, request)) = request.and_then(|r| Some((AskKind::of(&r)?, r))) else {
             return Err(Failure::Unrelayable(
                 "a task asked something mcp-warden cannot relay".into(),
             )
@@ -344,11 +346,6 @@ async fn asked(
             .insert(key.clone());
     }
     Ok(questions)
-}
-
-/// What a task's caller can be asked, and that it takes tasks.
-fn offers(context: &RequestContext<RoleServer>) -> Offers {
-    super::asks::offers(context)
 }
 
 /// The JSON-RPC error object of a refusal, for a failed task.
@@ -407,7 +404,7 @@ fn watch(state: &Arc<State>, kept: Arc<Kept>, poll: Duration) {
             let op = TaskOp::Get(kept.upstream_id.clone());
             let got = state
                 .upstreams
-                .task(&kept.server, op, Offers::default())
+                .task(kept.server(), op, Offers::default())
                 .await;
             if let Ok(Some(got)) = got
                 && let Some(outcome) = terminal(&got.task.payload)

@@ -244,6 +244,28 @@ impl Askers {
     }
 }
 
+/// A 2026-07-28 question (an `inputRequests` entry) as the request it stands for.
+pub fn request_of(question: &rmcp::model::InputRequest) -> Option<ServerRequest> {
+    match question.clone() {
+        rmcp::model::InputRequest::CreateMessage(r) => Some(ServerRequest::CreateMessageRequest(r)),
+        rmcp::model::InputRequest::Elicitation(r) => Some(ServerRequest::ElicitRequest(r)),
+        rmcp::model::InputRequest::ListRoots(r) => Some(ServerRequest::ListRootsRequest(r)),
+        _ => None,
+    }
+}
+
+/// A request to the client as the 2026-07-28 question it becomes.
+pub fn question_of(request: &ServerRequest) -> Option<rmcp::model::InputRequest> {
+    match request {
+        ServerRequest::CreateMessageRequest(r) => {
+            Some(rmcp::model::InputRequest::CreateMessage(r.clone()))
+        }
+        ServerRequest::ElicitRequest(r) => Some(rmcp::model::InputRequest::Elicitation(r.clone())),
+        ServerRequest::ListRootsRequest(r) => Some(rmcp::model::InputRequest::ListRoots(r.clone())),
+        _ => None,
+    }
+}
+
 /// Put each of a 2026-07-28 upstream's questions (its `InputRequiredResult`) to the
 /// caller of the call that got it, in turn, as its own requests would be: the answers,
 /// keyed as the questions were. The upstream's `requestState` stays here: it goes back to
@@ -261,11 +283,8 @@ pub async fn answer_all(
     let questions: Vec<_> = asked.input_requests.iter().flatten().collect();
     let mut waiting = Vec::new();
     for (n, (key, question)) in questions.iter().enumerate() {
-        let request = match (*question).clone() {
-            rmcp::model::InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
-            rmcp::model::InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
-            rmcp::model::InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
-            _ => return Err(refused(Unasked::NotRelayed.to_string())),
+        let Some(request) = request_of(question) else {
+            return Err(refused(Unasked::NotRelayed.to_string()));
         };
         let kind = AskKind::of(&request)
             .ok_or(Unasked::NotRelayed)

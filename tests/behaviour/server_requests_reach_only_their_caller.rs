@@ -199,34 +199,63 @@ async fn policy_refuses_sampling_for_a_tool_and_the_refusal_is_audited() {
     assert!(text(&result).contains("action=accept"), "{result:?}");
 }
 
+/// Client B's call, held while B is asked something, and client A's call made meanwhile.
+struct Two {
+    /// Lets B answer.
+    hold: Arc<Notify>,
+    waiting: Asked,
+    b_call: tokio::task::JoinHandle<rmcp::model::CallToolResult>,
+    other: Asked,
+    /// A's result.
+    result: rmcp::model::CallToolResult,
+}
+
+/// B calls `b` and is held once asked; then A calls `a`.
+async fn while_b_is_asked(
+    state: &Arc<State>,
+    (b_tool, b_args): (&'static str, serde_json::Value),
+    (a_tool, a_args): (&'static str, serde_json::Value),
+) -> Two {
+    let hold = Arc::new(Notify::new());
+    let waiting = Asked {
+        hold: Some(hold.clone()),
+        ..Asked::offering()
+    };
+    let b = Arc::new(connect_as(state, waiting.clone()).await);
+    let b_call = tokio::spawn(async move { call(&b, b_tool, b_args).await });
+    waiting.reached.notified().await;
+    let other = Asked::offering();
+    let a = connect_as(state, other.clone()).await;
+    let result = call(&a, a_tool, a_args).await;
+    Two {
+        hold,
+        waiting,
+        b_call,
+        other,
+        result,
+    }
+}
+
 /// The fixture over Streamable HTTP: B's elicitation is held open while A's call asks
 /// for sampling; each request came on its own call's stream, so each goes to its own
 /// caller.
 #[tokio::test]
 async fn two_clients_with_calls_in_flight_each_get_their_own_calls_requests() {
     let (dir, state) = start("").await;
-    let hold = Arc::new(Notify::new());
-    let waiting = Asked {
-        hold: Some(hold.clone()),
-        ..Asked::offering()
-    };
-    let b = Arc::new(connect_as(&state, waiting.clone()).await);
-    let b_call = {
-        let b = b.clone();
-        tokio::spawn(async move {
-            call(&b, "test_elicitation", json!({"message": "who are you?"})).await
-        })
-    };
-    waiting.reached.notified().await;
-
-    let other = Asked::offering();
-    let a = connect_as(&state, other.clone()).await;
-    let result = call(
-        &a,
-        "test_sampling",
-        json!({"prompt": "whose request is this?"}),
-    )
-    .await;
+    let b_args = json!({"message": "who are you?"});
+    let a_args = json!({"prompt": "whose request is this?"});
+    let two = while_b_is_asked(
+        &state,
+        ("test_elicitation", b_args),
+        ("test_sampling", a_args),
+    );
+    let Two {
+        hold,
+        waiting,
+        b_call,
+        other,
+        result,
+    } = two.await;
     assert_eq!(
         text(&result),
         "LLM response: a model's answer",
@@ -256,28 +285,16 @@ async fn two_clients_with_calls_in_flight_each_get_their_own_calls_requests() {
 async fn over_stdio_requests_are_refused_while_two_clients_have_calls_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let state = common::everything_gateway(&dir).await;
-    let hold = Arc::new(Notify::new());
-    let waiting = Asked {
-        hold: Some(hold.clone()),
-        ..Asked::offering()
-    };
-    let b = Arc::new(connect_as(&state, waiting.clone()).await);
-    let b_call = {
-        let b = b.clone();
-        tokio::spawn(
-            async move { call(&b, "everything_trigger-elicitation-request", json!({})).await },
-        )
-    };
-    waiting.reached.notified().await;
-
-    let other = Asked::offering();
-    let a = connect_as(&state, other.clone()).await;
-    let result = call(
-        &a,
-        "everything_trigger-sampling-request",
-        json!({"prompt": "whose request is this?"}),
-    )
-    .await;
+    let b_tool = ("everything_trigger-elicitation-request", json!({}));
+    let a_args = json!({"prompt": "whose request is this?"});
+    let a_tool = ("everything_trigger-sampling-request", a_args);
+    let Two {
+        hold,
+        waiting,
+        b_call,
+        other,
+        result,
+    } = while_b_is_asked(&state, b_tool, a_tool).await;
     assert_eq!(result.is_error, Some(true), "{result:?}");
     assert!(
         text(&result).contains("several clients"),

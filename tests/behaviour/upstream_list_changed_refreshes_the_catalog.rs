@@ -8,10 +8,8 @@ use std::time::Duration;
 use common::{Harness, text};
 use serde_json::json;
 
-#[tokio::test]
-async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed() {
-    let h = Harness::start().await;
-    assert!(h.state.current().catalog.resolve("demo_extra").is_err());
+/// The demo shows its extra tool; the client hears the list changed and sees the tool.
+async fn the_extra_tool_appears(h: &Harness) {
     let result = h
         .call(
             "demo_toggle_extra",
@@ -25,6 +23,18 @@ async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed()
         .expect("the client hears that the tool list changed");
     let names = h.tool_names().await;
     assert!(names.contains(&"demo_extra".to_string()), "{names:?}");
+}
+
+/// Over 2025-11-25 (`notifications/tools/list_changed`); the 2026-07-28 way is below.
+#[tokio::test]
+async fn a_new_upstream_tool_listed_in_the_manifest_appears_after_list_changed() {
+    let h = Harness::with(common::Setup {
+        upstream_extra: "protocol = \"2025-11-25\"\n".into(),
+        ..common::Setup::default()
+    })
+    .await;
+    assert!(h.state.current().catalog.resolve("demo_extra").is_err());
+    the_extra_tool_appears(&h).await;
     let extra = h.call("demo_extra", json!({})).await.unwrap();
     assert_eq!(text(&extra), "extra ran");
 }
@@ -89,34 +99,18 @@ async fn a_re_list_that_finds_nothing_changed_says_nothing() {
     assert!(h.state.current().catalog.resolve("demo_echo").is_ok());
 }
 
-/// A 2026-07-28 upstream (the demo, `protocol = "auto"`) tells of its list changes only on
+/// A 2026-07-28 upstream (the demo, as the gateway speaks to it by default) tells of its list changes only on
 /// a `subscriptions/listen`: the gateway holds one open, so the new tool appears all the
 /// same, and a client's resource subscription becomes a listen on the upstream whose
 /// updates reach it.
 #[tokio::test]
 async fn a_2026_upstream_is_listened_to_for_list_changes_and_updates() {
-    let setup = common::Setup {
-        upstream_extra: "protocol = \"auto\"\n".into(),
-        ..common::Setup::default()
-    };
-    let h = Harness::with(setup).await;
+    let h = Harness::start().await;
     assert_eq!(
         h.state.upstreams.speaks("demo").as_deref(),
         Some("2026-07-28")
     );
-    let result = h
-        .call(
-            "demo_toggle_extra",
-            json!({"intent": "show the extra tool"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&result), "extra tool shown");
-    tokio::time::timeout(Duration::from_secs(10), h.events.list_changed.notified())
-        .await
-        .expect("the client hears that the tool list changed");
-    let names = h.tool_names().await;
-    assert!(names.contains(&"demo_extra".to_string()), "{names:?}");
+    the_extra_tool_appears(&h).await;
 
     #[allow(deprecated)] // the client here speaks 2025-11-25, where this is how to subscribe
     h.client
