@@ -103,10 +103,15 @@ async fn a_sealed_state_is_good_once_for_its_caller_and_the_upstreams_own_stays_
     assert_eq!(denied[1]["agent"], "agent:two");
 
     // The genuine answer: the upstream gets its own state back, and the prompt comes.
-    let got = s.get(&s.one, answered(&sealed)).await;
+    // An answer to a question nobody asked does not go on.
+    let mut genuine = answered(&sealed);
+    genuine["inputResponses"]["not_asked"] = json!({"action": "accept", "content": {}});
+    let got = s.get(&s.one, genuine).await;
     let text = &got["result"]["messages"][0]["content"]["text"];
     assert_eq!(text, "Use this context: the quarterly numbers", "{got}");
     assert_eq!(s.states(), [None, Some(fixture::PROMPT_STATE.to_string())]);
+    let keys = s.fixture.prompt_answer_keys.lock().unwrap().clone();
+    assert_eq!(keys, [vec![], vec!["user_context".to_string()]]);
 
     // Once only.
     let replayed = s.get(&s.one, answered(&sealed)).await;

@@ -124,6 +124,10 @@ async fn another_caller_cannot_see_update_or_cancel_a_task_and_its_tries_are_aud
             .collect()
     };
     assert!(changes().is_empty());
+    // And what a caller's client asks reaches the upstream as that caller's (its
+    // capabilities, not the poll's): agent one's get is there, and stays the only one.
+    let for_callers = || t.fixture.caller_task_requests.lock().unwrap().clone();
+    assert_eq!(for_callers(), [("tasks/get".to_string(), own.to_string())]);
 
     // Agent two acts for the same user, with the same rights, and still may not.
     for (id, method, params) in [
@@ -143,6 +147,11 @@ async fn another_caller_cannot_see_update_or_cancel_a_task_and_its_tries_are_aud
     assert!(
         changes().is_empty(),
         "the upstream heard nothing of agent two"
+    );
+    assert_eq!(
+        for_callers(),
+        [("tasks/get".to_string(), own.to_string())],
+        "agent two's tasks/get never reached the upstream"
     );
     let refused: Vec<_> = t
         .records()

@@ -45,15 +45,42 @@ pub struct Fixture {
     pub tasks: Arc<rmcp::task_manager::TaskManager>,
     /// Each `tasks/*` request received: its method and task id, in order.
     pub task_requests: Arc<Mutex<Vec<(String, String)>>>,
+    /// Those of them made for a client that can answer elicitations (a caller's own,
+    /// not a gateway's poll, which declares nothing but tasks).
+    pub caller_task_requests: Arc<Mutex<Vec<(String, String)>>>,
     /// The `requestState` each get of the prompt (or read of the resource) that asks
     /// first came with, in order.
     pub prompt_states: Arc<Mutex<Vec<Option<String>>>>,
+    /// The keys of the answers each of them came with, in order.
+    pub prompt_answer_keys: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Fixture {
-    fn heard(&self, method: &str, task: &str) {
-        if let Ok(mut heard) = self.task_requests.lock() {
-            heard.push((method.to_string(), task.to_string()));
+    fn heard(&self, method: &str, task: &str, cx: &RequestContext<RoleServer>) {
+        let heard = (method.to_string(), task.to_string());
+        if cx
+            .client_capabilities()
+            .is_some_and(|c| c.elicitation.is_some())
+            && let Ok(mut caller) = self.caller_task_requests.lock()
+        {
+            caller.push(heard.clone());
+        }
+        if let Ok(mut all) = self.task_requests.lock() {
+            all.push(heard);
+        }
+    }
+
+    /// A get of the prompt (or read of the resource) that asks first.
+    fn asked_first(&self, state: Option<&String>, answers: Option<&InputResponses>) {
+        if let Ok(mut states) = self.prompt_states.lock() {
+            states.push(state.cloned());
+        }
+        if let Ok(mut keys) = self.prompt_answer_keys.lock() {
+            keys.push(
+                answers
+                    .map(|a| a.keys().cloned().collect())
+                    .unwrap_or_default(),
+            );
         }
     }
 }
@@ -893,9 +920,10 @@ impl ServerHandler for Fixture {
         _c: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         if request.uri == ASKING_RESOURCE {
-            if let Ok(mut states) = self.prompt_states.lock() {
-                states.push(request.request_state.clone());
-            }
+            self.asked_first(
+                request.request_state.as_ref(),
+                request.input_responses.as_ref(),
+            );
             let state = request.request_state.as_deref();
             return context_resource(request.input_responses.as_ref(), state);
         }
@@ -947,9 +975,10 @@ impl ServerHandler for Fixture {
         _c: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         if request.name == "test_input_required_result_prompt" {
-            if let Ok(mut states) = self.prompt_states.lock() {
-                states.push(request.request_state.clone());
-            }
+            self.asked_first(
+                request.request_state.as_ref(),
+                request.input_responses.as_ref(),
+            );
             let state = request.request_state.as_deref();
             return context_prompt(request.input_responses.as_ref(), state);
         }
@@ -974,9 +1003,9 @@ impl ServerHandler for Fixture {
     async fn get_task(
         &self,
         request: rmcp::model::GetTaskParams,
-        _c: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
-        self.heard("tasks/get", &request.task_id);
+        self.heard("tasks/get", &request.task_id, &cx);
         let task = self.tasks.get_task(&request.task_id)?;
         Ok(rmcp::model::GetTaskResult::new(task))
     }
@@ -984,9 +1013,9 @@ impl ServerHandler for Fixture {
     async fn update_task(
         &self,
         request: rmcp::model::UpdateTaskParams,
-        _c: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.heard("tasks/update", &request.task_id);
+        self.heard("tasks/update", &request.task_id, &cx);
         self.tasks
             .update_task(&request.task_id, request.input_responses)
     }
@@ -994,9 +1023,9 @@ impl ServerHandler for Fixture {
     async fn cancel_task(
         &self,
         request: rmcp::model::CancelTaskParams,
-        _c: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.heard("tasks/cancel", &request.task_id);
+        self.heard("tasks/cancel", &request.task_id, &cx);
         self.tasks.cancel_task(&request.task_id)
     }
 
