@@ -1,11 +1,12 @@
 //! The admin listener, where approvers work: the approvals page, its JSON API, sign-in,
-//! and `/healthz`. Every request passes a `Host` check (DNS rebinding) and every change a
+//! and what operators read (`/healthz`, `/readyz`, `/metrics`, see `metrics`). Every request passes a `Host` check (DNS rebinding) and every change a
 //! same-origin check; every API call needs an approver credential. It records decisions
 //! through [`State::decide_approval`]; it never forwards a call itself.
 
 mod api;
 pub mod auth;
 mod grants;
+mod metrics;
 mod reload;
 
 use std::future::Future;
@@ -104,7 +105,6 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/", get(api::page))
         .route("/app.js", get(api::script))
         .route("/app.css", get(api::style))
-        .route("/healthz", get(health))
         .route("/login", post(api::login))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
@@ -115,6 +115,15 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/grants/{id}/revoke", post(grants::revoke))
         .route("/tasks/{id}/end", post(grants::end_task))
         .route("/reload", post(reload::reload))
+        .merge(metrics::routes())
+        .layer(middleware::from_fn_with_state(admin.clone(), guard))
+        .with_state(admin)
+}
+
+/// The metrics listener (`[listen] metrics`): `/metrics`, `/readyz` and `/healthz` only,
+/// behind the same `Host` check.
+pub fn operator_router(admin: Arc<Admin>) -> Router {
+    metrics::routes()
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }

@@ -113,6 +113,7 @@ pub struct AuditLog {
     path: PathBuf,
     /// The witness's sinks, for `/healthz`.
     witnesses: Option<witness::Monitor>,
+    metrics: crate::telemetry::AuditMetrics,
 }
 
 impl AuditLog {
@@ -139,7 +140,8 @@ impl AuditLog {
     ) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
         let witnesses = witness.as_ref().map(witness::Witness::monitor);
-        let (tx, tail) = writer::spawn(path, deferred.clone(), signer, witness)?;
+        let metrics = crate::telemetry::AuditMetrics::default();
+        let (tx, tail) = writer::spawn(path, deferred.clone(), signer, witness, metrics.clone())?;
         Ok(Self {
             tx,
             tail,
@@ -147,7 +149,19 @@ impl AuditLog {
             busy: Arc::default(),
             path: path.to_path_buf(),
             witnesses,
+            metrics,
         })
+    }
+
+    /// What the writer reports (records, batches, syncs, failed writes).
+    pub fn metrics(&self) -> crate::telemetry::AuditMetrics {
+        self.metrics.clone()
+    }
+
+    /// Records and calls in flight in the writer (queued records, and calls between
+    /// their attempt and outcome).
+    pub fn in_flight(&self) -> usize {
+        self.busy.load(Ordering::Acquire) + (self.tx.max_capacity() - self.tx.capacity())
     }
 
     pub fn path(&self) -> &Path {

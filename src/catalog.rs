@@ -335,6 +335,7 @@ mod tests {
                 headers: Default::default(),
             },
             expose_unlisted,
+            required: true,
             namespace: true,
         }
     }

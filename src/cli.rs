@@ -52,6 +52,10 @@ gateway) and HTTP when it is (you ran it by hand)."
         /// Which transports to serve.
         #[arg(long, value_enum, default_value_t = TransportChoice::Auto)]
         transport: TransportChoice,
+        /// How log lines are written to stderr: readable text, or one JSON object a line
+        /// for log pipelines.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Put the MCP servers of a client's config behind the gateway: write a warden.toml,
     /// a manifest per server (from its live tools), a starter policy, and print the one
@@ -243,11 +247,30 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportChoice {
     Auto,
     Stdio,
     Http,
     Both,
+}
+
+/// Where `serve` exports spans, read before anything runs: the config's
+/// `[telemetry] otlp_endpoint` or the standard `OTEL_EXPORTER_OTLP_*` variables. A config
+/// that does not load exports nothing here; `serve` then reports why.
+pub fn span_export(cli: &Cli) -> Option<crate::telemetry::trace::Otlp> {
+    let Command::Serve { config, .. } = &cli.command else {
+        return None;
+    };
+    let endpoint = load_config(config.as_deref())
+        .ok()
+        .and_then(|c| c.boot.telemetry.otlp_endpoint);
+    crate::telemetry::trace::Otlp::from(endpoint.as_deref())
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, String> {
@@ -260,7 +283,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve { config, transport } => serve(config.as_deref(), transport).await,
+        Command::Serve {
+            config, transport, ..
+        } => serve(config.as_deref(), transport).await,
         Command::Check { config, offline } => run_check(config.as_deref(), offline).await,
         Command::Init {
             from,
@@ -431,12 +456,13 @@ async fn serve(config: Option<&Path>, choice: TransportChoice) -> Result<(), Str
     banner(&state, listener.as_ref());
     reload_on_hangup(&state);
     let admin = start_admin(&state).await?;
+    let metrics = start_metrics(&state).await?;
     if listener.is_some() {
         eprintln!("Point an MCP client at the endpoint above; Ctrl-C stops.");
     }
     let result = run_transports(state.clone(), stdio, listener).await;
-    if let Some(a) = admin {
-        a.abort();
+    for listener in admin.into_iter().chain(metrics) {
+        listener.abort();
     }
     state.upstreams.shutdown().await;
     // Outcome records are queued without waiting for their sync: write them out, and a
@@ -558,6 +584,31 @@ async fn start_admin(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandl
         };
         if let Err(e) = crate::admin::serve(admin, listener, stop).await {
             tracing::error!(error = %e, "the admin listener stopped");
+        }
+    })))
+}
+
+/// The metrics listener (`[listen] metrics`), when there is one.
+async fn start_metrics(state: &Arc<State>) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(addr) = state.current().config.boot.metrics else {
+        return Ok(None);
+    };
+    let listener = crate::listener::HttpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+    let bound = listener.local_addr().map_or(addr, |a| a);
+    eprintln!("  metrics: http://{bound}/metrics (and /readyz, /healthz)");
+    let admin = crate::admin::Admin::new(state.clone(), Default::default());
+    let router = crate::admin::operator_router(admin);
+    Ok(Some(tokio::spawn(async move {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics listener stopped");
         }
     })))
 }

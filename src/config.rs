@@ -15,10 +15,12 @@ mod approval;
 mod auth;
 pub mod env_file;
 mod limits;
+mod telemetry;
 mod upstream;
 mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
+pub use telemetry::TelemetryConfig;
 use upstream::RawUpstream;
 pub use upstream::{
     UpstreamConfig, UpstreamProtocol, UpstreamTransport, expand_env, expand_with, substitute,
@@ -75,6 +77,9 @@ struct RawConfig {
     /// Rate limits and caps on waiting approvals.
     #[serde(default)]
     limit: Vec<limits::RawLimit>,
+    /// Span export and the metrics scraper's token.
+    #[serde(default)]
+    telemetry: telemetry::RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +112,8 @@ struct RawGateway {
 struct RawListen {
     http: Option<Spanned<String>>,
     admin: Option<Spanned<String>>,
+    /// `/metrics`, `/healthz` and `/readyz` on a listener of their own.
+    metrics: Option<Spanned<String>>,
     #[serde(default)]
     allow_remote: bool,
     #[serde(default)]
@@ -167,7 +174,11 @@ pub struct Boot {
     pub env_file: Option<PathBuf>,
     /// Where approvers work: the approvals page and API (loopback unless allowed).
     pub admin: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are also served (loopback unless allowed).
+    pub metrics: Option<SocketAddr>,
     pub approval: ApprovalBoot,
+    /// Span export and the metrics scraper's token (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
 }
 
 /// The settings a reload replaces: where manifests and policy are, the intent field,
@@ -209,7 +220,9 @@ impl Boot {
             upstreams,
             env_file,
             admin,
+            metrics,
             approval,
+            telemetry,
         } = self;
         let ApprovalBoot {
             database,
@@ -229,6 +242,8 @@ impl Boot {
             ("`watch`", watch == &other.watch),
             ("`listen.http`", http == &other.http),
             ("`listen.admin`", admin == &other.admin),
+            ("`listen.metrics`", metrics == &other.metrics),
+            ("`[telemetry]`", telemetry == &other.telemetry),
             ("`[[upstream]]`", upstreams == &other.upstreams),
             ("`env_file`", env_file == &other.env_file),
             ("`approval.database`", database == &other.approval.database),
@@ -379,6 +394,17 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
         .admin
         .as_ref()
         .and_then(|a| address(a, "listen.admin", raw.listen.allow_remote, text, file, out));
+    let metrics = raw.listen.metrics.as_ref().and_then(|a| {
+        address(
+            a,
+            "listen.metrics",
+            raw.listen.allow_remote,
+            text,
+            file,
+            out,
+        )
+    });
+    let telemetry = telemetry::check(raw.telemetry, text, file, out);
     let http = check_listen(raw.listen, text, file, out);
     let auth_cx = auth::Context { text, file, base };
     let auth = raw.auth.map(|a| auth::check(a, &auth_cx, out));
@@ -413,7 +439,9 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             upstreams,
             env_file,
             admin,
+            metrics,
             approval: approval_boot,
+            telemetry,
         },
         live: Live {
             manifests: path(raw.gateway.manifests, "tool-manifests"),

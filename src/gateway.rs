@@ -26,6 +26,8 @@ mod tasks;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
@@ -116,6 +118,18 @@ impl Gateway {
         }
     }
 
+    /// A request of `method` arrives: counted, and its snapshot and caller taken.
+    fn enter(
+        &self,
+        method: &'static str,
+        context: &RequestContext<RoleServer>,
+    ) -> (Arc<Snapshot>, Caller) {
+        self.state.metrics.request(method);
+        let now = self.state.current();
+        let caller = self.caller(&now, context);
+        (now, caller)
+    }
+
     /// A 2026-07-28 request's own log level (`_meta`): upstream log entries reach it
     /// while it runs, filtered as every subscriber's are.
     async fn request_logs(
@@ -172,6 +186,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::InitializeResult, ErrorData> {
+        self.state.metrics.request("initialize");
         context.peer.set_peer_info(request.clone());
         let mut result = self.negotiate_initialize(&request)?;
         era::without_unoffered_tasks(&self.state, &mut result.capabilities).await;
@@ -189,8 +204,7 @@ impl ServerHandler for Gateway {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::DiscoverResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("server/discover", &context);
         let mut info = self.get_info();
         info.capabilities = era::capabilities_for(self, &self.state, &now, &caller).await;
         let mut found = rmcp::model::DiscoverResult::from_server_info(
@@ -216,8 +230,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("tasks/get", &context);
         tasks::get(&self.state, &caller, &request.task_id, &context).await
     }
 
@@ -227,8 +240,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("tasks/update", &context);
         let (id, responses) = (&request.task_id, request.input_responses);
         tasks::update(&self.state, &caller, id, responses, &context).await
     }
@@ -239,8 +251,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("tasks/cancel", &context);
         tasks::cancel(&self.state, &caller, &request.task_id, &context).await
     }
 
@@ -249,8 +260,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("tools/list", &context);
         Ok(
             ListToolsResult::with_all_items(self.visible_tools(&now, &caller))
                 .with_ttl_ms(0)
@@ -263,10 +273,28 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        // One span a request, its stages as children; the caller's `traceparent`
+        // becomes its parent (in `call::run`). Nothing listens when spans are not
+        // exported.
+        let span = tracing::info_span!(
+            target: crate::telemetry::trace::TARGET,
+            "tools/call",
+            otel.name = %format_args!("tools/call {}", crate::escape::visible(&request.name)),
+            otel.kind = "server",
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = %crate::escape::visible(&request.name),
+            gen_ai.operation.name = "execute_tool",
+        );
+        let (now, caller) = {
+            let _identity =
+                tracing::info_span!(target: crate::telemetry::trace::TARGET, parent: &span, "identity")
+                    .entered();
+            self.enter("tools/call", &context)
+        };
         let logs = self.request_logs(&context, &caller).await;
-        let answer = call::run(&self.state, &now, caller, request, context).await;
+        let answer = call::run(&self.state, &now, caller, request, context)
+            .instrument(span)
+            .await;
         self.settle(logs).await;
         answer.map(|mut r| {
             // 2026-07-28 results say they are complete; rmcp drops it for older peers.
@@ -282,8 +310,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("prompts/list", &context);
         Ok(
             ListPromptsResult::with_all_items(prompts::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
@@ -296,8 +323,7 @@ impl ServerHandler for Gateway {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("prompts/get", &context);
         let logs = self.request_logs(&context, &caller).await;
         let answer = prompts::get(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
@@ -309,8 +335,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("resources/list", &context);
         Ok(
             ListResourcesResult::with_all_items(resources::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
@@ -323,8 +348,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("resources/templates/list", &context);
         let templates = resources::templates(&self.state, &now, &caller).await;
         Ok(ListResourceTemplatesResult::with_all_items(templates)
             .with_ttl_ms(0)
@@ -336,8 +360,7 @@ impl ServerHandler for Gateway {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("resources/read", &context);
         let logs = self.request_logs(&context, &caller).await;
         let answer = resources::read(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
@@ -349,8 +372,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("resources/subscribe", &context);
         self.state
             .subscribe_resource(context.peer.clone(), caller, request)
             .await
@@ -361,8 +383,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("resources/unsubscribe", &context);
         self.state.unsubscribe_resource(&caller, request).await
     }
 
@@ -371,8 +392,7 @@ impl ServerHandler for Gateway {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (now, caller) = self.enter("completion/complete", &context);
         let mut done = prompts::complete(&self.state, &now, caller, request).await?;
         done.result_type = Some(ResultType::COMPLETE);
         Ok(done)
@@ -390,8 +410,7 @@ impl ServerHandler for Gateway {
                 rmcp::model::SetLevelRequestMethod,
             >());
         }
-        let now = self.state.current();
-        let caller = self.caller(&now, &context);
+        let (_, caller) = self.enter("logging/setLevel", &context);
         self.state
             .subscribe_logs(context.peer.clone(), caller, request.level)
             .await;
@@ -408,13 +427,16 @@ impl ServerHandler for Gateway {
     }
 
     async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
-        let now = self.state.current();
-        let caller = self.caller(&now, context.request_context());
+        let (_, caller) = self.enter("subscriptions/listen", context.request_context());
         self.state.listen(caller, context).await
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.state.add_peer(context.peer);
+        let transport = match self.listener {
+            Listener::Stdio { .. } => "stdio",
+            Listener::Http => "http",
+        };
+        self.state.add_peer(context.peer, transport);
     }
 }
 

@@ -137,6 +137,11 @@ impl GrantBook {
         }
     }
 
+    /// How many grants are in force.
+    pub fn count(&self) -> usize {
+        self.active.read().map_or(0, |a| a.len())
+    }
+
     /// The grant that allows this, if any. A poisoned lock grants nothing.
     pub fn find(
         &self,

@@ -11,6 +11,7 @@
 //! | [`escape`]    | text for people: control, bidi and invisible characters shown as escapes |
 //! | [`seal`]      | state a client carries between rounds, sealed (AEAD) and bound to its call |
 //! | [`secrets`]   | text that looks like a credential, masked with its kind and a digest |
+//! | [`telemetry`] | what operators read: Prometheus metrics the stages report to, spans per request over OTLP, W3C trace context |
 //! | [`config`]    | `warden.toml`: listeners, upstreams, identities, paths; checked once at load |
 //! | [`rules`]     | argument rules that parse what they check: paths inside roots, URLs off private addresses |
 //! | [`manifest`]  | tool-manifest files: tiers, argument constraints, redaction, pins |
@@ -30,7 +31,7 @@
 //! | [`upstream`]  | connections to tool servers (child process stdio, Streamable HTTP) |
 //! | [`gateway`]   | the MCP server handler that wires the stages into `tools/list` and `tools/call` |
 //! | [`transport`] | serving the gateway over stdio and Streamable HTTP |
-//! | [`admin`]     | the approvers' listener: approvals page, JSON API, sign-in, health |
+//! | [`admin`]     | the approvers' listener: approvals page, JSON API, sign-in, health, readiness, metrics |
 //! | [`check`]     | `mcp-warden check`: every problem in config, manifests, policy and upstreams |
 //! | [`init`]      | `mcp-warden init --from`: a client's MCP servers put behind the gateway, with manifests, a starter policy and the client's new entry |
 //! | [`demo`]      | the bundled demo tool server (`mcp-warden demo-tools`) |
@@ -101,5 +102,6 @@ pub mod seal;
 pub mod secrets;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
 pub mod upstream;

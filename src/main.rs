@@ -4,8 +4,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_warden::cli::{Cli, Command};
+use mcp_warden::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// mimalloc: the gateway allocates and frees small buffers on every call, often on another
 /// thread than the one that allocated them (the audit writer frees what a runtime thread
@@ -65,26 +68,82 @@ fn main() -> ExitCode {
         Command::Check { .. } => "warn",
         _ => "info,rmcp=warn",
     };
-    let filter =
-        EnvFilter::try_from_env("MCP_WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| mcp_warden::secrets::Masked(std::io::stderr()))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    let filter = || {
+        // The request spans (`mcp_warden::span`) are for the OpenTelemetry export, not
+        // the log.
+        EnvFilter::try_from_env("MCP_WARDEN_LOG")
+            .unwrap_or_else(|_| EnvFilter::new(default))
+            .add_directive(quiet_spans())
+    };
+    let json = matches!(
+        &cli.command,
+        Command::Serve {
+            log_format: LogFormat::Json,
+            ..
+        }
+    );
+    // Spans go out over OTLP when `serve` has an endpoint (config or environment); the
+    // exporter is started before the runtime and shut down after it, so the last spans
+    // are sent.
+    let export = mcp_warden::cli::span_export(&cli);
+    let provider = export.as_ref().map(|o| o.start());
+    let (provider, export_error) = match provider {
+        Some(Ok(p)) => (Some(p), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    let writer = || mcp_warden::secrets::Masked(std::io::stderr());
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .with_filter(filter())
+    });
+    let lines = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(filter())
+    });
+    tracing_subscriber::registry()
+        .with(provider.as_ref().map(mcp_warden::telemetry::trace::layer))
+        .with(text)
+        .with(lines)
         .init();
+    if let Some(e) = export_error {
+        tracing::error!("spans are not exported: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(runtime_threads())
         .enable_all()
         .build();
-    match runtime {
+    let code = match runtime {
         Ok(runtime) => {
             tracing::debug!("{} runtime threads", runtime.metrics().num_workers());
-            runtime.block_on(mcp_warden::cli::run(cli))
+            let code = runtime.block_on(mcp_warden::cli::run(cli));
+            drop(runtime);
+            code
         }
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(provider) = provider
+        && let Err(e) = provider.shutdown()
+    {
+        tracing::warn!("the last spans may not have been exported: {e}");
+    }
+    code
+}
+
+/// Leaves the request spans out of the log.
+fn quiet_spans() -> tracing_subscriber::filter::Directive {
+    match format!("{}=off", mcp_warden::telemetry::trace::TARGET).parse() {
+        Ok(d) => d,
+        Err(_) => tracing::level_filters::LevelFilter::INFO.into(),
     }
 }

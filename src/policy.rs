@@ -109,8 +109,11 @@ pub struct Call {
     /// The intent is recorded as its digest only (the tool's manifest, or the gateway,
     /// redacts it).
     pub intent_redacted: bool,
-    /// Request `_meta` worth keeping in the audit (trace context).
+    /// The caller's trace context (`traceparent`, `tracestate`) and the call's
+    /// `trace_id`, kept in the audit records.
     pub trace: Map<String, Value>,
+    /// When the request arrived (for the call's duration in `/metrics`).
+    pub arrived: std::time::Instant,
     /// What the caller's session has done so far (for flow rules and budgets).
     pub held: Arc<crate::flows::SessionView>,
 }

@@ -163,6 +163,14 @@ struct Connection {
     relay: Arc<ProgressRelay>,
 }
 
+/// Where one round of a call goes, and the trace context it carries.
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    server: &'a str,
+    service: &'a Service,
+    trace: &'a serde_json::Map<String, Value>,
+}
+
 /// All upstream connections.
 pub struct Upstreams {
     connections: HashMap<String, Arc<Connection>>,
@@ -172,6 +180,8 @@ pub struct Upstreams {
     /// The `subscriptions/listen` held open on 2026-07-28 upstreams, one per subscribed
     /// (server, URI): ending its task ends the listen.
     listens: std::sync::Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
+    /// Restarts and round trips, for `/metrics`.
+    metrics: crate::telemetry::UpstreamMetrics,
 }
 
 impl Upstreams {
@@ -200,7 +210,37 @@ impl Upstreams {
             events,
             timeout,
             listens: Default::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// What the connections report (restarts, round trips).
+    pub fn metrics(&self) -> crate::telemetry::UpstreamMetrics {
+        self.metrics.clone()
+    }
+
+    /// Whether `server` is connected now (a connection being made is not yet).
+    pub fn up(&self, server: &str) -> bool {
+        let Some(conn) = self.connections.get(server) else {
+            return false;
+        };
+        conn.service.try_lock().is_ok_and(|slot| {
+            slot.as_ref()
+                .is_some_and(|s| !s.peer().is_transport_closed())
+        })
+    }
+
+    /// Connect to `server` if it is not connected (at most one attempt a second), as a
+    /// call would; whether it is connected after.
+    pub async fn reach(&self, server: &str) -> bool {
+        self.service(server).await.is_ok()
+    }
+
+    /// Whether an upstream is required for readiness.
+    pub fn required(&self, server: &str) -> bool {
+        self.connections
+            .get(server)
+            .is_some_and(|c| c.config.required)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &String> {
@@ -232,6 +272,8 @@ impl Upstreams {
         let call = attested.permitted().call();
         let server = call.tool.server.as_str();
         let service = self.service(server).await?;
+        // Taken here, in the call's upstream span: the trace context the upstream gets.
+        let trace = crate::telemetry::trace::outgoing(&call.trace);
         // Registered before the call goes out, so no request it causes can miss it.
         let asker = downstream
             .asks
@@ -247,8 +289,13 @@ impl Upstreams {
                 params = params.with_input_responses(answers);
                 params.request_state = state;
             }
+            let sent = Sent {
+                server,
+                service: &service,
+                trace: &trace,
+            };
             let response = self
-                .send_call(server, &service, params, &downstream, asker.as_ref())
+                .send_call(sent, params, &downstream, asker.as_ref())
                 .await?;
             match response {
                 Ok(ServerResult::InputRequiredResult(asked)) => {
@@ -270,12 +317,16 @@ impl Upstreams {
     /// and cancellation to the upstream.
     async fn send_call(
         &self,
-        server: &str,
-        service: &Service,
+        sent: Sent<'_>,
         params: CallToolRequestParams,
         downstream: &Downstream,
         asker: Option<&asks::AskerGuard>,
     ) -> Result<Result<ServerResult, ServiceError>, UpstreamError> {
+        let Sent {
+            server,
+            service,
+            trace,
+        } = sent;
         let mut request = Request::new(params);
         let relay = self.connections.get(server).map(|c| &c.relay);
         let caller = downstream
@@ -285,13 +336,26 @@ impl Upstreams {
         let mut progress = CallProgress::open(relay, caller, &mut request);
         let request = ClientRequest::CallToolRequest(request);
         let mut options = PeerRequestOptions::with_timeout(self.timeout);
-        if modern(service) {
-            let mut meta = client::offering(downstream.offers);
-            if let Some(level) = downstream.log_level {
-                meta.set_log_level(level);
+        let mut meta = match modern(service) {
+            true => {
+                let mut meta = client::offering(downstream.offers);
+                if let Some(level) = downstream.log_level {
+                    meta.set_log_level(level);
+                }
+                Some(meta)
             }
+            false => None,
+        };
+        if !trace.is_empty() {
+            let meta = meta.get_or_insert_with(rmcp::model::RequestMetaObject::new);
+            for (k, v) in trace {
+                meta.0.0.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(meta) = meta {
             options = options.with_meta(meta);
         }
+        let started = Instant::now();
         let handle = service
             .peer()
             .send_request_with_option(request, options)
@@ -316,6 +380,7 @@ impl Upstreams {
             }
         };
         progress.drain().await;
+        self.metrics.answered(server, started.elapsed());
         Ok(response)
     }
 
@@ -416,6 +481,7 @@ impl Upstreams {
         if let Some(s) = slot.as_ref().filter(|s| !s.peer().is_transport_closed()) {
             return Ok(s.clone());
         }
+        let lost = slot.is_some();
         let mut last = conn.last_attempt.lock().await;
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return Err(UpstreamError::Unavailable {
@@ -438,6 +504,12 @@ impl Upstreams {
             self.listen_for_changes(server, &service);
         }
         *slot = Some(service.clone());
+        if lost {
+            let labels = crate::telemetry::ServerLabels {
+                server: server.to_string(),
+            };
+            self.metrics.restarts.get_or_create(&labels).inc();
+        }
         Ok(service)
     }
 

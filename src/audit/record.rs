@@ -36,6 +36,24 @@ pub enum Stage {
     Upstream,
 }
 
+impl Stage {
+    /// The stage's name, as in records and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Catalog => "catalog",
+            Stage::Task => "task",
+            Stage::Integrity => "integrity",
+            Stage::Intent => "intent",
+            Stage::Arguments => "arguments",
+            Stage::Limits => "limits",
+            Stage::State => "state",
+            Stage::Policy => "policy",
+            Stage::Audit => "audit",
+            Stage::Upstream => "upstream",
+        }
+    }
+}
+
 /// A call refused before it was forwarded.
 #[derive(Debug)]
 pub struct Refusal<'a> {

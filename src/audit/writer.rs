@@ -21,6 +21,7 @@ use super::checkpoint::{self, Signer};
 use super::journal::{self, Journal};
 use super::witness::{Batch, Witness};
 use super::{AuditError, AuditRecord, Job};
+use crate::telemetry::AuditMetrics;
 use crate::{digest, secrets};
 
 /// `prev` of the first record in a log.
@@ -70,6 +71,8 @@ pub struct Tail {
     pub force_checkpoint: bool,
     /// Where durable checkpoints are also sent.
     pub witness: Option<Witness>,
+    /// Records, batches, syncs and failed writes, for `/metrics`.
+    metrics: AuditMetrics,
 }
 
 impl Tail {
@@ -84,6 +87,13 @@ impl Tail {
             error: b.reason.clone(),
             refused: b.refused,
         })
+    }
+
+    /// Whether writes failed and the next one is due now.
+    fn retry_due(&self) -> bool {
+        self.broken
+            .as_ref()
+            .is_some_and(|b| Instant::now() >= b.retry_at)
     }
 
     /// Whether a batch of `n` records should end with a checkpoint: records are not yet
@@ -119,6 +129,7 @@ pub fn spawn(
     deferred: Deferred,
     signer: Option<Signer>,
     witness: Option<Witness>,
+    metrics: AuditMetrics,
 ) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
@@ -158,6 +169,7 @@ pub fn spawn(
         unchecked_since: Instant::now(),
         force_checkpoint: false,
         witness,
+        metrics,
     }));
     if let Some((moved, digest)) = &opened_torn {
         let mut fields = serde_json::Map::new();
@@ -187,13 +199,16 @@ pub fn spawn(
     Ok((tx, tail))
 }
 
-/// Wake the writer for deferred records, or for a checkpoint that is due, every
-/// [`TICK`], until the log is closed.
+/// Wake the writer for deferred records, for a checkpoint that is due, or to try writing
+/// again after a failed write (so the log recovers, and `/readyz` with it, with no call
+/// coming), every [`TICK`], until the log is closed.
 fn tick(wake: &mpsc::WeakSender<Job>, deferred: &Deferred, tail: &Shared) {
     loop {
         std::thread::sleep(TICK);
         let Some(tx) = wake.upgrade() else { return };
-        let due = tail.try_lock().is_ok_and(|t| t.checkpoint_due(0));
+        let due = tail
+            .try_lock()
+            .is_ok_and(|t| t.checkpoint_due(0) || t.retry_due());
         if due || !queued(deferred).is_empty() {
             let (ack, _) = tokio::sync::oneshot::channel();
             let _ = tx.try_send((None, ack));
@@ -250,6 +265,7 @@ pub fn commit(
             }
         }
         Err(reason) => {
+            tail.metrics.write_failures.inc();
             // Nothing of the batch was acknowledged: none of it stays in the log.
             let _ = tail.file.set_len(tail.len);
             queued(deferred).splice(0..0, later);
@@ -349,6 +365,7 @@ fn write_batch<'r>(
     if buf.is_empty() {
         return Ok(()); // only markers: what came before them is already synced
     }
+    let started = Instant::now();
     tail.file.write_all(&buf).map_err(|e| e.to_string())?;
     let len = tail.len + buf.len() as u64;
     match &mut tail.journal {
@@ -356,12 +373,18 @@ fn write_batch<'r>(
         None => tail.file.sync_data(),
     }
     .map_err(|e| e.to_string())?;
+    let lines = n + u64::from(checkpoint.is_some());
+    tail.metrics
+        .sync_seconds
+        .observe(started.elapsed().as_secs_f64());
+    tail.metrics.batch_records.observe(lines as f64);
+    tail.metrics.records.inc_by(lines);
     tail.len = len;
     tail.prev = last;
     if let Some(witness) = &tail.witness {
         witness.send(&Batch {
             buf: Arc::new(buf),
-            lines: n + u64::from(checkpoint.is_some()),
+            lines,
             checkpoint_at: checkpoint.as_ref().map(|(_, at)| *at),
         });
     }
@@ -494,7 +517,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let _writer = spawn(&path, deferred.clone(), None, None).unwrap();
+        let _writer = spawn(&path, deferred.clone(), None, None, Default::default()).unwrap();
         deferred.lock().unwrap().extend([record(1), record(2)]);
         // Nothing is sent to the writer: only the ticker can wake it.
         let mut written = Vec::new();
@@ -515,7 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let (tx, _) = spawn(&path, deferred.clone(), None, None).unwrap();
+        let (tx, _) = spawn(&path, deferred.clone(), None, None, Default::default()).unwrap();
         deferred.lock().unwrap().push(record(1));
         let (ack, done) = tokio::sync::oneshot::channel();
         tx.send((Some(record(2)), ack)).await.unwrap();

@@ -28,6 +28,8 @@ pub(super) struct RawUpstream {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     expose_unlisted: bool,
+    /// Whether `/readyz` waits for it (default: yes).
+    required: Option<bool>,
     namespace: Option<bool>,
     protocol: Option<String>,
 }
@@ -48,6 +50,8 @@ pub struct UpstreamConfig {
     pub id: String,
     pub transport: UpstreamTransport,
     pub expose_unlisted: bool,
+    /// Whether the gateway is ready (`/readyz`) only while connected to it.
+    pub required: bool,
     /// Whether its tools, prompts and resources are shown under its id (`id_tool`,
     /// `id+uri`); at most one upstream may go without.
     pub namespace: bool,
@@ -142,6 +146,7 @@ pub(super) fn check_upstreams(
                 id: u.id,
                 transport,
                 expose_unlisted: u.expose_unlisted,
+                required: u.required.unwrap_or(true),
                 namespace,
                 protocol,
             });

@@ -132,6 +132,35 @@ async fn wait(
     context: &RequestContext<RoleServer>,
     answer: Option<super::confirm::Answer>,
 ) -> Result<Waited, Box<Refused>> {
+    let (id, started) = (request.id.clone(), std::time::Instant::now());
+    let waited = wait_for(state, policy, call, decision, request, context, answer).await;
+    // How the wait ended, for `/metrics` (a question put to the caller is no end).
+    let result = match &waited {
+        Ok(Waited::Asks(_)) => return waited,
+        Ok(Waited::Permitted(p)) => match p.approval().and_then(|g| g.confirmed_by.as_ref()) {
+            Some(_) => "confirmed",
+            None => "approved",
+        },
+        Err(_) => match state.approvals.get(&id).await.map(|r| r.status) {
+            Ok(Status::Denied) => "denied",
+            Ok(Status::Expired) => "expired",
+            Ok(Status::Executed) => "used",
+            Ok(Status::Pending | Status::Approved) | Err(_) => "cancelled",
+        },
+    };
+    state.metrics.approval(result, started.elapsed());
+    waited
+}
+
+async fn wait_for(
+    state: &State,
+    policy: &Policy,
+    call: Call,
+    decision: Decision,
+    request: Request,
+    context: &RequestContext<RoleServer>,
+    answer: Option<super::confirm::Answer>,
+) -> Result<Waited, Box<Refused>> {
     let id = request.id.clone();
     let token = context.meta.get_progress_token();
     let who = match &request.call.confirm {

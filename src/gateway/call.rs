@@ -3,6 +3,9 @@
 //! [`reply`], the one place that turns a refusal into an MCP answer.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, InputRequiredResult};
 use rmcp::service::RequestContext;
@@ -21,6 +24,8 @@ use crate::identity::Caller;
 use crate::intent::{self, IntentError};
 use crate::limits::Limited;
 use crate::policy::{Call, Decision, Refused};
+use crate::telemetry::CallLabels;
+use crate::telemetry::trace::{self as traces, TARGET};
 use crate::upstream::UpstreamError;
 
 /// Why a call was not made (or did not finish).
@@ -94,6 +99,16 @@ pub async fn run(
     );
     let task = task.map(|t| caller.task = t);
     let mut facts = Facts::new(&caller, &request.name);
+    let headers = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .map(|p| &p.headers);
+    facts.trace = traces::incoming(meta, headers);
+    let span = tracing::Span::current();
+    traces::continue_from(&span, &facts.trace);
+    if let Some(id) = traces::trace_id(&span, &facts.trace) {
+        facts.trace.insert("trace_id".into(), Value::String(id));
+    }
     let task = task.and_then(|()| match task_key(&caller) {
         Some(key) if !state.sessions.admits(&key) => Err(
             crate::identity::task::TaskError::TooMany(crate::session::MAX_TASKS),
@@ -119,7 +134,10 @@ pub async fn run(
     if super::era::modern(&context) {
         return super::rounds::first(state, now, attested, &context).await;
     }
-    let result = forward(state, now, &attested, &context).await;
+    let server = attested.permitted().call().tool.server.clone();
+    let result = forward(state, now, &attested, &context)
+        .instrument(tracing::info_span!(target: TARGET, "upstream", server = %server))
+        .await;
     finish(state, attested, result).await
 }
 
@@ -139,8 +157,23 @@ pub(super) async fn finish(
     state
         .sessions
         .record(&call.caller.session, task.as_deref(), &call.tool, got);
+    let counted = |outcome| {
+        state
+            .metrics
+            .call(labels(call, outcome, ""), call.arrived.elapsed())
+    };
+    if attested
+        .permitted()
+        .decision()
+        .verdicts
+        .iter()
+        .any(|v| v.rule.as_ref().is_some_and(|r| r.grant.is_some()))
+    {
+        state.metrics.grant_uses.inc();
+    }
     let result = match result {
         Ok(CallToolResponse::Task(task)) => {
+            counted("task");
             let task = super::tasks::created(state, attested, task).await?;
             return Ok(CallToolResponse::Task(task));
         }
@@ -161,7 +194,17 @@ pub(super) async fn finish(
             reason: e.to_string(),
         },
     };
-    if let Err(e) = state.audit.outcome(&attested, &outcome).await {
+    counted(match &result {
+        Ok(r) if r.is_error == Some(true) => "tool_error",
+        Ok(_) => "ok",
+        Err(_) => "upstream_error",
+    });
+    let written = state
+        .audit
+        .outcome(&attested, &outcome)
+        .instrument(tracing::info_span!(target: TARGET, "audit.outcome"))
+        .await;
+    if let Err(e) = written {
         tracing::error!(call = %call.id, error = %e, "the outcome of a forwarded call could not be audited");
     }
     result
@@ -238,7 +281,8 @@ async fn admit(
         args: args.clone(),
         intent: facts.intent.clone(),
         intent_redacted: facts.intent_redacted,
-        trace: trace(meta),
+        trace: facts.trace.clone(),
+        arrived: facts.arrived,
         held: match now.policy.has_flows() {
             true => state
                 .sessions
@@ -246,10 +290,21 @@ async fn admit(
             false => Arc::default(),
         },
     };
-    let permitted = match now.policy.authorize(call, None) {
+    let decided = {
+        let _policy = tracing::info_span!(target: TARGET, "policy").entered();
+        let started = Instant::now();
+        let decided = now.policy.authorize(call, None);
+        let took = started.elapsed().as_secs_f64();
+        state.metrics.decision_seconds.observe(took);
+        decided
+    };
+    let permitted = match decided {
         Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
-            match super::approve::obtain(state, now, r, context, confirmation).await {
+            let waited = super::approve::obtain(state, now, r, context, confirmation)
+                .instrument(tracing::info_span!(target: TARGET, "approval"))
+                .await;
+            match waited {
                 Ok(Waited::Asks(asks)) => return Ok(Admitted::Asks(asks)),
                 Ok(Waited::Permitted(p)) => Ok(p),
                 Err(r) => Err(r),
@@ -261,6 +316,7 @@ async fn admit(
     state
         .audit
         .attempt(permitted)
+        .instrument(tracing::info_span!(target: TARGET, "audit.attempt"))
         .await
         .map(Admitted::Attested)
         .map_err(|(permitted, e)| {
@@ -367,11 +423,17 @@ struct Facts<'a> {
     /// Whether the intent is recorded as its digest only.
     intent_redacted: bool,
     decision: Option<Decision>,
+    /// When the request arrived.
+    arrived: Instant,
+    /// The caller's trace context and the call's trace id (see `telemetry::trace`).
+    trace: Map<String, Value>,
 }
 
 impl<'a> Facts<'a> {
     fn new(caller: &'a Caller, requested: &'a str) -> Self {
         Self {
+            arrived: Instant::now(),
+            trace: Map::new(),
             call_id: uuid::Uuid::new_v4().to_string(),
             caller,
             requested,
@@ -446,12 +508,15 @@ fn quarantined(tool: &ToolRef, pinned: &str, live: &str, changed: Option<&[Strin
     )
 }
 
-/// W3C trace context from the request `_meta`, kept in the audit record.
-fn trace(meta: &Map<String, Value>) -> Map<String, Value> {
-    ["traceparent", "tracestate", "baggage"]
-        .iter()
-        .filter_map(|k| meta.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect()
+/// A call's labels in `/metrics`: its server, tool and tier from the catalog.
+fn labels(call: &Call, outcome: &'static str, stage: &'static str) -> CallLabels {
+    CallLabels {
+        server: call.tool.server.clone(),
+        gen_ai_tool_name: call.tool.name.clone(),
+        tier: call.tool.tier.as_str(),
+        outcome,
+        stage,
+    }
 }
 
 /// Audit a refusal, then answer it.
@@ -484,6 +549,24 @@ async fn refuse(
         crate::escape::visible(&message),
     );
     tracing::info!(call = %facts.call_id, %tool, %agent, stage = ?error.stage(), "refused: {told}");
+    // A name the caller made up is not a label: only catalog tools are.
+    let labels = match facts.tool.as_deref() {
+        Some(t) => CallLabels {
+            server: t.server.clone(),
+            gen_ai_tool_name: t.name.clone(),
+            tier: t.tier.as_str(),
+            outcome: "refused",
+            stage: error.stage().label(),
+        },
+        None => CallLabels {
+            server: "unknown".into(),
+            gen_ai_tool_name: "unknown".into(),
+            tier: "unknown",
+            outcome: "refused",
+            stage: error.stage().label(),
+        },
+    };
+    state.metrics.call(labels, facts.arrived.elapsed());
     reply(&facts.call_id, error)
 }
 

@@ -31,6 +31,17 @@ impl State {
     /// Read config, manifests and policy again and, if every one is valid, swap them in.
     /// `by` says who asked (`signal`, `file-change`, `admin:<approver>`), for the audit.
     pub async fn reload(&self, by: &str) -> Result<Reloaded, Vec<Problem>> {
+        let reloaded = self.reload_once(by).await;
+        let result = match &reloaded {
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        };
+        let labels = crate::telemetry::ResultLabels { result };
+        self.metrics.reloads.get_or_create(&labels).inc();
+        reloaded
+    }
+
+    async fn reload_once(&self, by: &str) -> Result<Reloaded, Vec<Problem>> {
         let swapping = self.swapping.lock().await;
         let running = self.current();
         let built = self.build(&running).await;

@@ -67,7 +67,8 @@ pub struct State {
     /// Just-in-time grants (their active set is what policy consults).
     pub grants: crate::grant::Grants,
     pub upstreams: Upstreams,
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Connected clients (2025-11-25 sessions), with their transport.
+    peers: Mutex<Vec<(Peer<RoleServer>, &'static str)>>,
     /// The approvals page's address, once the admin listener is up (for links).
     page_url: std::sync::OnceLock<String>,
     /// Cancelled when the gateway is stopping: waiting calls answer and let go.
@@ -82,6 +83,8 @@ pub struct State {
     pub(super) rounds: super::rounds::Rounds,
     /// The tasks callers' calls became (the 2026-07-28 tasks extension).
     pub(super) tasks: super::tasks::Tasks,
+    /// What `/metrics` shows; the stages report to it, it never stops a call.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// One consistent view of what a reload replaces. Cheap to clone.
@@ -200,6 +203,7 @@ impl State {
             Upstreams::new(&config.boot.upstreams, config.boot.call_timeout, changed_tx);
         let relist_interval = config.boot.relist_interval;
         let sealer = crate::seal::Sealer::random().map_err(StartError::Seal)?;
+        let metrics = crate::telemetry::Metrics::new(audit.metrics(), upstreams.metrics());
         let state = Arc::new(Self {
             pins: PinStore::new(&config.boot.state_dir),
             current: RwLock::new(Arc::new(Snapshot {
@@ -227,6 +231,7 @@ impl State {
             sealer,
             rounds: Default::default(),
             tasks: Default::default(),
+            metrics,
         });
         let ids: Vec<String> = state.upstreams.ids().cloned().collect();
         futures::future::join_all(ids.iter().map(|id| state.start_upstream(id))).await;
@@ -317,6 +322,10 @@ impl State {
                 return false;
             }
         };
+        let labels = crate::telemetry::ServerLabels {
+            server: id.to_string(),
+        };
+        self.metrics.catalog_refreshes.get_or_create(&labels).inc();
         if let Ok(mut known) = self.live.lock() {
             known.insert(id.to_string(), live.clone());
         }
@@ -413,21 +422,38 @@ impl State {
         }
     }
 
-    /// Remember a connected client so it hears about tool-list changes.
-    pub fn add_peer(&self, peer: Peer<RoleServer>) {
+    /// Remember a connected client (over `transport`: `stdio` or `http`) so it hears
+    /// about tool-list changes.
+    pub fn add_peer(&self, peer: Peer<RoleServer>, transport: &'static str) {
         if let Ok(mut peers) = self.peers.lock() {
-            peers.retain(|p| !p.is_transport_closed());
-            peers.push(peer);
+            peers.retain(|(p, _)| !p.is_transport_closed());
+            peers.push((peer, transport));
         }
     }
 
     /// The connected clients.
     pub(super) fn peers(&self) -> Vec<Peer<RoleServer>> {
-        let peers: Vec<Peer<RoleServer>> = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
         peers
             .into_iter()
-            .filter(|p| !p.is_transport_closed())
+            .filter(|(p, _)| !p.is_transport_closed())
+            .map(|(p, _)| p)
             .collect()
+    }
+
+    /// Open client sessions over `transport`.
+    pub fn sessions_over(&self, transport: &str) -> usize {
+        self.peers.lock().map_or(0, |peers| {
+            peers
+                .iter()
+                .filter(|(p, t)| *t == transport && !p.is_transport_closed())
+                .count()
+        })
+    }
+
+    /// Tasks kept for their callers.
+    pub fn kept_tasks(&self) -> usize {
+        self.tasks.count()
     }
 
     pub(super) async fn notify_list_changed(&self) {

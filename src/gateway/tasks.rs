@@ -52,6 +52,13 @@ pub struct Tasks {
     by_id: Mutex<HashMap<String, Arc<Kept>>>,
 }
 
+impl Tasks {
+    /// How many are kept.
+    pub fn count(&self) -> usize {
+        self.by_id.lock().map_or(0, |t| t.len())
+    }
+}
+
 /// One task: its upstream's id for it, and its call (whose caller's chain alone may use
 /// it, and whose tool's upstream runs it).
 struct Kept {

@@ -1,6 +1,6 @@
 //! The audit log's disk fills up: calls are refused (never forwarded unaudited), no
-//! partial record stays in the log, and once there is room again the gateway writes
-//! again by itself, leading with a `recovered` record that says since when and how many
+//! partial record stays in the log, `/readyz` says not ready, and once there is room
+//! again the gateway writes again by itself (ready again before any call comes), leading with a `recovered` record that says since when and how many
 //! records were refused; the chain verifies. The disk is a small tmpfs this test mounts,
 //! so it runs as root (as CI does) and says why it did nothing otherwise.
 
@@ -108,7 +108,41 @@ async fn a_full_disk_refuses_calls_and_the_gateway_recovers_without_a_restart() 
         "{down}"
     );
 
+    // Not ready while the log cannot be written; the failed write is counted.
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reasons = ready.text().await.unwrap();
+    assert!(
+        reasons.contains("the audit log cannot be written"),
+        "{reasons}"
+    );
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("mcp_warden_audit_writable 0"), "{metrics}");
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_warden_audit_write_failures_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(failures >= Some(1.0), "{metrics}");
+
     std::fs::remove_file(filler).unwrap();
+    // Ready again once there is room, with no call made: the writer tries by itself.
+    let back = async {
+        loop {
+            let r = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+            if r.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), back)
+        .await
+        .expect("`/readyz` is 200 again once the log can be written, without a call");
     let recovered = async {
         loop {
             let answer = h.call("demo_echo", echo("after")).await.unwrap();
