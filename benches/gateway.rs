@@ -2,8 +2,9 @@
 //! gateway (read tier, intent, schema, Casbin, durable hash-chained audit), in one run;
 //! the same through a gateway that also exports every audit record to a syslog witness
 //! (a receiver in this process, over TCP); the same with ten flow rules and session
-//! budgets evaluated on every call; policy decisions with 10,000 rules (cold and
-//! cached); and the gateway's resident memory
+//! budgets evaluated on every call; the same exporting every call's trace over OTLP to a
+//! receiver in this process; the cost of the metrics a call updates; policy decisions
+//! with 10,000 rules (cold and cached); and the gateway's resident memory
 //! on the embedded defaults, idle and with 1,000 open sessions over HTTP (it binds the
 //! defaults' ports, 8787 and 8788). Run with `cargo bench --bench gateway`.
 //!
@@ -46,10 +47,15 @@ struct Figures {
 }
 
 async fn spawn(args: &[&str], dir: &Path) -> Client {
+    spawn_with(args, dir, &[]).await
+}
+
+async fn spawn_with(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> Client {
     let mut cmd = tokio::process::Command::new(EXE);
     cmd.args(args)
         .current_dir(dir)
-        .env("MCP_WARDEN_LOG", "warn");
+        .env("MCP_WARDEN_LOG", "warn")
+        .envs(envs.iter().copied());
     let (transport, _stderr) = TokioChildProcess::builder(cmd)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -407,6 +413,59 @@ async fn records_in(path: &Path, expected: usize) -> usize {
     records
 }
 
+/// An OTLP/HTTP receiver in this process: its port, and how many spans it decoded.
+async fn otlp_receiver() -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    use prost::Message;
+    let spans = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counted = counted.clone();
+            async move {
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+                let request = ExportTraceServiceRequest::decode(body).unwrap();
+                let n: usize = request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
+                counted.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                [("content-type", "application/x-protobuf")]
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, spans)
+}
+
+/// What the metrics cost a `tools/call`: the counters and histograms one call updates
+/// (its method, its decision, its upstream round trip, its outcome and duration), timed
+/// in this process over many calls.
+fn metrics_per_call() -> Duration {
+    use mcp_warden::telemetry::{CallLabels, Metrics};
+    const N: u32 = 200_000;
+    let m = Metrics::default();
+    let start = Instant::now();
+    for _ in 0..N {
+        m.request("tools/call");
+        m.decision_seconds.observe(0.000_01);
+        m.upstream.answered("demo", Duration::from_micros(100));
+        let labels = CallLabels {
+            server: "demo".into(),
+            gen_ai_tool_name: "demo_echo".into(),
+            tier: "read",
+            outcome: "ok",
+            stage: "",
+        };
+        m.call(labels, Duration::from_micros(300));
+    }
+    start.elapsed() / N
+}
+
 fn row(name: &str, f: &Figures) {
     println!(
         "{:<10} {:>12} {:>12} {:>12.0}",
@@ -463,10 +522,34 @@ async fn main() {
             .await
         }
     };
+    // Every call's trace (a span a request, one a stage) exported over OTLP/HTTP to a
+    // receiver in this process, with a queue large enough that none is dropped.
+    let (otlp_port, spans) = otlp_receiver().await;
+    let traced = write_config(
+        dir.path(),
+        "traced",
+        &format!("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n"),
+    );
     let direct = spawn(&["demo-tools"], dir.path()).await;
     let gateway = serve(&config).await;
     let with_export = serve(&exported).await;
     let with_flows = serve(&flowed).await;
+    let with_traces = spawn_with(
+        &[
+            "serve",
+            "--transport",
+            "stdio",
+            "--config",
+            traced.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "262144"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
+        ],
+    )
+    .await;
     // The three paths take turns, in a different order each round, so that neither
     // warming up nor the machine's drift favours one: each row is the median of its rounds.
     let paths = [
@@ -474,8 +557,9 @@ async fn main() {
         (&gateway, "demo_echo", true),
         (&with_export, "demo_echo", true),
         (&with_flows, "demo_echo", true),
+        (&with_traces, "demo_echo", true),
     ];
-    let mut rounds: [Vec<Figures>; 4] = Default::default();
+    let mut rounds: [Vec<Figures>; 5] = Default::default();
     for round in 0..ROUNDS {
         for turn in 0..paths.len() {
             let i = (turn + round) % paths.len();
@@ -483,7 +567,7 @@ async fn main() {
             rounds[i].push(measure(client, tool, intent).await);
         }
     }
-    let [d, g, x, f] = rounds.map(median);
+    let [d, g, x, f, t] = rounds.map(median);
     let expected = ROUNDS * 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
     let audit = audit_path(dir.path(), "gateway");
     let records = records_in(&audit, expected).await;
@@ -511,6 +595,7 @@ async fn main() {
     row("gateway", &g);
     row("+export", &x);
     row("+flows", &f);
+    row("+traces", &t);
     println!(
         "+flows: 8 flow rules and 2 session budgets evaluated on every call; p50 {:+.3} ms, calls/s {:+.1} % against gateway",
         (f.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
@@ -529,6 +614,26 @@ async fn main() {
         "+export: every record also sent to a syslog witness over TCP ({received} of {exported_records} received); p50 {:+.3} ms, calls/s {:+.1} % against gateway",
         (x.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
         (x.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
+    );
+    let traced_calls = ROUNDS * (200 + SEQUENTIAL + CONCURRENT_CALLS);
+    let mut exported_spans = 0;
+    for _ in 0..300 {
+        exported_spans = spans.load(std::sync::atomic::Ordering::Relaxed);
+        if exported_spans >= (traced_calls * 6) as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "+traces: every call one trace (request span and its stage spans) exported over OTLP/HTTP ({exported_spans} spans received for {traced_calls} calls); p50 {:+.3} ms, calls/s {:+.1} % against gateway",
+        (t.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
+        (t.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
+    );
+    let per_call = metrics_per_call();
+    println!(
+        "metrics: {:.2} µs of counters and histograms per call (in every gateway row), {:.1} % of a gateway call at its calls/s",
+        per_call.as_secs_f64() * 1e6,
+        per_call.as_secs_f64() * g.calls_per_sec * 100.0
     );
     let (cold_p50, cold_p99, cached) = policy_decisions().await;
     println!(

@@ -461,11 +461,21 @@ impl ServerHandler for DemoTools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // The trace context the call came with (`_meta`), for tests of what a gateway
+        // passes on.
+        let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
+        let trace: Map<String, Value> = ["traceparent", "tracestate"]
+            .iter()
+            .filter_map(|k| meta.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
         let args = request.arguments.unwrap_or_default();
-        let event = match received_headers(&context) {
+        let mut event = match received_headers(&context) {
             Some(headers) => json!({"tool": request.name, "args": args, "headers": headers}),
             None => json!({"tool": request.name, "args": args}),
         };
+        if let (false, Value::Object(fields)) = (trace.is_empty(), &mut event) {
+            fields.insert("trace".into(), Value::Object(trace));
+        }
         self.log(event);
         if !self.tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(

@@ -274,8 +274,8 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // One span a request, its stages as children; the caller's `traceparent`
-        // becomes its parent (in `call::run`). Nothing listens when spans are not
-        // exported.
+        // becomes its parent before any child starts. Nothing listens when spans are
+        // not exported.
         let span = tracing::info_span!(
             target: crate::telemetry::trace::TARGET,
             "tools/call",
@@ -285,6 +285,13 @@ impl ServerHandler for Gateway {
             gen_ai.tool.name = %crate::escape::visible(&request.name),
             gen_ai.operation.name = "execute_tool",
         );
+        let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
+        let headers = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map(|p| &p.headers);
+        let carried = crate::telemetry::trace::incoming(meta, headers);
+        crate::telemetry::trace::continue_from(&span, &carried);
         let (now, caller) = {
             let _identity =
                 tracing::info_span!(target: crate::telemetry::trace::TARGET, parent: &span, "identity")

@@ -197,6 +197,21 @@ impl Metrics {
             gauges: Gauges::default(),
         };
         this.register();
+        // Series that exist from the start at zero, so that `increase()` and alerts see
+        // the first one.
+        for result in [
+            "approved",
+            "confirmed",
+            "denied",
+            "expired",
+            "used",
+            "cancelled",
+        ] {
+            let _ = this.approvals.get_or_create(&ResultLabels { result });
+        }
+        for result in ["ok", "failed"] {
+            let _ = this.reloads.get_or_create(&ResultLabels { result });
+        }
         this
     }
 

@@ -14,6 +14,7 @@ mod progress;
 mod prompts;
 mod resources;
 mod tasks;
+mod traced;
 
 use std::collections::HashMap;
 use std::sync::Arc;

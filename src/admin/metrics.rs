@@ -95,6 +95,9 @@ fn refresh(state: &State, now: &crate::gateway::Snapshot, g: &Gauges, pending: i
             server: u.id.clone(),
         };
         let up = state.upstreams.up(&u.id);
+        // Zero until the first one, for each configured upstream.
+        let _ = state.metrics.upstream.restarts.get_or_create(&labels);
+        let _ = state.metrics.catalog_refreshes.get_or_create(&labels);
         g.upstream_up.get_or_create(&labels).set(i64::from(up));
         let quarantined = now
             .catalog

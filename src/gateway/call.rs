@@ -104,9 +104,7 @@ pub async fn run(
         .get::<axum::http::request::Parts>()
         .map(|p| &p.headers);
     facts.trace = traces::incoming(meta, headers);
-    let span = tracing::Span::current();
-    traces::continue_from(&span, &facts.trace);
-    if let Some(id) = traces::trace_id(&span, &facts.trace) {
+    if let Some(id) = traces::trace_id(&tracing::Span::current(), &facts.trace) {
         facts.trace.insert("trace_id".into(), Value::String(id));
     }
     let task = task.and_then(|()| match task_key(&caller) {

@@ -197,7 +197,8 @@ pub async fn connect(
                     .map_err(|e| format!("header `{name}`: {e}"))?;
                 custom.insert(name, value);
             }
-            let transport = StreamableHttpClientTransport::from_config(
+            let transport = StreamableHttpClientTransport::with_client(
+                super::traced::Traced::new()?,
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom),
             );
             let transport = Ordered::new(transport, relay, &config.id, handler.events.clone());

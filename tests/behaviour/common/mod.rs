@@ -541,16 +541,35 @@ pub async fn run_exe_async(args: &[&str]) -> (bool, String) {
 /// banner is printed: the child, its MCP endpoint and its approvals page (no trailing
 /// `/`; empty without an admin listener). The rest of its stderr is drained.
 pub async fn serve_exe(config: &Path) -> (tokio::process::Child, String, String) {
+    let (child, endpoint, page, _) = serve_exe_with(config, &[], &[]).await;
+    (child, endpoint, page)
+}
+
+/// [`serve_exe`] with more arguments and environment variables; also every line its
+/// stderr prints (the banner's, then the rest as they come).
+pub async fn serve_exe_with(
+    config: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    String,
+    String,
+    Arc<Mutex<Vec<String>>>,
+) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(EXE)
         .args(["serve", "--transport", "http", "--config"])
         .arg(config)
+        .args(args)
+        .envs(envs.iter().copied())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut banner = BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut endpoint, mut page) = (String::new(), String::new());
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     while let Some(line) =
         tokio::time::timeout(std::time::Duration::from_secs(30), banner.next_line())
             .await
@@ -563,12 +582,19 @@ pub async fn serve_exe(config: &Path) -> (tokio::process::Child, String, String)
         if let Some(u) = line.split("approvals page: ").nth(1) {
             page = u.trim().trim_end_matches('/').to_string();
         }
-        if line.starts_with("Point an MCP client") {
+        let done = line.starts_with("Point an MCP client");
+        lines.lock().unwrap().push(line);
+        if done {
             break;
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = banner.next_line().await {} });
-    (child, endpoint, page)
+    let kept = lines.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = banner.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, endpoint, page, lines)
 }
 
 /// The shipped manifests, copied into `dir/tool-manifests` with each `(shipped root,

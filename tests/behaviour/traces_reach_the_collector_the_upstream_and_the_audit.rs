@@ -1,0 +1,262 @@
+//! `mcp-warden serve` with `[telemetry] otlp_endpoint` exports one trace per call to an
+//! OTLP/HTTP collector (here, in the test, decoding what it receives with the
+//! protocol's own definitions from `opentelemetry-proto`): a `tools/call` span that
+//! continues the caller's `traceparent` (from `_meta`, or from the HTTP header), with a
+//! child span per stage. The same trace reaches the upstream (in `_meta` and, over HTTP,
+//! as a header, its parent the `upstream` span) and the audit records (`trace.trace_id`).
+//! A call with no trace context starts a trace of its own.
+
+use crate::common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State as Extract;
+use common::Setup;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+const HEADER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const HEADER_PARENT: &str = "b7ad6b7169203331";
+
+type Spans = Arc<Mutex<Vec<(String, Span)>>>;
+
+/// An OTLP/HTTP collector on a free port: its base URL and what it received (each span
+/// with its resource's `service.name`).
+async fn collector() -> (String, Spans) {
+    let spans: Spans = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(|Extract(spans): Extract<Spans>, body: Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).unwrap();
+                for resource in request.resource_spans {
+                    let service = resource
+                        .resource
+                        .iter()
+                        .flat_map(|r| &r.attributes)
+                        .find(|a| a.key == "service.name")
+                        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                            Any::StringValue(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    for scope in resource.scope_spans {
+                        let mut kept = spans.lock().unwrap();
+                        kept.extend(scope.spans.into_iter().map(|s| (service.clone(), s)));
+                    }
+                }
+                ([("content-type", "application/x-protobuf")], Bytes::new())
+            }),
+        )
+        .with_state(spans.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            Any::StringValue(s) => Some(s.clone()),
+            _ => None,
+        }
+    })
+}
+
+/// The spans of one trace, once its `audit.outcome` span (the last one) has arrived.
+async fn trace_of(spans: &Spans, trace: &str) -> Vec<Span> {
+    for _ in 0..200 {
+        let found: Vec<Span> = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| hex(&s.trace_id) == trace)
+            .map(|(_, s)| s.clone())
+            .collect();
+        if found.iter().any(|s| s.name == "audit.outcome") {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no complete trace {trace} reached the collector");
+}
+
+/// The one span called `name`.
+fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "one `{name}` span: {spans:#?}");
+    found[0]
+}
+
+/// The request span is the caller's child; each stage is the request span's child.
+fn assert_shape(spans: &[Span], parent: &str) -> String {
+    let root = named(spans, "tools/call demo_echo");
+    assert_eq!(hex(&root.parent_span_id), parent, "{root:#?}");
+    assert_eq!(
+        attribute(root, "mcp.method.name").as_deref(),
+        Some("tools/call")
+    );
+    assert_eq!(
+        attribute(root, "gen_ai.tool.name").as_deref(),
+        Some("demo_echo")
+    );
+    for stage in [
+        "identity",
+        "policy",
+        "audit.attempt",
+        "upstream",
+        "audit.outcome",
+    ] {
+        let span = named(spans, stage);
+        assert_eq!(
+            span.parent_span_id, root.span_id,
+            "`{stage}` under the request"
+        );
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    }
+    hex(&named(spans, "upstream").span_id)
+}
+
+#[tokio::test]
+async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_audit() {
+    let (otlp, spans) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.jsonl");
+    let (_demo, demo_url) = common::demo_over_http(&calls);
+    let path = common::write_setup(
+        dir.path(),
+        &Setup {
+            config_extra: format!(
+                "[listen]\nhttp = \"127.0.0.1:0\"\n\n[telemetry]\notlp_endpoint = \"{otlp}\"\n"
+            ),
+            ..Setup::default()
+        },
+    );
+    common::point_demo_at(&path, &demo_url);
+    let (_gateway, endpoint, _, _) = common::serve_exe_with(
+        &path,
+        &[],
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_SERVICE_NAME", "warden-under-test"),
+        ],
+    )
+    .await;
+    let client = ()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            endpoint.clone(),
+        ))
+        .await
+        .unwrap();
+
+    // 1. The caller's trace, in `_meta`.
+    let mut params = CallToolRequestParams::new("demo_echo")
+        .with_arguments(json!({"text": "traced"}).as_object().cloned().unwrap());
+    params.meta = Some(
+        serde_json::from_value(json!({"traceparent": format!("00-{TRACE}-{PARENT}-01")})).unwrap(),
+    );
+    let r = client.peer().call_tool(params).await.unwrap();
+    assert_eq!(common::text(&r), "traced");
+    let traced = trace_of(&spans, TRACE).await;
+    let upstream_span = assert_shape(&traced, PARENT);
+    assert!(
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(service, _)| service == "warden-under-test"),
+        "OTEL_SERVICE_NAME names the service"
+    );
+
+    // 2. No trace context: a trace of its own, with no parent.
+    let r = client
+        .peer()
+        .call_tool(
+            CallToolRequestParams::new("demo_echo")
+                .with_arguments(json!({"text": "untraced"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(common::text(&r), "untraced");
+
+    // 3. The trace in the HTTP header only (a 2026-07-28 request).
+    let body = common::modern::call(
+        9,
+        "demo_echo",
+        json!({"arguments": {"text": "header"}}),
+        json!({}),
+    );
+    let header = format!("00-{HEADER_TRACE}-{HEADER_PARENT}-01");
+    let answer = common::modern::post(&endpoint, &body, None, &[("traceparent", &header)]).await;
+    assert_eq!(answer.status, 200, "{}", answer.message);
+    let from_header = trace_of(&spans, HEADER_TRACE).await;
+    assert_shape(&from_header, HEADER_PARENT);
+
+    // The upstream got each call's trace context, in `_meta` and as a header, with the
+    // gateway's `upstream` span as its parent.
+    let log = common::read_lines(&calls);
+    let by_text = |said: &str| {
+        log.iter()
+            .find(|c| c["args"]["text"] == said)
+            .cloned()
+            .unwrap_or_else(|| panic!("`{said}` reached the upstream: {log:?}"))
+    };
+    let first = by_text("traced");
+    let sent = format!("00-{TRACE}-{upstream_span}-01");
+    assert_eq!(first["trace"]["traceparent"], json!(sent), "{first}");
+    assert_eq!(first["headers"]["traceparent"], json!(sent), "{first}");
+    let own = by_text("untraced");
+    let own_parent = own["trace"]["traceparent"].as_str().unwrap().to_string();
+    let own_trace = own_parent.split('-').nth(1).unwrap().to_string();
+    assert_ne!(own_trace, TRACE);
+    assert_eq!(own["headers"]["traceparent"], json!(own_parent));
+    let untraced = trace_of(&spans, &own_trace).await;
+    assert!(
+        named(&untraced, "tools/call demo_echo")
+            .parent_span_id
+            .is_empty(),
+        "a call with no trace context starts a trace"
+    );
+    let third = by_text("header");
+    assert!(
+        third["trace"]["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.contains(HEADER_TRACE)),
+        "{third}"
+    );
+
+    // The audit records say which trace each call was.
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
+    for (said, trace) in [
+        ("traced", TRACE),
+        ("untraced", own_trace.as_str()),
+        ("header", HEADER_TRACE),
+    ] {
+        let attempt = audit
+            .iter()
+            .find(|r| r["kind"] == "attempt" && r["args"]["text"] == said)
+            .unwrap_or_else(|| panic!("an attempt for `{said}`"));
+        assert_eq!(attempt["trace"]["trace_id"], json!(trace), "{attempt}");
+        let outcome = audit
+            .iter()
+            .find(|r| r["kind"] == "outcome" && r["call_id"] == attempt["call_id"])
+            .unwrap_or_else(|| panic!("an outcome for `{said}`"));
+        assert_eq!(outcome["trace"]["trace_id"], json!(trace), "{outcome}");
+    }
+}
