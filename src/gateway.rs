@@ -26,8 +26,6 @@ mod tasks;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use tracing::Instrument;
-
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
@@ -273,35 +271,21 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // One span a request, its stages as children; the caller's `traceparent`
-        // becomes its parent before any child starts. Nothing listens when spans are
-        // not exported.
-        let span = tracing::info_span!(
-            target: crate::telemetry::trace::TARGET,
-            "tools/call",
-            otel.name = %format_args!("tools/call {}", crate::escape::visible(&request.name)),
-            otel.kind = "server",
-            mcp.method.name = "tools/call",
-            gen_ai.tool.name = %crate::escape::visible(&request.name),
-            gen_ai.operation.name = "execute_tool",
-        );
+        // One span a request, the caller's span its parent; its stages are its
+        // children. Empty when spans are not exported.
         let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
         let headers = context
             .extensions
             .get::<axum::http::request::Parts>()
             .map(|p| &p.headers);
         let carried = crate::telemetry::trace::incoming(meta, headers);
-        crate::telemetry::trace::continue_from(&span, &carried);
-        let (now, caller) = {
-            let _identity =
-                tracing::info_span!(target: crate::telemetry::trace::TARGET, parent: &span, "identity")
-                    .entered();
-            self.enter("tools/call", &context)
-        };
+        let span = crate::telemetry::trace::CallSpan::start("tools/call", &request.name, &carried);
+        let started = std::time::Instant::now();
+        let (now, caller) = self.enter("tools/call", &context);
+        span.event("identity", Some(started.elapsed()));
         let logs = self.request_logs(&context, &caller).await;
-        let answer = call::run(&self.state, &now, caller, request, context)
-            .instrument(span)
-            .await;
+        let traced = call::Traced { span, carried };
+        let answer = call::run(&self.state, &now, caller, request, context, traced).await;
         self.settle(logs).await;
         answer.map(|mut r| {
             // 2026-07-28 results say they are complete; rmcp drops it for older peers.

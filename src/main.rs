@@ -68,13 +68,8 @@ fn main() -> ExitCode {
         Command::Check { .. } => "warn",
         _ => "info,rmcp=warn",
     };
-    let filter = || {
-        // The request spans (`mcp_warden::span`) are for the OpenTelemetry export, not
-        // the log.
-        EnvFilter::try_from_env("MCP_WARDEN_LOG")
-            .unwrap_or_else(|_| EnvFilter::new(default))
-            .add_directive(quiet_spans())
-    };
+    let filter =
+        || EnvFilter::try_from_env("MCP_WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = matches!(
         &cli.command,
         Command::Serve {
@@ -108,11 +103,10 @@ fn main() -> ExitCode {
             .with_writer(writer)
             .with_filter(filter())
     });
-    tracing_subscriber::registry()
-        .with(provider.as_ref().map(mcp_warden::telemetry::trace::layer))
-        .with(text)
-        .with(lines)
-        .init();
+    if let Some(provider) = &provider {
+        mcp_warden::telemetry::trace::install(provider);
+    }
+    tracing_subscriber::registry().with(text).with(lines).init();
     if let Some(e) = export_error {
         tracing::error!("spans are not exported: {e}");
     }
@@ -138,12 +132,4 @@ fn main() -> ExitCode {
         tracing::warn!("the last spans may not have been exported: {e}");
     }
     code
-}
-
-/// Leaves the request spans out of the log.
-fn quiet_spans() -> tracing_subscriber::filter::Directive {
-    match format!("{}=off", mcp_warden::telemetry::trace::TARGET).parse() {
-        Ok(d) => d,
-        Err(_) => tracing::level_filters::LevelFilter::INFO.into(),
-    }
 }

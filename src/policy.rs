@@ -112,6 +112,8 @@ pub struct Call {
     /// The caller's trace context (`traceparent`, `tracestate`) and the call's
     /// `trace_id`, kept in the audit records.
     pub trace: Map<String, Value>,
+    /// The request's span (empty when spans are not exported).
+    pub span: crate::telemetry::trace::CallSpan,
     /// When the request arrived (for the call's duration in `/metrics`).
     pub arrived: std::time::Instant,
     /// What the caller's session has done so far (for flow rules and budgets).

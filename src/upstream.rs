@@ -273,8 +273,11 @@ impl Upstreams {
         let call = attested.permitted().call();
         let server = call.tool.server.as_str();
         let service = self.service(server).await?;
-        // Taken here, in the call's upstream span: the trace context the upstream gets.
-        let trace = crate::telemetry::trace::outgoing(&call.trace);
+        // The upstream stage's span, until the answer: its context is what the upstream
+        // gets as its parent.
+        let mut stage = call.span.stage("upstream");
+        stage.attribute("server", server);
+        let trace = stage.outgoing(&call.trace);
         // Registered before the call goes out, so no request it causes can miss it.
         let asker = downstream
             .asks

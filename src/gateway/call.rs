@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::Instrument;
-
 use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, InputRequiredResult};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
@@ -25,7 +23,7 @@ use crate::intent::{self, IntentError};
 use crate::limits::Limited;
 use crate::policy::{Call, Decision, Refused};
 use crate::telemetry::CallLabels;
-use crate::telemetry::trace::{self as traces, TARGET};
+use crate::telemetry::trace::CallSpan;
 use crate::upstream::UpstreamError;
 
 /// Why a call was not made (or did not finish).
@@ -81,6 +79,12 @@ impl CallError {
     }
 }
 
+/// A call's request span and the trace context its caller sent.
+pub(super) struct Traced {
+    pub span: CallSpan,
+    pub carried: Map<String, Value>,
+}
+
 /// Run one `tools/call` through every stage.
 /// The whole call is decided under the request's one snapshot, whatever a reload does
 /// meanwhile.
@@ -90,6 +94,7 @@ pub async fn run(
     caller: Caller,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
+    traced: Traced,
 ) -> Result<CallToolResponse, ErrorData> {
     let mut caller = caller;
     let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
@@ -99,14 +104,12 @@ pub async fn run(
     );
     let task = task.map(|t| caller.task = t);
     let mut facts = Facts::new(&caller, &request.name);
-    let headers = context
-        .extensions
-        .get::<axum::http::request::Parts>()
-        .map(|p| &p.headers);
-    facts.trace = traces::incoming(meta, headers);
-    if let Some(id) = traces::trace_id(&tracing::Span::current(), &facts.trace) {
+    let Traced { span, carried } = traced;
+    facts.trace = carried;
+    if let Some(id) = span.trace_id(&facts.trace) {
         facts.trace.insert("trace_id".into(), Value::String(id));
     }
+    facts.span = span;
     let task = task.and_then(|()| match task_key(&caller) {
         Some(key) if !state.sessions.admits(&key) => Err(
             crate::identity::task::TaskError::TooMany(crate::session::MAX_TASKS),
@@ -132,10 +135,7 @@ pub async fn run(
     if super::era::modern(&context) {
         return super::rounds::first(state, now, attested, &context).await;
     }
-    let server = attested.permitted().call().tool.server.clone();
-    let result = forward(state, now, &attested, &context)
-        .instrument(tracing::info_span!(target: TARGET, "upstream", server = %server))
-        .await;
+    let result = forward(state, now, &attested, &context).await;
     finish(state, attested, result).await
 }
 
@@ -197,11 +197,8 @@ pub(super) async fn finish(
         Ok(_) => "ok",
         Err(_) => "upstream_error",
     });
-    let written = state
-        .audit
-        .outcome(&attested, &outcome)
-        .instrument(tracing::info_span!(target: TARGET, "audit.outcome"))
-        .await;
+    let written = state.audit.outcome(&attested, &outcome).await;
+    call.span.event("audit.outcome", None);
     if let Err(e) = written {
         tracing::error!(call = %call.id, error = %e, "the outcome of a forwarded call could not be audited");
     }
@@ -280,6 +277,7 @@ async fn admit(
         intent: facts.intent.clone(),
         intent_redacted: facts.intent_redacted,
         trace: facts.trace.clone(),
+        span: facts.span.clone(),
         arrived: facts.arrived,
         held: match now.policy.has_flows() {
             true => state
@@ -289,19 +287,19 @@ async fn admit(
         },
     };
     let decided = {
-        let _policy = tracing::info_span!(target: TARGET, "policy").entered();
         let started = Instant::now();
         let decided = now.policy.authorize(call, None);
-        let took = started.elapsed().as_secs_f64();
-        state.metrics.decision_seconds.observe(took);
+        let took = started.elapsed();
+        state.metrics.decision_seconds.observe(took.as_secs_f64());
+        // A stage of microseconds is an event of the request's span, not a span.
+        facts.span.event("policy", Some(took));
         decided
     };
     let permitted = match decided {
         Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
-            let waited = super::approve::obtain(state, now, r, context, confirmation)
-                .instrument(tracing::info_span!(target: TARGET, "approval"))
-                .await;
+            let _waiting = facts.span.stage("approval");
+            let waited = super::approve::obtain(state, now, r, context, confirmation).await;
             match waited {
                 Ok(Waited::Asks(asks)) => return Ok(Admitted::Asks(asks)),
                 Ok(Waited::Permitted(p)) => Ok(p),
@@ -311,10 +309,10 @@ async fn admit(
         other => other,
     }
     .map_err(|refused| facts.denied(refused))?;
+    let _writing = facts.span.stage("audit.attempt");
     state
         .audit
         .attempt(permitted)
-        .instrument(tracing::info_span!(target: TARGET, "audit.attempt"))
         .await
         .map(Admitted::Attested)
         .map_err(|(permitted, e)| {
@@ -425,6 +423,8 @@ struct Facts<'a> {
     arrived: Instant,
     /// The caller's trace context and the call's trace id (see `telemetry::trace`).
     trace: Map<String, Value>,
+    /// The request's span.
+    span: CallSpan,
 }
 
 impl<'a> Facts<'a> {
@@ -432,6 +432,7 @@ impl<'a> Facts<'a> {
         Self {
             arrived: Instant::now(),
             trace: Map::new(),
+            span: CallSpan::default(),
             call_id: uuid::Uuid::new_v4().to_string(),
             caller,
             requested,

@@ -26,7 +26,6 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use tokio::sync::{mpsc, oneshot};
-use tracing::Instrument;
 
 use super::answer::Failure;
 use super::{Snapshot, State};
@@ -143,14 +142,10 @@ pub async fn first(
     let cancelled = tokio_util::sync::CancellationToken::new();
     let downstream = super::asks::downstream(call, context, asks, cancelled);
     let (task_state, task_now) = (state.clone(), now.clone());
-    // The call's own span goes with it: its upstream and outcome are stages of its trace.
-    let request_span = tracing::Span::current();
-    let upstream_span = tracing::info_span!(target: crate::telemetry::trace::TARGET, "upstream", server = %call.tool.server);
     let forwarding = async move {
         let result = {
             let forwarded =
-                super::call::forward_only(&task_state, &task_now, &attested, downstream)
-                    .instrument(upstream_span);
+                super::call::forward_only(&task_state, &task_now, &attested, downstream);
             tokio::pin!(forwarded);
             loop {
                 tokio::select! {
@@ -171,7 +166,7 @@ pub async fn first(
         let answer = super::call::finish(&task_state, attested, result).await;
         let _ = tell.send(Event::Done(answer)).await;
     };
-    tokio::spawn(forwarding.instrument(request_span));
+    tokio::spawn(forwarding);
     wait(state, None, events, context).await
 }
 

@@ -1,21 +1,32 @@
-//! Traces: a span per MCP request with a child span per stage, exported over OTLP/HTTP
-//! when an endpoint is configured (`[telemetry] otlp_endpoint` in `warden.toml`, or the
-//! standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), and
-//! W3C trace context: continued from the caller (`traceparent` in `_meta`, or the HTTP
-//! header), passed on to upstreams, and kept in audit records as `trace_id`.
+//! Traces: a span per `tools/call` with an event per stage (identity, policy, approval
+//! wait, audit attempt, upstream, audit outcome), each saying how long it took, exported
+//! over OTLP/HTTP when an endpoint is configured (`[telemetry]
+//! otlp_endpoint` in `warden.toml`, or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), and W3C trace context: continued from the caller
+//! (`traceparent` in `_meta`, or the HTTP header), passed on to upstreams, and kept in
+//! audit records as `trace_id`.
 //!
-//! The spans are `tracing` spans under the target [`TARGET`]; with no exporter nothing
-//! listens to that target and a span costs one check of its call site.
+//! The spans are made with the OpenTelemetry SDK directly, by the stages' own calls
+//! ([`CallSpan`], [`StageTimer`]), not through `tracing`: a `tracing` layer costs every
+//! span, sampled or not, a trip through the subscriber at each poll of its future. Stages
+//! are events, not child spans: most take microseconds, and a span costs the gateway and
+//! the collector several times an event. With no exporter, or a call its sampler leaves
+//! out, a [`CallSpan`] is empty and costs nothing.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde_json::{Map, Value};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The `tracing` target of every span that becomes an OpenTelemetry span.
-pub const TARGET: &str = "mcp_warden::span";
+/// The tracer spans are made with, once an exporter is started.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// The W3C trace-context keys, in `_meta` and in HTTP headers.
 pub const KEYS: [&str; 2] = ["traceparent", "tracestate"];
 
@@ -70,22 +81,9 @@ impl Otlp {
     }
 }
 
-/// The layer that turns [`TARGET`]'s spans into OpenTelemetry spans for `provider`.
-pub fn layer<S>(
-    provider: &SdkTracerProvider,
-) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
-{
-    use tracing_subscriber::Layer;
-    let tracer = provider.tracer("mcp-warden");
-    let only_ours = tracing_subscriber::filter::Targets::new()
-        .with_target(TARGET, tracing::Level::TRACE)
-        .with_default(tracing::level_filters::LevelFilter::OFF);
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_tracked_inactivity(false)
-        .with_filter(only_ours)
+/// Make spans with `provider` from now on (once, at start).
+pub fn install(provider: &SdkTracerProvider) {
+    let _ = TRACER.set(provider.tracer("mcp-warden"));
 }
 
 struct MetaKeys<'a>(&'a Map<String, Value>);
@@ -134,39 +132,18 @@ pub fn incoming(
         .collect()
 }
 
-/// Make `span` continue the caller's trace (when it sent a valid `traceparent`).
-pub fn continue_from(span: &tracing::Span, carried: &Map<String, Value>) {
-    if span.is_disabled() || !carried.contains_key("traceparent") {
-        return;
-    }
-    let parent = TraceContextPropagator::new().extract(&MetaKeys(carried));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+/// The caller's context as a parent (an empty context when it sent none, or an invalid
+/// one).
+fn parent_of(carried: &Map<String, Value>) -> Context {
+    match carried.contains_key("traceparent") {
+        true => TraceContextPropagator::new().extract(&MetaKeys(carried)),
+        false => Context::new(),
     }
 }
 
-/// What to pass on to an upstream: the context of the current span when spans are
-/// exported, else what the caller sent (`carried`) when it is valid.
-pub fn outgoing(carried: &Map<String, Value>) -> Map<String, Value> {
-    let span = tracing::Span::current();
-    if !span.is_disabled() {
-        let cx = span.context();
-        if cx.span().span_context().is_valid() {
-            let mut out = std::collections::HashMap::new();
-            TraceContextPropagator::new().inject_context(&cx, &mut out);
-            return out
-                .into_iter()
-                .filter(|(k, _)| KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
-        }
-    }
-    // Not exporting: the caller's context goes on as it came, when it is valid.
-    let valid = TraceContextPropagator::new()
-        .extract(&MetaKeys(carried))
-        .span()
-        .span_context()
-        .is_valid();
+/// The caller's context, when it is valid, to pass on as it came.
+fn passed_on(carried: &Map<String, Value>) -> Map<String, Value> {
+    let valid = parent_of(carried).span().span_context().is_valid();
     match valid {
         true => KEYS
             .iter()
@@ -176,19 +153,138 @@ pub fn outgoing(carried: &Map<String, Value>) -> Map<String, Value> {
     }
 }
 
-/// The trace a call belongs to, as 32 hex digits: its span's when spans are exported,
-/// else the caller's `traceparent`'s.
-pub fn trace_id(span: &tracing::Span, carried: &Map<String, Value>) -> Option<String> {
-    if !span.is_disabled() {
-        let cx = span.context();
-        let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            return Some(sc.trace_id().to_string());
+/// One call's request span, ended when the last copy of it is dropped (a call forwarded
+/// in its own task ends there). Empty when spans are not exported or the sampler left the
+/// call out.
+#[derive(Clone, Default)]
+pub struct CallSpan(Option<Arc<Recording>>);
+
+struct Recording(Context);
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.0.span().end();
+    }
+}
+
+impl std::fmt::Debug for CallSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.0.as_ref().map(|r| r.0.span().span_context().span_id());
+        f.debug_tuple("CallSpan").field(&id).finish()
+    }
+}
+
+impl CallSpan {
+    /// The span of a request of `method` for `tool` (as the caller named it), the child
+    /// of the caller's span when it sent one.
+    pub fn start(method: &'static str, tool: &str, carried: &Map<String, Value>) -> Self {
+        let Some(tracer) = TRACER.get() else {
+            return Self(None);
+        };
+        let parent = parent_of(carried);
+        let tool = crate::escape::visible(tool).to_string();
+        let span = tracer
+            .span_builder(format!("{method} {tool}"))
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("mcp.method.name", method),
+                KeyValue::new("gen_ai.tool.name", tool),
+                KeyValue::new("gen_ai.operation.name", "execute_tool"),
+            ])
+            .start_with_context(tracer, &parent);
+        if !span.span_context().is_sampled() {
+            return Self(None);
+        }
+        Self(Some(Arc::new(Recording(parent.with_span(span)))))
+    }
+
+    /// A quick stage, as an event of the request span (with how long it took).
+    pub fn event(&self, name: &'static str, took: Option<Duration>) {
+        if let Some(r) = &self.0 {
+            let attributes = took
+                .map(|t| vec![KeyValue::new("duration_us", t.as_micros() as i64)])
+                .unwrap_or_default();
+            r.0.span().add_event(name, attributes);
         }
     }
-    let parent = TraceContextPropagator::new().extract(&MetaKeys(carried));
-    let sc = parent.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+
+    /// A stage that takes time, from now until it is dropped: an event of the request
+    /// span when it ends, with how long it took.
+    pub fn stage(&self, name: &'static str) -> StageTimer {
+        StageTimer {
+            request: self.0.clone(),
+            name,
+            started: std::time::Instant::now(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// The trace the call belongs to, as 32 hex digits: its span's when it is exported,
+    /// else the caller's `traceparent`'s.
+    pub fn trace_id(&self, carried: &Map<String, Value>) -> Option<String> {
+        let cx = match &self.0 {
+            Some(r) => r.0.clone(),
+            None => parent_of(carried),
+        };
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| sc.trace_id().to_string())
+    }
+
+    /// The context to pass on outside a stage span: this span's, else the caller's.
+    pub fn outgoing(&self, carried: &Map<String, Value>) -> Map<String, Value> {
+        match &self.0 {
+            Some(r) => injected(&r.0),
+            None => passed_on(carried),
+        }
+    }
+}
+
+/// A stage of a call, recorded when dropped as an event of the request span (its end
+/// time, how long it took, and what it went to).
+pub struct StageTimer {
+    request: Option<Arc<Recording>>,
+    name: &'static str,
+    started: std::time::Instant,
+    attributes: Vec<KeyValue>,
+}
+
+impl Drop for StageTimer {
+    fn drop(&mut self) {
+        if let Some(r) = &self.request {
+            let mut attributes = std::mem::take(&mut self.attributes);
+            let took = self.started.elapsed().as_micros() as i64;
+            attributes.push(KeyValue::new("duration_us", took));
+            r.0.span().add_event(self.name, attributes);
+        }
+    }
+}
+
+impl StageTimer {
+    /// Name what the stage went to (e.g. the upstream's id).
+    pub fn attribute(&mut self, key: &'static str, value: &str) {
+        if self.request.is_some() {
+            self.attributes.push(KeyValue::new(key, value.to_string()));
+        }
+    }
+
+    /// What to pass on from inside the stage: the request span's context when it is
+    /// exported, else what the caller sent (`carried`) when that is valid.
+    pub fn outgoing(&self, carried: &Map<String, Value>) -> Map<String, Value> {
+        match &self.request {
+            Some(r) => injected(&r.0),
+            None => passed_on(carried),
+        }
+    }
+}
+
+/// `traceparent` (and `tracestate`) of `cx`.
+fn injected(cx: &Context) -> Map<String, Value> {
+    let mut out = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut out);
+    out.into_iter()
+        .filter(|(k, _)| KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -209,14 +305,14 @@ mod tests {
                 .unwrap(),
         );
         let carried = incoming(&meta, Some(&headers));
-        let none = tracing::Span::none();
+        let none = CallSpan::default();
         assert_eq!(
-            trace_id(&none, &carried).as_deref(),
+            none.trace_id(&carried).as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         let carried = incoming(&Map::new(), Some(&headers));
         assert_eq!(
-            trace_id(&none, &carried).as_deref(),
+            none.trace_id(&carried).as_deref(),
             Some("11111111111111111111111111111111")
         );
     }
@@ -228,10 +324,12 @@ mod tests {
             .cloned()
             .unwrap();
         let carried = incoming(&meta, None);
-        assert_eq!(trace_id(&tracing::Span::none(), &carried), None);
-        assert!(outgoing(&carried).is_empty());
+        let none = CallSpan::default();
+        assert_eq!(none.trace_id(&carried), None);
+        assert!(none.outgoing(&carried).is_empty());
+        assert!(none.stage("upstream").outgoing(&carried).is_empty());
         let good = json!({"traceparent": PARENT, "tracestate": "a=b"});
         let carried = incoming(good.as_object().unwrap(), None);
-        assert_eq!(outgoing(&carried), carried);
+        assert_eq!(none.stage("upstream").outgoing(&carried), carried);
     }
 }

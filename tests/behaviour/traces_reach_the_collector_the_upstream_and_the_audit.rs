@@ -1,9 +1,10 @@
 //! `mcp-warden serve` with `[telemetry] otlp_endpoint` exports one trace per call to an
 //! OTLP/HTTP collector (here, in the test, decoding what it receives with the
 //! protocol's own definitions from `opentelemetry-proto`): a `tools/call` span that
-//! continues the caller's `traceparent` (from `_meta`, or from the HTTP header), with a
-//! child span per stage. The same trace reaches the upstream (in `_meta` and, over HTTP,
-//! as a header, its parent the `upstream` span) and the audit records (`trace.trace_id`).
+//! continues the caller's `traceparent` (from `_meta`, or from the HTTP header), with an
+//! event per stage (identity, policy, audit attempt, upstream, audit outcome), each
+//! saying how long it took. The same trace reaches the upstream (in `_meta` and, over
+//! HTTP, as a header, its parent the request span) and the audit records (`trace.trace_id`).
 //! A call with no trace context starts a trace of its own.
 
 use crate::common;
@@ -77,7 +78,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
     })
 }
 
-/// The spans of one trace, once its `audit.outcome` span (the last one) has arrived.
+/// The spans of one trace, once its request span (the last to end) has arrived.
 async fn trace_of(spans: &Spans, trace: &str) -> Vec<Span> {
     for _ in 0..200 {
         let found: Vec<Span> = spans
@@ -87,7 +88,8 @@ async fn trace_of(spans: &Spans, trace: &str) -> Vec<Span> {
             .filter(|(_, s)| hex(&s.trace_id) == trace)
             .map(|(_, s)| s.clone())
             .collect();
-        if found.iter().any(|s| s.name == "audit.outcome") {
+        // The request span ends last.
+        if found.iter().any(|s| s.name.starts_with("tools/call")) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,7 +104,8 @@ fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     found[0]
 }
 
-/// The request span is the caller's child; each stage is the request span's child.
+/// The request span is the caller's child; each stage is one of its events. The
+/// request span's id.
 fn assert_shape(spans: &[Span], parent: &str) -> String {
     let root = named(spans, "tools/call demo_echo");
     assert_eq!(hex(&root.parent_span_id), parent, "{root:#?}");
@@ -114,21 +117,41 @@ fn assert_shape(spans: &[Span], parent: &str) -> String {
         attribute(root, "gen_ai.tool.name").as_deref(),
         Some("demo_echo")
     );
-    for stage in [
-        "identity",
-        "policy",
-        "audit.attempt",
-        "upstream",
-        "audit.outcome",
-    ] {
-        let span = named(spans, stage);
-        assert_eq!(
-            span.parent_span_id, root.span_id,
-            "`{stage}` under the request"
-        );
-        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    // One span a request; each stage an event of it, in order, with how long it took
+    // (the upstream's naming the server).
+    assert_eq!(spans.len(), 1, "one span a request: {spans:#?}");
+    let events: Vec<&str> = root.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "identity",
+            "policy",
+            "audit.attempt",
+            "upstream",
+            "audit.outcome"
+        ],
+        "{root:#?}"
+    );
+    for event in &root.events {
+        assert!(event.time_unix_nano >= root.start_time_unix_nano);
+        assert!(event.time_unix_nano <= root.end_time_unix_nano);
     }
-    hex(&named(spans, "upstream").span_id)
+    let times: Vec<u64> = root.events.iter().map(|e| e.time_unix_nano).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    for timed in ["identity", "policy", "audit.attempt", "upstream"] {
+        let event = root.events.iter().find(|e| e.name == timed).unwrap();
+        assert!(
+            event.attributes.iter().any(|a| a.key == "duration_us"),
+            "`{timed}` says how long it took: {event:?}"
+        );
+    }
+    let upstream = root.events.iter().find(|e| e.name == "upstream").unwrap();
+    let server = upstream.attributes.iter().find(|a| a.key == "server");
+    assert!(
+        server.is_some_and(|a| matches!(a.value.as_ref().and_then(|v| v.value.as_ref()), Some(Any::StringValue(s)) if s == "demo")),
+        "{upstream:?}"
+    );
+    hex(&root.span_id)
 }
 
 #[tokio::test]
@@ -172,7 +195,7 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
     let r = client.peer().call_tool(params).await.unwrap();
     assert_eq!(common::text(&r), "traced");
     let traced = trace_of(&spans, TRACE).await;
-    let upstream_span = assert_shape(&traced, PARENT);
+    let request_span = assert_shape(&traced, PARENT);
     assert!(
         spans
             .lock()
@@ -216,7 +239,7 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
             .unwrap_or_else(|| panic!("`{said}` reached the upstream: {log:?}"))
     };
     let first = by_text("traced");
-    let sent = format!("00-{TRACE}-{upstream_span}-01");
+    let sent = format!("00-{TRACE}-{request_span}-01");
     assert_eq!(first["trace"]["traceparent"], json!(sent), "{first}");
     assert_eq!(first["headers"]["traceparent"], json!(sent), "{first}");
     let own = by_text("untraced");
