@@ -158,6 +158,11 @@ impl AuditLog {
         self.metrics.clone()
     }
 
+    /// Records written since the last signed checkpoint (none vouches for them yet).
+    pub fn unchecked(&self) -> u64 {
+        self.tail.lock().map_or(0, |t| t.unchecked())
+    }
+
     /// Records and calls in flight in the writer (queued records, and calls between
     /// their attempt and outcome).
     pub fn in_flight(&self) -> usize {

@@ -151,6 +151,7 @@ pub struct Gauges {
     pub generation: Gauge,
     pub audit_queue: Gauge,
     pub audit_writable: Gauge,
+    pub audit_unchecked: Gauge,
     pub witness_queued: Family<SinkLabels, Gauge>,
     pub witness_dropped: Family<SinkLabels, Gauge>,
     pub witness_up: Family<SinkLabels, Gauge>,
@@ -312,6 +313,11 @@ impl Metrics {
             "mcp_warden_audit_writable",
             "1 while the audit log can be written, 0 while every call is refused",
             g.audit_writable.clone(),
+        );
+        r.register(
+            "mcp_warden_audit_unchecked_records",
+            "records written since the last signed checkpoint (a checkpoint follows within a second while records flow)",
+            g.audit_unchecked.clone(),
         );
         r.register(
             "mcp_warden_witness_queued",

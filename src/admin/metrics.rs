@@ -81,6 +81,7 @@ fn refresh(state: &State, now: &crate::gateway::Snapshot, g: &Gauges, pending: i
     g.generation.set(now.generation as i64);
     g.kept_tasks.set(state.kept_tasks() as i64);
     g.audit_queue.set(state.audit.in_flight() as i64);
+    g.audit_unchecked.set(state.audit.unchecked() as i64);
     let health = state.audit.health();
     g.audit_writable.set(i64::from(health.failing.is_none()));
     for transport in ["stdio", "http"] {

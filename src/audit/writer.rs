@@ -89,6 +89,11 @@ impl Tail {
         })
     }
 
+    /// Records written since the last checkpoint.
+    pub fn unchecked(&self) -> u64 {
+        self.unchecked
+    }
+
     /// Whether writes failed and the next one is due now.
     fn retry_due(&self) -> bool {
         self.broken

@@ -320,6 +320,8 @@ async fn prometheus_scrapes_the_calls_decisions_approvals_and_audit_the_gateway_
         ),
         ("mcp_warden_audit_records_total".into(), lines as f64),
         ("mcp_warden_audit_write_failures_total".into(), 0.0),
+        // The last checkpoint covers every record.
+        ("mcp_warden_audit_unchecked_records".into(), 0.0),
         ("mcp_warden_audit_writable".into(), 1.0),
         ("mcp_warden_upstream_up{server=\"demo\"}".into(), 1.0),
         ("mcp_warden_tools_quarantined{server=\"demo\"}".into(), 1.0),
