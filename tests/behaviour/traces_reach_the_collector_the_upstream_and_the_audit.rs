@@ -283,3 +283,99 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
         assert_eq!(outcome["trace"]["trace_id"], json!(trace), "{outcome}");
     }
 }
+
+#[tokio::test]
+async fn a_call_that_waits_for_an_approver_shows_the_wait_as_its_approval_event() {
+    const CAROL: &str = "carol-approves-in-the-trace-test";
+    let (otlp, spans) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let carol = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(CAROL.as_bytes()));
+    let path = common::write_setup(
+        dir.path(),
+        &Setup {
+            approval_timeout: "30s".into(),
+            config_extra: format!(
+                "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[telemetry]\notlp_endpoint = \"{otlp}\"\n\n[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{carol}\"\n"
+            ),
+            ..Setup::default()
+        },
+    );
+    let (_gateway, endpoint, admin, _) =
+        common::serve_exe_with(&path, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "50")]).await;
+    let client = ()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            endpoint,
+        ))
+        .await
+        .unwrap();
+    let mut params = CallToolRequestParams::new("demo_issue_refund").with_arguments(
+        json!({"order_id": "9", "amount_cents": 500, "intent": "refund a broken order"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    params.meta = Some(
+        serde_json::from_value(json!({"traceparent": format!("00-{HEADER_TRACE}-{PARENT}-01")}))
+            .unwrap(),
+    );
+    let waiting = tokio::spawn(async move { client.peer().call_tool(params).await });
+    let http = reqwest::Client::new();
+    let mut id = None;
+    for _ in 0..200 {
+        let listed: serde_json::Value = http
+            .get(format!("{admin}/approvals"))
+            .bearer_auth(CAROL)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        id = listed["requests"][0]["id"].as_str().map(String::from);
+        if id.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let id = id.expect("the call waits for an approval");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let approved = http
+        .post(format!("{admin}/approvals/{id}/approve"))
+        .bearer_auth(CAROL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let result = waiting.await.unwrap().unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+
+    let trace = trace_of(&spans, HEADER_TRACE).await;
+    let root = named(&trace, "tools/call demo_issue_refund");
+    let events: Vec<&str> = root.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "identity",
+            "policy",
+            "approval",
+            "audit.attempt",
+            "upstream",
+            "audit.outcome"
+        ],
+        "{root:#?}"
+    );
+    let waited = root.events.iter().find(|e| e.name == "approval").unwrap();
+    let took = waited
+        .attributes
+        .iter()
+        .find(|a| a.key == "duration_us")
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Any::IntValue(v) => Some(*v),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        took >= 100_000,
+        "the wait lasted until the approval: {took} µs"
+    );
+}
