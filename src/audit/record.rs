@@ -69,6 +69,8 @@ pub struct Refusal<'a> {
     pub stage: Stage,
     pub decision: Option<&'a Decision>,
     pub error: &'a str,
+    /// The caller's trace context and the call's `trace_id` (empty when neither).
+    pub trace: &'a Map<String, Value>,
 }
 
 /// What happened upstream.
@@ -235,6 +237,9 @@ pub struct DecisionRecord {
     pub args: Option<ArgsFields>,
     #[serde(flatten)]
     pub intent: IntentFields,
+    /// The caller's trace context and the call's `trace_id`, as in an attempt.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub trace: Map<String, Value>,
     /// The rule that decided, when the call got as far as the policy (null otherwise),
     /// and the rest of the policy's reasons.
     pub rule: Option<Arc<Rule>>,
@@ -419,6 +424,7 @@ pub fn refusal(r: &Refusal<'_>) -> AuditRecord {
         tool: r.tool.map(ToolFields::from),
         args: r.args.map(|a| ArgsFields::new(a, redact)),
         intent: IntentFields::new(r.intent, r.intent_redacted),
+        trace: r.trace.clone(),
         rule: reasons.as_ref().and_then(|r| r.rule.clone()),
         verdicts: reasons.as_ref().map(|r| r.verdicts.clone()),
         flow: reasons.as_ref().and_then(|r| r.flow.clone()),

@@ -536,6 +536,7 @@ async fn refuse(
         stage: error.stage(),
         decision: facts.decision.as_ref(),
         error: &message,
+        trace: &facts.trace,
     };
     if let Err(e) = state.audit.refusal(&refusal).await {
         tracing::error!(call = %facts.call_id, error = %e, "a refused call could not be audited");

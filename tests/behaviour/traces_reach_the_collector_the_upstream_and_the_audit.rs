@@ -262,6 +262,30 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
         "{third}"
     );
 
+    // 4. A refused call (no intent for a transform tool): its trace ends at the stage
+    // that refused it, and its decision record names the trace.
+    const REFUSED: &str = "5e1ab1f0c0ffee00d15ea5edba5eba11";
+    let mut params = CallToolRequestParams::new("demo_write_note").with_arguments(
+        json!({"title": "t", "body": "b"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    params.meta = Some(
+        serde_json::from_value(json!({"traceparent": format!("00-{REFUSED}-{PARENT}-01")}))
+            .unwrap(),
+    );
+    let refused = client.peer().call_tool(params).await.unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    let refused_trace = trace_of(&spans, REFUSED).await;
+    let root = named(&refused_trace, "tools/call demo_write_note");
+    let events: Vec<&str> = root.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        events,
+        ["identity"],
+        "refused at the intent stage: {root:#?}"
+    );
+
     // The audit records say which trace each call was.
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -282,6 +306,11 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
             .unwrap_or_else(|| panic!("an outcome for `{said}`"));
         assert_eq!(outcome["trace"]["trace_id"], json!(trace), "{outcome}");
     }
+    let decision = audit
+        .iter()
+        .find(|r| r["kind"] == "decision" && r["requested"] == "demo_write_note")
+        .expect("the refusal's record");
+    assert_eq!(decision["trace"]["trace_id"], json!(REFUSED), "{decision}");
 }
 
 #[tokio::test]
