@@ -562,6 +562,25 @@ async fn main() {
         ],
     )
     .await;
+    // The same, sampling a tenth of the calls that come without a trace context (the
+    // standard variables; a caller's sampled `traceparent` is always followed).
+    let sampled_config = write_config(
+        dir.path(),
+        "sampled",
+        &format!("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n"),
+    );
+    let with_sampled = spawn_with(
+        &["serve", "--transport", "stdio", "--config", sampled_config.to_str().unwrap()],
+        dir.path(),
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "262144"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ],
+    )
+    .await;
     // The three paths take turns, in a different order each round, so that neither
     // warming up nor the machine's drift favours one: each row is the median of its rounds.
     let paths = [
@@ -570,8 +589,9 @@ async fn main() {
         (&with_export, "demo_echo", true),
         (&with_flows, "demo_echo", true),
         (&with_traces, "demo_echo", true),
+        (&with_sampled, "demo_echo", true),
     ];
-    let mut rounds: [Vec<Figures>; 5] = Default::default();
+    let mut rounds: [Vec<Figures>; 6] = Default::default();
     for round in 0..ROUNDS {
         for turn in 0..paths.len() {
             let i = (turn + round) % paths.len();
@@ -579,7 +599,7 @@ async fn main() {
             rounds[i].push(measure(client, tool, intent).await);
         }
     }
-    let [d, g, x, f, t] = rounds.map(median);
+    let [d, g, x, f, t, sampled] = rounds.map(median);
     let expected = ROUNDS * 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
     let audit = audit_path(dir.path(), "gateway");
     let records = records_in(&audit, expected).await;
@@ -608,6 +628,7 @@ async fn main() {
     row("+export", &x);
     row("+flows", &f);
     row("+traces", &t);
+    row("+traces/10", &sampled);
     println!(
         "+flows: 8 flow rules and 2 session budgets evaluated on every call; p50 {:+.3} ms, calls/s {:+.1} % against gateway",
         (f.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
@@ -637,9 +658,14 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
-        "+traces: every call one trace (its span, an event a stage) exported over OTLP/HTTP ({exported_spans} spans received for {traced_calls} calls); p50 {:+.3} ms, calls/s {:+.1} % against gateway",
+        "+traces: every call one trace (its span, an event a stage) exported over OTLP/HTTP ({exported_spans} spans received for its {traced_calls} calls and the sampled row's); p50 {:+.3} ms, calls/s {:+.1} % against gateway",
         (t.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
         (t.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
+    );
+    println!(
+        "+traces/10: the same, a tenth of the calls (those without a trace context) sampled; p50 {:+.3} ms, calls/s {:+.1} % against gateway",
+        (sampled.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
+        (sampled.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
     );
     let per_call = metrics_per_call();
     println!(
