@@ -534,48 +534,42 @@ async fn main() {
             .await
         }
     };
-    // Every call's trace (a span a request, one a stage) exported over OTLP/HTTP to a
-    // receiver in this process, with a queue large enough that none is dropped.
+    // Every call's trace (a span a call, an event a stage) exported over OTLP/HTTP to a
+    // receiver in this process, with a queue large enough that none is dropped; and the
+    // same sampling a tenth of the calls that come without a trace context (the standard
+    // variables; a caller's sampled `traceparent` is always followed).
     let (otlp_port, spans) = otlp_receiver().await;
-    let traced = write_config(
-        dir.path(),
-        "traced",
-        &format!("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n"),
-    );
+    let tracing_gateway = |name: &'static str, sampler: &'static [(&'static str, &'static str)]| {
+        let config = write_config(
+            dir.path(),
+            name,
+            &format!("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n"),
+        );
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut envs = vec![
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "262144"),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
+            ];
+            envs.extend_from_slice(sampler);
+            let config = config.to_str().unwrap().to_string();
+            spawn_with(
+                &["serve", "--transport", "stdio", "--config", &config],
+                &dir,
+                &envs,
+            )
+            .await
+        }
+    };
     let direct = spawn(&["demo-tools"], dir.path()).await;
     let gateway = serve(&config).await;
     let with_export = serve(&exported).await;
     let with_flows = serve(&flowed).await;
-    let with_traces = spawn_with(
-        &[
-            "serve",
-            "--transport",
-            "stdio",
-            "--config",
-            traced.to_str().unwrap(),
-        ],
-        dir.path(),
-        &[
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "262144"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
-        ],
-    )
-    .await;
-    // The same, sampling a tenth of the calls that come without a trace context (the
-    // standard variables; a caller's sampled `traceparent` is always followed).
-    let sampled_config = write_config(
-        dir.path(),
+    let with_traces = tracing_gateway("traced", &[]).await;
+    let with_sampled = tracing_gateway(
         "sampled",
-        &format!("\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\n"),
-    );
-    let with_sampled = spawn_with(
-        &["serve", "--transport", "stdio", "--config", sampled_config.to_str().unwrap()],
-        dir.path(),
         &[
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "262144"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
         ],

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State as Extract;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::Admin;
 use crate::gateway::State;
@@ -58,20 +57,10 @@ async fn metrics(Extract(admin): Extract<Arc<Admin>>, headers: HeaderMap) -> Res
     r
 }
 
+/// Whether the request's bearer token hashes to `expected`, as approvers' tokens are
+/// checked (only digests are compared).
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    presented.is_some_and(|t| {
-        let hash = hex::encode(Sha256::digest(t.trim().as_bytes()));
-        // Both are hex digests of fixed length: compared whole, without an early exit.
-        hash.bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-            && hash.len() == expected.len()
-    })
+    super::auth::bearer(headers).is_some_and(|t| super::auth::token_hash(t) == expected)
 }
 
 /// The gauges read off the state at a scrape.
@@ -169,6 +158,8 @@ async fn ready(Extract(admin): Extract<Arc<Admin>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::AUTHORIZATION;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn only_the_token_with_the_configured_digest_reads_metrics() {

@@ -156,9 +156,10 @@ pub(super) async fn finish(
         .sessions
         .record(&call.caller.session, task.as_deref(), &call.tool, got);
     let counted = |outcome| {
-        state
-            .metrics
-            .call(labels(call, outcome, ""), call.arrived.elapsed())
+        state.metrics.call(
+            labels(Some(&call.tool), outcome, ""),
+            call.arrived.elapsed(),
+        )
     };
     if attested
         .permitted()
@@ -507,12 +508,17 @@ fn quarantined(tool: &ToolRef, pinned: &str, live: &str, changed: Option<&[Strin
     )
 }
 
-/// A call's labels in `/metrics`: its server, tool and tier from the catalog.
-fn labels(call: &Call, outcome: &'static str, stage: &'static str) -> CallLabels {
+/// A call's labels in `/metrics`: its server, tool and tier from the catalog. A name the
+/// caller made up is not a label: a call the catalog could not resolve is `unknown`.
+fn labels(tool: Option<&ToolRef>, outcome: &'static str, stage: &'static str) -> CallLabels {
+    let (server, name, tier) = match tool {
+        Some(t) => (t.server.clone(), t.name.clone(), t.tier.as_str()),
+        None => ("unknown".to_string(), "unknown".to_string(), "unknown"),
+    };
     CallLabels {
-        server: call.tool.server.clone(),
-        gen_ai_tool_name: call.tool.name.clone(),
-        tier: call.tool.tier.as_str(),
+        server,
+        gen_ai_tool_name: name,
+        tier,
         outcome,
         stage,
     }
@@ -549,23 +555,7 @@ async fn refuse(
         crate::escape::visible(&message),
     );
     tracing::info!(call = %facts.call_id, %tool, %agent, stage = ?error.stage(), "refused: {told}");
-    // A name the caller made up is not a label: only catalog tools are.
-    let labels = match facts.tool.as_deref() {
-        Some(t) => CallLabels {
-            server: t.server.clone(),
-            gen_ai_tool_name: t.name.clone(),
-            tier: t.tier.as_str(),
-            outcome: "refused",
-            stage: error.stage().label(),
-        },
-        None => CallLabels {
-            server: "unknown".into(),
-            gen_ai_tool_name: "unknown".into(),
-            tier: "unknown",
-            outcome: "refused",
-            stage: error.stage().label(),
-        },
-    };
+    let labels = labels(facts.tool.as_deref(), "refused", error.stage().label());
     state.metrics.call(labels, facts.arrived.elapsed());
     reply(&facts.call_id, error)
 }

@@ -142,7 +142,7 @@ pub async fn first(
     let cancelled = tokio_util::sync::CancellationToken::new();
     let downstream = super::asks::downstream(call, context, asks, cancelled);
     let (task_state, task_now) = (state.clone(), now.clone());
-    let forwarding = async move {
+    tokio::spawn(async move {
         let result = {
             let forwarded =
                 super::call::forward_only(&task_state, &task_now, &attested, downstream);
@@ -165,8 +165,7 @@ pub async fn first(
         };
         let answer = super::call::finish(&task_state, attested, result).await;
         let _ = tell.send(Event::Done(answer)).await;
-    };
-    tokio::spawn(forwarding);
+    });
     wait(state, None, events, context).await
 }
 
