@@ -29,6 +29,9 @@ use serde_json::{Map, Value};
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// The W3C trace-context keys, in `_meta` and in HTTP headers.
 pub const KEYS: [&str; 2] = ["traceparent", "tracestate"];
+/// What the audit keeps of the caller's context: the trace context and its `baggage`
+/// (passed on to no one).
+const KEPT: [&str; 3] = ["traceparent", "tracestate", "baggage"];
 
 /// Where spans go, read once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,12 +111,13 @@ impl Extractor for HeaderKeys<'_> {
     }
 }
 
-/// The caller's trace context: `_meta` first, then the HTTP request's headers.
+/// The caller's trace context and baggage, for the audit: `_meta` first, then the HTTP
+/// request's headers.
 pub fn incoming(
     meta: &Map<String, Value>,
     headers: Option<&axum::http::HeaderMap>,
 ) -> Map<String, Value> {
-    let from_meta: Map<String, Value> = KEYS
+    let from_meta: Map<String, Value> = KEPT
         .iter()
         .filter_map(|k| meta.get(*k).map(|v| (k.to_string(), v.clone())))
         .collect();
@@ -124,7 +128,7 @@ pub fn incoming(
         return from_meta;
     };
     let headers = HeaderKeys(headers);
-    KEYS.iter()
+    KEPT.iter()
         .filter_map(|k| {
             let v = headers.get(k)?;
             Some((k.to_string(), Value::String(v.to_string())))
@@ -328,8 +332,21 @@ mod tests {
         assert_eq!(none.trace_id(&carried), None);
         assert!(none.outgoing(&carried).is_empty());
         assert!(none.stage("upstream").outgoing(&carried).is_empty());
-        let good = json!({"traceparent": PARENT, "tracestate": "a=b"});
+        let good = json!({"traceparent": PARENT, "tracestate": "a=b", "baggage": "user=alice"});
         let carried = incoming(good.as_object().unwrap(), None);
-        assert_eq!(none.stage("upstream").outgoing(&carried), carried);
+        assert_eq!(
+            carried.get("baggage"),
+            Some(&json!("user=alice")),
+            "kept for the audit"
+        );
+        let passed = none.stage("upstream").outgoing(&carried);
+        assert_eq!(
+            passed,
+            json!({"traceparent": PARENT, "tracestate": "a=b"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            "baggage is not passed on"
+        );
     }
 }

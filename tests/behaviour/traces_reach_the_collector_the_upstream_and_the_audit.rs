@@ -190,7 +190,9 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
     let mut params = CallToolRequestParams::new("demo_echo")
         .with_arguments(json!({"text": "traced"}).as_object().cloned().unwrap());
     params.meta = Some(
-        serde_json::from_value(json!({"traceparent": format!("00-{TRACE}-{PARENT}-01")})).unwrap(),
+        serde_json::from_value(json!({"traceparent": format!("00-{TRACE}-{PARENT}-01"),
+                                      "baggage": "tenant=acme"}))
+        .unwrap(),
     );
     let r = client.peer().call_tool(params).await.unwrap();
     assert_eq!(common::text(&r), "traced");
@@ -242,6 +244,10 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
     let sent = format!("00-{TRACE}-{request_span}-01");
     assert_eq!(first["trace"]["traceparent"], json!(sent), "{first}");
     assert_eq!(first["headers"]["traceparent"], json!(sent), "{first}");
+    assert!(
+        first["trace"].get("baggage").is_none() && first["headers"].get("baggage").is_none(),
+        "baggage stays in the gateway's audit: {first}"
+    );
     let own = by_text("untraced");
     let own_parent = own["trace"]["traceparent"].as_str().unwrap().to_string();
     let own_trace = own_parent.split('-').nth(1).unwrap().to_string();
@@ -300,6 +306,9 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
             .find(|r| r["kind"] == "attempt" && r["args"]["text"] == said)
             .unwrap_or_else(|| panic!("an attempt for `{said}`"));
         assert_eq!(attempt["trace"]["trace_id"], json!(trace), "{attempt}");
+        if said == "traced" {
+            assert_eq!(attempt["trace"]["baggage"], "tenant=acme", "{attempt}");
+        }
         let outcome = audit
             .iter()
             .find(|r| r["kind"] == "outcome" && r["call_id"] == attempt["call_id"])
