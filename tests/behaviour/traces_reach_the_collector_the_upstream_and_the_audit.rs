@@ -417,3 +417,35 @@ async fn a_call_that_waits_for_an_approver_shows_the_wait_as_its_approval_event(
         "the wait lasted until the approval: {took} µs"
     );
 }
+
+#[tokio::test]
+async fn with_no_exporter_a_valid_caller_context_is_passed_on_and_audited_and_a_bad_one_is_not_passed_on()
+ {
+    let h = common::Harness::start().await;
+    let sent = format!("00-{TRACE}-{PARENT}-01");
+    for traceparent in [sent.as_str(), "00-not-a-trace-01"] {
+        let mut params = CallToolRequestParams::new("demo_echo")
+            .with_arguments(json!({"text": traceparent}).as_object().cloned().unwrap());
+        params.meta = Some(serde_json::from_value(json!({"traceparent": traceparent})).unwrap());
+        let r = h.client.peer().call_tool(params).await.unwrap();
+        assert_eq!(common::text(&r), traceparent);
+    }
+    let calls = h.upstream_calls();
+    assert_eq!(calls[0]["trace"], json!({"traceparent": sent}), "{calls:?}");
+    assert!(
+        calls[1].get("trace").is_none(),
+        "a malformed one stays here: {calls:?}"
+    );
+    let attempts: Vec<_> = h
+        .audit()
+        .await
+        .into_iter()
+        .filter(|r| r["kind"] == "attempt")
+        .collect();
+    assert_eq!(attempts[0]["trace"]["trace_id"], TRACE, "{attempts:?}");
+    // What the caller sent is evidence, kept as it came; it names no trace.
+    assert_eq!(
+        attempts[1]["trace"],
+        json!({"traceparent": "00-not-a-trace-01"})
+    );
+}
