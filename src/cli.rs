@@ -261,11 +261,12 @@ pub enum TransportChoice {
 }
 
 /// Where `serve` exports spans, read before anything runs: the config's
-/// `[telemetry] otlp_endpoint` or the standard `OTEL_EXPORTER_OTLP_*` variables. A config
-/// that does not load exports nothing here; `serve` then reports why.
-pub fn span_export(cli: &Cli) -> Option<crate::telemetry::trace::Otlp> {
+/// `[telemetry] otlp_endpoint` or the standard `OTEL_*` variables (`Err` names a setting
+/// that cannot be honoured). A config that does not load exports nothing here; `serve`
+/// then reports why.
+pub fn span_export(cli: &Cli) -> Result<Option<crate::telemetry::trace::Otlp>, String> {
     let Command::Serve { config, .. } = &cli.command else {
-        return None;
+        return Ok(None);
     };
     let endpoint = load_config(config.as_deref())
         .ok()

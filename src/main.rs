@@ -77,15 +77,11 @@ fn main() -> ExitCode {
             ..
         }
     );
-    // Spans go out over OTLP when `serve` has an endpoint (config or environment); the
-    // exporter is started before the runtime and shut down after it, so the last spans
-    // are sent.
-    let export = mcp_warden::cli::span_export(&cli);
-    let provider = export.as_ref().map(|o| o.start());
-    let (provider, export_error) = match provider {
-        Some(Ok(p)) => (Some(p), None),
-        Some(Err(e)) => (None, Some(e)),
-        None => (None, None),
+    // Spans go out over OTLP when `serve` has an endpoint (config or environment), from
+    // a task on the runtime that sends what is left when `serve` ends.
+    let (export, export_error) = match mcp_warden::cli::span_export(&cli) {
+        Ok(export) => (export, None),
+        Err(e) => (None, Some(e)),
     };
     let writer = || mcp_warden::secrets::Masked(std::io::stderr());
     let text = (!json).then(|| {
@@ -103,9 +99,6 @@ fn main() -> ExitCode {
             .with_writer(writer)
             .with_filter(filter())
     });
-    if let Some(provider) = &provider {
-        mcp_warden::telemetry::trace::install(provider);
-    }
     tracing_subscriber::registry().with(text).with(lines).init();
     if let Some(e) = export_error {
         tracing::error!("spans are not exported: {e}");
@@ -114,10 +107,10 @@ fn main() -> ExitCode {
         .worker_threads(runtime_threads())
         .enable_all()
         .build();
-    let code = match runtime {
+    match runtime {
         Ok(runtime) => {
             tracing::debug!("{} runtime threads", runtime.metrics().num_workers());
-            let code = runtime.block_on(mcp_warden::cli::run(cli));
+            let code = runtime.block_on(run_exporting(cli, export));
             drop(runtime);
             code
         }
@@ -125,11 +118,23 @@ fn main() -> ExitCode {
             tracing::error!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Run the command, sending spans to `export` (when set) from a task on the runtime,
+/// and what is left of them when the command ends.
+async fn run_exporting(cli: Cli, export: Option<mcp_warden::telemetry::trace::Otlp>) -> ExitCode {
+    let exporter = match export.map(|o| mcp_warden::telemetry::trace::start(&o)) {
+        Some(Ok(e)) => Some(e),
+        Some(Err(e)) => {
+            tracing::error!("spans are not exported: {e}");
+            None
+        }
+        None => None,
     };
-    if let Some(provider) = provider
-        && let Err(e) = provider.shutdown()
-    {
-        tracing::warn!("the last spans may not have been exported: {e}");
+    let code = mcp_warden::cli::run(cli).await;
+    if let Some(exporter) = exporter {
+        exporter.shutdown().await;
     }
     code
 }

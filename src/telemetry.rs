@@ -251,6 +251,11 @@ impl Metrics {
         self.register_approvals();
         self.register_audit();
         self.register_upstreams();
+        self.registry.register(
+            "mcp_warden_trace_spans",
+            "spans by what became of them: exported, dropped (the export queue was full) or failed (the OTLP receiver refused them or could not be reached)",
+            trace::export::SPANS.clone(),
+        );
     }
 
     fn register_approvals(&mut self) {

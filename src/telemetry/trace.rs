@@ -6,108 +6,51 @@
 //! (`traceparent` in `_meta`, or the HTTP header), passed on to upstreams, and kept in
 //! audit records as `trace_id`.
 //!
-//! The spans are made with the OpenTelemetry SDK directly, by the stages' own calls
-//! ([`CallSpan`], [`StageTimer`]), not through `tracing`: a `tracing` layer costs every
-//! span, sampled or not, a trip through the subscriber at each poll of its future. Stages
-//! are events, not child spans: most take microseconds, and a span costs the gateway and
-//! the collector several times an event. With no exporter, or a call its sampler leaves
-//! out, a [`CallSpan`] is empty and costs nothing.
+//! Spans are made by the stages' own calls ([`CallSpan`], [`StageTimer`]), not through
+//! `tracing`, and encoded and sent by this module ([`export`], [`wire`]) rather than an
+//! SDK: a span is one small record that a call fills in and, at its end, pushes to a
+//! queue; one task on the gateway's runtime encodes the queue in batches. Stages are
+//! events, not child spans: most take microseconds, and a span costs the gateway and the
+//! collector several times an event. With no exporter, or a call its sampler leaves out,
+//! a [`CallSpan`] is empty and costs nothing.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+pub mod export;
+mod w3c;
+mod wire;
 
-use opentelemetry::Context;
-use opentelemetry::KeyValue;
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use serde_json::{Map, Value};
 
-/// The tracer spans are made with, once an exporter is started.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+use export::{Event, Finished};
+pub use export::{Exporter, Otlp};
+use w3c::SpanContext;
+
+/// The exporter spans go to, once one is started.
+static EXPORTER: OnceLock<Arc<Exporter>> = OnceLock::new();
 /// The W3C trace-context keys, in `_meta` and in HTTP headers.
 pub const KEYS: [&str; 2] = ["traceparent", "tracestate"];
 /// What the audit keeps of the caller's context: the trace context and its `baggage`
 /// (passed on to no one).
 const KEPT: [&str; 3] = ["traceparent", "tracestate", "baggage"];
 
-/// Where spans go, read once at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Otlp {
-    /// Base URL of an OTLP/HTTP receiver (`/v1/traces` is added), or `None` to take the
-    /// standard `OTEL_EXPORTER_OTLP_*` variables.
-    pub endpoint: Option<String>,
-    pub service_name: String,
-}
-
-impl Otlp {
-    /// Exporting is on when the config names an endpoint or the environment does (and
-    /// `OTEL_TRACES_EXPORTER` is not `none`).
-    pub fn from(configured: Option<&str>) -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        if var("OTEL_TRACES_EXPORTER").is_some_and(|v| v == "none") {
-            return None;
-        }
-        let from_env = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .is_some();
-        if configured.is_none() && !from_env {
-            return None;
-        }
-        Some(Self {
-            endpoint: configured.map(|e| format!("{}/v1/traces", e.trim_end_matches('/'))),
-            service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "mcp-warden".into()),
-        })
+/// Send spans to `otlp` from now on, from a task on the current runtime (once a
+/// process). The exporter is also returned, to be shut down when `serve` ends so the last
+/// spans are sent.
+pub fn start(otlp: &Otlp) -> Result<Arc<Exporter>, String> {
+    if let Some(running) = EXPORTER.get() {
+        return Ok(running.clone());
     }
-
-    /// The exporter and its provider (spans are batched and sent from the SDK's own
-    /// thread). Call before the async runtime starts; shut the provider down after it
-    /// ends, so the last spans are sent.
-    pub fn start(&self) -> Result<SdkTracerProvider, String> {
-        use opentelemetry_otlp::WithExportConfig;
-        let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder.with_endpoint(endpoint.clone());
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| format!("cannot start the OTLP exporter: {e}"))?;
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(self.service_name.clone())
-            .build();
-        Ok(SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build())
-    }
-}
-
-/// Make spans with `provider` from now on (once, at start).
-pub fn install(provider: &SdkTracerProvider) {
-    let _ = TRACER.set(provider.tracer("mcp-warden"));
-}
-
-struct MetaKeys<'a>(&'a Map<String, Value>);
-
-impl Extractor for MetaKeys<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
+    let exporter = Arc::new(otlp.start()?);
+    Ok(EXPORTER.get_or_init(|| exporter).clone())
 }
 
 struct HeaderKeys<'a>(&'a axum::http::HeaderMap);
 
-impl Extractor for HeaderKeys<'_> {
+impl HeaderKeys<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
     }
 }
 
@@ -136,24 +79,38 @@ pub fn incoming(
         .collect()
 }
 
-/// The caller's context as a parent (an empty context when it sent none, or an invalid
-/// one).
-fn parent_of(carried: &Map<String, Value>) -> Context {
-    match carried.contains_key("traceparent") {
-        true => TraceContextPropagator::new().extract(&MetaKeys(carried)),
-        false => Context::new(),
+/// The caller's context, when it sent a valid one.
+fn parent_of(carried: &Map<String, Value>) -> Option<SpanContext> {
+    carried
+        .get("traceparent")
+        .and_then(Value::as_str)
+        .and_then(SpanContext::parse)
+}
+
+/// The caller's `tracestate`, when it is valid, to pass on with our context.
+fn state_of(carried: &Map<String, Value>) -> Option<String> {
+    carried
+        .get("tracestate")
+        .and_then(Value::as_str)
+        .filter(|s| w3c::valid_tracestate(s))
+        .map(str::to_string)
+}
+
+/// `traceparent` (`cx`) and the caller's valid `tracestate`, as `_meta` keys.
+fn context_keys(cx: &SpanContext, state: Option<&str>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("traceparent".into(), Value::String(cx.header()));
+    if let Some(state) = state {
+        out.insert("tracestate".into(), Value::String(state.to_string()));
     }
+    out
 }
 
 /// The caller's context, when it is valid, to pass on as it came.
 fn passed_on(carried: &Map<String, Value>) -> Map<String, Value> {
-    let valid = parent_of(carried).span().span_context().is_valid();
-    match valid {
-        true => KEYS
-            .iter()
-            .filter_map(|k| carried.get(*k).map(|v| (k.to_string(), v.clone())))
-            .collect(),
-        false => Map::new(),
+    match parent_of(carried) {
+        Some(cx) => context_keys(&cx, state_of(carried).as_deref()),
+        None => Map::new(),
     }
 }
 
@@ -163,17 +120,53 @@ fn passed_on(carried: &Map<String, Value>) -> Map<String, Value> {
 #[derive(Clone, Default)]
 pub struct CallSpan(Option<Arc<Recording>>);
 
-struct Recording(Context);
+/// A span being recorded: what it will be exported as, and its clock.
+struct Recording {
+    span: Mutex<Finished>,
+    started: Instant,
+    exporter: Arc<Exporter>,
+}
+
+impl Recording {
+    /// Now, on the span's clock (its start's wall time plus the monotonic time since).
+    fn now_ns(&self, start_ns: u64) -> u64 {
+        start_ns.saturating_add(self.started.elapsed().as_nanos() as u64)
+    }
+
+    fn add(
+        &self,
+        name: &'static str,
+        took: Option<Duration>,
+        attribute: Option<(&'static str, String)>,
+    ) {
+        let mut span = self.span.lock().unwrap_or_else(PoisonError::into_inner);
+        let time_ns = self.now_ns(span.start_ns);
+        span.events.push(Event {
+            name,
+            time_ns,
+            duration_us: took.map(|t| t.as_micros() as i64),
+            attribute,
+        });
+    }
+}
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.0.span().end();
+        let span = self.span.get_mut().unwrap_or_else(PoisonError::into_inner);
+        span.end_ns = span
+            .start_ns
+            .saturating_add(self.started.elapsed().as_nanos() as u64);
+        let finished = std::mem::take(span);
+        self.exporter.push(finished);
     }
 }
 
 impl std::fmt::Debug for CallSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let id = self.0.as_ref().map(|r| r.0.span().span_context().span_id());
+        let id = self.0.as_ref().map(|r| {
+            let span = r.span.lock().unwrap_or_else(PoisonError::into_inner);
+            hex::encode(span.context.span_id)
+        });
         f.debug_tuple("CallSpan").field(&id).finish()
     }
 }
@@ -182,33 +175,42 @@ impl CallSpan {
     /// The span of a request of `method` for `tool` (as the caller named it), the child
     /// of the caller's span when it sent one.
     pub fn start(method: &'static str, tool: &str, carried: &Map<String, Value>) -> Self {
-        let Some(tracer) = TRACER.get() else {
+        let Some(exporter) = EXPORTER.get() else {
             return Self(None);
         };
         let parent = parent_of(carried);
-        let tool = crate::escape::visible(tool).to_string();
-        let span = tracer
-            .span_builder(format!("{method} {tool}"))
-            .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("mcp.method.name", method),
-                KeyValue::new("gen_ai.tool.name", tool),
-                KeyValue::new("gen_ai.operation.name", "execute_tool"),
-            ])
-            .start_with_context(tracer, &parent);
-        if !span.span_context().is_sampled() {
+        let trace_id = parent.map_or_else(w3c::trace_id, |p| p.trace_id);
+        if !exporter.sampler.sampled(parent.as_ref(), &trace_id) {
             return Self(None);
         }
-        Self(Some(Arc::new(Recording(parent.with_span(span)))))
+        let start_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let span = Finished {
+            context: SpanContext {
+                trace_id,
+                span_id: w3c::span_id(),
+                flags: w3c::SAMPLED,
+            },
+            parent: parent.map(|p| p.span_id),
+            trace_state: parent.and_then(|_| state_of(carried)),
+            method,
+            tool: crate::escape::visible(tool).to_string(),
+            start_ns,
+            end_ns: start_ns,
+            events: Vec::with_capacity(6),
+        };
+        Self(Some(Arc::new(Recording {
+            span: Mutex::new(span),
+            started: Instant::now(),
+            exporter: exporter.clone(),
+        })))
     }
 
     /// A quick stage, as an event of the request span (with how long it took).
     pub fn event(&self, name: &'static str, took: Option<Duration>) {
         if let Some(r) = &self.0 {
-            let attributes = took
-                .map(|t| vec![KeyValue::new("duration_us", t.as_micros() as i64)])
-                .unwrap_or_default();
-            r.0.span().add_event(name, attributes);
+            r.add(name, took, None);
         }
     }
 
@@ -218,26 +220,32 @@ impl CallSpan {
         StageTimer {
             request: self.0.clone(),
             name,
-            started: std::time::Instant::now(),
-            attributes: Vec::new(),
+            started: Instant::now(),
+            attribute: None,
         }
+    }
+
+    /// This span's context (`traceparent`) and the caller's `tracestate`.
+    fn context(&self) -> Option<(SpanContext, Option<String>)> {
+        let r = self.0.as_ref()?;
+        let span = r.span.lock().unwrap_or_else(PoisonError::into_inner);
+        Some((span.context, span.trace_state.clone()))
     }
 
     /// The trace the call belongs to, as 32 hex digits: its span's when it is exported,
     /// else the caller's `traceparent`'s.
     pub fn trace_id(&self, carried: &Map<String, Value>) -> Option<String> {
-        let cx = match &self.0 {
-            Some(r) => r.0.clone(),
-            None => parent_of(carried),
-        };
-        let sc = cx.span().span_context().clone();
-        sc.is_valid().then(|| sc.trace_id().to_string())
+        let cx = self
+            .context()
+            .map(|(cx, _)| cx)
+            .or_else(|| parent_of(carried));
+        cx.map(|cx| hex::encode(cx.trace_id))
     }
 
     /// The context to pass on outside a stage span: this span's, else the caller's.
     pub fn outgoing(&self, carried: &Map<String, Value>) -> Map<String, Value> {
-        match &self.0 {
-            Some(r) => injected(&r.0),
+        match self.context() {
+            Some((cx, state)) => context_keys(&cx, state.as_deref()),
             None => passed_on(carried),
         }
     }
@@ -248,17 +256,18 @@ impl CallSpan {
 pub struct StageTimer {
     request: Option<Arc<Recording>>,
     name: &'static str,
-    started: std::time::Instant,
-    attributes: Vec<KeyValue>,
+    started: Instant,
+    attribute: Option<(&'static str, String)>,
 }
 
 impl Drop for StageTimer {
     fn drop(&mut self) {
         if let Some(r) = &self.request {
-            let mut attributes = std::mem::take(&mut self.attributes);
-            let took = self.started.elapsed().as_micros() as i64;
-            attributes.push(KeyValue::new("duration_us", took));
-            r.0.span().add_event(self.name, attributes);
+            r.add(
+                self.name,
+                Some(self.started.elapsed()),
+                self.attribute.take(),
+            );
         }
     }
 }
@@ -267,28 +276,15 @@ impl StageTimer {
     /// Name what the stage went to (e.g. the upstream's id).
     pub fn attribute(&mut self, key: &'static str, value: &str) {
         if self.request.is_some() {
-            self.attributes.push(KeyValue::new(key, value.to_string()));
+            self.attribute = Some((key, value.to_string()));
         }
     }
 
     /// What to pass on from inside the stage: the request span's context when it is
     /// exported, else what the caller sent (`carried`) when that is valid.
     pub fn outgoing(&self, carried: &Map<String, Value>) -> Map<String, Value> {
-        match &self.request {
-            Some(r) => injected(&r.0),
-            None => passed_on(carried),
-        }
+        CallSpan(self.request.clone()).outgoing(carried)
     }
-}
-
-/// `traceparent` (and `tracestate`) of `cx`.
-fn injected(cx: &Context) -> Map<String, Value> {
-    let mut out = std::collections::HashMap::new();
-    TraceContextPropagator::new().inject_context(cx, &mut out);
-    out.into_iter()
-        .filter(|(k, _)| KEYS.contains(&k.as_str()))
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -28,12 +28,6 @@ async fn until_status(url: &str, status: u16) -> String {
     panic!("{url} never answered {status}");
 }
 
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn readyz_is_503_while_a_required_upstream_is_down_and_200_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +72,7 @@ async fn readyz_is_503_while_a_required_upstream_is_down_and_200_when_it_is_back
     assert!(!problems.contains("optional"), "{body}");
     let (_, metrics) = get(&format!("{admin}/metrics")).await;
     assert_eq!(
-        sample(&metrics, "mcp_warden_upstream_up{server=\"demo\"}"),
+        common::metric(&metrics, "mcp_warden_upstream_up{server=\"demo\"}"),
         Some(0.0)
     );
 
@@ -87,11 +81,11 @@ async fn readyz_is_503_while_a_required_upstream_is_down_and_200_when_it_is_back
     assert_eq!(body["upstreams"]["demo"], "up", "{body}");
     let (_, metrics) = get(&format!("{admin}/metrics")).await;
     assert_eq!(
-        sample(&metrics, "mcp_warden_upstream_up{server=\"demo\"}"),
+        common::metric(&metrics, "mcp_warden_upstream_up{server=\"demo\"}"),
         Some(1.0)
     );
     assert_eq!(
-        sample(
+        common::metric(
             &metrics,
             "mcp_warden_upstream_restarts_total{server=\"demo\"}"
         ),

@@ -5,7 +5,9 @@
 //! event per stage (identity, policy, audit attempt, upstream, audit outcome), each
 //! saying how long it took. The same trace reaches the upstream (in `_meta` and, over
 //! HTTP, as a header, its parent the request span) and the audit records (`trace.trace_id`).
-//! A call with no trace context starts a trace of its own.
+//! A call with no trace context starts a trace of its own. Spans still queued when
+//! `serve` stops are sent before it exits; a receiver that fails costs no call, is
+//! logged once and counted in `/metrics`.
 
 use crate::common;
 
@@ -448,4 +450,145 @@ async fn with_no_exporter_a_valid_caller_context_is_passed_on_and_audited_and_a_
         attempts[1]["trace"],
         json!({"traceparent": "00-not-a-trace-01"})
     );
+}
+
+/// A gateway exporting to `otlp` with `envs`, an admin listener for `/metrics`: the
+/// child, its MCP endpoint, its admin base URL and its stderr.
+async fn exporting(
+    dir: &std::path::Path,
+    otlp: &str,
+    envs: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    String,
+    String,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let path = common::write_setup(
+        dir,
+        &Setup {
+            config_extra: format!(
+                "[listen]\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n[telemetry]\notlp_endpoint = \"{otlp}\"\n"
+            ),
+            ..Setup::default()
+        },
+    );
+    common::serve_exe_with(&path, &[], envs).await
+}
+
+/// `n` echo calls, each with its own trace context; their trace ids.
+async fn echo_calls(endpoint: &str, n: usize) -> Vec<String> {
+    let client = ()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            endpoint.to_string(),
+        ))
+        .await
+        .unwrap();
+    let mut traces = Vec::new();
+    for i in 0..n {
+        let trace = format!("{:032x}", 0xabc0_0000_u128 + i as u128);
+        let mut params = CallToolRequestParams::new("demo_echo").with_arguments(
+            json!({"text": format!("call {i}")})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        params.meta = Some(
+            serde_json::from_value(json!({"traceparent": format!("00-{trace}-{PARENT}-01")}))
+                .unwrap(),
+        );
+        let r = client.peer().call_tool(params).await.unwrap();
+        assert_eq!(common::text(&r), format!("call {i}"));
+        traces.push(trace);
+    }
+    traces
+}
+
+async fn metrics_of(admin: &str) -> String {
+    reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn spans_still_queued_when_serve_stops_are_sent_before_it_exits() {
+    let (otlp, spans) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A batch waits up to ten minutes: only the stop can send these.
+    let (mut gateway, endpoint, admin, _) =
+        exporting(dir.path(), &otlp, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]).await;
+    let traces = echo_calls(&endpoint, 3).await;
+    let page = metrics_of(&admin).await;
+    let exported = "mcp_warden_trace_spans_total{result=\"exported\"}";
+    assert_eq!(common::metric(&page, exported), Some(0.0), "{page}");
+    assert!(
+        spans.lock().unwrap().is_empty(),
+        "nothing sent before the stop"
+    );
+
+    common::sigterm(gateway.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
+        .await
+        .expect("serve exits after a SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let received: Vec<String> = spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| hex(&s.trace_id))
+        .collect();
+    assert_eq!(
+        received, traces,
+        "every queued span, in the order the calls ended"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_costs_no_call_and_its_spans_are_counted_as_failed() {
+    let refused: Arc<Mutex<usize>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(|Extract(refused): Extract<Arc<Mutex<usize>>>| async move {
+                *refused.lock().unwrap() += 1;
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "collector overloaded",
+                )
+            }),
+        )
+        .with_state(refused.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, endpoint, admin, stderr) =
+        exporting(dir.path(), &otlp, &[("OTEL_BSP_SCHEDULE_DELAY", "20")]).await;
+
+    echo_calls(&endpoint, 4).await;
+    let failed = "mcp_warden_trace_spans_total{result=\"failed\"}";
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = metrics_of(&admin).await;
+        if common::metric(&page, failed) == Some(4.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(common::metric(&page, failed), Some(4.0), "{page}");
+    let exported = "mcp_warden_trace_spans_total{result=\"exported\"}";
+    assert_eq!(common::metric(&page, exported), Some(0.0), "{page}");
+    assert!(*refused.lock().unwrap() >= 1);
+    // The operator hears of it once, not once a batch.
+    let warned = stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("spans are not exported") && l.contains("503"))
+        .count();
+    assert_eq!(warned, 1, "{:?}", stderr.lock().unwrap());
 }

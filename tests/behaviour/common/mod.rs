@@ -617,6 +617,13 @@ pub fn shipped_manifests(dir: &Path, roots: &[(&str, &Path)]) -> PathBuf {
     out
 }
 
+/// The value of `series` (its name and labels as the Prometheus text format writes them)
+/// on a `/metrics` page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Ask a process to stop the orderly way (SIGTERM), as an operator or a service manager does.
 pub fn sigterm(pid: u32) {
     let sent = std::process::Command::new("kill")
