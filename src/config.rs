@@ -15,11 +15,13 @@ mod approval;
 mod auth;
 pub mod env_file;
 mod limits;
+mod store;
 mod telemetry;
 mod upstream;
 mod witness;
 pub use approval::{ActDefault, ApprovalBoot, ApprovalConfig, ApproverConfig};
 pub use auth::{ApiKeyConfig, AuthConfig, IssuerConfig, KeySource};
+pub use store::StoreConfig;
 pub use telemetry::TelemetryConfig;
 use upstream::RawUpstream;
 pub use upstream::{
@@ -80,6 +82,9 @@ struct RawConfig {
     /// Span export and the metrics scraper's token.
     #[serde(default)]
     telemetry: telemetry::RawTelemetry,
+    /// Where replicas share approvals and grants.
+    #[serde(default)]
+    store: store::RawStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,6 +184,8 @@ pub struct Boot {
     pub approval: ApprovalBoot,
     /// Span export and the metrics scraper's token (`[telemetry]`).
     pub telemetry: TelemetryConfig,
+    /// Where approvals and grants are kept (`[store]`).
+    pub store: StoreConfig,
 }
 
 /// The settings a reload replaces: where manifests and policy are, the intent field,
@@ -223,6 +230,7 @@ impl Boot {
             metrics,
             approval,
             telemetry,
+            store,
         } = self;
         let ApprovalBoot {
             database,
@@ -244,6 +252,7 @@ impl Boot {
             ("`listen.admin`", admin == &other.admin),
             ("`listen.metrics`", metrics == &other.metrics),
             ("`[telemetry]`", telemetry == &other.telemetry),
+            ("`[store]`", store == &other.store),
             ("`[[upstream]]`", upstreams == &other.upstreams),
             ("`env_file`", env_file == &other.env_file),
             ("`approval.database`", database == &other.approval.database),
@@ -421,6 +430,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let env_file = raw.gateway.env_file.map(|p| base.join(p));
     let vars = upstream::env_file_vars(env_file.as_deref(), out);
     let upstreams = upstream::check_upstreams(raw.upstream, &vars, text, file, base, out);
+    let store = store::check(raw.store, &vars, text, file, out);
     let witnesses = witness::witnesses(raw.witness, base, file, out);
     let limits = limits::limits(raw.limit, file, out);
     let (approval_boot, approval) = approval;
@@ -442,6 +452,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             metrics,
             approval: approval_boot,
             telemetry,
+            store,
         },
         live: Live {
             manifests: path(raw.gateway.manifests, "tool-manifests"),

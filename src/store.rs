@@ -1,79 +1,33 @@
 //! Shared state that outlives the process: approval requests with their verdicts, and
-//! grants. One SQLite database (under `state_dir` by default), one pool of connections to
-//! it, an async API whose blocking work runs on tokio's blocking threads, schema
-//! migrations numbered by `PRAGMA user_version` and applied at open, an atomic
-//! [`update`](Store::update_request) (read a row, let a rule change it, write what changed,
-//! in one transaction) and [`watch`](Store::watch), a counter bumped after every committed
-//! change so that whoever waits on a row wakes at once instead of polling. It stores
-//! rows; what they mean (who may decide, when a request closes, which grants count) is
-//! for `approval` and `grant`.
+//! grants. One interface ([`Store`]) over two engines: SQLite under `state_dir` (the
+//! zero-configuration default, one gateway) and PostgreSQL (`[store] url`, shared by
+//! replicas). Each engine numbers its schema migrations and applies them at open; each
+//! gives an atomic [`update`](Store::update_request) (read a row, let a rule change it,
+//! write what changed, in one transaction that holds the row, so a rule decides on what
+//! is still there when it writes) and [`watch`](Store::watch), a counter bumped after
+//! every committed change (PostgreSQL: every replica's change, by LISTEN/NOTIFY, with a
+//! poll while the notifications are down) so that whoever waits on a row wakes at once.
+//! It stores rows; what they mean (who may decide, when a request closes, which grants
+//! count) is for `approval` and `grant`.
 
-mod approvals;
-mod grants;
+mod postgres;
+mod rows;
+mod sqlite;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-pub use approvals::{RequestRow, VerdictRow};
-pub use grants::GrantRow;
-
-/// Each migration takes the schema from the version before it to its own number (its
-/// index + 1). Databases written before migrations were numbered are at version 0 and
-/// already have the tables of the first, which creates them only if absent.
-const MIGRATIONS: &[&str] = &[
-    "
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    binding TEXT NOT NULL,
-    call TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_binding ON requests (binding, status);
-CREATE TABLE IF NOT EXISTS verdicts (
-    id TEXT NOT NULL REFERENCES requests (id),
-    approver TEXT NOT NULL,
-    approve INTEGER NOT NULL,
-    comment TEXT,
-    at INTEGER NOT NULL,
-    PRIMARY KEY (id, approver)
-);
-CREATE TABLE IF NOT EXISTS grants (
-    id TEXT PRIMARY KEY,
-    grantee TEXT NOT NULL,
-    on_behalf_of TEXT,
-    tools TEXT NOT NULL,
-    tier TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    granted_by TEXT NOT NULL,
-    created INTEGER NOT NULL,
-    expires INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    revoked_by TEXT
-);
-",
-    "
-ALTER TABLE verdicts ADD COLUMN confirmed TEXT;
-",
-    "
-ALTER TABLE grants ADD COLUMN task TEXT;
-",
-];
-
-/// Connections kept open between uses.
-const IDLE: usize = 4;
-/// How long a write waits for another connection's write to finish.
-const BUSY: Duration = Duration::from_secs(5);
+pub use rows::{GrantRow, RequestRow, VerdictRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the state database failed: {0}")]
-    Database(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the state database (PostgreSQL) failed: {0}")]
+    Postgres(String),
     #[error("cannot open the state database `{path}`: {reason}")]
     Open { path: String, reason: String },
     #[error(
@@ -88,220 +42,191 @@ pub enum StoreError {
     Worker(String),
 }
 
-/// The state database.
+/// What an engine's operations return.
+type Done<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+/// A change to a row, applied inside the engine's transaction.
+type Rule<R> = Box<dyn FnOnce(&mut R) + Send>;
+
+/// One engine's rows and transactions. Every write bumps `changes` once committed.
+trait Engine: Send + Sync {
+    fn insert_request(&self, row: RequestRow) -> Done<'_, ()>;
+    fn request(&self, id: String) -> Done<'_, Option<RequestRow>>;
+    /// Every request, or those with `status`, newest first.
+    fn requests(&self, status: Option<String>) -> Done<'_, Vec<RequestRow>>;
+    /// The oldest request for `binding` with `status` not expired at `now`.
+    fn find_request(
+        &self,
+        binding: String,
+        status: String,
+        now: u64,
+    ) -> Done<'_, Option<RequestRow>>;
+    /// The ids of requests with `status` whose expiry is at or before `now`.
+    fn due_requests(&self, status: String, now: u64) -> Done<'_, Vec<String>>;
+    /// Apply `rule` to request `id` (it may change its status and expiry and add
+    /// verdicts) and write what changed, in one transaction; the row as written.
+    fn update_request(&self, id: String, rule: Rule<RequestRow>) -> Done<'_, Option<RequestRow>>;
+    fn insert_grant(&self, row: GrantRow) -> Done<'_, ()>;
+    /// Every grant, newest first.
+    fn grants(&self) -> Done<'_, Vec<GrantRow>>;
+    /// Apply `rule` to grant `id` (its status and who revoked it), in one transaction.
+    fn update_grant(&self, id: String, rule: Rule<GrantRow>) -> Done<'_, Option<GrantRow>>;
+}
+
+/// The state database, whichever engine holds it.
 pub struct Store {
-    pool: Arc<Pool>,
+    engine: Box<dyn Engine>,
     changes: watch::Sender<u64>,
+    /// Where it is, for messages (a path, or the URL without its password).
+    shown: String,
 }
 
-/// Connections to one database, opened as needed and kept for reuse.
-struct Pool {
-    target: String,
-    flags: OpenFlags,
-    idle: Mutex<Vec<Connection>>,
-    /// A memory database lives while a connection to it is open.
-    _anchor: Option<Mutex<Connection>>,
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("at", &self.shown).finish()
+    }
 }
 
-impl Pool {
-    fn connect(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(&self.target, self.flags)?;
-        conn.busy_timeout(BUSY)?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-        Ok(conn)
-    }
-
-    fn take(&self) -> rusqlite::Result<Connection> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        reused.map_or_else(|| self.connect(), Ok)
-    }
-
-    fn give(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE {
-            idle.push(conn);
-        }
-    }
+/// Bump a change counter.
+fn bump(changes: &watch::Sender<u64>) {
+    changes.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 impl Store {
-    /// Open (or create) the database at `path` and bring its schema up to date.
+    /// Open (or create) the SQLite database at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let shown = path.display().to_string();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        let pool = Pool {
-            target: shown.clone(),
-            flags: OpenFlags::default(),
-            idle: Mutex::default(),
-            _anchor: None,
-        };
-        let first = pool.connect().map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        first.execute_batch("PRAGMA journal_mode = WAL;")?;
-        Self::start(pool, first, &shown)
-    }
-
-    /// A database that lives as long as this value (tests).
-    pub fn in_memory() -> Result<Self, StoreError> {
-        let target = format!(
-            "file:mcp-warden-{}?mode=memory&cache=shared",
-            uuid::Uuid::new_v4()
-        );
-        let mut pool = Pool {
-            target,
-            flags: OpenFlags::default() | OpenFlags::SQLITE_OPEN_URI,
-            idle: Mutex::default(),
-            _anchor: None,
-        };
-        pool._anchor = Some(Mutex::new(pool.connect()?));
-        let first = pool.connect()?;
-        Self::start(pool, first, "(memory)")
-    }
-
-    fn start(pool: Pool, first: Connection, shown: &str) -> Result<Self, StoreError> {
-        migrate(&first, shown)?;
-        pool.give(first);
+        let changes = watch::Sender::new(0);
+        let engine = sqlite::Sqlite::open(path, changes.clone())?;
         Ok(Self {
-            pool: Arc::new(pool),
-            changes: watch::Sender::new(0),
+            engine: Box::new(engine),
+            changes,
+            shown: path.display().to_string(),
         })
     }
 
-    /// A receiver that sees a new value after every committed change.
+    /// A SQLite database that lives as long as this value (tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let changes = watch::Sender::new(0);
+        let engine = sqlite::Sqlite::in_memory(changes.clone())?;
+        Ok(Self {
+            engine: Box::new(engine),
+            changes,
+            shown: "(memory)".into(),
+        })
+    }
+
+    /// Connect to the PostgreSQL database at `url` (`postgres://…`, or libpq's
+    /// `key=value` form), bring its schema up to date and start listening for other
+    /// replicas' changes.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let changes = watch::Sender::new(0);
+        let engine = postgres::Postgres::connect(url, changes.clone()).await?;
+        let shown = engine.shown().to_string();
+        Ok(Self {
+            engine: Box::new(engine),
+            changes,
+            shown,
+        })
+    }
+
+    /// Where the database is (a path, or a URL without its password).
+    pub fn location(&self) -> &str {
+        &self.shown
+    }
+
+    /// A receiver that sees a new value after every committed change (with PostgreSQL,
+    /// every replica's).
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
-    /// Run `work` on a pooled connection on a blocking thread.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.take()?;
-            let result = work(&mut conn);
-            pool.give(conn);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+    pub async fn insert_request(&self, row: RequestRow) -> Result<(), StoreError> {
+        self.engine.insert_request(row).await
     }
 
-    /// Read in one transaction (a consistent view).
-    async fn read<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            work(&tx)
-        })
-        .await
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        self.engine.request(id.to_string()).await
     }
 
-    /// Change in one transaction that holds the write lock from its start, so a rule that
-    /// read a row decides on what is still there when it writes; then tell the watchers.
-    async fn write<T: Send + 'static>(
+    /// Every request, or those with `status`, newest first.
+    pub async fn requests(&self, status: Option<&str>) -> Result<Vec<RequestRow>, StoreError> {
+        self.engine.requests(status.map(String::from)).await
+    }
+
+    /// The oldest request for `binding` with `status` that has not expired at `now`.
+    pub async fn find_request(
         &self,
-        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let out = self
-            .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let out = work(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            })
-            .await?;
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(out)
+        binding: &str,
+        status: &str,
+        now: u64,
+    ) -> Result<Option<RequestRow>, StoreError> {
+        let (binding, status) = (binding.to_string(), status.to_string());
+        self.engine.find_request(binding, status, now).await
+    }
+
+    /// The requests with `status` whose expiry is at or before `now`.
+    pub async fn due_requests(&self, status: &str, now: u64) -> Result<Vec<String>, StoreError> {
+        self.engine.due_requests(status.to_string(), now).await
+    }
+
+    /// Let `rule` change request `id` (its status, expiry and verdicts; it may add
+    /// verdicts, never remove one) and write what it changed, all in one transaction:
+    /// the request as written and what the rule returned, or `None` if there is no such
+    /// request.
+    pub async fn update_request<T: Send + 'static>(
+        &self,
+        id: &str,
+        rule: impl FnOnce(&mut RequestRow) -> T + Send + 'static,
+    ) -> Result<Option<(RequestRow, T)>, StoreError> {
+        let (rule, out) = keeping(rule);
+        let row = self.engine.update_request(id.to_string(), rule).await?;
+        Ok(row.and_then(|row| Some((row, taken(&out)?))))
+    }
+
+    pub async fn insert_grant(&self, row: GrantRow) -> Result<(), StoreError> {
+        self.engine.insert_grant(row).await
+    }
+
+    /// Every grant, newest first.
+    pub async fn grants(&self) -> Result<Vec<GrantRow>, StoreError> {
+        self.engine.grants().await
+    }
+
+    /// Let `rule` change grant `id` (its status and who revoked it) and write what it
+    /// changed, in one transaction: the grant as written and what the rule returned, or
+    /// `None` if there is no such grant.
+    pub async fn update_grant<T: Send + 'static>(
+        &self,
+        id: &str,
+        rule: impl FnOnce(&mut GrantRow) -> T + Send + 'static,
+    ) -> Result<Option<(GrantRow, T)>, StoreError> {
+        let (rule, out) = keeping(rule);
+        let row = self.engine.update_grant(id.to_string(), rule).await?;
+        Ok(row.and_then(|row| Some((row, taken(&out)?))))
     }
 }
 
-/// Apply every migration past the database's version, each in its own transaction.
-fn migrate(conn: &Connection, shown: &str) -> Result<(), StoreError> {
-    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found as usize > MIGRATIONS.len() {
-        return Err(StoreError::Newer {
-            path: shown.to_string(),
-            found,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (done, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
-            done + 1
-        ))?;
-    }
-    Ok(())
+/// `rule` as an engine takes it, and where what it returns is kept.
+fn keeping<R, T: Send + 'static>(
+    rule: impl FnOnce(&mut R) -> T + Send + 'static,
+) -> (Rule<R>, Arc<Mutex<Option<T>>>) {
+    let out = Arc::new(Mutex::new(None));
+    let kept = out.clone();
+    let rule: Rule<R> = Box::new(move |row| {
+        let answer = rule(row);
+        *kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+    });
+    (rule, out)
 }
 
-/// Unix milliseconds as SQLite stores them.
+fn taken<T>(out: &Mutex<Option<T>>) -> Option<T> {
+    out.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Unix milliseconds as the databases store them.
 fn to_sql(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn from_sql(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_database_is_at_the_last_version_and_an_old_one_is_brought_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let version = |path: &Path| -> u32 {
-            Connection::open(path)
-                .unwrap()
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap()
-        };
-        drop(Store::open(&path).unwrap());
-        assert_eq!(version(&path) as usize, MIGRATIONS.len());
-        // A database from before numbered migrations: the first one's tables, version 0.
-        let old = dir.path().join("old.db");
-        Connection::open(&old)
-            .unwrap()
-            .execute_batch(MIGRATIONS[0])
-            .unwrap();
-        assert_eq!(version(&old), 0);
-        drop(Store::open(&old).unwrap());
-        assert_eq!(version(&old) as usize, MIGRATIONS.len());
-        // Every later migration ran: verdicts record confirmations.
-        Connection::open(&old)
-            .unwrap()
-            .execute_batch("SELECT confirmed FROM verdicts")
-            .unwrap();
-    }
-
-    #[test]
-    fn a_database_from_a_newer_version_is_refused_with_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA user_version = 99;")
-            .unwrap();
-        let err = Store::open(&path).err().unwrap().to_string();
-        assert!(
-            err.contains("schema version 99") && err.contains("restore a backup"),
-            "{err}"
-        );
-    }
 }

@@ -194,7 +194,10 @@ impl State {
                 }
             })?;
         let audit = AuditLog::open_witnessed(&config.boot.audit_log, Some(signer), witness)?;
-        let store = Arc::new(Store::open(&config.boot.approval.database)?);
+        let store = Arc::new(match &config.boot.store.url {
+            Some(url) => Store::connect(url).await?,
+            None => Store::open(&config.boot.approval.database)?,
+        });
         let approvals = Approvals::new(store.clone());
         let grants = crate::grant::Grants::open(store).await?;
         let policy = policy.with_grants(grants.book());

@@ -13,6 +13,14 @@ use common::{Harness, Setup, text};
 use mcp_warden::approval::{ApprovalError, Status};
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    an_approved_call_is_forwarded_once_with_the_bound_arguments,
+    a_denied_call_is_refused_naming_the_approver,
+    the_requester_its_user_and_unpermitted_identities_cannot_approve,
+    an_approval_is_honoured_by_the_identical_retry_only_and_only_once,
+    a_cancelled_call_never_uses_an_approval,
+);
+
 fn refund(amount: u64) -> Value {
     json!({"order_id": "1001", "amount_cents": amount, "intent": "refund the damaged order"})
 }
@@ -27,7 +35,6 @@ async fn harness() -> Arc<Harness> {
     )
 }
 
-#[tokio::test]
 async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
     let h = harness().await;
     let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
@@ -74,7 +81,6 @@ async fn an_approved_call_is_forwarded_once_with_the_bound_arguments() {
     );
 }
 
-#[tokio::test]
 async fn a_denied_call_is_refused_naming_the_approver() {
     let h = harness().await;
     let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
@@ -93,7 +99,6 @@ async fn a_denied_call_is_refused_naming_the_approver() {
     assert!(h.upstream_calls().is_empty());
 }
 
-#[tokio::test]
 async fn the_requester_its_user_and_unpermitted_identities_cannot_approve() {
     let h = harness().await;
     let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
@@ -155,7 +160,6 @@ async fn approved_after_its_caller_left() -> (Arc<Harness>, String) {
     (h, id)
 }
 
-#[tokio::test]
 async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
     // The caller gives up waiting (cancels); the request stays pending, then is approved.
     let (h, id) = approved_after_its_caller_left().await;
@@ -198,7 +202,6 @@ async fn an_approval_is_honoured_by_the_identical_retry_only_and_only_once() {
 
 /// A call the client cancels at once never uses an approval, even one that is already
 /// there for it: the approval stays for the call the client makes next.
-#[tokio::test]
 async fn a_cancelled_call_never_uses_an_approval() {
     use rmcp::model::{CallToolRequest, ClientRequest};
     use rmcp::service::PeerRequestOptions;

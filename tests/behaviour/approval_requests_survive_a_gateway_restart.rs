@@ -16,6 +16,13 @@ use rmcp::service::{RunningService, ServiceError};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_after(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+);
+
 const CAROL: &str = "carol-restart-token";
 
 async fn launch(dir: &Path, config: &Path) -> (RunningService<RoleClient, TestClient>, u32) {
@@ -62,7 +69,6 @@ async fn pending(admin: &str) -> Vec<Value> {
     panic!("no pending request was listed at {admin}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_request_outlives_the_gateway_and_its_approval_is_honoured_after() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

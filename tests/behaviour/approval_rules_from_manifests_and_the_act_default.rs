@@ -12,6 +12,13 @@ use common::{Harness, Setup, text};
 use mcp_warden::approval::{ApprovalError, Status};
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    an_act_call_allowed_only_by_a_wildcard_tier_waits_for_a_human,
+    with_the_act_default_set_to_policy_the_policy_alone_decides,
+    an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two,
+    an_owner_rule_can_require_approvers_with_a_role,
+);
+
 const POLICY: &str = "p, role:staff, demo/*, *, allow\n\
 p, role:approver, demo/*, approve, allow\n\
 g, agent:ops-bot, role:staff\n\
@@ -43,7 +50,6 @@ fn refund(amount: u64) -> Value {
     json!({"order_id": "1001", "amount_cents": amount, "intent": "refund the order"})
 }
 
-#[tokio::test]
 async fn an_act_call_allowed_only_by_a_wildcard_tier_waits_for_a_human() {
     let h = Harness::with(setup(&[], "")).await;
     let result = h.call("demo_issue_refund", refund(900)).await.unwrap();
@@ -72,7 +78,6 @@ async fn an_act_call_allowed_only_by_a_wildcard_tier_waits_for_a_human() {
     assert_ne!(read.is_error, Some(true), "reads are not held: {read:?}");
 }
 
-#[tokio::test]
 async fn with_the_act_default_set_to_policy_the_policy_alone_decides() {
     let h = Harness::with(setup(&[], "act = \"policy\"\n")).await;
     let result = h.call("demo_issue_refund", refund(900)).await.unwrap();
@@ -81,7 +86,6 @@ async fn with_the_act_default_set_to_policy_the_policy_alone_decides() {
     assert!(h.state.approvals.list(None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
 async fn an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two() {
     let rule = "{ quorum = 2, timeout = \"30s\", when = { properties = { amount_cents = { minimum = 10000 } }, required = [\"amount_cents\"] } }";
     let h = Arc::new(Harness::with(setup(&[("issue_refund", rule)], "")).await);
@@ -138,7 +142,6 @@ async fn an_owner_rule_holds_calls_above_its_threshold_for_a_quorum_of_two() {
     );
 }
 
-#[tokio::test]
 async fn an_owner_rule_can_require_approvers_with_a_role() {
     let rule = "{ approvers = \"role:data-owner\", timeout = \"30s\" }";
     let h = Arc::new(Harness::with(setup(&[("write_note", rule)], "")).await);

@@ -13,6 +13,12 @@ use common::{Harness, Setup, text};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+common::on_both_stores!(
+    a_new_request_is_announced_with_a_link_and_without_arguments,
+    a_redacted_intent_is_not_in_the_notice,
+    control_and_bidi_characters_in_the_intent_are_escaped_in_the_text,
+);
+
 /// A webhook receiver on a free loopback port: its URL, and the notices it receives.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
     let (tx, notices) = mpsc::unbounded_channel::<Value>();
@@ -44,7 +50,6 @@ async fn hooked(hook_url: &str, manifest: Option<String>) -> Arc<Harness> {
     Arc::new(Harness::with(setup).await)
 }
 
-#[tokio::test]
 async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
     let (hook_url, mut notices) = receiver().await;
 
@@ -79,7 +84,6 @@ async fn a_new_request_is_announced_with_a_link_and_without_arguments() {
     assert!(text(&waiting.await.unwrap()).contains("denied by `user:carol`"));
 }
 
-#[tokio::test]
 async fn a_redacted_intent_is_not_in_the_notice() {
     let (hook_url, mut notices) = receiver().await;
     let shipped = std::fs::read_to_string(common::repo().join("tool-manifests/demo.toml")).unwrap();
@@ -106,7 +110,6 @@ async fn a_redacted_intent_is_not_in_the_notice() {
 
 /// The notice's one line for people cannot be forged from the intent: a newline with a
 /// fake verdict, an ESC sequence and a right-to-left override arrive escaped.
-#[tokio::test]
 async fn control_and_bidi_characters_in_the_intent_are_escaped_in_the_text() {
     let (hook_url, mut notices) = receiver().await;
     let h = hooked(&hook_url, None).await;

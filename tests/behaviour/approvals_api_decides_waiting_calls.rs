@@ -15,6 +15,14 @@ use mcp_warden::admin::auth::token_hash;
 use mcp_warden::approval::Status;
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    the_api_lets_in_only_authenticated_approvers_from_this_site,
+    an_approval_through_the_api_lets_the_waiting_call_finish,
+    the_requesters_chain_and_approvers_without_permission_are_refused,
+    the_cli_lists_and_approves_through_the_api,
+    the_page_signs_in_with_a_strict_cookie_and_decides_only_with_json,
+);
+
 const CAROL: &str = "carol-secret-token";
 const ALICE: &str = "alice-secret-token";
 const DAVE: &str = "dave-secret-token";
@@ -92,7 +100,6 @@ async fn listed(url: &str) -> Value {
     panic!("the waiting call never showed up in the API");
 }
 
-#[tokio::test]
 async fn the_api_lets_in_only_authenticated_approvers_from_this_site() {
     let (_h, url) = harness().await;
     let (status, body) = get(&format!("{url}/approvals"), None).await;
@@ -138,7 +145,6 @@ async fn the_api_lets_in_only_authenticated_approvers_from_this_site() {
     );
 }
 
-#[tokio::test]
 async fn an_approval_through_the_api_lets_the_waiting_call_finish() {
     let (h, url) = harness().await;
     let waiting = common::spawn_call(&h, "demo_issue_refund", refund(1200));
@@ -200,7 +206,6 @@ async fn an_approval_through_the_api_lets_the_waiting_call_finish() {
     );
 }
 
-#[tokio::test]
 async fn the_requesters_chain_and_approvers_without_permission_are_refused() {
     let (h, url) = harness().await;
     let waiting = common::spawn_call(&h, "demo_issue_refund", refund(900));
@@ -273,7 +278,6 @@ fn cli(url: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[tokio::test]
 async fn the_cli_lists_and_approves_through_the_api() {
     let (h, url) = harness().await;
     let waiting = common::spawn_call(
@@ -333,7 +337,6 @@ async fn the_cli_lists_and_approves_through_the_api() {
     assert!(String::from_utf8_lossy(&denied.stderr).contains("no approval request"));
 }
 
-#[tokio::test]
 async fn the_page_signs_in_with_a_strict_cookie_and_decides_only_with_json() {
     let (h, url) = harness().await;
     let client = reqwest::Client::new();

@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
 
+common::on_both_stores!(clicking_approve_on_the_page_lets_the_waiting_call_finish(
+    flavor = "multi_thread",
+    worker_threads = 2
+),);
+
 const CAROL: &str = "carol-browser-token";
 
 async fn next(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
@@ -26,7 +31,6 @@ async fn next(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
     serde_json::from_str(&line).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicking_approve_on_the_page_lets_the_waiting_call_finish() {
     let h = Arc::new(
         Harness::with(Setup {

@@ -13,9 +13,16 @@ use common::{Harness, Setup, text};
 use mcp_warden::approval::{ApprovalError, Status};
 use serde_json::json;
 
+common::on_both_stores!(
+    fifty_calls_raced_by_two_approvers_each_execute_exactly_once(
+        flavor = "multi_thread",
+        worker_threads = 4
+    ),
+    an_identical_call_waits_on_the_same_request_and_one_approval_runs_one_call,
+);
+
 const CALLS: usize = 50;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
     let shipped = std::fs::read_to_string(common::repo().join("policies/policy.csv")).unwrap();
     let h = Arc::new(
@@ -102,7 +109,6 @@ async fn fifty_calls_raced_by_two_approvers_each_execute_exactly_once() {
     assert_eq!(attempts, CALLS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identical_call_waits_on_the_same_request_and_one_approval_runs_one_call() {
     let h = Arc::new(
         Harness::with(Setup {

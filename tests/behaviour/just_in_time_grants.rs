@@ -13,6 +13,17 @@ use common::{EXE, Harness, Setup, text};
 use mcp_warden::admin::auth::token_hash;
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    a_grant_allows_within_its_time_and_denies_after_it,
+    revoking_a_grant_takes_effect_on_the_next_call_and_the_cli_does_it_too,
+    grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny,
+    an_expired_grant_is_ignored_by_decisions_before_any_sweep_records_it,
+    a_task_bound_grant_covers_only_its_task_and_ends_with_it(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+);
+
 const CAROL: &str = "carol-grant-token";
 /// alice may transform demo tools; her assistant agent only reads, except what is granted.
 const POLICY: &str = "p, role:assistant, demo/*, read, allow
@@ -80,7 +91,6 @@ fn writes(h: &Harness) -> usize {
         .count()
 }
 
-#[tokio::test]
 async fn a_grant_allows_within_its_time_and_denies_after_it() {
     let (h, admin) = harness().await;
     let before = write(&h).await;
@@ -141,7 +151,6 @@ async fn a_grant_allows_within_its_time_and_denies_after_it() {
     assert_eq!(grant_events(&h).await, ["created", "expired"]);
 }
 
-#[tokio::test]
 async fn revoking_a_grant_takes_effect_on_the_next_call_and_the_cli_does_it_too() {
     let (h, admin) = harness().await;
     let token_file = h.dir.path().join("carol.token");
@@ -202,7 +211,6 @@ async fn revoking_a_grant_takes_effect_on_the_next_call_and_the_cli_does_it_too(
     assert_eq!(record["grant"]["reason"], "fix one note");
 }
 
-#[tokio::test]
 async fn grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny() {
     let (h, admin) = harness().await;
     let url = format!("{admin}/grants");
@@ -278,7 +286,6 @@ async fn grants_stay_within_what_the_grantor_may_approve_and_never_beat_a_deny()
     );
 }
 
-#[tokio::test]
 async fn an_expired_grant_is_ignored_by_decisions_before_any_sweep_records_it() {
     let model = common::repo().join("policies/model.conf");
     let book = std::sync::Arc::new(mcp_warden::grant::GrantBook::default());
@@ -317,7 +324,6 @@ async fn an_expired_grant_is_ignored_by_decisions_before_any_sweep_records_it() 
 
 /// A grant bound to a task covers only calls of that task (or a sub-task), and ends when
 /// the task is ended (API or CLI), which is audited.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_bound_grant_covers_only_its_task_and_ends_with_it() {
     let (h, admin) = harness().await;
     let mut bound = grant("demo/write_note", "transform", "30m");

@@ -75,6 +75,7 @@ mod server_requests_reach_only_their_caller;
 mod shipped_files_are_valid;
 mod signed_checkpoints_prove_the_log_to_whoever_holds_the_key;
 mod stdio_serve_speaks_only_protocol;
+mod store_engines_behave_alike;
 mod streamable_http_clients_and_upstreams;
 mod tasks_are_bound_to_the_caller_that_created_them;
 mod tasks_are_in_every_record_and_keep_what_they_read;

@@ -18,6 +18,15 @@ use mcp_warden::admin::auth::token_hash;
 use mcp_warden::approval::{ApprovalError, Channel};
 use serde_json::{Value, json};
 
+common::on_both_stores!(
+    over_streamable_http_the_question_belongs_to_its_call(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    without_elicitation_the_principal_confirms_on_the_page_and_a_repeat_needs_a_new_confirmation,
+    a_rule_that_asks_for_approvers_refuses_the_principal_as_before,
+);
+
 const DANA: &str = "dana-secret-token";
 const CAROL: &str = "carol-secret-token";
 
@@ -171,7 +180,6 @@ fn a_yes_in_the_client(mode: &str) {
 /// Over Streamable HTTP the question belongs to the waiting call (a 2025-11-25 client gets
 /// it on the call's own POST stream; a 2026-07-28 one as the call's answer, its reply with
 /// the call made again), and the answer counts for that call.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_streamable_http_the_question_belongs_to_its_call() {
     for mode in ["legacy", "auto"] {
         let (seen, h) = python_over_http(mode, "yes", "demo_send_message", &message()).await;
@@ -280,7 +288,6 @@ async fn decide(url: &str, id: &str, token: &str, verdict: &str) -> (u16, Value)
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_elicitation_the_principal_confirms_on_the_page_and_a_repeat_needs_a_new_confirmation()
  {
     let h = Arc::new(Harness::with(setup("30s")).await);
@@ -335,7 +342,6 @@ async fn without_elicitation_the_principal_confirms_on_the_page_and_a_repeat_nee
     assert_eq!(h.upstream_calls().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_that_asks_for_approvers_refuses_the_principal_as_before() {
     // The tool owner asks for an approver with a role: dana's `confirm_in_client` rule
     // does not make her one.

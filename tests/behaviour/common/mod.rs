@@ -5,6 +5,7 @@
 
 pub mod drifting;
 pub mod modern;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -174,10 +175,41 @@ pub fn write_setup(dir: &Path, setup: &Setup) -> PathBuf {
         approval_extra = setup.approval_extra,
         config_extra = setup.config_extra,
     );
+    let store = STORE
+        .try_with(|url| format!("\n[store]\nurl = \"{url}\"\n"))
+        .unwrap_or_default();
     let path = dir.join("warden.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, format!("{config}{store}")).unwrap();
     path
 }
+
+tokio::task_local! {
+    /// The PostgreSQL database the gateways [`write_setup`] configures keep their
+    /// approvals and grants in, within [`on_both_stores`]' `postgres` runs.
+    pub static STORE: String;
+}
+
+/// Each named `async fn` (a whole test; its `#[tokio::test]` arguments, when it has any,
+/// in parentheses after its name), run twice: `NAME::sqlite` with approvals and
+/// grants in SQLite (the default), `NAME::postgres` with them in a fresh PostgreSQL
+/// database of [`postgres::shared`]'s cluster (every config [`write_setup`] writes within
+/// the test names it in `[store] url`).
+macro_rules! on_both_stores {
+    ($($case:ident $(($($flavor:tt)*))?),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test$(($($flavor)*))?]
+            async fn sqlite() {
+                super::$case().await;
+            }
+            #[tokio::test$(($($flavor)*))?]
+            async fn postgres() {
+                let url = crate::common::postgres::database();
+                crate::common::STORE.scope(url, super::$case()).await;
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_stores;
 
 impl Harness {
     pub async fn start() -> Self {
