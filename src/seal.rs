@@ -56,6 +56,18 @@ impl Sealer {
         Self::with_key(&key)
     }
 
+    /// A sealer for `purpose` whose key is derived from a secret the replicas share
+    /// (`[store] session_key`): what one replica sealed, another opens.
+    pub fn shared(secret: &[u8; 32], purpose: &str) -> Result<Self, SealError> {
+        use sha2::Digest;
+        let mut derived = sha2::Sha256::new();
+        derived.update(b"mcp-warden sealing key\0");
+        derived.update(purpose.as_bytes());
+        derived.update(b"\0");
+        derived.update(secret);
+        Self::with_key(&derived.finalize().into())
+    }
+
     pub fn with_key(key: &[u8; 32]) -> Result<Self, SealError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key)
             .map_err(|_| SealError::Sealing("the key was refused".into()))?;
@@ -86,6 +98,33 @@ impl Sealer {
 
     /// Open a sealed value for `bound`, once: the payload, or why it is refused.
     pub fn open(&self, sealed: &str, bound: &[u8], now_ms: u64) -> Result<Vec<u8>, SealError> {
+        let (nonce, expires, payload) = self.unseal(sealed, bound, now_ms)?;
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        spent.retain(|_, until| *until > now_ms);
+        if spent.contains_key(&nonce) {
+            return Err(SealError::Replayed);
+        }
+        if spent.len() >= MAX_SPENT {
+            return Err(SealError::Full);
+        }
+        spent.insert(nonce, expires);
+        Ok(payload)
+    }
+
+    /// Open a sealed value for `bound` that may be shown many times (a session id): the
+    /// payload, or why it is refused.
+    pub fn read(&self, sealed: &str, bound: &[u8], now_ms: u64) -> Result<Vec<u8>, SealError> {
+        self.unseal(sealed, bound, now_ms)
+            .map(|(_, _, payload)| payload)
+    }
+
+    /// The nonce, expiry and payload of a value this key sealed for `bound`, unexpired.
+    fn unseal(
+        &self,
+        sealed: &str,
+        bound: &[u8],
+        now_ms: u64,
+    ) -> Result<([u8; NONCE_LEN], u64, Vec<u8>), SealError> {
         let raw = sealed
             .strip_prefix(PREFIX)
             .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
@@ -109,17 +148,7 @@ impl Sealer {
         if expires <= now_ms {
             return Err(SealError::Expired);
         }
-        let payload = payload.to_vec();
-        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
-        spent.retain(|_, until| *until > now_ms);
-        if spent.contains_key(&nonce) {
-            return Err(SealError::Replayed);
-        }
-        if spent.len() >= MAX_SPENT {
-            return Err(SealError::Full);
-        }
-        spent.insert(nonce, expires);
-        Ok(payload)
+        Ok((nonce, expires, payload.to_vec()))
     }
 }
 
@@ -182,5 +211,29 @@ mod tests {
         );
         // Still good before its expiry (the refusals above spent nothing).
         assert!(sealer.open(&sealed, b"mine", NOW + 9).is_ok());
+    }
+
+    #[test]
+    fn a_shared_secret_opens_on_every_replica_and_only_for_its_purpose() {
+        let secret = [7u8; 32];
+        let (a, b) = (
+            Sealer::shared(&secret, "session").unwrap(),
+            Sealer::shared(&secret, "session").unwrap(),
+        );
+        let sealed = a.seal(b"s", b"bound", NOW + 10).unwrap();
+        assert_eq!(b.read(&sealed, b"bound", NOW).unwrap(), b"s");
+        assert_eq!(
+            b.read(&sealed, b"bound", NOW).unwrap(),
+            b"s",
+            "read many times"
+        );
+        let other = Sealer::shared(&secret, "requestState").unwrap();
+        assert_eq!(other.read(&sealed, b"bound", NOW), Err(SealError::Foreign));
+        let stranger = Sealer::shared(&[8u8; 32], "session").unwrap();
+        assert_eq!(
+            stranger.read(&sealed, b"bound", NOW),
+            Err(SealError::Foreign)
+        );
+        assert_eq!(b.read(&sealed, b"bound", NOW + 10), Err(SealError::Expired));
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod coalesce;
 mod jsonrpc;
 mod refusals;
+mod sealed;
 mod sessions;
 mod stdio;
 
@@ -130,11 +131,13 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     if let Some(http) = &now.config.boot.http {
         origins.extend(http.allowed_origins.iter().cloned());
     }
-    let config = StreamableHttpServerConfig::default()
+    let sealed = Arc::new(sealed::SealedSessions::new(state.session_sealer.clone()));
+    let mut config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_cancellation_token(ct);
+    config.session_store = Some(sealed.clone());
     let identity = now.config.live.http_identity.clone();
     let refused = refusals::Refusals::new(state.audit.clone());
     let auth = auth::HttpAuth::new(state.clone(), refused.clone());
@@ -167,6 +170,10 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),
             auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            sealed,
+            sealed::seal_ids,
         ));
     let mut router = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))

@@ -1,6 +1,8 @@
 //! The `[store]` table of `warden.toml`: where approvals and grants are kept when several
-//! replicas share them (`url`, a PostgreSQL database). Without it they stay in SQLite at
-//! `[approval] database` under `state_dir`.
+//! replicas share them (`url`, a PostgreSQL database; without it they stay in SQLite at
+//! `[approval] database` under `state_dir`), and the secret the replicas seal session ids
+//! and carried request state with (`session_key`), so any replica opens what another
+//! sealed.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -13,6 +15,7 @@ use crate::problem::{Problem, line_of};
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     url: Option<Spanned<String>>,
+    session_key: Option<Spanned<String>>,
 }
 
 /// The checked `[store]` settings (a restart applies them).
@@ -21,6 +24,8 @@ pub struct StoreConfig {
     /// `postgres://…` (or libpq's `key=value` form), `${NAME}` expanded from the
     /// environment or the env file; `None`: SQLite.
     pub url: Option<String>,
+    /// 32 bytes every replica holds; `None`: a random key at each start (one replica).
+    pub session_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -65,5 +70,24 @@ pub(super) fn check(
             }
         }
     });
-    StoreConfig { url }
+    let session_key = raw.session_key.and_then(|k| {
+        let line = Some(line_of(text, k.span().start));
+        let key = expand_with(k.get_ref().trim(), vars)
+            .map_err(|e| format!("`[store] session_key`: {e}"))
+            .and_then(|hex_key| {
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(hex_key.trim(), &mut key).map(|()| key).map_err(|_| {
+                    "`[store] session_key` must be 64 hex digits (32 random bytes: `openssl rand -hex 32`), the same on every replica".to_string()
+                })
+            });
+        key.map_err(|m| out.push(Problem::error(file, line, m))).ok()
+    });
+    if url.is_some() && session_key.is_none() {
+        out.push(Problem::warning(
+            file,
+            None,
+            "`[store] url` is set but `[store] session_key` is not: replicas cannot open each other's session ids, so a 2025-11-25 client must stay on the replica it started on. Give every replica the same `session_key`".to_string(),
+        ));
+    }
+    StoreConfig { url, session_key }
 }

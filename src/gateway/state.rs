@@ -79,6 +79,9 @@ pub struct State {
     pub(super) subscriptions: super::subscriptions::Subscriptions,
     /// Seals the state a 2026-07-28 client carries between the rounds of a request.
     pub(super) sealer: crate::seal::Sealer,
+    /// Seals session ids (under the replicas' shared `[store] session_key`, else a key of
+    /// this process alone: its sessions then end with it).
+    pub session_sealer: Arc<crate::seal::Sealer>,
     /// 2026-07-28 callers' calls waiting for their next round.
     pub(super) rounds: super::rounds::Rounds,
     /// The tasks callers' calls became (the 2026-07-28 tasks extension).
@@ -205,7 +208,18 @@ impl State {
         let upstreams =
             Upstreams::new(&config.boot.upstreams, config.boot.call_timeout, changed_tx);
         let relist_interval = config.boot.relist_interval;
-        let sealer = crate::seal::Sealer::random().map_err(StartError::Seal)?;
+        let sealer = match &config.boot.store.session_key {
+            Some(key) => crate::seal::Sealer::shared(key, "requestState"),
+            None => crate::seal::Sealer::random(),
+        }
+        .map_err(StartError::Seal)?;
+        let session_sealer = Arc::new(
+            match &config.boot.store.session_key {
+                Some(key) => crate::seal::Sealer::shared(key, "session"),
+                None => crate::seal::Sealer::random(),
+            }
+            .map_err(StartError::Seal)?,
+        );
         let metrics = crate::telemetry::Metrics::new(audit.metrics(), upstreams.metrics());
         let state = Arc::new(Self {
             pins: PinStore::new(&config.boot.state_dir),
@@ -232,6 +246,7 @@ impl State {
             logs: Default::default(),
             subscriptions: Default::default(),
             sealer,
+            session_sealer,
             rounds: Default::default(),
             tasks: Default::default(),
             metrics,

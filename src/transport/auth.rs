@@ -6,8 +6,7 @@
 //! 403 `insufficient_scope`. The client's credential goes no further than this: upstream
 //! requests carry only the gateway's own headers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,37 +15,23 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::refusals::{Refusals, Refused, Via};
+use super::sealed::Owner;
 use crate::gateway::State;
 use crate::identity::{AuthError, Verified};
 
 /// Query parameters that would carry a credential.
 const QUERY_TOKENS: [&str; 5] = ["access_token", "token", "api_key", "apikey", "key"];
 
-/// The most sessions whose callers are remembered; the oldest are forgotten first (and
-/// can then no longer be used: their clients open new ones).
-const MAX_SESSIONS: usize = 100_000;
-
-/// Each session's caller, oldest session first.
-#[derive(Default)]
-struct Sessions {
-    owners: HashMap<String, Vec<String>>,
-    order: std::collections::VecDeque<String>,
-}
-
-/// What the authentication layer keeps: the gateway state and each session's caller.
+/// What the authentication layer keeps: the gateway state, and where refusals are
+/// recorded.
 pub struct HttpAuth {
     state: Arc<State>,
-    sessions: Mutex<Sessions>,
     refusals: Arc<Refusals>,
 }
 
 impl HttpAuth {
     pub fn new(state: Arc<State>, refusals: Arc<Refusals>) -> Arc<Self> {
-        Arc::new(Self {
-            state,
-            sessions: Mutex::new(Sessions::default()),
-            refusals,
-        })
+        Arc::new(Self { state, refusals })
     }
 
     /// Where the protected resource metadata is, for `WWW-Authenticate`.
@@ -93,33 +78,17 @@ impl HttpAuth {
         }
         response
     }
+}
 
-    /// The session's caller must stay the one that opened it; a session this layer did
-    /// not see opened (or has forgotten) is refused.
-    fn same_caller(&self, session: Option<&str>, verified: &Verified) -> bool {
-        let chain = chain_of(verified);
-        let sessions = self.sessions.lock();
-        match (session, sessions) {
-            (Some(id), Ok(sessions)) => {
-                sessions.owners.get(id).is_some_and(|owner| *owner == chain)
-            }
-            (None, _) => true,
-            (Some(_), Err(_)) => false,
-        }
-    }
-
-    fn bind(&self, session: &str, verified: &Verified) {
-        if let Ok(mut sessions) = self.sessions.lock() {
-            if sessions.order.len() >= MAX_SESSIONS
-                && let Some(oldest) = sessions.order.pop_front()
-            {
-                sessions.owners.remove(&oldest);
-            }
-            sessions.order.push_back(session.to_string());
-            sessions
-                .owners
-                .insert(session.to_string(), chain_of(verified));
-        }
+/// A session stays with the caller that opened it: the chain sealed in its id (see
+/// `sealed`) must be the verified caller's.
+fn same_caller(request: &Request, verified: &Verified) -> bool {
+    match request.headers().contains_key("mcp-session-id") {
+        false => true,
+        true => request
+            .extensions()
+            .get::<Owner>()
+            .is_some_and(|owner| owner.0 == chain_of(verified)),
     }
 }
 
@@ -187,12 +156,8 @@ pub async fn authenticate(
             return response;
         }
     };
-    let session = request
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if !auth.same_caller(session.as_deref(), &verified) {
+    let opening = !request.headers().contains_key("mcp-session-id");
+    if !same_caller(&request, &verified) {
         let error = "this session belongs to another caller, or is unknown: open your own";
         auth.refusals
             .record(Refused {
@@ -208,14 +173,11 @@ pub async fn authenticate(
         let body = json!({"error": "forbidden", "error_description": error});
         return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
-    request.extensions_mut().insert(verified.clone());
-    let response = next.run(request).await;
-    let opened = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok());
-    if let (None, Some(id)) = (&session, opened) {
-        auth.bind(id, &verified);
+    let owner = Owner(chain_of(&verified));
+    request.extensions_mut().insert(verified);
+    let mut response = next.run(request).await;
+    if opening && response.headers().contains_key("mcp-session-id") {
+        response.extensions_mut().insert(owner);
     }
     response
 }

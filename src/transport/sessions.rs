@@ -25,6 +25,7 @@ use rmcp::service::{OriginatingRequestId, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId};
 use rmcp::transport::streamable_http_server::SessionManager;
+use rmcp::transport::streamable_http_server::session::RestoreOutcome;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -453,6 +454,22 @@ impl SessionManager for Sessions {
             }
         }
         Err(SessionError::Closed)
+    }
+
+    /// A session another replica opened (its sealed id opened here): a fresh session
+    /// under the same id, for rmcp to replay the `initialize` handshake into.
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<SessionTransport>, SessionError> {
+        self.sweep();
+        let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
+        if open.contains_key(&id) {
+            return Ok(RestoreOutcome::AlreadyPresent);
+        }
+        let session = Arc::new(Session::default());
+        open.insert(id, session.clone());
+        Ok(RestoreOutcome::Restored(SessionTransport(session)))
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, SessionError> {

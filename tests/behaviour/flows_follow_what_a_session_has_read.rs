@@ -338,7 +338,12 @@ async fn an_http_sessions_labels_go_when_the_session_is_closed() {
         .await
         .unwrap();
     assert!(answer.contains("\"result\""), "{answer}");
-    let key = format!("http:{id}");
+    // The session as the gateway keeps it (the client holds it sealed): its records'.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let audit = common::audit_records(&dir.path().join("audit.jsonl"));
+    let attempt = audit.iter().rev().find(|r| r["kind"] == "attempt").unwrap();
+    let key = attempt["session"].as_str().unwrap().to_string();
+    assert!(key.starts_with("http:") && !key.contains(&id), "{key}");
     assert_eq!(
         state.sessions.held(&key, None).acquired[0].label,
         "internal"

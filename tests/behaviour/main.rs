@@ -22,6 +22,7 @@ mod a_request_sees_one_generation;
 mod a_second_gateway_on_the_same_log_refuses_to_start;
 mod a_syslog_server_is_a_witness;
 mod an_upstream_without_a_namespace;
+mod any_replica_serves_any_session;
 mod approval_expiry_in_paused_time;
 mod approval_parks_high_risk_calls;
 mod approval_requests_survive_a_gateway_restart;

@@ -1,0 +1,127 @@
+//! Replicas that share `[store] session_key` serve each other's 2025-11-25 sessions: the
+//! session id a client is given is sealed (it carries the session, the client's
+//! `initialize` and the caller, no secret), so a request that a load balancer sends to
+//! another replica is served there, the handshake replayed from the id. A replica with
+//! another key, a changed id, or a session its client ended answer 404, so the client
+//! opens a new session; the id does not show what it carries.
+
+use crate::common;
+
+use common::Setup;
+use serde_json::{Value, json};
+
+const KEY: &str = "6d63702d77617264656e2073657373696f6e206b657920666f72207465737473";
+const OTHER: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn with_key(key: &str) -> Setup {
+    Setup {
+        config_extra: format!("[store]\nsession_key = \"{key}\"\n"),
+        ..Setup::default()
+    }
+}
+
+/// POST `body` to `url` in session `session`: the status, the session id it gives, and
+/// the JSON-RPC answer (from a JSON or an event-stream body).
+async fn post(url: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(s) = session {
+        request = request.header("mcp-session-id", s);
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .chain(std::iter::once(text.trim()))
+        .find_map(|d| {
+            serde_json::from_str::<Value>(d)
+                .ok()
+                .filter(|v| v.get("jsonrpc").is_some())
+        })
+        .unwrap_or(Value::Null);
+    (status, id, answer)
+}
+
+fn call(id: u64, text: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": "demo_echo", "arguments": {"text": text}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_replica_is_served_by_another_with_the_same_key() {
+    let (dir_a, a, _) = common::http_gateway(&with_key(KEY)).await;
+    let (dir_b, b, _) = common::http_gateway(&with_key(KEY)).await;
+    let (_dir_c, c, _) = common::http_gateway(&with_key(OTHER)).await;
+
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"roots": {}},
+        "clientInfo": {"name": "replica-test-client", "version": "1"}}});
+    let (status, id, answer) = post(&a, None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = id.expect("a session id");
+    assert!(
+        !id.contains("replica-test-client") && !id.contains("agent:"),
+        "the id shows nothing of what it carries: {id}"
+    );
+    let (status, _, _) = post(
+        &a,
+        Some(&id),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert!(status < 300);
+
+    // Each replica serves the session, and forwards to its own upstream.
+    let (status, _, on_a) = post(&a, Some(&id), call(1, "on a")).await;
+    assert_eq!(status, 200, "{on_a}");
+    let (status, _, on_b) = post(&b, Some(&id), call(2, "on b")).await;
+    assert_eq!(status, 200, "{on_b}");
+    assert_eq!(on_b["result"]["content"][0]["text"], "on b", "{on_b}");
+    let echoed = |dir: &tempfile::TempDir| -> Vec<String> {
+        common::read_lines(&dir.path().join("calls.jsonl"))
+            .iter()
+            .filter_map(|c| c["args"]["text"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(echoed(&dir_a), ["on a"]);
+    assert_eq!(echoed(&dir_b), ["on b"]);
+    let (status, _, _) = post(&b, Some(&id), call(3, "again on b")).await;
+    assert_eq!(status, 200);
+
+    // Another key does not open it; nor does a changed id: 404, a new session is needed.
+    let (status, _, refused) = post(&c, Some(&id), call(4, "on c")).await;
+    assert_eq!(status, 404, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("initialize again")
+    );
+    let mut bent = id.clone().into_bytes();
+    let at = bent.len() / 2;
+    bent[at] = if bent[at] == b'A' { b'B' } else { b'A' };
+    let bent = String::from_utf8(bent).unwrap();
+    assert_eq!(post(&b, Some(&bent), call(5, "bent")).await.0, 404);
+    assert!(!echoed(&dir_b).iter().any(|t| t == "on c" || t == "bent"));
+
+    // Ended on one replica: gone there.
+    let ended = reqwest::Client::new()
+        .delete(&b)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status().as_u16(), 200);
+    assert_eq!(post(&b, Some(&id), call(6, "after")).await.0, 404);
+}
