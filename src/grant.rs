@@ -131,9 +131,16 @@ pub struct GrantBook {
 }
 
 impl GrantBook {
-    pub fn replace(&self, grants: Vec<Grant>) {
-        if let Ok(mut active) = self.active.write() {
-            *active = grants;
+    /// Put `grants` in force instead; whether that changed which grants are.
+    pub fn replace(&self, grants: Vec<Grant>) -> bool {
+        match self.active.write() {
+            Ok(mut active) => {
+                let ids = |g: &[Grant]| g.iter().map(|g| g.id.clone()).collect::<Vec<_>>();
+                let changed = ids(&active) != ids(&grants);
+                *active = grants;
+                changed
+            }
+            Err(_) => false,
         }
     }
 

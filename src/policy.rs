@@ -175,6 +175,28 @@ impl Permitted {
     pub fn approval(&self) -> Option<&Grant> {
         self.approval.as_ref()
     }
+
+    /// The just-in-time grants this call is allowed by.
+    pub fn grants(&self) -> Vec<String> {
+        self.decision
+            .verdicts
+            .iter()
+            .filter_map(|v| v.rule.as_ref()?.grant.clone())
+            .collect()
+    }
+
+    /// Take the permission back (a grant it rested on is no longer in force, or could not
+    /// be confirmed): a deny that says `why`.
+    pub fn withdraw(self, why: String) -> Box<Refused> {
+        let mut decision = self.decision;
+        decision.effect = Effect::Deny;
+        decision.reason = Some(why.clone());
+        Box::new(Refused {
+            call: self.call,
+            decision,
+            message: why,
+        })
+    }
 }
 
 /// A call the policy refused, with the decision that refused it.

@@ -49,6 +49,8 @@ type Rule<R> = Box<dyn FnOnce(&mut R) + Send>;
 
 /// One engine's rows and transactions. Every write bumps `changes` once committed.
 trait Engine: Send + Sync {
+    /// Whether other processes change this database.
+    fn shared(&self) -> bool;
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()>;
     fn request(&self, id: String) -> Done<'_, Option<RequestRow>>;
     /// Every request, or those with `status`, newest first.
@@ -126,6 +128,12 @@ impl Store {
             changes,
             shown,
         })
+    }
+
+    /// Whether other replicas share this database (PostgreSQL): their changes come
+    /// through [`watch`](Store::watch) too.
+    pub fn shared(&self) -> bool {
+        self.engine.shared()
     }
 
     /// Where the database is (a path, or a URL without its password).

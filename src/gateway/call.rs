@@ -21,7 +21,7 @@ use crate::digest;
 use crate::identity::Caller;
 use crate::intent::{self, IntentError};
 use crate::limits::Limited;
-use crate::policy::{Call, Decision, Refused};
+use crate::policy::{Call, Decision, Permitted, Refused};
 use crate::telemetry::CallLabels;
 use crate::telemetry::trace::CallSpan;
 use crate::upstream::UpstreamError;
@@ -296,6 +296,7 @@ async fn admit(
         facts.span.event("policy", Some(took));
         decided
     };
+    let decided = granted_elsewhere(state, now, decided).await;
     let permitted = match decided {
         Err(r) if r.decision.effect.waits() => {
             waiting_cap(state, now, &r.call).await?;
@@ -310,6 +311,9 @@ async fn admit(
         other => other,
     }
     .map_err(|refused| facts.denied(refused))?;
+    let permitted = grants_in_force(state, permitted)
+        .await
+        .map_err(|refused| facts.denied(refused))?;
     let _writing = facts.span.stage("audit.attempt");
     state
         .audit
@@ -320,6 +324,47 @@ async fn admit(
             facts.decision = Some(permitted.decision().clone());
             e.into()
         })
+}
+
+/// With a store other replicas share, a call that policy did not simply allow is decided
+/// again when the grants read from the store now differ from those it was decided with
+/// (a grant given on another replica a moment ago).
+async fn granted_elsewhere(
+    state: &State,
+    now: &Snapshot,
+    decided: Result<Permitted, Box<Refused>>,
+) -> Result<Permitted, Box<Refused>> {
+    match decided {
+        Err(r) if state.grants.shared() && matches!(state.grants.refresh().await, Ok(true)) => {
+            now.policy.authorize(r.call, None)
+        }
+        other => other,
+    }
+}
+
+/// With a store other replicas share, a call allowed by a grant is forwarded only if the
+/// store says the grant is still in force (it may have been revoked on another replica a
+/// moment ago); a store that cannot say refuses the call (fail closed).
+async fn grants_in_force(state: &State, permitted: Permitted) -> Result<Permitted, Box<Refused>> {
+    if !state.grants.shared() {
+        return Ok(permitted);
+    }
+    for id in permitted.grants() {
+        match state.grants.in_force(&id, crate::clock::now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(permitted.withdraw(format!(
+                    "grant `{id}` is no longer in force (revoked or expired); ask a grantor again"
+                )));
+            }
+            Err(e) => {
+                return Err(permitted.withdraw(format!(
+                    "grant `{id}` could not be confirmed ({e}); the call was not made: retry once the state database answers"
+                )));
+            }
+        }
+    }
+    Ok(permitted)
 }
 
 /// A call that needs an approval when its principal already has as many requests waiting

@@ -258,6 +258,9 @@ impl State {
             changed_rx,
         ));
         tokio::spawn(sweep_grants(Arc::downgrade(&state)));
+        if state.grants.shared() {
+            tokio::spawn(follow_grants(Arc::downgrade(&state)));
+        }
         if let Some(seen) = seen {
             tokio::spawn(super::reload::watch(Arc::downgrade(&state), seen));
         }
@@ -483,6 +486,20 @@ impl State {
         let changed =
             rmcp::model::ServerNotification::ToolListChangedNotification(Default::default());
         self.tell_listens(changed).await;
+    }
+}
+
+/// With a store other replicas share: read the grants again after every change any
+/// replica makes, so a grant given or revoked elsewhere is in force here at once.
+async fn follow_grants(state: std::sync::Weak<State>) {
+    let Some(mut changes) = state.upgrade().map(|s| s.approvals.watch()) else {
+        return;
+    };
+    while changes.changed().await.is_ok() {
+        let Some(state) = state.upgrade() else { return };
+        if let Err(e) = state.grants.refresh().await {
+            tracing::debug!("grants not read again: {e}");
+        }
     }
 }
 

@@ -42,7 +42,7 @@ impl Grants {
     /// Store a new, active grant; it takes effect at once.
     pub async fn insert(&self, grant: &Grant) -> Result<(), StoreError> {
         self.store.insert_grant(to_row(grant)).await?;
-        self.refresh().await
+        self.refresh().await.map(drop)
     }
 
     /// Revoke an active grant; `None` when there is no active grant `id`.
@@ -121,15 +121,29 @@ impl Grants {
         }
     }
 
-    async fn refresh(&self) -> Result<(), StoreError> {
-        let active = self
+    /// Read the active grants into the book again (after a change here, or another
+    /// replica's); whether the set changed.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let active: Vec<Grant> = self
             .list()
             .await?
             .into_iter()
             .filter(|g| g.status == GrantStatus::Active)
             .collect();
-        self.book.replace(active);
-        Ok(())
+        Ok(self.book.replace(active))
+    }
+
+    /// Whether the store is shared with other replicas (their grants change under us).
+    pub fn shared(&self) -> bool {
+        self.store.shared()
+    }
+
+    /// Whether grant `id` is still in force at `now`, as the store says now.
+    pub async fn in_force(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .get(id)
+            .await?
+            .is_some_and(|g| g.status == GrantStatus::Active && g.expires > now))
     }
 }
 

@@ -346,6 +346,10 @@ async fn listen(pool: Arc<Pool>, changes: watch::Sender<u64>, stop: Cancellation
 }
 
 impl super::Engine for Postgres {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()> {
         Box::pin(self.write(async move |tx| rows::insert_request(tx, &row).await))
     }

@@ -207,6 +207,10 @@ impl Sqlite {
 }
 
 impl super::Engine for Sqlite {
+    fn shared(&self) -> bool {
+        false
+    }
+
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()> {
         Box::pin(self.write(move |tx| approvals::insert(tx, &row)))
     }

@@ -1,0 +1,227 @@
+//! Two gateways on one PostgreSQL database, as two replicas: a call parked on one is
+//! released the moment an approver decides on the other, and runs once; a grant given on
+//! one allows the very next call on the other, and a revocation there refuses it. With
+//! the database stopped, a read call that needs nothing from it still runs, while calls
+//! that need it (a grant, an approval) are refused with an error that says why, audited,
+//! and never reach the upstream; when the database is back, they work again with nothing
+//! restarted.
+
+use crate::common;
+use crate::common::postgres::Cluster;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Harness, STORE, Setup, text};
+use mcp_warden::admin::auth::token_hash;
+use serde_json::{Value, json};
+
+const CAROL: &str = "carol-approves-on-every-replica";
+/// The shipped policy, and: the desktop assistant may write notes only under a grant.
+const EXTRA: &str = "p, role:approver, demo/*, approve, allow\ng, user:carol, role:approver\n";
+
+fn setup() -> Setup {
+    let shipped = std::fs::read_to_string(common::repo().join("policies/policy.csv")).unwrap();
+    Setup {
+        approval_timeout: "30s".into(),
+        policy: Some(format!(
+            "{}\n{EXTRA}",
+            shipped.replace("p, role:assistant, demo/*, transform, allow", "")
+        )),
+        config_extra: format!(
+            "[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{}\"\n",
+            token_hash(CAROL)
+        ),
+        ..Setup::default()
+    }
+}
+
+/// Two replicas on the database `url`, each with its admin API.
+async fn replicas(url: &str) -> [(Arc<Harness>, String); 2] {
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let h = STORE.scope(url.to_string(), Harness::with(setup())).await;
+        let admin = h.serve_admin().await;
+        out.push((Arc::new(h), admin));
+    }
+    let [a, b]: [(Arc<Harness>, String); 2] = out.try_into().ok().unwrap();
+    [a, b]
+}
+
+async fn post(url: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(CAROL)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn refund() -> Value {
+    json!({"order_id": "1001", "amount_cents": 1200, "intent": "refund the damaged order"})
+}
+
+fn note() -> Value {
+    json!({"title": "t", "body": "b", "intent": "save the meeting notes"})
+}
+
+fn grant() -> Value {
+    json!({"to": "agent:desktop", "on_behalf_of": "user:alice", "tools": "demo/write_note",
+           "tier": "transform", "ttl": "30m", "reason": "notes for the offsite"})
+}
+
+fn count(h: &Harness, tool: &str) -> usize {
+    h.upstream_calls()
+        .iter()
+        .filter(|c| c["tool"] == tool)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_parked_on_one_replica_runs_once_when_approved_on_the_other() {
+    let url = common::postgres::database();
+    let [(a, _), (b, admin_b)] = replicas(&url).await;
+    let waiting = common::spawn_call(&a, "demo_issue_refund", refund());
+    // The request, as replica b sees it.
+    let mut id = None;
+    for _ in 0..100 {
+        let listed: Value = reqwest::Client::new()
+            .get(format!("{admin_b}/approvals"))
+            .bearer_auth(CAROL)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        id = listed["requests"][0]["id"].as_str().map(String::from);
+        if id.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = id.expect("replica b lists the request parked on a");
+    let decided = Instant::now();
+    let (status, body) = post(&format!("{admin_b}/approvals/{id}/approve"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let result = waiting.await.unwrap();
+    let took = decided.elapsed();
+    assert_eq!(text(&result), "refunded 12.00 for order 1001");
+    assert!(
+        took < Duration::from_secs(1),
+        "released within a second: {took:?}"
+    );
+    assert_eq!(count(&a, "issue_refund"), 1, "ran once, on a");
+    assert_eq!(count(&b, "issue_refund"), 0);
+    // The identical call again, on b: the approval is spent.
+    let again = b.call("demo_issue_refund", refund());
+    let again = tokio::time::timeout(Duration::from_millis(500), again).await;
+    assert!(
+        again.is_err(),
+        "b parks a new request instead of using the spent approval"
+    );
+    assert_eq!(count(&b, "issue_refund"), 0);
+    let attempt = a
+        .audit()
+        .await
+        .into_iter()
+        .find(|r| r["kind"] == "attempt" && r["tool"] == "issue_refund")
+        .unwrap();
+    assert_eq!(attempt["approval"]["id"], json!(id), "{attempt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_given_or_revoked_on_one_replica_holds_for_the_next_call_on_the_other() {
+    let url = common::postgres::database();
+    let [(_a, admin_a), (b, _)] = replicas(&url).await;
+    let before = b.call("demo_write_note", note()).await.unwrap();
+    assert_eq!(
+        before.is_error,
+        Some(true),
+        "no grant yet: {}",
+        text(&before)
+    );
+
+    let (status, created) = post(&format!("{admin_a}/grants"), grant()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    // At once, on the other replica.
+    let allowed = b.call("demo_write_note", note()).await.unwrap();
+    assert_eq!(text(&allowed), "saved `t`");
+
+    let (status, body) = post(&format!("{admin_a}/grants/{id}/revoke"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let refused = b.call("demo_write_note", note()).await.unwrap();
+    assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
+    assert_eq!(
+        count(&b, "write_note"),
+        1,
+        "only the granted call reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_database_stopped_reads_run_and_what_needs_it_is_refused_until_it_returns() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let [(a, admin_a), _] = replicas(&url).await;
+    let (status, created) = post(&format!("{admin_a}/grants"), grant()).await;
+    assert_eq!(status, 201, "{created}");
+
+    cluster.stop();
+    let read = a
+        .call("demo_echo", json!({"text": "still here"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&read),
+        "still here",
+        "a read needs nothing from the database"
+    );
+    let granted = a.call("demo_write_note", note()).await.unwrap();
+    assert_eq!(granted.is_error, Some(true));
+    assert!(
+        text(&granted).contains("could not be confirmed"),
+        "{}",
+        text(&granted)
+    );
+    let parked = a.call("demo_issue_refund", refund()).await.unwrap();
+    assert_eq!(parked.is_error, Some(true));
+    assert!(
+        text(&parked).contains("state database"),
+        "{}",
+        text(&parked)
+    );
+    assert_eq!(
+        count(&a, "write_note") + count(&a, "issue_refund"),
+        0,
+        "neither was forwarded"
+    );
+    let audit = a.audit().await;
+    let refusals: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["decision"] == "deny")
+        .collect();
+    assert!(
+        refusals.iter().any(|r| r["requested"] == "demo_write_note"
+            && r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("could not be confirmed"))),
+        "{refusals:#?}"
+    );
+
+    cluster.serve();
+    let mut back = None;
+    for _ in 0..50 {
+        let r = a.call("demo_write_note", note()).await.unwrap();
+        if r.is_error != Some(true) {
+            back = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let back = back.expect("the granted call works again once the database is back");
+    assert_eq!(text(&back), "saved `t`");
+}
