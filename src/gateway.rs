@@ -23,6 +23,7 @@ mod state;
 mod subscriptions;
 mod tasks;
 
+use crate::telemetry::trace::{self, CallSpan};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -116,16 +117,35 @@ impl Gateway {
         }
     }
 
-    /// A request of `method` arrives: counted, and its snapshot and caller taken.
+    /// A request of `method` (for `target`: a tool, prompt or resource, or nothing)
+    /// arrives: counted, its span started (the child of the caller's trace context in
+    /// `_meta` or the HTTP headers; ended when the handler drops it), and its snapshot and
+    /// caller taken.
     fn enter(
         &self,
         method: &'static str,
+        target: &str,
         context: &RequestContext<RoleServer>,
-    ) -> (Arc<Snapshot>, Caller) {
+    ) -> (Arc<Snapshot>, Caller, CallSpan) {
+        let carried = trace::incoming(&context.meta.0.0, headers_of(context));
+        self.enter_traced(method, target, context, &carried)
+    }
+
+    /// [`enter`](Self::enter) with the caller's trace context already read.
+    fn enter_traced(
+        &self,
+        method: &'static str,
+        target: &str,
+        context: &RequestContext<RoleServer>,
+        carried: &serde_json::Map<String, serde_json::Value>,
+    ) -> (Arc<Snapshot>, Caller, CallSpan) {
+        let span = CallSpan::start(method, target, carried);
+        let started = std::time::Instant::now();
         self.state.metrics.request(method);
         let now = self.state.current();
         let caller = self.caller(&now, context);
-        (now, caller)
+        span.event("identity", Some(started.elapsed()));
+        (now, caller, span)
     }
 
     /// A 2026-07-28 request's own log level (`_meta`): upstream log entries reach it
@@ -202,7 +222,7 @@ impl ServerHandler for Gateway {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::DiscoverResult, ErrorData> {
-        let (now, caller) = self.enter("server/discover", &context);
+        let (now, caller, _span) = self.enter("server/discover", "", &context);
         let mut info = self.get_info();
         info.capabilities = era::capabilities_for(self, &self.state, &now, &caller).await;
         let mut found = rmcp::model::DiscoverResult::from_server_info(
@@ -228,7 +248,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
-        let (_, caller) = self.enter("tasks/get", &context);
+        let (_, caller, _span) = self.enter("tasks/get", "", &context);
         tasks::get(&self.state, &caller, &request.task_id, &context).await
     }
 
@@ -238,7 +258,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, caller) = self.enter("tasks/update", &context);
+        let (_, caller, _span) = self.enter("tasks/update", "", &context);
         let (id, responses) = (&request.task_id, request.input_responses);
         tasks::update(&self.state, &caller, id, responses, &context).await
     }
@@ -249,7 +269,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, caller) = self.enter("tasks/cancel", &context);
+        let (_, caller, _span) = self.enter("tasks/cancel", "", &context);
         tasks::cancel(&self.state, &caller, &request.task_id, &context).await
     }
 
@@ -258,7 +278,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (now, caller) = self.enter("tools/list", &context);
+        let (now, caller, _span) = self.enter("tools/list", "", &context);
         Ok(
             ListToolsResult::with_all_items(self.visible_tools(&now, &caller))
                 .with_ttl_ms(0)
@@ -271,18 +291,12 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // One span a request, the caller's span its parent; its stages are its
-        // children. Empty when spans are not exported.
+        // One span a request, the caller's span its parent; its stages are its events.
+        // Empty when spans are not exported.
         let meta = request.meta.as_ref().map_or(&context.meta.0.0, |m| &m.0.0);
-        let headers = context
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .map(|p| &p.headers);
-        let carried = crate::telemetry::trace::incoming(meta, headers);
-        let span = crate::telemetry::trace::CallSpan::start("tools/call", &request.name, &carried);
-        let started = std::time::Instant::now();
-        let (now, caller) = self.enter("tools/call", &context);
-        span.event("identity", Some(started.elapsed()));
+        let carried = trace::incoming(meta, headers_of(&context));
+        let (now, caller, span) =
+            self.enter_traced("tools/call", &request.name, &context, &carried);
         let logs = self.request_logs(&context, &caller).await;
         let traced = call::Traced { span, carried };
         let answer = call::run(&self.state, &now, caller, request, context, traced).await;
@@ -301,7 +315,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let (now, caller) = self.enter("prompts/list", &context);
+        let (now, caller, _span) = self.enter("prompts/list", "", &context);
         Ok(
             ListPromptsResult::with_all_items(prompts::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
@@ -314,7 +328,7 @@ impl ServerHandler for Gateway {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let (now, caller) = self.enter("prompts/get", &context);
+        let (now, caller, _span) = self.enter("prompts/get", &request.name, &context);
         let logs = self.request_logs(&context, &caller).await;
         let answer = prompts::get(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
@@ -326,7 +340,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let (now, caller) = self.enter("resources/list", &context);
+        let (now, caller, _span) = self.enter("resources/list", "", &context);
         Ok(
             ListResourcesResult::with_all_items(resources::list(&self.state, &now, &caller).await)
                 .with_ttl_ms(0)
@@ -339,7 +353,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let (now, caller) = self.enter("resources/templates/list", &context);
+        let (now, caller, _span) = self.enter("resources/templates/list", "", &context);
         let templates = resources::templates(&self.state, &now, &caller).await;
         Ok(ListResourceTemplatesResult::with_all_items(templates)
             .with_ttl_ms(0)
@@ -351,7 +365,7 @@ impl ServerHandler for Gateway {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let (now, caller) = self.enter("resources/read", &context);
+        let (now, caller, _span) = self.enter("resources/read", &request.uri, &context);
         let logs = self.request_logs(&context, &caller).await;
         let answer = resources::read(&self.state, &now, caller, request, &context).await;
         self.settle(logs).await;
@@ -363,7 +377,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, caller) = self.enter("resources/subscribe", &context);
+        let (_, caller, _span) = self.enter("resources/subscribe", &request.uri, &context);
         self.state
             .subscribe_resource(context.peer.clone(), caller, request)
             .await
@@ -374,7 +388,7 @@ impl ServerHandler for Gateway {
         request: rmcp::model::UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (_, caller) = self.enter("resources/unsubscribe", &context);
+        let (_, caller, _span) = self.enter("resources/unsubscribe", &request.uri, &context);
         self.state.unsubscribe_resource(&caller, request).await
     }
 
@@ -383,7 +397,7 @@ impl ServerHandler for Gateway {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let (now, caller) = self.enter("completion/complete", &context);
+        let (now, caller, _span) = self.enter("completion/complete", "", &context);
         let mut done = prompts::complete(&self.state, &now, caller, request).await?;
         done.result_type = Some(ResultType::COMPLETE);
         Ok(done)
@@ -401,7 +415,7 @@ impl ServerHandler for Gateway {
                 rmcp::model::SetLevelRequestMethod,
             >());
         }
-        let (_, caller) = self.enter("logging/setLevel", &context);
+        let (_, caller, _span) = self.enter("logging/setLevel", "", &context);
         self.state
             .subscribe_logs(context.peer.clone(), caller, request.level)
             .await;
@@ -418,7 +432,7 @@ impl ServerHandler for Gateway {
     }
 
     async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
-        let (_, caller) = self.enter("subscriptions/listen", context.request_context());
+        let (_, caller, _span) = self.enter("subscriptions/listen", "", context.request_context());
         self.state.listen(caller, context).await
     }
 
@@ -460,4 +474,12 @@ async fn attest(
         .access(permitted)
         .await
         .map_err(|(_, e)| answer::Failure::NotAudited(e).into())
+}
+
+/// The HTTP request's headers, when the request came over HTTP.
+fn headers_of(context: &RequestContext<RoleServer>) -> Option<&axum::http::HeaderMap> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .map(|p| &p.headers)
 }

@@ -172,9 +172,9 @@ impl std::fmt::Debug for CallSpan {
 }
 
 impl CallSpan {
-    /// The span of a request of `method` for `tool` (as the caller named it), the child
-    /// of the caller's span when it sent one.
-    pub fn start(method: &'static str, tool: &str, carried: &Map<String, Value>) -> Self {
+    /// The span of a request of `method` for `target` (the tool, prompt or resource as
+    /// the caller named it, or ""), the child of the caller's span when it sent one.
+    pub fn start(method: &'static str, target: &str, carried: &Map<String, Value>) -> Self {
         let Some(exporter) = EXPORTER.get() else {
             return Self(None);
         };
@@ -195,7 +195,7 @@ impl CallSpan {
             parent: parent.map(|p| p.span_id),
             trace_state: parent.and_then(|_| state_of(carried)),
             method,
-            tool: crate::escape::visible(tool).to_string(),
+            target: crate::escape::visible(target).to_string(),
             start_ns,
             end_ns: start_ns,
             events: Vec::with_capacity(6),

@@ -5,7 +5,8 @@
 //! event per stage (identity, policy, audit attempt, upstream, audit outcome), each
 //! saying how long it took. The same trace reaches the upstream (in `_meta` and, over
 //! HTTP, as a header, its parent the request span) and the audit records (`trace.trace_id`).
-//! A call with no trace context starts a trace of its own. Spans still queued when
+//! A call with no trace context starts a trace of its own. Every other MCP request is a
+//! span too (named by its method, and its prompt or resource when it has one). Spans still queued when
 //! `serve` stops are sent before it exits; a receiver that fails costs no call, is
 //! logged once and counted in `/metrics`.
 
@@ -97,6 +98,23 @@ async fn trace_of(spans: &Spans, trace: &str) -> Vec<Span> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no complete trace {trace} reached the collector");
+}
+
+/// The span called `name` of trace `trace`, once it has arrived.
+async fn wait_for(spans: &Spans, trace: &str, name: &str) -> Span {
+    for _ in 0..200 {
+        let found = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, s)| hex(&s.trace_id) == trace && s.name == name)
+            .map(|(_, s)| s.clone());
+        if let Some(span) = found {
+            return span;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no `{name}` span of trace {trace} reached the collector");
 }
 
 /// The one span called `name`.
@@ -232,6 +250,27 @@ async fn each_call_is_one_trace_that_reaches_the_collector_the_upstream_and_the_
     assert_eq!(answer.status, 200, "{}", answer.message);
     let from_header = trace_of(&spans, HEADER_TRACE).await;
     assert_shape(&from_header, HEADER_PARENT);
+
+    // Other requests are spans too: a `tools/list`, its caller's child, named by method.
+    const LIST_TRACE: &str = "11112222333344445555666677778888";
+    let list = json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list",
+                      "params": {"_meta": common::modern::meta(json!({}))}});
+    let header = format!("00-{LIST_TRACE}-{HEADER_PARENT}-01");
+    let answer = common::modern::post(&endpoint, &list, None, &[("traceparent", &header)]).await;
+    assert_eq!(answer.status, 200, "{}", answer.message);
+    let listed = wait_for(&spans, LIST_TRACE, "tools/list").await;
+    assert_eq!(hex(&listed.parent_span_id), HEADER_PARENT);
+    assert_eq!(
+        attribute(&listed, "mcp.method.name").as_deref(),
+        Some("tools/list")
+    );
+    assert_eq!(
+        attribute(&listed, "gen_ai.tool.name"),
+        None,
+        "it names no tool"
+    );
+    let events: Vec<&str> = listed.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(events, ["identity"]);
 
     // The upstream got each call's trace context, in `_meta` and as a header, with the
     // gateway's `upstream` span as its parent.

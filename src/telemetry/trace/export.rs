@@ -39,7 +39,9 @@ pub struct Finished {
     pub parent: Option<[u8; 8]>,
     pub trace_state: Option<String>,
     pub method: &'static str,
-    pub tool: String,
+    /// What the request is for: the tool, prompt or resource it names (as the caller
+    /// wrote it, escaped), or nothing.
+    pub target: String,
     pub start_ns: u64,
     pub end_ns: u64,
     pub events: Vec<Event>,

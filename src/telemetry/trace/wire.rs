@@ -93,14 +93,31 @@ fn span(buf: &mut Vec<u8>, s: &Finished) {
             bytes(sp, 4, parent);
             flags |= IS_REMOTE;
         }
-        bytes(sp, 5, format!("{} {}", s.method, s.tool).as_bytes());
+        let name = match s.target.is_empty() {
+            true => s.method.to_string(),
+            false => format!("{} {}", s.method, s.target),
+        };
+        bytes(sp, 5, name.as_bytes());
         key(sp, 6, VARINT);
         varint(sp, SERVER);
         fixed64(sp, 7, s.start_ns);
         fixed64(sp, 8, s.end_ns);
         attribute(sp, 9, "mcp.method.name", Value::Str(s.method));
-        attribute(sp, 9, "gen_ai.tool.name", Value::Str(&s.tool));
-        attribute(sp, 9, "gen_ai.operation.name", Value::Str("execute_tool"));
+        // The target under the MCP semantic conventions' name for it.
+        let target = match s.method {
+            "tools/call" => Some("gen_ai.tool.name"),
+            "prompts/get" => Some("gen_ai.prompt.name"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                Some("mcp.resource.uri")
+            }
+            _ => None,
+        };
+        if let (Some(key), false) = (target, s.target.is_empty()) {
+            attribute(sp, 9, key, Value::Str(&s.target));
+        }
+        if s.method == "tools/call" {
+            attribute(sp, 9, "gen_ai.operation.name", Value::Str("execute_tool"));
+        }
         for e in &s.events {
             event(sp, e);
         }
@@ -150,7 +167,7 @@ mod tests {
             parent,
             trace_state: parent.map(|_| "rojo=1".to_string()),
             method: "tools/call",
-            tool: tool.to_string(),
+            target: tool.to_string(),
             start_ns: 1_700_000_000_000_000_000,
             end_ns: 1_700_000_000_000_250_000,
             events: vec![
@@ -223,6 +240,32 @@ mod tests {
                 ("server".to_string(), Some(Any::StringValue("demo".into()))),
                 ("duration_us".to_string(), Some(Any::IntValue(150)))
             ]
+        );
+        let listed = request(
+            &resource,
+            &[Finished {
+                method: "resources/read",
+                target: "file:///notes/a.md".into(),
+                ..finished(None, "")
+            }],
+        );
+        let listed = ExportTraceServiceRequest::decode(listed.as_slice()).unwrap();
+        let span = &listed.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "resources/read file:///notes/a.md");
+        let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["mcp.method.name", "mcp.resource.uri"]);
+        let bare = request(
+            &resource,
+            &[Finished {
+                method: "tools/list",
+                target: String::new(),
+                ..finished(None, "")
+            }],
+        );
+        let bare = ExportTraceServiceRequest::decode(bare.as_slice()).unwrap();
+        assert_eq!(
+            bare.resource_spans[0].scope_spans[0].spans[0].name,
+            "tools/list"
         );
         let root = &scope.spans[1];
         assert!(root.parent_span_id.is_empty());
