@@ -129,7 +129,7 @@ impl AuditLog {
         path: &Path,
         signer: Option<checkpoint::Signer>,
     ) -> Result<Self, AuditError> {
-        Self::open_witnessed(path, signer, None)
+        Self::open_witnessed(path, signer, None, None)
     }
 
     /// Open a signed log whose checkpoints also go to `witness` once durable.
@@ -137,11 +137,19 @@ impl AuditLog {
         path: &Path,
         signer: Option<checkpoint::Signer>,
         witness: Option<witness::Witness>,
+        replica: Option<String>,
     ) -> Result<Self, AuditError> {
         let deferred = writer::Deferred::default();
         let witnesses = witness.as_ref().map(witness::Witness::monitor);
         let metrics = crate::telemetry::AuditMetrics::default();
-        let (tx, tail) = writer::spawn(path, deferred.clone(), signer, witness, metrics.clone())?;
+        let (tx, tail) = writer::spawn(
+            path,
+            deferred.clone(),
+            signer,
+            witness,
+            metrics.clone(),
+            replica,
+        )?;
         Ok(Self {
             tx,
             tail,

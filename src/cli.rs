@@ -207,7 +207,8 @@ pub enum KeysCommand {
 pub enum AuditCommand {
     /// Print the audit log as one readable line a record (agent text escaped).
     Show {
-        /// The log; default: the configured audit log.
+        /// The log, or a directory of replicas' logs (every `*.jsonl` in it, merged by
+        /// time); default: the configured audit log.
         file: Option<PathBuf>,
         /// The configuration whose audit log to show; default: the embedded defaults.
         #[arg(long, short)]
@@ -224,7 +225,8 @@ pub enum AuditCommand {
     /// Check the hash chain of an audit log and name the first bad line; with `--key`,
     /// also every signed checkpoint in it.
     Verify {
-        /// The log; default: the configured audit log.
+        /// The log, or a directory of replicas' logs (every `*.jsonl` in it, each checked
+        /// on its own); default: the configured audit log.
         file: Option<PathBuf>,
         /// The configuration whose audit log to check; default: the embedded defaults.
         #[arg(long, short)]
@@ -709,24 +711,80 @@ fn show(
         Some(f) => f,
         None => load_config(config)?.boot.audit_log,
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let selected: Vec<(usize, &str, Option<serde_json::Value>)> = text
-        .lines()
+    let logs = logs_at(&path)?;
+    let mut texts = Vec::new();
+    for log in &logs {
+        let text = std::fs::read_to_string(log)
+            .map_err(|e| format!("cannot read `{}`: {e}", log.display()))?;
+        texts.push(text);
+    }
+    // Every line of every log: (log, line number, line, record).
+    let mut selected: Vec<(usize, usize, &str, Option<serde_json::Value>)> = texts
+        .iter()
         .enumerate()
-        .map(|(n, line)| (n, line, serde_json::from_str(line).ok()))
-        .filter(|(_, _, record)| record.as_ref().is_none_or(|r| query.matches(r)))
+        .flat_map(|(f, text)| {
+            text.lines()
+                .enumerate()
+                .map(move |(n, line)| (f, n, line, serde_json::from_str(line).ok()))
+        })
+        .filter(|(_, _, _, record)| record.as_ref().is_none_or(|r| query.matches(r)))
         .collect();
+    // Several replicas' logs: one story, merged by time (each log's own order kept).
+    if logs.len() > 1 {
+        selected.sort_by_key(|(f, n, _, record)| (record.as_ref().and_then(record_time), *f, *n));
+    }
     let skip = last.map_or(0, |n| selected.len().saturating_sub(n));
-    for (n, line, record) in selected.iter().skip(skip) {
+    for (f, n, line, record) in selected.iter().skip(skip) {
+        let from = match logs.len() {
+            1 => String::new(),
+            _ => format!(
+                "[{}] ",
+                logs.get(*f).map(|l| log_name(l)).unwrap_or_default()
+            ),
+        };
         match record {
             // The line as written, so a reader can hash it again.
             Some(_) if json => println!("{line}"),
-            Some(record) => println!("{}", crate::audit::describe(record)),
-            None => println!("line {}: not a record", n + 1),
+            Some(record) => println!("{from}{}", crate::audit::describe(record)),
+            None => println!("{from}line {}: not a record", n + 1),
         }
     }
     Ok(())
+}
+
+/// When a record was written.
+fn record_time(record: &serde_json::Value) -> Option<std::time::SystemTime> {
+    let ts = record.get("ts")?.as_str()?;
+    humantime::parse_rfc3339_weak(ts).ok()
+}
+
+/// The logs at `path`: the file, or every `*.jsonl` file of the directory (the logs of
+/// several replicas), in name order.
+fn logs_at(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| format!("cannot read the directory `{}`: {e}", path.display()))?;
+    let mut logs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    logs.sort();
+    if logs.is_empty() {
+        return Err(format!(
+            "`{}` holds no audit log (no `*.jsonl` file)",
+            path.display()
+        ));
+    }
+    Ok(logs)
+}
+
+fn log_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn verify(
@@ -739,12 +797,48 @@ fn verify(
         Some(f) => f,
         None => load_config(config)?.boot.audit_log,
     };
+    let logs = logs_at(&path)?;
+    if logs.len() > 1 && witness.is_some() {
+        return Err(format!(
+            "`--witness` checks one log against what its witness received: name the log, not the directory `{}`",
+            path.display()
+        ));
+    }
     let key = key
         .map(crate::audit::checkpoint::public_key)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let v = crate::audit::verify_with(&path, key.as_ref())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut failed = Vec::new();
+    for log in &logs {
+        match verify_one(log, key.as_ref(), witness) {
+            Ok(()) => {}
+            Err(e) => {
+                println!("{e}");
+                failed.push(log_name(log));
+            }
+        }
+    }
+    match failed.is_empty() {
+        true if logs.len() > 1 => {
+            println!("all {} logs intact", logs.len());
+            Ok(())
+        }
+        true => Ok(()),
+        false => Err(format!(
+            "{} of {} logs failed: {}",
+            failed.len(),
+            logs.len(),
+            failed.join(", ")
+        )),
+    }
+}
+
+fn verify_one(
+    path: &Path,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    witness: Option<&Path>,
+) -> Result<(), String> {
+    let v = crate::audit::verify_with(path, key).map_err(|e| format!("{}: {e}", path.display()))?;
     println!(
         "{}: {} records, hash chain intact; {} of them with arguments matching their digest",
         path.display(),
@@ -759,7 +853,7 @@ fn verify(
         );
     }
     if let Some(witness) = witness {
-        let proved = crate::audit::verify_witness(&path, witness)
+        let proved = crate::audit::verify_witness(path, witness)
             .map_err(|e| format!("{} against {}: {e}", path.display(), witness.display()))?;
         println!(
             "the log holds all {} checkpoints and {} other records {} received, in place: it vouches for the first {} records",

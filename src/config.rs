@@ -110,6 +110,8 @@ struct RawGateway {
     /// Reload when a manifest, the policy or this file changes.
     #[serde(default)]
     watch: bool,
+    /// This replica's name among replicas that share a store (`${NAME}` expanded).
+    replica: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +188,8 @@ pub struct Boot {
     pub telemetry: TelemetryConfig,
     /// Where approvals and grants are kept (`[store]`).
     pub store: StoreConfig,
+    /// This replica's name (`[gateway] replica`): in its audit log's name and records.
+    pub replica: Option<String>,
 }
 
 /// The settings a reload replaces: where manifests and policy are, the intent field,
@@ -231,6 +235,7 @@ impl Boot {
             approval,
             telemetry,
             store,
+            replica,
         } = self;
         let ApprovalBoot {
             database,
@@ -253,6 +258,7 @@ impl Boot {
             ("`listen.metrics`", metrics == &other.metrics),
             ("`[telemetry]`", telemetry == &other.telemetry),
             ("`[store]`", store == &other.store),
+            ("`replica`", replica == &other.replica),
             ("`[[upstream]]`", upstreams == &other.upstreams),
             ("`env_file`", env_file == &other.env_file),
             ("`approval.database`", database == &other.approval.database),
@@ -352,12 +358,67 @@ impl Config {
     }
 }
 
+/// `[gateway] replica`, expanded and checked: a name that can be part of a file name.
+fn replica_name(
+    raw: &Spanned<String>,
+    text: &str,
+    file: &Path,
+    out: &mut Vec<Problem>,
+) -> Option<String> {
+    let line = Some(crate::problem::line_of(text, raw.span().start));
+    let name = match expand_env(raw.get_ref().trim()) {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(Problem::error(file, line, format!("`replica`: {e}")));
+            return None;
+        }
+    };
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if !fits {
+        out.push(Problem::error(
+            file,
+            line,
+            format!("`replica` `{}` must be 1-64 of A-Z a-z 0-9 . _ - (it names the replica's audit log), e.g. \"gw-1\" or \"${{HOSTNAME}}\"", crate::escape::visible(&name)),
+        ));
+        return None;
+    }
+    Some(name)
+}
+
+/// The audit log of replica `replica`: its name before the extension.
+pub fn replica_log(log: &Path, replica: &str) -> PathBuf {
+    let stem = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audit".into());
+    let name = match log.extension() {
+        Some(ext) => format!("{stem}-{replica}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{replica}"),
+    };
+    log.with_file_name(name)
+}
+
 fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Problem>) -> Config {
     let path = |value: Option<String>, default: &str| base.join(value.unwrap_or(default.into()));
     let state_dir = path(raw.gateway.state_dir, ".mcp-warden");
     let audit_log = match raw.gateway.audit_log {
         Some(p) => base.join(p),
         None => state_dir.join("audit.jsonl"),
+    };
+    let replica = raw
+        .gateway
+        .replica
+        .as_ref()
+        .and_then(|r| replica_name(r, text, file, out));
+    // Each replica its own chain: `audit.jsonl` becomes `audit-<replica>.jsonl`.
+    let audit_log = match &replica {
+        Some(r) => replica_log(&audit_log, r),
+        None => audit_log,
     };
     let audit_key = match (
         std::env::var_os("MCP_WARDEN_AUDIT_KEY"),
@@ -453,6 +514,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
             approval: approval_boot,
             telemetry,
             store,
+            replica,
         },
         live: Live {
             manifests: path(raw.gateway.manifests, "tool-manifests"),

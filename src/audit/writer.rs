@@ -73,6 +73,8 @@ pub struct Tail {
     pub witness: Option<Witness>,
     /// Records, batches, syncs and failed writes, for `/metrics`.
     metrics: AuditMetrics,
+    /// The replica that writes this log, named in every record.
+    replica: Option<String>,
 }
 
 impl Tail {
@@ -135,6 +137,7 @@ pub fn spawn(
     signer: Option<Signer>,
     witness: Option<Witness>,
     metrics: AuditMetrics,
+    replica: Option<String>,
 ) -> Result<(mpsc::Sender<Job>, Shared), AuditError> {
     let open_err = |reason: String| AuditError::Open {
         path: path.to_path_buf(),
@@ -175,6 +178,7 @@ pub fn spawn(
         force_checkpoint: false,
         witness,
         metrics,
+        replica,
     }));
     if let Some((moved, digest)) = &opened_torn {
         let mut fields = serde_json::Map::new();
@@ -354,7 +358,7 @@ fn write_batch<'r>(
     let mut last = tail.prev.clone();
     let mut n = 0u64;
     for record in records {
-        let (line, hash) = seal(record, &last)?;
+        let (line, hash) = seal_by(record, &last, tail.replica.as_deref())?;
         buf.extend_from_slice(&line);
         last = hash;
         n += 1;
@@ -362,7 +366,8 @@ fn write_batch<'r>(
     let mut checkpoint = None;
     if let Some(signer) = tail.signer.as_ref().filter(|_| tail.checkpoint_due(n)) {
         let signed = signer.checkpoint(tail.count + n, &last, tail.last_checkpoint.as_deref());
-        let (line, hash) = seal(&AuditRecord::Checkpoint(Box::new(signed)), &last)?;
+        let checkpoint_record = AuditRecord::Checkpoint(Box::new(signed));
+        let (line, hash) = seal_by(&checkpoint_record, &last, tail.replica.as_deref())?;
         checkpoint = Some((hash.clone(), buf.len()));
         buf.extend_from_slice(&line);
         last = hash;
@@ -414,7 +419,17 @@ fn write_batch<'r>(
 /// Chain a record to `prev` and render its line: the record's compact JSON (with every
 /// credential it holds masked, see [`secrets`]) with `prev` as its last member, then `hash` = SHA-256 of exactly those bytes, appended as the
 /// last member. `verify` hashes the bytes as written, so no canonical form is needed.
+#[cfg(test)]
 pub fn seal(record: &AuditRecord, prev: &str) -> Result<(Vec<u8>, String), String> {
+    seal_by(record, prev, None)
+}
+
+/// [`seal`], the record written by `replica` (a `replica` member before `prev`).
+pub fn seal_by(
+    record: &AuditRecord,
+    prev: &str,
+    replica: Option<&str>,
+) -> Result<(Vec<u8>, String), String> {
     let mut line = Vec::with_capacity(1024);
     serde_json::to_writer(&mut line, record)
         .map_err(|e| format!("cannot write an audit record: {e}"))?;
@@ -424,6 +439,10 @@ pub fn seal(record: &AuditRecord, prev: &str) -> Result<(Vec<u8>, String), Strin
     }
     if line.pop() != Some(b'}') || line.len() < 2 {
         return Err("an audit record is not a JSON object with members".into());
+    }
+    if let Some(replica) = replica {
+        line.extend_from_slice(b",\"replica\":");
+        serde_json::to_writer(&mut line, replica).map_err(|e| e.to_string())?;
     }
     line.extend_from_slice(b",\"prev\":");
     serde_json::to_writer(&mut line, prev).map_err(|e| e.to_string())?;
@@ -522,7 +541,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let _writer = spawn(&path, deferred.clone(), None, None, Default::default()).unwrap();
+        let _writer = spawn(
+            &path,
+            deferred.clone(),
+            None,
+            None,
+            Default::default(),
+            None,
+        )
+        .unwrap();
         deferred.lock().unwrap().extend([record(1), record(2)]);
         // Nothing is sent to the writer: only the ticker can wake it.
         let mut written = Vec::new();
@@ -543,7 +570,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let deferred = Deferred::default();
-        let (tx, _) = spawn(&path, deferred.clone(), None, None, Default::default()).unwrap();
+        let (tx, _) = spawn(
+            &path,
+            deferred.clone(),
+            None,
+            None,
+            Default::default(),
+            None,
+        )
+        .unwrap();
         deferred.lock().unwrap().push(record(1));
         let (ack, done) = tokio::sync::oneshot::channel();
         tx.send((Some(record(2)), ack)).await.unwrap();

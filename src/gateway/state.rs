@@ -196,7 +196,12 @@ impl State {
                     reason: format!("cannot start the audit witness: {e}"),
                 }
             })?;
-        let audit = AuditLog::open_witnessed(&config.boot.audit_log, Some(signer), witness)?;
+        let audit = AuditLog::open_witnessed(
+            &config.boot.audit_log,
+            Some(signer),
+            witness,
+            config.boot.replica.clone(),
+        )?;
         let store = Arc::new(match &config.boot.store.url {
             Some(url) => Store::connect(url).await?,
             None => Store::open(&config.boot.approval.database)?,

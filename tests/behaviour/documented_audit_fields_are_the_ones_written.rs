@@ -159,7 +159,12 @@ async fn gateway() -> (Arc<Harness>, String, String, String) {
     let config = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        config.replacen("[gateway]\n", "[gateway]\ncall_timeout = \"2s\"\n", 1),
+        // One replica of several: its name in every record.
+        config.replacen(
+            "[gateway]\n",
+            "[gateway]\ncall_timeout = \"2s\"\nreplica = \"fields-1\"\n",
+            1,
+        ),
     )
     .unwrap();
     // After the session reads a note: echo is refused, a refund needs approval anyway.

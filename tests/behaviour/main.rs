@@ -68,6 +68,7 @@ mod readiness_follows_the_upstreams;
 mod readme_approval_demo_works_end_to_end;
 mod reload_by_signal_command_and_file_change;
 mod reload_swaps_everything_or_nothing;
+mod replica_logs_are_verified_and_shown_together;
 mod replicas_share_approvals_and_grants;
 mod resource_subscriptions_are_relayed_by_policy;
 mod resources_pass_through_with_policy;

@@ -280,11 +280,12 @@ impl Harness {
     /// queued without the caller's answer waiting for them).
     pub async fn audit(&self) -> Vec<Value> {
         self.state.audit.flush().await.unwrap();
-        audit_records(&self.dir.path().join("audit.jsonl"))
+        audit_records(&self.audit_path())
     }
 
+    /// The gateway's audit log (named after its replica when it is one).
     pub fn audit_path(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
+        self.state.current().config.boot.audit_log.clone()
     }
 
     /// Every call the demo upstream received.
