@@ -84,6 +84,7 @@ mod tasks_are_bound_to_the_caller_that_created_them;
 mod tasks_are_in_every_record_and_keep_what_they_read;
 mod the_principal_confirms_their_own_agents_calls;
 mod third_party_servers_through_the_gateway;
+mod three_replicas_behind_a_load_balancer;
 mod tool_definition_drift_is_quarantined;
 mod tool_owners_write_manifests_from_live_tools;
 mod tools_list_shows_only_permitted_tools;
