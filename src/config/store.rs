@@ -91,3 +91,50 @@ pub(super) fn check(
     }
     StoreConfig { url, session_key }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::Severity;
+
+    fn checked(toml_text: &str) -> (StoreConfig, Vec<Problem>) {
+        let raw: RawStore = toml::from_str(toml_text).unwrap();
+        let mut out = Vec::new();
+        let vars = Vars::new();
+        let config = check(
+            raw,
+            &vars,
+            toml_text,
+            std::path::Path::new("warden.toml"),
+            &mut out,
+        );
+        (config, out)
+    }
+
+    #[test]
+    fn a_shared_store_without_a_session_key_is_warned_about_and_a_bad_key_refused() {
+        let (config, out) = checked("url = \"postgres://warden@db/warden\"\n");
+        assert!(config.url.is_some() && config.session_key.is_none());
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].severity, Severity::Warning);
+        assert!(out[0].message.contains("session_key"), "{}", out[0].message);
+
+        let key = "ab".repeat(32);
+        let (config, out) = checked(&format!(
+            "url = \"postgres://warden@db/warden\"\nsession_key = \"{key}\"\n"
+        ));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(config.session_key, Some([0xab; 32]));
+        assert!(
+            !format!("{config:?}").contains("ab"),
+            "Debug shows no key: {config:?}"
+        );
+
+        let (config, out) = checked("session_key = \"not hex\"\n");
+        assert_eq!(config.session_key, None);
+        assert_eq!(out[0].severity, Severity::Error);
+        assert!(out[0].message.contains("openssl rand -hex 32"));
+        let (_, out) = checked("url = \"mysql://db/warden\"\n");
+        assert!(out[0].message.contains("PostgreSQL"), "{}", out[0].message);
+    }
+}
