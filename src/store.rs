@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use rows::{GrantRow, RequestRow, VerdictRow};
 
@@ -51,6 +51,8 @@ type Rule<R> = Box<dyn FnOnce(&mut R) + Send>;
 trait Engine: Send + Sync {
     /// Whether other processes change this database.
     fn shared(&self) -> bool;
+    /// Tell every process on this database `message` (not empty).
+    fn announce(&self, message: String) -> Done<'_, ()>;
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()>;
     fn request(&self, id: String) -> Done<'_, Option<RequestRow>>;
     /// Every request, or those with `status`, newest first.
@@ -78,6 +80,8 @@ trait Engine: Send + Sync {
 pub struct Store {
     engine: Box<dyn Engine>,
     changes: watch::Sender<u64>,
+    /// What other processes on the database announced.
+    heard: broadcast::Sender<String>,
     /// Where it is, for messages (a path, or the URL without its password).
     shown: String,
 }
@@ -101,6 +105,7 @@ impl Store {
         Ok(Self {
             engine: Box::new(engine),
             changes,
+            heard: broadcast::Sender::new(16),
             shown: path.display().to_string(),
         })
     }
@@ -112,6 +117,7 @@ impl Store {
         Ok(Self {
             engine: Box::new(engine),
             changes,
+            heard: broadcast::Sender::new(16),
             shown: "(memory)".into(),
         })
     }
@@ -121,11 +127,13 @@ impl Store {
     /// replicas' changes.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let changes = watch::Sender::new(0);
-        let engine = postgres::Postgres::connect(url, changes.clone()).await?;
+        let heard = broadcast::Sender::new(16);
+        let engine = postgres::Postgres::connect(url, changes.clone(), heard.clone()).await?;
         let shown = engine.shown().to_string();
         Ok(Self {
             engine: Box::new(engine),
             changes,
+            heard,
             shown,
         })
     }
@@ -134,6 +142,18 @@ impl Store {
     /// through [`watch`](Store::watch) too.
     pub fn shared(&self) -> bool {
         self.engine.shared()
+    }
+
+    /// Tell every gateway on this database `message` (with SQLite, nobody: there is no
+    /// other).
+    pub async fn announce(&self, message: &str) -> Result<(), StoreError> {
+        self.engine.announce(message.to_string()).await
+    }
+
+    /// What other gateways on this database announce (and this one: the sender hears
+    /// itself too), from now on.
+    pub fn announcements(&self) -> broadcast::Receiver<String> {
+        self.heard.subscribe()
     }
 
     /// Where the database is (a path, or a URL without its password).

@@ -145,6 +145,7 @@ async fn ready(Extract(admin): Extract<Arc<Admin>>) -> Response {
     let body = json!({
         "status": if problems.is_empty() { "ready" } else { "not ready" },
         "generation": now.generation,
+        "replica": now.config.boot.replica,
         "upstreams": Value::Object(upstreams),
         "problems": problems,
     });

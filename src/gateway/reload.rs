@@ -38,6 +38,17 @@ impl State {
         };
         let labels = crate::telemetry::ResultLabels { result };
         self.metrics.reloads.get_or_create(&labels).inc();
+        // A reload made here (not one another replica announced) is announced to the
+        // replicas sharing the store; each reloads its own files.
+        if !by.starts_with(FROM_REPLICA)
+            && self.store.shared()
+            && let Err(e) = self
+                .store
+                .announce(&format!("{ANNOUNCED}{}", self.origin))
+                .await
+        {
+            tracing::warn!("the other replicas were not told of this reload: {e}");
+        }
         reloaded
     }
 
@@ -235,6 +246,41 @@ pub(super) async fn watch(weak: std::sync::Weak<State>, mut seen: Fingerprint) {
         settling = None;
         if let Err(problems) = state.reload("file-change").await {
             tracing::warn!("{} problem(s) in the changed files", problems.len());
+        }
+    }
+}
+
+/// What a reload announcement says, before the announcing replica's name.
+const ANNOUNCED: &str = "reload ";
+/// How a reload another replica announced names its cause (`by`).
+const FROM_REPLICA: &str = "replica ";
+
+/// With a store other replicas share: reload when another replica announces a reload of
+/// its own (signal, CLI, API or file change), so all of them follow one change.
+pub(super) async fn follow_reloads(state: std::sync::Weak<State>) {
+    let Some(mut heard) = state.upgrade().map(|s| s.store.announcements()) else {
+        return;
+    };
+    loop {
+        let message = match heard.recv().await {
+            Ok(m) => m,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(state) = state.upgrade() else { return };
+        let Some(from) = message.strip_prefix(ANNOUNCED) else {
+            continue;
+        };
+        if from == state.origin {
+            continue;
+        }
+        let by = format!("{FROM_REPLICA}{from}");
+        if let Err(problems) = state.reload(&by).await {
+            tracing::error!(
+                "a reload announced by replica `{}` failed here ({} problems); the last good configuration stays",
+                crate::escape::visible(from),
+                problems.len()
+            );
         }
     }
 }

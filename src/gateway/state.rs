@@ -66,6 +66,12 @@ pub struct State {
     pub sessions: crate::session::Sessions,
     /// Just-in-time grants (their active set is what policy consults).
     pub grants: crate::grant::Grants,
+    /// The state store approvals and grants are in (shared by replicas, or this
+    /// gateway's own).
+    pub(super) store: Arc<crate::store::Store>,
+    /// This gateway among the replicas sharing the store: its `replica` name, else an id
+    /// of this process.
+    pub origin: String,
     pub upstreams: Upstreams,
     /// Connected clients (2025-11-25 sessions), with their transport.
     peers: Mutex<Vec<(Peer<RoleServer>, &'static str)>>,
@@ -207,7 +213,14 @@ impl State {
             None => Store::open(&config.boot.approval.database)?,
         });
         let approvals = Approvals::new(store.clone());
-        let grants = crate::grant::Grants::open(store).await?;
+        let grants = crate::grant::Grants::open(store.clone()).await?;
+        let origin = config.boot.replica.clone().unwrap_or_else(|| {
+            format!(
+                "pid-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
         let policy = policy.with_grants(grants.book());
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let upstreams =
@@ -244,6 +257,8 @@ impl State {
             counters: crate::limits::Counters::default(),
             sessions: crate::session::Sessions::default(),
             grants,
+            store,
+            origin,
             upstreams,
             peers: Mutex::new(Vec::new()),
             page_url: std::sync::OnceLock::new(),
@@ -265,6 +280,7 @@ impl State {
         tokio::spawn(sweep_grants(Arc::downgrade(&state)));
         if state.grants.shared() {
             tokio::spawn(follow_grants(Arc::downgrade(&state)));
+            tokio::spawn(super::reload::follow_reloads(Arc::downgrade(&state)));
         }
         if let Some(seen) = seen {
             tokio::spawn(super::reload::watch(Arc::downgrade(&state), seen));

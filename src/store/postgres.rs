@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, Client, Config};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -183,7 +183,11 @@ fn tls() -> Tls {
 }
 
 impl Postgres {
-    pub async fn connect(url: &str, changes: watch::Sender<u64>) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        changes: watch::Sender<u64>,
+        heard: broadcast::Sender<String>,
+    ) -> Result<Self, StoreError> {
         let (config, shown) = settings(url)?;
         let pool = Arc::new(Pool {
             config,
@@ -197,7 +201,7 @@ impl Postgres {
         migrate(&mut first, &shown).await?;
         pool.give(first);
         let stop = CancellationToken::new();
-        tokio::spawn(listen(pool.clone(), changes.clone(), stop.clone()));
+        tokio::spawn(listen(pool.clone(), (changes.clone(), heard), stop.clone()));
         Ok(Self {
             pool,
             changes,
@@ -287,7 +291,11 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
 
 /// Keep one connection listening on [`CHANNEL`], bumping `changes` at every
 /// notification; while it is down, bump every [`POLL`] instead.
-async fn listen(pool: Arc<Pool>, changes: watch::Sender<u64>, stop: CancellationToken) {
+async fn listen(
+    pool: Arc<Pool>,
+    (changes, heard): (watch::Sender<u64>, broadcast::Sender<String>),
+    stop: CancellationToken,
+) {
     let mut was_down = false;
     while !stop.is_cancelled() {
         let listening = async {
@@ -298,11 +306,17 @@ async fn listen(pool: Arc<Pool>, changes: watch::Sender<u64>, stop: Cancellation
                 .map_err(failed)?;
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             let relay = {
-                let changes = changes.clone();
+                let (changes, heard) = (changes.clone(), heard.clone());
                 async move {
                     while let Some(message) = messages.next().await {
                         match message {
-                            Ok(AsyncMessage::Notification(_)) => super::bump(&changes),
+                            Ok(AsyncMessage::Notification(n)) if n.payload().is_empty() => {
+                                super::bump(&changes)
+                            }
+                            // An announcement (a reload, say): for whoever listens.
+                            Ok(AsyncMessage::Notification(n)) => {
+                                let _ = heard.send(n.payload().to_string());
+                            }
                             Ok(_) => {}
                             Err(e) => return e.to_string(),
                         }
@@ -348,6 +362,15 @@ async fn listen(pool: Arc<Pool>, changes: watch::Sender<u64>, stop: Cancellation
 impl super::Engine for Postgres {
     fn shared(&self) -> bool {
         true
+    }
+
+    fn announce(&self, message: String) -> Done<'_, ()> {
+        Box::pin(self.run(async move |c| {
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &message])
+                .await
+                .map_err(failed)?;
+            Ok(())
+        }))
     }
 
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()> {

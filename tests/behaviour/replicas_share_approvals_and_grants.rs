@@ -225,3 +225,61 @@ async fn with_the_database_stopped_reads_run_and_what_needs_it_is_refused_until_
     let back = back.expect("the granted call works again once the database is back");
     assert_eq!(text(&back), "saved `t`");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_on_one_replica_is_announced_and_every_replica_reloads_its_own_files() {
+    let url = common::postgres::database();
+    let [(a, _), (b, admin_b)] = replicas(&url).await;
+    let echo = json!({"text": "before"});
+    assert_eq!(
+        text(&b.call("demo_echo", echo.clone()).await.unwrap()),
+        "before"
+    );
+    // The same change reaches both replicas' files (as a config rollout does); only a is
+    // told to reload.
+    for h in [&a, &b] {
+        let policy = h.dir.path().join("policies/policy.csv");
+        let rules = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &policy,
+            format!("{rules}\np, role:assistant, demo/echo, read, deny\n"),
+        )
+        .unwrap();
+    }
+    a.state.reload("signal").await.unwrap();
+    let mut generation = 1;
+    for _ in 0..100 {
+        generation = b.state.current().generation;
+        if generation == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(generation, 2, "b reloaded when a announced its reload");
+    let refused = b.call("demo_echo", json!({"text": "after"})).await.unwrap();
+    assert_eq!(
+        refused.is_error,
+        Some(true),
+        "b decides with its new policy"
+    );
+    let ready: Value = reqwest::get(format!("{admin_b}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["generation"], 2, "{ready}");
+    let reload = b
+        .audit()
+        .await
+        .into_iter()
+        .find(|r| r["kind"] == "reload")
+        .expect("b audits the reload");
+    assert!(
+        reload["by"].as_str().unwrap().starts_with("replica "),
+        "{reload}"
+    );
+    // a's own reload was not done twice (it ignores its own announcement).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(a.state.current().generation, 2);
+}
