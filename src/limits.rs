@@ -139,17 +139,7 @@ impl Counters {
         has_role: &dyn Fn(&str, &str) -> bool,
     ) -> Result<(), Limited> {
         let now = Instant::now();
-        let applies: Vec<(&RateRule, &str)> = config
-            .rates
-            .iter()
-            .filter(|r| matches(&r.tools, object) && r.tier.is_none_or(|t| t == tier))
-            .flat_map(|r| {
-                chain
-                    .iter()
-                    .filter(|id| r.who.selects(id, has_role))
-                    .map(move |id| (r, *id))
-            })
-            .collect();
+        let applies = applies(config, chain, object, tier, has_role);
         if applies.is_empty() {
             return Ok(());
         }
@@ -157,19 +147,7 @@ impl Counters {
         for (rule, identity) in &applies {
             let bucket = refill(&mut buckets, rule, identity, now);
             if !bucket.has_token() {
-                let wait = round_up(bucket.wait(rule.rate()));
-                return Err(Limited {
-                    message: format!(
-                        "rate limit: `{identity}` may make {} {}call{} to `{}` every {}; try again in {}",
-                        rule.calls,
-                        rule.tier.map(|t| format!("`{t}` ")).unwrap_or_default(),
-                        if rule.calls == 1 { "" } else { "s" },
-                        rule.tools,
-                        humantime::format_duration(rule.per),
-                        humantime::format_duration(wait),
-                    ),
-                    retry_after: wait,
-                });
+                return Err(limited(rule, identity, bucket.wait(rule.rate())));
             }
         }
         for (rule, identity) in &applies {
@@ -184,6 +162,87 @@ impl Counters {
             buckets.retain(|(key, _), b| full.get(key.as_str()).is_some_and(|f| b.below(*f)));
         }
         Ok(())
+    }
+
+    /// [`take`](Self::take) from buckets in a store other replicas share, so a limit
+    /// holds for all of them together. A store that cannot answer refuses the call.
+    pub async fn take_shared(
+        &self,
+        store: &crate::store::Store,
+        config: &LimitConfig,
+        chain: &[&str],
+        object: &str,
+        tier: Tier,
+        has_role: &(dyn Fn(&str, &str) -> bool + Sync),
+    ) -> Result<(), Limited> {
+        let applies = applies(config, chain, object, tier, has_role);
+        if applies.is_empty() {
+            return Ok(());
+        }
+        let asks = applies
+            .iter()
+            .map(|(rule, identity)| crate::store::BucketAsk {
+                rule: rule.key.clone(),
+                identity: identity.to_string(),
+                rate: rule.rate(),
+                burst: f64::from(rule.burst),
+            })
+            .collect();
+        match store.take_tokens(asks).await {
+            Ok(None) => Ok(()),
+            Ok(Some((empty, tokens))) => {
+                let Some((rule, identity)) = applies.get(empty) else {
+                    return Ok(());
+                };
+                let wait = Duration::from_secs_f64(((1.0 - tokens) / rule.rate()).max(0.001));
+                Err(limited(rule, identity, wait))
+            }
+            Err(e) => Err(Limited {
+                message: format!(
+                    "the rate limit on `{object}` could not be checked ({e}); the call was not made: try again shortly"
+                ),
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+}
+
+/// The rules of `config` that apply to a call of `object` at `tier`, each with the
+/// identity of `chain` it counts.
+fn applies<'c>(
+    config: &'c LimitConfig,
+    chain: &[&'c str],
+    object: &str,
+    tier: Tier,
+    has_role: &dyn Fn(&str, &str) -> bool,
+) -> Vec<(&'c RateRule, &'c str)> {
+    config
+        .rates
+        .iter()
+        .filter(|r| matches(&r.tools, object) && r.tier.is_none_or(|t| t == tier))
+        .flat_map(|r| {
+            chain
+                .iter()
+                .filter(|id| r.who.selects(id, has_role))
+                .map(move |id| (r, *id))
+        })
+        .collect()
+}
+
+/// The refusal of a call over `rule` for `identity`, with a token again after `wait`.
+fn limited(rule: &RateRule, identity: &str, wait: Duration) -> Limited {
+    let wait = round_up(wait);
+    Limited {
+        message: format!(
+            "rate limit: `{identity}` may make {} {}call{} to `{}` every {}; try again in {}",
+            rule.calls,
+            rule.tier.map(|t| format!("`{t}` ")).unwrap_or_default(),
+            if rule.calls == 1 { "" } else { "s" },
+            rule.tools,
+            humantime::format_duration(rule.per),
+            humantime::format_duration(wait),
+        ),
+        retry_after: wait,
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
-pub use rows::{GrantRow, RequestRow, VerdictRow};
+pub use rows::{BucketAsk, GrantRow, RequestRow, VerdictRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +53,9 @@ trait Engine: Send + Sync {
     fn shared(&self) -> bool;
     /// Tell every process on this database `message` (not empty).
     fn announce(&self, message: String) -> Done<'_, ()>;
+    /// Take a token from every bucket asked, or from none, in one transaction that holds
+    /// the buckets: `None` when taken, else the first empty bucket's index and tokens.
+    fn take_tokens(&self, asks: Vec<BucketAsk>) -> Done<'_, Option<(usize, f64)>>;
     fn insert_request(&self, row: RequestRow) -> Done<'_, ()>;
     fn request(&self, id: String) -> Done<'_, Option<RequestRow>>;
     /// Every request, or those with `status`, newest first.
@@ -154,6 +157,16 @@ impl Store {
     /// itself too), from now on.
     pub fn announcements(&self) -> broadcast::Receiver<String> {
         self.heard.subscribe()
+    }
+
+    /// Take one token from each bucket of `asks` (rate limits every replica counts
+    /// together), or from none: `None` when taken, else the first empty one's index and
+    /// the tokens it has.
+    pub async fn take_tokens(
+        &self,
+        asks: Vec<BucketAsk>,
+    ) -> Result<Option<(usize, f64)>, StoreError> {
+        self.engine.take_tokens(asks).await
     }
 
     /// Where the database is (a path, or a URL without its password).

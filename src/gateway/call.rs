@@ -266,9 +266,17 @@ async fn admit(
         let has_role = |id: &str, role: &str| now.policy.is_or_has_role(id, role);
         let object = crate::policy::object_of(tool);
         let chain = facts.caller.chain();
-        state
-            .counters
-            .take(limits, &chain, &object, tool.tier, &has_role)?;
+        match state.store.shared() {
+            true => {
+                state
+                    .counters
+                    .take_shared(&state.store, limits, &chain, &object, tool.tier, &has_role)
+                    .await?
+            }
+            false => state
+                .counters
+                .take(limits, &chain, &object, tool.tier, &has_role)?,
+        }
     }
     let call = Call {
         id: facts.call_id.clone(),

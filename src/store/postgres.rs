@@ -16,10 +16,11 @@ use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, Client, Config};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Done, GrantRow, RequestRow, Rule, StoreError};
+use super::{BucketAsk, Done, GrantRow, RequestRow, Rule, StoreError};
 
 /// Each migration takes the schema from the version before it to its own number.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE mcp_warden_requests (
     id TEXT PRIMARY KEY,
     binding TEXT NOT NULL,
@@ -53,7 +54,17 @@ CREATE TABLE mcp_warden_grants (
     revoked_by TEXT,
     task TEXT
 );
-"];
+",
+    "
+CREATE TABLE mcp_warden_buckets (
+    rule TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    tokens DOUBLE PRECISION NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (rule, identity)
+);
+",
+];
 
 /// The channel every write notifies and every replica listens on.
 const CHANNEL: &str = "mcp_warden";
@@ -362,6 +373,17 @@ async fn listen(
 impl super::Engine for Postgres {
     fn shared(&self) -> bool {
         true
+    }
+
+    fn take_tokens(&self, asks: Vec<BucketAsk>) -> Done<'_, Option<(usize, f64)>> {
+        Box::pin(self.run(async move |c| {
+            let tx = c.transaction().await.map_err(failed)?;
+            let out = rows::take_tokens(&tx, &asks, crate::clock::now_ms()).await?;
+            if out.is_none() {
+                tx.commit().await.map_err(failed)?;
+            }
+            Ok(out)
+        }))
     }
 
     fn announce(&self, message: String) -> Done<'_, ()> {

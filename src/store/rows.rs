@@ -44,3 +44,52 @@ pub struct GrantRow {
     /// Only for calls of this task (or a sub-task of it).
     pub task: Option<String>,
 }
+
+/// One token asked of a rate limit's bucket: the rule's key and the identity it counts,
+/// and how the bucket fills (`rate` tokens a second, up to `burst`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketAsk {
+    pub rule: String,
+    pub identity: String,
+    pub rate: f64,
+    pub burst: f64,
+}
+
+/// A bucket as kept: its tokens when it was last touched, and when (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub tokens: f64,
+    pub at: u64,
+}
+
+impl Bucket {
+    /// `asked`'s bucket at `now`: `kept` (or a full one) topped up.
+    pub fn at(kept: Option<Bucket>, asked: &BucketAsk, now: u64) -> Self {
+        match kept {
+            Some(b) => {
+                let elapsed = now.saturating_sub(b.at) as f64 / 1000.0;
+                Self {
+                    tokens: (b.tokens + elapsed * asked.rate).min(asked.burst),
+                    at: now.max(b.at),
+                }
+            }
+            None => Self {
+                tokens: asked.burst,
+                at: now,
+            },
+        }
+    }
+}
+
+/// Take a token from each of `buckets` (topped up to `now`), or from none: `None` when
+/// all had one (and the buckets as they are now), else the first empty one's index and
+/// its tokens.
+pub fn spend(buckets: &mut [Bucket]) -> Option<(usize, f64)> {
+    if let Some((i, empty)) = buckets.iter().enumerate().find(|(_, b)| b.tokens < 1.0) {
+        return Some((i, empty.tokens));
+    }
+    for b in buckets.iter_mut() {
+        b.tokens -= 1.0;
+    }
+    None
+}

@@ -4,6 +4,7 @@
 //! lock from the start, so a rule decides on what is still there when it writes).
 
 mod approvals;
+mod buckets;
 mod grants;
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::watch;
 
-use super::{Done, GrantRow, RequestRow, Rule, StoreError};
+use super::{BucketAsk, Done, GrantRow, RequestRow, Rule, StoreError};
 
 /// Each migration takes the schema from the version before it to its own number (its
 /// index + 1). Databases written before migrations were numbered are at version 0 and
@@ -56,6 +57,15 @@ ALTER TABLE verdicts ADD COLUMN confirmed TEXT;
 ",
     "
 ALTER TABLE grants ADD COLUMN task TEXT;
+",
+    "
+CREATE TABLE buckets (
+    rule TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    tokens REAL NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (rule, identity)
+);
 ",
 ];
 
@@ -209,6 +219,17 @@ impl Sqlite {
 impl super::Engine for Sqlite {
     fn shared(&self) -> bool {
         false
+    }
+
+    fn take_tokens(&self, asks: Vec<BucketAsk>) -> Done<'_, Option<(usize, f64)>> {
+        Box::pin(self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = buckets::take(&tx, &asks, crate::clock::now_ms())?;
+            if out.is_none() {
+                tx.commit()?;
+            }
+            Ok(out)
+        }))
     }
 
     /// Nobody else listens to a database of one gateway.

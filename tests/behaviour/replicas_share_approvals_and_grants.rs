@@ -4,7 +4,7 @@
 //! the database stopped, a read call that needs nothing from it still runs, while calls
 //! that need it (a grant, an approval) are refused with an error that says why, audited,
 //! and never reach the upstream; when the database is back, they work again with nothing
-//! restarted.
+//! restarted. A rate limit counts the calls of every replica together.
 
 use crate::common;
 use crate::common::postgres::Cluster;
@@ -282,4 +282,33 @@ async fn a_reload_on_one_replica_is_announced_and_every_replica_reloads_its_own_
     // a's own reload was not done twice (it ignores its own announcement).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(a.state.current().generation, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_counts_the_calls_of_every_replica_together() {
+    let url = common::postgres::database();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut setup = setup();
+        setup.config_extra.push_str(
+            "\n[[limit]]\nwho = \"agent:*\"\ntools = \"demo/echo\"\ncalls = 4\nper = \"1h\"\n",
+        );
+        replicas.push(STORE.scope(url.clone(), Harness::with(setup)).await);
+    }
+    let mut answered = 0;
+    for i in 0..8 {
+        let h = &replicas[i % 2];
+        let r = h
+            .call("demo_echo", json!({"text": format!("call {i}")}))
+            .await
+            .unwrap();
+        if r.is_error != Some(true) {
+            answered += 1;
+        } else {
+            assert!(text(&r).contains("rate limit"), "{}", text(&r));
+        }
+    }
+    assert_eq!(answered, 4, "four calls an hour, not four a replica");
+    let forwarded: usize = replicas.iter().map(|h| count(h, "echo")).sum();
+    assert_eq!(forwarded, 4);
 }

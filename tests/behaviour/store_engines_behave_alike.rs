@@ -9,7 +9,7 @@ use crate::common::postgres;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_warden::store::{GrantRow, RequestRow, Store, VerdictRow};
+use mcp_warden::store::{BucketAsk, GrantRow, RequestRow, Store, VerdictRow};
 
 /// Where a test's stores live: a SQLite file, or a PostgreSQL database.
 enum Engine {
@@ -57,6 +57,7 @@ on_both_engines!(
     requests_are_listed_found_and_fall_due_by_status_and_time,
     an_approval_is_used_once_however_many_replicas_race_for_it,
     grants_are_kept_listed_and_revoked_once,
+    a_rate_limit_bucket_gives_each_token_once_across_replicas,
 );
 
 fn request(id: &str, binding: &str, created: u64, expires: u64) -> RequestRow {
@@ -373,5 +374,55 @@ async fn an_unreachable_postgres_is_an_error_that_names_where_it_looked() {
     assert!(
         !err.contains("secret-pw"),
         "the password is never shown: {err}"
+    );
+}
+
+async fn a_rate_limit_bucket_gives_each_token_once_across_replicas(engine: Engine) {
+    let stores = [Arc::new(engine.open().await), Arc::new(engine.open().await)];
+    // Five tokens, refilled at one a day: the five are all there is.
+    let ask = |identity: &str, burst: f64| BucketAsk {
+        rule: "agent:*|act".into(),
+        identity: identity.into(),
+        rate: 1.0 / 86_400.0,
+        burst,
+    };
+    let takers: Vec<_> = (0..16)
+        .map(|n| {
+            let store = stores[n % 2].clone();
+            let asked = ask("agent:a", 5.0);
+            tokio::spawn(async move { store.take_tokens(vec![asked]).await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in takers {
+        taken += usize::from(t.await.unwrap().is_none());
+    }
+    assert_eq!(taken, 5, "each token once, whichever replica asked");
+    // Several buckets: a token from each, or from none.
+    let both = || vec![ask("agent:b", 3.0), ask("user:b", 1.0)];
+    assert_eq!(stores[0].take_tokens(both()).await.unwrap(), None);
+    let refused = stores[1].take_tokens(both()).await.unwrap();
+    assert!(matches!(refused, Some((1, t)) if t < 1.0), "{refused:?}");
+    // `agent:b` was not spent by the refused call: two left.
+    assert_eq!(
+        stores[1]
+            .take_tokens(vec![ask("agent:b", 3.0)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores[0]
+            .take_tokens(vec![ask("agent:b", 3.0)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        stores[0]
+            .take_tokens(vec![ask("agent:b", 3.0)])
+            .await
+            .unwrap()
+            .is_some()
     );
 }

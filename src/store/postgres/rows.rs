@@ -4,7 +4,10 @@
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use super::failed;
-use crate::store::{GrantRow, RequestRow, Rule, StoreError, VerdictRow, from_sql, to_sql};
+use crate::store::rows::{Bucket, spend};
+use crate::store::{
+    BucketAsk, GrantRow, RequestRow, Rule, StoreError, VerdictRow, from_sql, to_sql,
+};
 
 const REQUEST: &str = "id, binding, call, status, created, expires";
 const GRANT: &str = "id, grantee, on_behalf_of, tools, tier, reason, granted_by, created, expires, status, revoked_by, task";
@@ -248,4 +251,60 @@ pub(super) async fn update_grant(
         .map_err(failed)?;
     }
     Ok(Some(changed))
+}
+
+/// Take a token from each bucket asked, or from none (see `Store::take_tokens`); the
+/// buckets are locked in one order, so replicas taking the same ones never deadlock.
+pub(super) async fn take_tokens(
+    tx: &Transaction<'_>,
+    asks: &[BucketAsk],
+    now: u64,
+) -> Result<Option<(usize, f64)>, StoreError> {
+    let mut order: Vec<usize> = (0..asks.len()).collect();
+    order.sort_by(|a, b| {
+        let key = |i: &usize| asks.get(*i).map(|x| (x.rule.as_str(), x.identity.as_str()));
+        key(a).cmp(&key(b))
+    });
+    let mut buckets = vec![
+        Bucket {
+            tokens: 0.0,
+            at: now
+        };
+        asks.len()
+    ];
+    for &i in &order {
+        let Some(ask) = asks.get(i) else { continue };
+        tx.execute(
+            "INSERT INTO mcp_warden_buckets (rule, identity, tokens, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&ask.rule, &ask.identity, &ask.burst, &to_sql(now)],
+        )
+        .await
+        .map_err(failed)?;
+        let kept = tx
+            .query_one(
+                "SELECT tokens, at FROM mcp_warden_buckets WHERE rule = $1 AND identity = $2 FOR UPDATE",
+                &[&ask.rule, &ask.identity],
+            )
+            .await
+            .map_err(failed)?;
+        let kept = Bucket {
+            tokens: kept.get(0),
+            at: from_sql(kept.get(1)),
+        };
+        if let Some(b) = buckets.get_mut(i) {
+            *b = Bucket::at(Some(kept), ask, now);
+        }
+    }
+    if let Some(empty) = spend(&mut buckets) {
+        return Ok(Some(empty));
+    }
+    for (ask, b) in asks.iter().zip(&buckets) {
+        tx.execute(
+            "UPDATE mcp_warden_buckets SET tokens = $3, at = $4 WHERE rule = $1 AND identity = $2",
+            &[&ask.rule, &ask.identity, &b.tokens, &to_sql(b.at)],
+        )
+        .await
+        .map_err(failed)?;
+    }
+    Ok(None)
 }
