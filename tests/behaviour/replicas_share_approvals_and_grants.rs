@@ -28,8 +28,9 @@ fn setup() -> Setup {
             "{}\n{EXTRA}",
             shipped.replace("p, role:assistant, demo/*, transform, allow", "")
         )),
+        // Reading notes is counted (generously).
         config_extra: format!(
-            "[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{}\"\n",
+            "[[approver]]\nidentity = \"user:carol\"\nsha256 = \"{}\"\n\n[[limit]]\nwho = \"agent:*\"\ntools = \"demo/read_note\"\ncalls = 1000\nper = \"1h\"\n",
             token_hash(CAROL)
         ),
         ..Setup::default()
@@ -194,8 +195,18 @@ async fn with_the_database_stopped_reads_run_and_what_needs_it_is_refused_until_
         "{}",
         text(&parked)
     );
+    let counted = a
+        .call("demo_read_note", json!({"title": "plan"}))
+        .await
+        .unwrap();
+    assert_eq!(counted.is_error, Some(true));
+    assert!(
+        text(&counted).contains("could not be checked"),
+        "{}",
+        text(&counted)
+    );
     assert_eq!(
-        count(&a, "write_note") + count(&a, "issue_refund"),
+        count(&a, "write_note") + count(&a, "issue_refund") + count(&a, "read_note"),
         0,
         "neither was forwarded"
     );
