@@ -2,10 +2,13 @@
 # mcp-warden side by side with other MCP gateways: `tools/call echo` over Streamable HTTP
 # inside one MCP session, on keep-alive connections (wrk), every target in front of the
 # same upstream (npm @modelcontextprotocol/server-everything over stdio), 1 and 8
-# connections per target, interleaved, in one run. Then the crash check: `kill -9` of the
-# gateway in the middle of a run, and `mcp-warden audit verify` of every log it wrote.
+# connections per target, interleaved, in one run; and three mcp-warden replicas on one
+# PostgreSQL (Debian's, a cluster of its own under target/peers) behind Debian's HAProxy,
+# round robin, the session's requests spread over all three. Then the crash check: `kill
+# -9` of the gateway in the middle of a run, and `mcp-warden audit verify` of every log.
 #
-# Installs what it needs by package name into target/peers (Debian: wrk, curl; npm:
+# Installs what it needs by package name into target/peers (Debian: wrk, curl,
+# postgresql, haproxy; npm:
 # server-everything, supergateway; PyPI: mcp-contextforge-gateway, on a Python 3.12 venv
 # with generated local-only secrets). Not run by CI.
 #
@@ -22,9 +25,10 @@ CONTEXTFORGE_VERSION=1.1.0
 say() { printf '[peers] %s\n' "$*" >&2; }
 
 install() {
-  if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
-    say "installing wrk and curl (Debian)"
-    apt-get update -qq && apt-get install -y -qq wrk curl >/dev/null
+  if ! command -v wrk >/dev/null || ! command -v curl >/dev/null || ! command -v haproxy >/dev/null ||
+     ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing wrk, curl, postgresql and haproxy (Debian)"
+    apt-get update -qq && apt-get install -y -qq wrk curl postgresql haproxy >/dev/null
   fi
   mkdir -p "$WORK/npm" "$WORK/cf"
   if [ ! -f "$WORK/npm/node_modules/supergateway/package.json" ] ||
@@ -82,7 +86,7 @@ stop_all() {
   for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
   PIDS=()
 }
-trap stop_all EXIT
+trap 'stop_all; stop_replicas' EXIT
 
 # warden_config NAME PORT STATE_DIR: mcp-warden in front of server-everything over stdio,
 # its embedded-default durability (the audit log fsynced under STATE_DIR).
@@ -107,6 +111,43 @@ id = "everything"
 command = "node"
 args = ["$EV", "stdio"]
 TOML
+}
+
+# as_postgres COMMAND...: PostgreSQL's programs refuse to run as root.
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# replicas PORT_PG PORT_LB PORT...: a PostgreSQL cluster on PORT_PG, one mcp-warden
+# replica on each PORT (the same config but its name: the store, the session key), and
+# HAProxy on PORT_LB in front of them.
+replicas() {
+  local pg=$1 lb=$2; shift 2
+  local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  rm -rf "$WORK/pg" && mkdir -p "$WORK/pg"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK/pg"
+  as_postgres "$pgbin/initdb" -D "$WORK/pg/data" -U postgres --auth=trust >/dev/null
+  as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w start \
+    -o "-p $pg -k $WORK/pg -c listen_addresses=127.0.0.1" >/dev/null
+  psql -q -h 127.0.0.1 -p "$pg" -U postgres -c 'CREATE DATABASE warden' >/dev/null
+  local key; key=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  local n=0 servers=""
+  for port in "$@"; do
+    n=$((n + 1))
+    warden_config "replica$n" "$port" "$WORK/replica$n"
+    sed -i "s|^\[gateway\]|[gateway]\nreplica = \"gw-$n\"|" "$WORK/replica$n.toml"
+    printf '\n[store]\nurl = "postgres://postgres@127.0.0.1:%s/warden"\nsession_key = "%s"\n' "$pg" "$key" >>"$WORK/replica$n.toml"
+    rm -rf "$WORK/replica$n" && mkdir -p "$WORK/replica$n"
+    start "mcp-warden-replica$n" "$port" env MCP_WARDEN_LOG=warn "$BIN" serve --transport http --config "$WORK/replica$n.toml"
+    servers="$servers  server gw$n 127.0.0.1:$port check inter 200ms fall 1 rise 1\n"
+  done
+  printf 'global\n  maxconn 512\n\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  retries 2\n  option redispatch\n\nfrontend mcp\n  bind 127.0.0.1:%s\n  default_backend gateways\n\nbackend gateways\n  balance roundrobin\n  option httpchk GET /healthz\n  http-check expect status 200\n%b' "$lb" "$servers" >"$WORK/haproxy.cfg"
+  start haproxy "$lb" haproxy -db -f "$WORK/haproxy.cfg"
+}
+
+stop_replicas() {
+  local pgbin; pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  as_postgres "$pgbin/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 # session URL: open an MCP session, print its id (empty for a server without sessions).
@@ -156,6 +197,7 @@ main() {
     --stdio "node $EV stdio" --outputTransport streamableHttp --stateful --port $((BASE + 3)) --logLevel none
   start mcp-warden $((BASE + 4)) env MCP_WARDEN_LOG=warn "$BIN" serve --transport http --config "$WORK/durable.toml"
   start mcp-warden-tmpfs $((BASE + 5)) env MCP_WARDEN_LOG=warn "$BIN" serve --transport http --config "$WORK/tmpfs.toml"
+  replicas $((BASE + 10)) $((BASE + 9)) $((BASE + 6)) $((BASE + 7)) $((BASE + 8))
 
   for c in 1 8; do
     cell direct-to-server-everything $((BASE + 1)) echo $c
@@ -164,6 +206,7 @@ main() {
     cell mcp-warden $((BASE + 4)) everything_echo $c
     cell mcp-warden-2026-07-28 $((BASE + 4)) everything_echo $c modern
     cell mcp-warden-audit-on-tmpfs $((BASE + 5)) everything_echo $c
+    cell mcp-warden-3-replicas-haproxy $((BASE + 9)) everything_echo $c
   done
   report
   crash_check
@@ -174,7 +217,7 @@ report() {
   echo "tools/call echo over Streamable HTTP, keep-alive, one MCP session, ${SECS}s per cell, $(date -u +%F), $(nproc) cores"
   printf '| %-40s | %9s | %8s | %8s | %9s | %8s | %8s |\n' target "c=1 /s" p50 p99 "c=8 /s" p50 p99
   printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" ----------- ---------- ---------- ----------- ---------- ----------
-  for t in direct-to-server-everything contextforge-translate supergateway-stateful mcp-warden mcp-warden-2026-07-28 mcp-warden-audit-on-tmpfs; do
+  for t in direct-to-server-everything contextforge-translate supergateway-stateful mcp-warden mcp-warden-2026-07-28 mcp-warden-audit-on-tmpfs mcp-warden-3-replicas-haproxy; do
     local one eight
     one=$(awk -v t="$t" '$1 == t && $2 == 1' "$WORK/results.txt")
     eight=$(awk -v t="$t" '$1 == t && $2 == 8' "$WORK/results.txt")
@@ -182,6 +225,7 @@ report() {
     [ "$t" = mcp-warden ] && label="mcp-warden (durable audit, policy)"
     [ "$t" = mcp-warden-2026-07-28 ] && label="mcp-warden, 2026-07-28 requests"
     [ "$t" = mcp-warden-audit-on-tmpfs ] && label="mcp-warden (audit log on tmpfs)"
+    [ "$t" = mcp-warden-3-replicas-haproxy ] && label="3 mcp-warden replicas, PostgreSQL, HAProxy"
     printf '| %-40s | %9.0f | %8s | %8s | %9.0f | %8s | %8s |\n' "$label" \
       "$(awk '{print $3}' <<<"$one")" "$(awk '{print $4}' <<<"$one")" "$(awk '{print $5}' <<<"$one")" \
       "$(awk '{print $3}' <<<"$eight")" "$(awk '{print $4}' <<<"$eight")" "$(awk '{print $5}' <<<"$eight")"
@@ -216,6 +260,7 @@ crash_check() {
   stop_all
   echo "after a restart on that log and one more run: $("$BIN" audit verify "$WORK/durable/audit.jsonl" 2>&1 | tail -1)"
   echo "tmpfs log: $("$BIN" audit verify /dev/shm/mcp-warden-peers/audit.jsonl 2>&1 | tail -1)"
+  echo "replicas' logs: $(mkdir -p "$WORK/replica-logs" && cp "$WORK"/replica*/audit-gw-*.jsonl "$WORK/replica-logs/" && "$BIN" audit verify "$WORK/replica-logs" 2>&1 | tail -1)"
 }
 
 main
