@@ -38,12 +38,40 @@ const CONCURRENT_CALLS: usize = 8_000;
 /// Rounds each path is measured in, taking turns with the others.
 const ROUNDS: usize = 5;
 
-type Client = Arc<RunningService<RoleClient, ()>>;
+/// A client of one target, and the target's process (whose CPU time is read).
+#[derive(Clone)]
+struct Client {
+    service: Arc<RunningService<RoleClient, ()>>,
+    pid: u32,
+}
+
+impl std::ops::Deref for Client {
+    type Target = RunningService<RoleClient, ()>;
+    fn deref(&self) -> &Self::Target {
+        &self.service
+    }
+}
+
+/// The CPU time (user and system, all its threads) process `pid` has used so far.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf only reads a constant of the system.
+    #[allow(unsafe_code)]
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+}
 
 struct Figures {
     p50: Duration,
     p99: Duration,
     calls_per_sec: f64,
+    /// The target process's own CPU time per call in the concurrent phase.
+    cpu_per_call: Duration,
 }
 
 async fn spawn(args: &[&str], dir: &Path) -> Client {
@@ -60,7 +88,11 @@ async fn spawn_with(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> Client 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    Arc::new(().serve(transport).await.unwrap())
+    let pid = transport.id().unwrap_or(0);
+    Client {
+        service: Arc::new(().serve(transport).await.unwrap()),
+        pid,
+    }
 }
 
 async fn call(client: &Client, name: &str, with_intent: bool) {
@@ -85,6 +117,7 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
         latencies.push(start.elapsed());
     }
     latencies.sort();
+    let cpu = cpu_of(client.pid);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENT_TASKS)
         .map(|_| {
@@ -100,10 +133,12 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
         t.await.unwrap();
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_of(client.pid).saturating_sub(cpu);
     Figures {
         p50: latencies[SEQUENTIAL / 2],
         p99: latencies[SEQUENTIAL * 99 / 100],
         calls_per_sec: CONCURRENT_CALLS as f64 / elapsed.as_secs_f64(),
+        cpu_per_call: cpu / CONCURRENT_CALLS as u32,
     }
 }
 
@@ -111,10 +146,13 @@ async fn measure(client: &Client, name: &'static str, with_intent: bool) -> Figu
 fn median(mut rounds: Vec<Figures>) -> Figures {
     let mut rates: Vec<f64> = rounds.iter().map(|f| f.calls_per_sec).collect();
     rates.sort_by(f64::total_cmp);
+    let mut cpu: Vec<Duration> = rounds.iter().map(|f| f.cpu_per_call).collect();
+    cpu.sort();
     rounds.sort_by_key(|f| f.p50);
     let mid = rounds.swap_remove(rounds.len() / 2);
     Figures {
         calls_per_sec: rates[rates.len() / 2],
+        cpu_per_call: cpu[cpu.len() / 2],
         ..mid
     }
 }
@@ -691,6 +729,22 @@ async fn main() {
         "+traces/10: the same, a tenth of the calls (those without a trace context) sampled; p50 {:+.3} ms, calls/s {:+.1} % against gateway",
         (sampled.p50.as_secs_f64() - g.p50.as_secs_f64()) * 1000.0,
         (sampled.calls_per_sec / g.calls_per_sec - 1.0) * 100.0
+    );
+    // The gateway's own CPU per call: what each option costs it, apart from the receivers
+    // and the client that share the machine with it in this bench.
+    let cpu = |f: &Figures| f.cpu_per_call.as_secs_f64() * 1e6;
+    let share = |f: &Figures| (f.cpu_per_call.as_secs_f64() / g.cpu_per_call.as_secs_f64() - 1.0) * 100.0;
+    println!(
+        "gateway CPU per call (its own process, all threads, median of rounds): gateway {:.1} µs; +export {:.1} µs ({:+.1} %); +flows {:.1} µs ({:+.1} %); +traces {:.1} µs ({:+.1} %); +traces/10 {:.1} µs ({:+.1} %)",
+        cpu(&g),
+        cpu(&x),
+        share(&x),
+        cpu(&f),
+        share(&f),
+        cpu(&t),
+        share(&t),
+        cpu(&sampled),
+        share(&sampled)
     );
     let per_call = metrics_per_call();
     println!(
