@@ -59,7 +59,12 @@ fn cpu_of(pid: u32) -> Duration {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // SAFETY: sysconf only reads a constant of the system.
     #[allow(unsafe_code)]
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -733,7 +738,8 @@ async fn main() {
     // The gateway's own CPU per call: what each option costs it, apart from the receivers
     // and the client that share the machine with it in this bench.
     let cpu = |f: &Figures| f.cpu_per_call.as_secs_f64() * 1e6;
-    let share = |f: &Figures| (f.cpu_per_call.as_secs_f64() / g.cpu_per_call.as_secs_f64() - 1.0) * 100.0;
+    let share =
+        |f: &Figures| (f.cpu_per_call.as_secs_f64() / g.cpu_per_call.as_secs_f64() - 1.0) * 100.0;
     println!(
         "gateway CPU per call (its own process, all threads, median of rounds): gateway {:.1} µs; +export {:.1} µs ({:+.1} %); +flows {:.1} µs ({:+.1} %); +traces {:.1} µs ({:+.1} %); +traces/10 {:.1} µs ({:+.1} %)",
         cpu(&g),
