@@ -41,11 +41,27 @@ fn fixed64(buf: &mut Vec<u8>, field: u32, value: u64) {
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
-/// A nested message, written by `write` into `scratch` and then copied after its length.
+/// A nested message, written by `write` in place; its length (known only then) is put
+/// in front of it, moving its bytes once instead of building it in a buffer of its own.
 fn message(buf: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    write(&mut inner);
-    bytes(buf, field, &inner);
+    key(buf, field, LEN);
+    let start = buf.len();
+    write(buf);
+    let mut len = [0u8; 10];
+    let mut at = 0;
+    let mut v = (buf.len() - start) as u64;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if let Some(b) = len.get_mut(at) {
+            *b = if v > 0 { byte | 0x80 } else { byte };
+        }
+        at += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.splice(start..start, len.iter().take(at).copied());
 }
 
 /// A `KeyValue` with a string or an integer value, as field `field`.
