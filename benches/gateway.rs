@@ -52,23 +52,19 @@ impl std::ops::Deref for Client {
     }
 }
 
-/// The CPU time (user and system, all its threads) process `pid` has used so far.
+/// The CPU time process `pid`'s threads have used so far, to the nanosecond: the sum of
+/// the scheduler's own count over its threads (`/proc/PID/task/*/schedstat`). Its threads
+/// (the runtime's, the audit writer's) live through a measurement.
 fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
         .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // SAFETY: sysconf only reads a constant of the system.
-    #[allow(unsafe_code)]
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+    let running: u64 = tasks
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t.join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(running)
 }
 
 struct Figures {
