@@ -35,8 +35,10 @@ const EXE: &str = env!("CARGO_BIN_EXE_mcp-warden");
 const SEQUENTIAL: usize = 2_000;
 const CONCURRENT_TASKS: usize = 8;
 const CONCURRENT_CALLS: usize = 8_000;
-/// Rounds each path is measured in, taking turns with the others.
-const ROUNDS: usize = 5;
+/// Rounds: as many as there are paths, so that, taking turns, each path is measured once
+/// in every position of a round (with fewer, one path is never measured right after
+/// another, and the order's drift favours some).
+const ROUNDS: usize = 6;
 
 /// A client of one target, and the target's process (whose CPU time is read).
 #[derive(Clone)]
