@@ -151,6 +151,8 @@ struct RawIdentity {
 pub struct Config {
     /// The file it came from (`<embedded defaults>` for the built-in one).
     pub source: PathBuf,
+    /// What it holds that works but deserves a look (`check` and the start report them).
+    pub warnings: Vec<Problem>,
     /// The directory relative paths are taken from.
     pub base: PathBuf,
     pub boot: Boot,
@@ -337,10 +339,11 @@ impl Config {
             )])
         })?;
         let mut problems = Vec::new();
-        let config = check(raw, text, file, base, &mut problems);
+        let mut config = check(raw, text, file, base, &mut problems);
         if problems.iter().any(Problem::is_error) {
             return Err(ConfigError::Invalid(problems));
         }
+        config.warnings = problems;
         Ok(config)
     }
 
@@ -497,6 +500,7 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let (approval_boot, approval) = approval;
     Config {
         source: file.to_path_buf(),
+        warnings: Vec::new(),
         base: base.to_path_buf(),
         boot: Boot {
             watch: raw.gateway.watch,

@@ -131,6 +131,8 @@ pub async fn load_rules(
 ) -> Result<(Manifests, Policy, Vec<Problem>), Vec<Problem>> {
     let (files, (model, rules)) = read_inputs(config)?;
     let (manifests, mut problems) = Manifests::parse(&files);
+    // The config's own warnings, reported with the rest.
+    problems.splice(0..0, config.warnings.iter().cloned());
     let policy = Policy::load(
         (&config.live.policy_model, &model),
         (&config.live.policy, &rules),

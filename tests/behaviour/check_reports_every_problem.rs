@@ -144,6 +144,35 @@ fn approvers_who_can_approve_nothing_or_cannot_sign_in_are_warned_about() {
 }
 
 #[test]
+fn a_shared_store_without_a_session_key_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        config_extra: "[store]\nurl = \"postgres://warden@127.0.0.1:1/warden\"\n".into(),
+        ..Setup::default()
+    };
+    let config = write_setup(dir.path(), &setup);
+    let (ok, out) = run(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert!(ok, "a warning does not fail the check: {out}");
+    assert!(
+        out.contains("warning: ") && out.contains("`[store] session_key` is not"),
+        "{out}"
+    );
+    // With a key, nothing to say about the store.
+    let key = "ab".repeat(32);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "/warden\"\n",
+            &format!("/warden\"\nsession_key = \"{key}\"\n"),
+        ),
+    )
+    .unwrap();
+    let (ok, out) = run(&["check", "--offline", "--config", config.to_str().unwrap()]);
+    assert!(ok && !out.contains("session_key"), "{out}");
+}
+
+#[test]
 fn issuer_keys_that_cannot_be_read_are_reported_and_stop_serve() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-jwks.json");
