@@ -283,6 +283,17 @@ async fn a_session_is_served_by_every_replica_and_a_parked_call_is_approved_on_a
     drop(c);
     let said = verify_all(fleet.logs.path());
     assert!(said.contains("all 3 logs intact"), "{said}");
+    // Each replica says which it is, and its generation.
+    for (i, r) in fleet.replicas.iter().enumerate() {
+        let ready: Value = reqwest::get(format!("{}/readyz", r.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["replica"], json!(format!("gw-{}", i + 1)), "{ready}");
+        assert_eq!(ready["generation"], 1, "{ready}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

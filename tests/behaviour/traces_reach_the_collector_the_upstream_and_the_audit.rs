@@ -593,7 +593,12 @@ async fn a_receiver_that_fails_costs_no_call_and_its_spans_are_counted_as_failed
         .route(
             "/v1/traces",
             axum::routing::post(|Extract(refused): Extract<Arc<Mutex<usize>>>| async move {
-                *refused.lock().unwrap() += 1;
+                // Overloaded until the test says otherwise (`usize::MAX`).
+                let mut seen = refused.lock().unwrap();
+                if *seen == usize::MAX {
+                    return (axum::http::StatusCode::OK, "");
+                }
+                *seen += 1;
                 (
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "collector overloaded",
@@ -630,4 +635,23 @@ async fn a_receiver_that_fails_costs_no_call_and_its_spans_are_counted_as_failed
         .filter(|l| l.contains("spans are not exported") && l.contains("503"))
         .count();
     assert_eq!(warned, 1, "{:?}", stderr.lock().unwrap());
+
+    // The receiver recovers: spans are exported again, and the operator is told so.
+    *refused.lock().unwrap() = usize::MAX;
+    echo_calls(&endpoint, 2).await;
+    for _ in 0..200 {
+        page = metrics_of(&admin).await;
+        if common::metric(&page, exported) == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(common::metric(&page, exported), Some(2.0), "{page}");
+    let back = stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("spans reach the OTLP receiver again"))
+        .count();
+    assert_eq!(back, 1, "{:?}", stderr.lock().unwrap());
 }
