@@ -75,6 +75,7 @@ trait Engine: Send + Sync {
     fn insert_grant(&self, row: GrantRow) -> Done<'_, ()>;
     /// Every grant, newest first.
     fn grants(&self) -> Done<'_, Vec<GrantRow>>;
+    fn grant(&self, id: String) -> Done<'_, Option<GrantRow>>;
     /// Apply `rule` to grant `id` (its status and who revoked it), in one transaction.
     fn update_grant(&self, id: String, rule: Rule<GrantRow>) -> Done<'_, Option<GrantRow>>;
 }
@@ -228,6 +229,11 @@ impl Store {
     }
 
     /// Every grant, newest first.
+    /// Grant `id`, read by its key (a call a grant allows asks this of a shared store).
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
+        self.engine.grant(id.to_string()).await
+    }
+
     pub async fn grants(&self) -> Result<Vec<GrantRow>, StoreError> {
         self.engine.grants().await
     }

@@ -90,7 +90,7 @@ impl Grants {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        Ok(self.list().await?.into_iter().find(|g| g.id == id))
+        self.store.grant(id).await?.map(from_row).transpose()
     }
 
     /// Every grant, newest first.

@@ -428,6 +428,10 @@ impl super::Engine for Postgres {
         Box::pin(self.write(async move |tx| rows::insert_grant(tx, &row).await))
     }
 
+    fn grant(&self, id: String) -> Done<'_, Option<GrantRow>> {
+        Box::pin(self.run(async move |c| rows::grant(c, &id).await))
+    }
+
     fn grants(&self) -> Done<'_, Vec<GrantRow>> {
         Box::pin(self.run(async move |c| rows::grants(c).await))
     }

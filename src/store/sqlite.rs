@@ -270,6 +270,10 @@ impl super::Engine for Sqlite {
         Box::pin(self.write(move |tx| grants::insert(tx, &row)))
     }
 
+    fn grant(&self, id: String) -> Done<'_, Option<GrantRow>> {
+        Box::pin(self.read(move |tx| grants::one(tx, &id)))
+    }
+
     fn grants(&self) -> Done<'_, Vec<GrantRow>> {
         Box::pin(self.read(grants::list))
     }

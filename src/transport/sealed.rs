@@ -77,6 +77,10 @@ impl SealedSessions {
 
     fn keep(&self, id: &str, params: InitializeRequestParams) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        // A session seen lately is already there: nothing to copy on every request.
+        if known.get(id).is_some_and(|(_, at)| at.elapsed() < KEPT / 2) {
+            return;
+        }
         if known.len() > 1024 {
             known.retain(|_, (_, at)| at.elapsed() < KEPT);
         }

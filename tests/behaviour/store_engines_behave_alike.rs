@@ -322,6 +322,12 @@ async fn grants_are_kept_listed_and_revoked_once(engine: Engine) {
             .unwrap()
             .is_none()
     );
+    assert_eq!(
+        stores[0].grant("g1").await.unwrap(),
+        Some(g1),
+        "one grant, by its id"
+    );
+    assert_eq!(stores[1].grant("nope").await.unwrap(), None);
 }
 
 #[tokio::test]

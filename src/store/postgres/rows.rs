@@ -214,6 +214,20 @@ pub(super) async fn insert_grant(tx: &Transaction<'_>, g: &GrantRow) -> Result<(
     Ok(())
 }
 
+pub(super) async fn grant(
+    c: &impl GenericClient,
+    id: &str,
+) -> Result<Option<GrantRow>, StoreError> {
+    let found = c
+        .query_opt(
+            &format!("SELECT {GRANT} FROM mcp_warden_grants WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(failed)?;
+    Ok(found.as_ref().map(grant_of))
+}
+
 pub(super) async fn grants(c: &impl GenericClient) -> Result<Vec<GrantRow>, StoreError> {
     let rows = c
         .query(

@@ -17,6 +17,11 @@ pub(super) fn insert(tx: &Transaction<'_>, g: &GrantRow) -> Result<(), StoreErro
     Ok(())
 }
 
+pub(super) fn one(tx: &Transaction<'_>, id: &str) -> Result<Option<GrantRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = ?1");
+    Ok(tx.query_row(&sql, params![id], row).optional()?)
+}
+
 pub(super) fn list(tx: &Transaction<'_>) -> Result<Vec<GrantRow>, StoreError> {
     let mut stmt = tx.prepare(&format!(
         "SELECT {COLUMNS} FROM grants ORDER BY created DESC"
