@@ -86,24 +86,9 @@ async fn a_call_parked_on_one_replica_runs_once_when_approved_on_the_other() {
     let [(a, _), (b, admin_b)] = replicas(&url).await;
     let waiting = common::spawn_call(&a, "demo_issue_refund", refund());
     // The request, as replica b sees it.
-    let mut id = None;
-    for _ in 0..100 {
-        let listed: Value = reqwest::Client::new()
-            .get(format!("{admin_b}/approvals"))
-            .bearer_auth(CAROL)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        id = listed["requests"][0]["id"].as_str().map(String::from);
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let id = id.expect("replica b lists the request parked on a");
+    let id = common::first_listed(&admin_b, CAROL)
+        .await
+        .expect("replica b lists the request parked on a");
     let decided = Instant::now();
     let (status, body) = post(&format!("{admin_b}/approvals/{id}/approve"), json!({})).await;
     assert_eq!(status, 200, "{body}");

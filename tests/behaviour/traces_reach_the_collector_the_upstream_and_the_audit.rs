@@ -399,24 +399,9 @@ async fn a_call_that_waits_for_an_approver_shows_the_wait_as_its_approval_event(
     );
     let waiting = tokio::spawn(async move { client.peer().call_tool(params).await });
     let http = reqwest::Client::new();
-    let mut id = None;
-    for _ in 0..200 {
-        let listed: serde_json::Value = http
-            .get(format!("{admin}/approvals"))
-            .bearer_auth(CAROL)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        id = listed["requests"][0]["id"].as_str().map(String::from);
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let id = id.expect("the call waits for an approval");
+    let id = common::first_listed(&admin, CAROL)
+        .await
+        .expect("the call waits for an approval");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let approved = http
         .post(format!("{admin}/approvals/{id}/approve"))

@@ -650,6 +650,27 @@ pub fn shipped_manifests(dir: &Path, roots: &[(&str, &Path)]) -> PathBuf {
     out
 }
 
+/// The id of the first request waiting for approval that the admin API at `admin` lists to
+/// the approver holding `token`, once there is one (polled for up to 5 s).
+pub async fn first_listed(admin: &str, token: &str) -> Option<String> {
+    for _ in 0..200 {
+        let listed: Value = reqwest::Client::new()
+            .get(format!("{admin}/approvals"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        if let Some(id) = listed["requests"][0]["id"].as_str() {
+            return Some(id.to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    None
+}
+
 /// The value of `series` (its name and labels as the Prometheus text format writes them)
 /// on a `/metrics` page.
 pub fn metric(page: &str, series: &str) -> Option<f64> {
