@@ -32,6 +32,8 @@ const HEADER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const HEADER_PARENT: &str = "b7ad6b7169203331";
 
 type Spans = Arc<Mutex<Vec<(String, Span)>>>;
+/// Header names and values a collector saw.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// An OTLP/HTTP collector on a free port: its base URL and what it received (each span
 /// with its resource's `service.name`).
@@ -639,4 +641,69 @@ async fn a_receiver_that_fails_costs_no_call_and_its_spans_are_counted_as_failed
         .filter(|l| l.contains("spans reach the OTLP receiver again"))
         .count();
     assert_eq!(back, 1, "{:?}", stderr.lock().unwrap());
+}
+
+#[tokio::test]
+async fn the_otlp_headers_reach_the_collector_and_a_setting_it_cannot_honour_is_named() {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |Extract(seen): Extract<Seen>, headers: axum::http::HeaderMap| async move {
+                    let mut seen = seen.lock().unwrap();
+                    for name in ["authorization", "x-team"] {
+                        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                            seen.push((name.to_string(), v.to_string()));
+                        }
+                    }
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let (mut gateway, endpoint, _, _) = exporting(
+        dir.path(),
+        &otlp,
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20otlp-secret,x-team=ops",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-team=traces"),
+        ],
+    )
+    .await;
+    echo_calls(&endpoint, 1).await;
+    common::sigterm(gateway.id().unwrap());
+    gateway.wait().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&("authorization".into(), "Bearer otlp-secret".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("x-team".into(), "traces".into())),
+        "the traces' own wins: {seen:?}"
+    );
+
+    // A sampler it does not have: said at start, by name; calls go on, nothing exported.
+    let dir = tempfile::tempdir().unwrap();
+    let (_gateway, endpoint, _, stderr) = exporting(
+        dir.path(),
+        &otlp,
+        &[("OTEL_TRACES_SAMPLER", "jaeger_remote")],
+    )
+    .await;
+    echo_calls(&endpoint, 1).await;
+    let said = stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains("spans are not exported")
+            && said.contains("OTEL_TRACES_SAMPLER `jaeger_remote`"),
+        "{said}"
+    );
 }
