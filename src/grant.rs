@@ -131,16 +131,9 @@ pub struct GrantBook {
 }
 
 impl GrantBook {
-    /// Put `grants` in force instead; whether that changed which grants are.
-    pub fn replace(&self, grants: Vec<Grant>) -> bool {
-        match self.active.write() {
-            Ok(mut active) => {
-                let ids = |g: &[Grant]| g.iter().map(|g| g.id.clone()).collect::<Vec<_>>();
-                let changed = ids(&active) != ids(&grants);
-                *active = grants;
-                changed
-            }
-            Err(_) => false,
+    pub fn replace(&self, grants: Vec<Grant>) {
+        if let Ok(mut active) = self.active.write() {
+            *active = grants;
         }
     }
 

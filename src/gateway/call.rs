@@ -335,15 +335,16 @@ async fn admit(
 }
 
 /// With a store other replicas share, a call that policy did not simply allow is decided
-/// again when the grants read from the store now differ from those it was decided with
-/// (a grant given on another replica a moment ago).
+/// again with the grants read from the store now (a grant given on another replica a moment
+/// ago). Always again, not only when this read changed the book: the notification of that
+/// grant may have changed it between the decision and this read.
 async fn granted_elsewhere(
     state: &State,
     now: &Snapshot,
     decided: Result<Permitted, Box<Refused>>,
 ) -> Result<Permitted, Box<Refused>> {
     match decided {
-        Err(r) if state.grants.shared() && matches!(state.grants.refresh().await, Ok(true)) => {
+        Err(r) if state.grants.shared() && state.grants.refresh().await.is_ok() => {
             now.policy.authorize(r.call, None)
         }
         other => other,

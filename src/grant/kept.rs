@@ -42,7 +42,7 @@ impl Grants {
     /// Store a new, active grant; it takes effect at once.
     pub async fn insert(&self, grant: &Grant) -> Result<(), StoreError> {
         self.store.insert_grant(to_row(grant)).await?;
-        self.refresh().await.map(drop)
+        self.refresh().await
     }
 
     /// Revoke an active grant; `None` when there is no active grant `id`.
@@ -122,15 +122,16 @@ impl Grants {
     }
 
     /// Read the active grants into the book again (after a change here, or another
-    /// replica's); whether the set changed.
-    pub async fn refresh(&self) -> Result<bool, StoreError> {
+    /// replica's).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
         let active: Vec<Grant> = self
             .list()
             .await?
             .into_iter()
             .filter(|g| g.status == GrantStatus::Active)
             .collect();
-        Ok(self.book.replace(active))
+        self.book.replace(active);
+        Ok(())
     }
 
     /// Whether the store is shared with other replicas (their grants change under us).
