@@ -35,10 +35,11 @@ const EXE: &str = env!("CARGO_BIN_EXE_mcp-warden");
 const SEQUENTIAL: usize = 2_000;
 const CONCURRENT_TASKS: usize = 8;
 const CONCURRENT_CALLS: usize = 8_000;
-/// Rounds: as many as there are paths, so that, taking turns, each path is measured once
-/// in every position of a round (with fewer, one path is never measured right after
-/// another, and the order's drift favours some).
-const ROUNDS: usize = 6;
+/// Rounds: a multiple of the number of paths, so that, taking turns, each path is measured
+/// equally often in every position of a round (with fewer, one path is never measured right
+/// after another, and the order's drift favours some); twice over, because one round's
+/// figures vary by more than the options cost.
+const ROUNDS: usize = 12;
 
 /// A client of one target, and the target's process (whose CPU time is read).
 #[derive(Clone)]
@@ -665,6 +666,18 @@ async fn main() {
             rounds[i].push(measure(client, tool, intent).await);
         }
     }
+    // Each option against the gateway measured in the same round (the machine's state
+    // shared), the median of those ratios: steadier than a ratio of two medians.
+    let paired = |option: usize, of: fn(&Figures) -> f64| {
+        let mut ratios: Vec<f64> = (0..ROUNDS)
+            .map(|r| (of(&rounds[option][r]) / of(&rounds[1][r]) - 1.0) * 100.0)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        (ratios[ROUNDS / 2 - 1] + ratios[ROUNDS / 2]) / 2.0
+    };
+    let rate = |f: &Figures| f.calls_per_sec;
+    let cpu_of = |f: &Figures| f.cpu_per_call.as_secs_f64();
+    let pairs = [2, 3, 4, 5].map(|i| (paired(i, rate), paired(i, cpu_of)));
     let [d, g, x, f, t, sampled] = rounds.map(median);
     let expected = ROUNDS * 2 * (200 + SEQUENTIAL + CONCURRENT_CALLS);
     let audit = audit_path(dir.path(), "gateway");
@@ -749,6 +762,11 @@ async fn main() {
         share(&t),
         cpu(&sampled),
         share(&sampled)
+    );
+    let [px, pf, pt, ps] = pairs;
+    println!(
+        "paired with the gateway in each round (median of {ROUNDS} rounds), calls/s and gateway CPU per call: +export {:+.1} % / {:+.1} %; +flows {:+.1} % / {:+.1} %; +traces {:+.1} % / {:+.1} %; +traces/10 {:+.1} % / {:+.1} %",
+        px.0, px.1, pf.0, pf.1, pt.0, pt.1, ps.0, ps.1
     );
     let per_call = metrics_per_call();
     println!(

@@ -63,6 +63,9 @@ pub struct ToolRef {
     pub intent_injected: bool,
     /// The definition clients are shown: namespaced name, intent property added.
     pub listing: Value,
+    /// The same, parsed once (listed on every `tools/list`, and read on every 2026-07-28
+    /// call to check its `Mcp-Name`/`Mcp-Param-*` headers); `None` if it does not parse.
+    pub definition: Option<rmcp::model::Tool>,
     /// The live definition's pin.
     pub live_pin: String,
 }
@@ -261,6 +264,7 @@ fn catalog_tool(
         egress: entry.is_none_or(|e| e.egress),
         manifest_file,
         intent_injected,
+        definition: serde_json::from_value(listing.clone()).ok(),
         listing,
         live_pin,
     }

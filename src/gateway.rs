@@ -181,7 +181,7 @@ impl Gateway {
                 let decision = now.policy.decide(caller, &object_of(t), t.tier);
                 decision.effect == Effect::Allow || decision.effect.waits()
             })
-            .filter_map(|t| serde_json::from_value(t.listing.clone()).ok())
+            .filter_map(|t| t.definition.clone())
             .collect()
     }
 }
@@ -238,8 +238,7 @@ impl ServerHandler for Gateway {
     /// body (the call itself is decided as every call is).
     fn get_tool(&self, name: &str) -> Option<Tool> {
         let now = self.state.current();
-        let tool = now.catalog.resolve(name).ok()?;
-        serde_json::from_value(tool.listing.clone()).ok()
+        now.catalog.resolve(name).ok()?.definition.clone()
     }
 
     /// `tasks/get` on a task one of this caller's calls became.

@@ -159,6 +159,13 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
         })),
         config,
     );
+    // One copy of rmcp's service behind an `Arc`: axum clones the service it routes to for
+    // every request (once per middleware layer), and rmcp's clone copies its configuration.
+    let service = Arc::new(service);
+    let service = axum::routing::any(move |request: axum::extract::Request| {
+        let service = service.clone();
+        async move { service.handle(request).await }
+    });
     let mcp = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(
