@@ -16,7 +16,7 @@ use crate::manifest::{Tier, valid_label};
 use crate::problem::{Problem, line_of, toml_error_line, toml_error_message};
 
 /// A label a session acquired, and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acquired {
     pub label: String,
     /// The tool whose result carried it (`server/tool`).
@@ -25,8 +25,9 @@ pub struct Acquired {
     pub at: String,
 }
 
-/// What a session has done so far, as decisions see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a session has done so far, as decisions see it (and, with replicas, as the
+/// state database keeps it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     /// Labels held, one record each.
     pub acquired: Vec<Acquired>,
@@ -245,6 +246,24 @@ impl Flows {
 
     pub fn rules(&self) -> &[FlowRule] {
         &self.rules
+    }
+
+    /// Whether any rule or budget could apply to a call to `tool`, whatever its session
+    /// has done (when none could, the session's record is not needed to decide it).
+    pub fn could_hit(&self, tool: &ToolRef) -> bool {
+        let object = crate::policy::object_of(tool);
+        let rules = self.rules.iter().any(|rule| {
+            let targets = match &rule.target {
+                Target::Egress => tool.egress,
+                Target::Tools(pattern) => crate::grant::matches(pattern, &object),
+            };
+            targets && rule.tier.is_none_or(|t| t == tool.tier)
+        });
+        let budgets = self.budgets.iter().any(|b| match b.counted {
+            Counted::ActCalls => tool.tier == Tier::Act,
+            Counted::Upstreams | Counted::Labels => true,
+        });
+        rules || budgets
     }
 
     /// The strictest rule a call to `tool` meets, given what its session has done.

@@ -305,6 +305,12 @@ impl Policy {
         !self.flows.is_empty()
     }
 
+    /// Whether a flow rule or budget could apply to a call to `tool` (see
+    /// [`Flows::could_hit`](crate::flows::Flows::could_hit)).
+    pub fn flows_could_apply(&self, tool: &ToolRef) -> bool {
+        self.flows.could_hit(tool)
+    }
+
     /// What an `act` call that policy simply allows needs (`[approval] act`).
     pub fn with_act_default(mut self, act: ActDefault) -> Self {
         self.act_default = act;

@@ -1,5 +1,5 @@
-//! Shared state that outlives the process: approval requests with their verdicts, and
-//! grants. One interface ([`Store`]) over two engines: SQLite under `state_dir` (the
+//! Shared state that outlives the process: approval requests with their verdicts,
+//! grants, rate-limit buckets, and what sessions have done (for flow rules). One interface ([`Store`]) over two engines: SQLite under `state_dir` (the
 //! zero-configuration default, one gateway) and PostgreSQL (`[store] url`, shared by
 //! replicas). Each engine numbers its schema migrations and applies them at open; each
 //! gives an atomic [`update`](Store::update_request) (read a row, let a rule change it,
@@ -40,6 +40,10 @@ pub enum StoreError {
     },
     #[error("the state database's worker stopped: {0}")]
     Worker(String),
+    #[error(
+        "the state database holds a record this mcp-warden cannot read ({0}): was it written by a newer version?"
+    )]
+    Unreadable(String),
 }
 
 /// What an engine's operations return.
@@ -78,6 +82,24 @@ trait Engine: Send + Sync {
     fn grant(&self, id: String) -> Done<'_, Option<GrantRow>>;
     /// Apply `rule` to grant `id` (its status and who revoked it), in one transaction.
     fn update_grant(&self, id: String, rule: Rule<GrantRow>) -> Done<'_, Option<GrantRow>>;
+    /// The documents kept under `keys` that have not expired at `now`, in no order.
+    fn memories(&self, keys: Vec<String>, now: u64) -> Done<'_, Vec<String>>;
+    /// Apply `rule` to the document under `key` (empty when there is none, or it has
+    /// expired at `now`) and keep what it made until `expires`, in one transaction that
+    /// holds the row; rows expired at `now` are dropped on the way. Watchers are not told:
+    /// nobody waits on these.
+    fn update_memory(
+        &self,
+        key: String,
+        now: u64,
+        expires: u64,
+        rule: Rule<String>,
+    ) -> Done<'_, ()>;
+    /// Keep a tool's pinned `definition` under its `pin` (a pin names one definition, so
+    /// a pin kept already is left as it is).
+    fn keep_pin(&self, pin: String, definition: String) -> Done<'_, ()>;
+    /// The definition kept under `pin`.
+    fn pin(&self, pin: String) -> Done<'_, Option<String>>;
 }
 
 /// The state database, whichever engine holds it.
@@ -249,6 +271,47 @@ impl Store {
         let (rule, out) = keeping(rule);
         let row = self.engine.update_grant(id.to_string(), rule).await?;
         Ok(row.and_then(|row| Some((row, taken(&out)?))))
+    }
+}
+
+impl Store {
+    /// The documents kept under `keys` (what sessions and tasks have done, see `session`)
+    /// that have not expired.
+    pub async fn memories(&self, keys: &[&str]) -> Result<Vec<String>, StoreError> {
+        let keys = keys.iter().map(|k| k.to_string()).collect();
+        self.engine.memories(keys, crate::clock::now_ms()).await
+    }
+
+    /// Let `rule` change the document under `key` (empty when there is none, or it has
+    /// expired) and keep it for `keep` from now, in one transaction that holds the row:
+    /// two replicas changing one document both see each other's change.
+    pub async fn update_memory(
+        &self,
+        key: &str,
+        keep: std::time::Duration,
+        rule: impl FnOnce(&mut String) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+        let expires = now.saturating_add(keep);
+        let rule: Rule<String> = Box::new(rule);
+        self.engine
+            .update_memory(key.to_string(), now, expires, rule)
+            .await
+    }
+}
+
+impl Store {
+    /// Keep a tool's pinned `definition` (JSON) under its `pin`, for every replica to name
+    /// what changed when the tool drifts from it.
+    pub async fn keep_pin(&self, pin: &str, definition: String) -> Result<(), StoreError> {
+        self.engine.keep_pin(pin.to_string(), definition).await
+    }
+
+    /// The definition kept under `pin` (JSON, to be checked against the pin by whoever
+    /// believes it).
+    pub async fn pin(&self, pin: &str) -> Result<Option<String>, StoreError> {
+        self.engine.pin(pin.to_string()).await
     }
 }
 

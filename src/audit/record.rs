@@ -80,6 +80,8 @@ pub enum Outcome {
     Result { is_error: bool, digest: String },
     /// The upstream did not answer: unavailable, timed out, or the caller cancelled.
     Unknown { reason: String },
+    /// The tool ran and returned a result the caller was not given, and why.
+    Withheld { digest: String, reason: String },
 }
 
 /// One audit record, tagged by `kind`.
@@ -301,7 +303,8 @@ pub struct AttemptRecord {
 pub struct OutcomeRecord {
     #[serde(flatten)]
     pub permit: Permit,
-    /// `ok`, `error` (the tool failed) or `unknown` (no answer).
+    /// `ok`, `error` (the tool failed), `unknown` (no answer) or `withheld` (not given to
+    /// the caller).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_digest: Option<String>,
@@ -492,6 +495,9 @@ pub fn outcome(p: &Permitted, outcome: &Outcome, latency: Duration) -> AuditReco
             (word, Some(digest.clone()), None)
         }
         Outcome::Unknown { reason } => ("unknown", None, Some(reason.clone())),
+        Outcome::Withheld { digest, reason } => {
+            ("withheld", Some(digest.clone()), Some(reason.clone()))
+        }
     };
     AuditRecord::Outcome(Box::new(OutcomeRecord {
         permit: Permit::from(p),

@@ -2,10 +2,13 @@
 //! one file per pin, so a quarantined tool's refusal can name the fields that changed.
 //! Only what the pin covers is kept, and a file is believed only if it still digests to
 //! its pin. It decides nothing: a missing file just means the changed fields are unknown.
+//! With replicas on a shared state database, what one replica kept is also kept there, and
+//! a replica that meets a drifted tool whose pinned definition it never saw itself (it
+//! started after the drift) fetches it from there, believed on the same terms.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 
@@ -17,6 +20,9 @@ pub struct PinStore {
     dir: PathBuf,
     /// Pins already on disk (saves a write per refresh).
     known: Mutex<HashSet<String>>,
+    /// Pins kept here and not yet in a shared state database (none is collected without
+    /// one).
+    unshared: Option<Mutex<Vec<(String, Value)>>>,
 }
 
 impl PinStore {
@@ -24,6 +30,65 @@ impl PinStore {
         Self {
             dir: state_dir.join("pins"),
             known: Mutex::new(HashSet::new()),
+            unshared: None,
+        }
+    }
+
+    /// The same, for a gateway whose replicas share what they keep (see [`share`]).
+    ///
+    /// [`share`]: PinStore::share
+    pub fn shared(state_dir: &Path) -> Self {
+        Self {
+            unshared: Some(Mutex::default()),
+            ..Self::new(state_dir)
+        }
+    }
+
+    /// Put what was kept here since the last time into `store`. A failure is logged and
+    /// tried again next time.
+    pub async fn share(&self, store: &crate::store::Store) {
+        let Some(unshared) = &self.unshared else {
+            return;
+        };
+        let taken = std::mem::take(&mut *unshared.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut left = Vec::new();
+        for (pin, part) in taken {
+            if let Err(e) = store.keep_pin(&pin, part.to_string()).await {
+                tracing::warn!(%pin, error = %e, "cannot keep a pinned tool definition in the state database; trying again at the next refresh");
+                left.push((pin, part));
+            }
+        }
+        unshared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(left);
+    }
+
+    /// Fetch the definition kept under `pin` from `store` when there is none here (a
+    /// replica that never saw it), believed only if it digests to its pin.
+    pub async fn fetch(&self, store: &crate::store::Store, pin: &str) {
+        if self.recall(pin).is_some() {
+            return;
+        }
+        let Some(path) = self.file_of(pin) else {
+            return;
+        };
+        let kept = match store.pin(pin).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(%pin, error = %e, "cannot read a pinned tool definition from the state database");
+                return;
+            }
+        };
+        let Some(definition) = kept.and_then(|t| serde_json::from_str::<Value>(&t).ok()) else {
+            return;
+        };
+        if digest::tool_pin(&definition) != pin {
+            tracing::warn!(%pin, "the state database's definition for this pin does not digest to it; it is not used");
+            return;
+        }
+        if let Err(e) = write(&path, &definition) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep a pinned tool definition");
         }
     }
 
@@ -41,6 +106,12 @@ impl PinStore {
         if let Err(e) = write(&path, &part) {
             tracing::warn!(path = %path.display(), error = %e, "cannot keep a pinned tool definition");
             return;
+        }
+        if let Some(unshared) = &self.unshared {
+            unshared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((pin.clone(), part));
         }
         if let Ok(mut known) = self.known.lock() {
             known.insert(pin);

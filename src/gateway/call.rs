@@ -152,9 +152,29 @@ pub(super) async fn finish(
     // result the caller received.
     let got = matches!(&result, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
     let task = task_key(&call.caller);
-    state
+    // Shared with the other replicas while flow rules or budgets read it.
+    let store = Some(&*state.store).filter(|_| state.current().policy.has_flows());
+    let (session, tool) = (&call.caller.session, &call.tool);
+    let recorded = state
         .sessions
-        .record(&call.caller.session, task.as_deref(), &call.tool, got);
+        .record(store, session, task.as_deref(), tool, got)
+        .await;
+    // Data whose labels the other replicas could not learn of is not handed over: a
+    // replica that does not know the session holds them would let it send them out.
+    let withheld = match recorded {
+        Ok(()) => None,
+        Err(e) if got && !tool.labels.is_empty() => Some(format!(
+            "the result was withheld: that this session read `{}` data could not be recorded in the state database ({e}), so the other replicas would not know it; try again shortly",
+            tool.labels.join("`, `")
+        )),
+        Err(e) => {
+            tracing::warn!(
+                "what session {session} did (a call to `{}`) is not in the state database ({e}): another replica serving it will not see it",
+                tool.name
+            );
+            None
+        }
+    };
     let counted = |outcome| {
         state.metrics.call(
             labels(Some(&call.tool), outcome, ""),
@@ -184,12 +204,16 @@ pub(super) async fn finish(
         }),
         Err(e) => Err(e),
     };
-    let outcome = match &result {
-        Ok(r) => Outcome::Result {
+    let outcome = match (&result, &withheld) {
+        (Ok(r), Some(reason)) => Outcome::Withheld {
+            digest: digest::canonical(&serde_json::to_value(r).unwrap_or_default()),
+            reason: reason.clone(),
+        },
+        (Ok(r), None) => Outcome::Result {
             is_error: r.is_error == Some(true),
             digest: digest::canonical(&serde_json::to_value(r).unwrap_or_default()),
         },
-        Err(e) => Outcome::Unknown {
+        (Err(e), _) => Outcome::Unknown {
             reason: e.to_string(),
         },
     };
@@ -202,6 +226,10 @@ pub(super) async fn finish(
     call.span.event("audit.outcome", None);
     if let Err(e) = written {
         tracing::error!(call = %call.id, error = %e, "the outcome of a forwarded call could not be audited");
+    }
+    if let Some(reason) = withheld {
+        tracing::warn!(call = %call.id, "{reason}");
+        return reply(&call.id, CallError::Denied(reason)).map(Into::into);
     }
     result
         .or_else(|e| reply(&call.id, CallError::Upstream(e)))
@@ -288,10 +316,18 @@ async fn admit(
         trace: facts.trace.clone(),
         span: facts.span.clone(),
         arrived: facts.arrived,
-        held: match now.policy.has_flows() {
-            true => state
-                .sessions
-                .held(&facts.caller.session, task_key(facts.caller).as_deref()),
+        held: match now.policy.flows_could_apply(tool) {
+            true => {
+                let (session, task) = (&facts.caller.session, task_key(facts.caller));
+                let held = state
+                    .sessions
+                    .held_everywhere(&state.store, session, task.as_deref());
+                held.await.map_err(|e| {
+                    CallError::Denied(format!(
+                        "what this session has done could not be read ({e}), so the flow rules cannot be checked; the call was not made: try again shortly"
+                    ))
+                })?
+            }
             false => Arc::default(),
         },
     };

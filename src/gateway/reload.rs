@@ -131,7 +131,7 @@ impl State {
             .map_err(|e| vec![Problem::error(&config.source, None, e)])?;
         let mut catalog = Catalog::default();
         for (id, live) in self.live_tools() {
-            if let Some(tools) = self.catalogue(&config, &manifests, &id, &live) {
+            if let Some(tools) = self.catalogue(&config, &manifests, &id, &live).await {
                 catalog = catalog.with_server(&id, tools);
             }
         }

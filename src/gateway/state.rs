@@ -242,7 +242,10 @@ impl State {
         );
         let metrics = crate::telemetry::Metrics::new(audit.metrics(), upstreams.metrics());
         let state = Arc::new(Self {
-            pins: PinStore::new(&config.boot.state_dir),
+            pins: match store.shared() {
+                true => PinStore::shared(&config.boot.state_dir),
+                false => PinStore::new(&config.boot.state_dir),
+            },
             current: RwLock::new(Arc::new(Snapshot {
                 config: Arc::new(config),
                 manifests: Arc::new(manifests),
@@ -375,7 +378,7 @@ impl State {
         }
         let swapping = self.swapping.lock().await;
         let now = self.current();
-        let Some(tools) = self.catalogue(&now.config, &now.manifests, id, &live) else {
+        let Some(tools) = self.catalogue(&now.config, &now.manifests, id, &live).await else {
             return false;
         };
         let catalog = Arc::new(now.catalog.with_server(id, tools));
@@ -393,7 +396,7 @@ impl State {
 
     /// One upstream's catalog entries from its live tools, under `config` and `manifests`
     /// (`None` for an upstream the config does not name).
-    pub(super) fn catalogue(
+    pub(super) async fn catalogue(
         &self,
         config: &Config,
         manifests: &Manifests,
@@ -401,6 +404,19 @@ impl State {
         live: &[Value],
     ) -> Option<Vec<Arc<catalog::ToolRef>>> {
         let upstream = config.upstream(id)?;
+        // A tool that drifted from its pin: the pinned definition, from another replica
+        // when this one never saw it.
+        if self.store.shared() {
+            for definition in live {
+                let name = definition.get("name").and_then(Value::as_str);
+                let entry = name.and_then(|n| manifests.entry(id, n));
+                if let Some(pinned) = entry.and_then(|e| e.pin.as_deref())
+                    && crate::digest::tool_pin(definition) != pinned
+                {
+                    self.pins.fetch(&self.store, pinned).await;
+                }
+            }
+        }
         let (tools, warnings) = catalog::build_server(
             upstream,
             live,
@@ -408,6 +424,7 @@ impl State {
             &config.live.intent_field,
             &self.pins,
         );
+        self.pins.share(&self.store).await;
         for w in warnings {
             tracing::warn!(server = %id, "{w}");
         }

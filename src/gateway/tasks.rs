@@ -225,7 +225,13 @@ pub async fn get(
                         ..
                     }
                 ) {
-                    state.sessions.acquired(&kept.call);
+                    let store = Some(&*state.store).filter(|_| state.current().policy.has_flows());
+                    if let Err(e) = state.sessions.acquired(store, &kept.call).await {
+                        tracing::warn!(
+                            "the labels task {} brought its session are not in the state database ({e}): another replica serving it will not see them",
+                            kept.call.id
+                        );
+                    }
                 }
                 end(state, &kept, outcome).await;
             }

@@ -64,6 +64,18 @@ CREATE TABLE mcp_warden_buckets (
     PRIMARY KEY (rule, identity)
 );
 ",
+    "
+CREATE TABLE mcp_warden_memories (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    expires BIGINT NOT NULL
+);
+CREATE INDEX mcp_warden_memories_expires ON mcp_warden_memories (expires);
+CREATE TABLE mcp_warden_pins (
+    pin TEXT PRIMARY KEY,
+    definition TEXT NOT NULL
+);
+",
 ];
 
 /// The channel every write notifies and every replica listens on.
@@ -76,6 +88,8 @@ const IDLE: usize = 8;
 const PATIENCE: Duration = Duration::from_secs(5);
 /// How often waiting calls look again while notifications are down.
 const POLL: Duration = Duration::from_secs(1);
+/// How often a replica drops expired memories.
+const SWEEP: Duration = Duration::from_secs(60);
 
 type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -84,6 +98,8 @@ pub(super) struct Postgres {
     pool: Arc<Pool>,
     changes: watch::Sender<u64>,
     shown: String,
+    /// When this replica last dropped expired memories.
+    swept: Mutex<Option<std::time::Instant>>,
     /// Stops the listening task when the store goes.
     _listening: DropGuard,
 }
@@ -217,6 +233,7 @@ impl Postgres {
             pool,
             changes,
             shown,
+            swept: Mutex::default(),
             _listening: stop.drop_guard(),
         })
     }
@@ -438,5 +455,61 @@ impl super::Engine for Postgres {
 
     fn update_grant(&self, id: String, rule: Rule<GrantRow>) -> Done<'_, Option<GrantRow>> {
         Box::pin(self.write(async move |tx| rows::update_grant(tx, &id, rule).await))
+    }
+
+    fn memories(&self, keys: Vec<String>, now: u64) -> Done<'_, Vec<String>> {
+        Box::pin(self.run(async move |c| rows::memories(c, &keys, now).await))
+    }
+
+    fn update_memory(
+        &self,
+        key: String,
+        now: u64,
+        expires: u64,
+        rule: Rule<String>,
+    ) -> Done<'_, ()> {
+        // Expired rows are dropped at most once a minute, in a statement of its own (in
+        // the row's transaction it could wait on a replica that waits on this one).
+        let sweep = {
+            let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = swept.is_none_or(|at| at.elapsed() >= SWEEP);
+            if due {
+                *swept = Some(std::time::Instant::now());
+            }
+            due
+        };
+        Box::pin(self.run(async move |c| {
+            if sweep {
+                rows::sweep_memories(c, now).await?;
+            }
+            let tx = c.transaction().await.map_err(failed)?;
+            rows::update_memory(&tx, &key, now, expires, rule).await?;
+            tx.commit().await.map_err(failed)
+        }))
+    }
+
+    fn keep_pin(&self, pin: String, definition: String) -> Done<'_, ()> {
+        Box::pin(self.run(async move |c| {
+            c.execute(
+                "INSERT INTO mcp_warden_pins (pin, definition) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&pin, &definition],
+            )
+            .await
+            .map_err(failed)?;
+            Ok(())
+        }))
+    }
+
+    fn pin(&self, pin: String) -> Done<'_, Option<String>> {
+        Box::pin(self.run(async move |c| {
+            let row = c
+                .query_opt(
+                    "SELECT definition FROM mcp_warden_pins WHERE pin = $1",
+                    &[&pin],
+                )
+                .await
+                .map_err(failed)?;
+            Ok(row.map(|r| r.get(0)))
+        }))
     }
 }

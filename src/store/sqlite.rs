@@ -6,6 +6,7 @@
 mod approvals;
 mod buckets;
 mod grants;
+mod memories;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -65,6 +66,18 @@ CREATE TABLE buckets (
     tokens REAL NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (rule, identity)
+);
+",
+    "
+CREATE TABLE memories (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX memories_expires ON memories (expires);
+CREATE TABLE pins (
+    pin TEXT PRIMARY KEY,
+    definition TEXT NOT NULL
 );
 ",
 ];
@@ -280,6 +293,46 @@ impl super::Engine for Sqlite {
 
     fn update_grant(&self, id: String, rule: Rule<GrantRow>) -> Done<'_, Option<GrantRow>> {
         Box::pin(self.write(move |tx| grants::update(tx, &id, rule)))
+    }
+
+    fn memories(&self, keys: Vec<String>, now: u64) -> Done<'_, Vec<String>> {
+        Box::pin(self.read(move |tx| memories::read(tx, &keys, now)))
+    }
+
+    fn update_memory(
+        &self,
+        key: String,
+        now: u64,
+        expires: u64,
+        rule: Rule<String>,
+    ) -> Done<'_, ()> {
+        Box::pin(self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            memories::update(&tx, &key, now, expires, rule)?;
+            Ok(tx.commit()?)
+        }))
+    }
+
+    fn keep_pin(&self, pin: String, definition: String) -> Done<'_, ()> {
+        Box::pin(self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO pins (pin, definition) VALUES (?1, ?2) ON CONFLICT (pin) DO NOTHING",
+                [pin, definition],
+            )?;
+            Ok(())
+        }))
+    }
+
+    fn pin(&self, pin: String) -> Done<'_, Option<String>> {
+        Box::pin(self.run(move |conn| {
+            use rusqlite::OptionalExtension;
+            let found = conn
+                .query_row("SELECT definition FROM pins WHERE pin = ?1", [pin], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(found)
+        }))
     }
 }
 

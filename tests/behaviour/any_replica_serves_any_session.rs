@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use common::Setup;
+use common::{Setup, post_mcp as post};
 use serde_json::{Value, json};
 
 const KEY: &str = "6d63702d77617264656e2073657373696f6e206b657920666f72207465737473";
@@ -18,38 +18,6 @@ fn with_key(key: &str) -> Setup {
         config_extra: format!("[store]\nsession_key = \"{key}\"\n"),
         ..Setup::default()
     }
-}
-
-/// POST `body` to `url` in session `session`: the status, the session id it gives, and
-/// the JSON-RPC answer (from a JSON or an event-stream body).
-async fn post(url: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
-    if let Some(s) = session {
-        request = request.header("mcp-session-id", s);
-    }
-    let response = request.body(body.to_string()).send().await.unwrap();
-    let status = response.status().as_u16();
-    let id = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    let answer = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .chain(std::iter::once(text.trim()))
-        .find_map(|d| {
-            serde_json::from_str::<Value>(d)
-                .ok()
-                .filter(|v| v.get("jsonrpc").is_some())
-        })
-        .unwrap_or(Value::Null);
-    (status, id, answer)
 }
 
 fn call(id: u64, text: &str) -> Value {

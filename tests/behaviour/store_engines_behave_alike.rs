@@ -58,6 +58,7 @@ on_both_engines!(
     an_approval_is_used_once_however_many_replicas_race_for_it,
     grants_are_kept_listed_and_revoked_once,
     a_rate_limit_bucket_gives_each_token_once_across_replicas,
+    memories_are_changed_by_every_replica_and_forgotten_when_they_expire,
 );
 
 fn request(id: &str, binding: &str, created: u64, expires: u64) -> RequestRow {
@@ -430,5 +431,74 @@ async fn a_rate_limit_bucket_gives_each_token_once_across_replicas(engine: Engin
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// What sessions have done (a document a key): sixteen changes from two replicas at once
+/// all land (each sees the others'); a read gives the documents of the keys asked that
+/// have not expired; an expired document reads as none and is changed from empty; a
+/// change does not wake watchers (nobody waits on memories).
+async fn memories_are_changed_by_every_replica_and_forgotten_when_they_expire(engine: Engine) {
+    let stores = Arc::new([engine.open().await, engine.open().await]);
+    let watch = stores[0].watch();
+    let mut racers = Vec::new();
+    for n in 0..16 {
+        let stores = stores.clone();
+        racers.push(tokio::spawn(async move {
+            stores[n % 2]
+                .update_memory("http:s1", Duration::from_secs(600), move |doc| {
+                    doc.push_str(&format!("[{n}]"));
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for r in racers {
+        r.await.unwrap();
+    }
+    let docs = stores[1].memories(&["http:s1", "http:none"]).await.unwrap();
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    for n in 0..16 {
+        assert!(
+            docs[0].contains(&format!("[{n}]")),
+            "change {n} kept: {docs:?}"
+        );
+    }
+    assert!(!watch.has_changed().unwrap(), "watchers are not woken");
+
+    // Kept for a moment only: then it reads as none, and a change starts from empty.
+    stores[0]
+        .update_memory("task:t1", Duration::from_millis(300), |doc| {
+            doc.push_str("old")
+        })
+        .await
+        .unwrap();
+    let both = stores[1].memories(&["http:s1", "task:t1"]).await.unwrap();
+    assert_eq!(both.len(), 2, "{both:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        stores[1]
+            .memories(&["http:s1", "task:t1"])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    stores[1]
+        .update_memory("task:t1", Duration::from_secs(60), |doc| {
+            assert!(
+                doc.is_empty(),
+                "an expired document is not handed on: {doc}"
+            );
+            doc.push_str("new");
+        })
+        .await
+        .unwrap();
+    assert!(
+        stores[0]
+            .memories(&["task:t1"])
+            .await
+            .unwrap()
+            .contains(&"new".to_string())
     );
 }

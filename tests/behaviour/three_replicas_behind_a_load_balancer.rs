@@ -4,7 +4,10 @@
 //! sends each request (their ids are sealed under the shared `session_key`). An act call
 //! parked on one replica is approved through another's admin API and runs once; a grant
 //! given on one replica holds on all, and its revocation too; every replica keeps its
-//! own audit chain, which `audit verify` checks as a directory.
+//! own audit chain, which `audit verify` checks as a directory. A call parked on a replica
+//! that is then killed stays pending; once approved, the client's identical retry runs it
+//! once on another replica. With the database stopped under load, read calls go on and a
+//! call that needs it is refused and never forwarded; once it is back, such calls work again.
 
 use crate::common;
 
@@ -93,13 +96,18 @@ fn balancer_config(port: u16, servers: &[String]) -> String {
 }
 
 impl Fleet {
+    /// Three replicas on a new database of the tests' shared cluster.
     pub async fn start() -> Self {
-        let store = common::postgres::database();
+        Self::on(&common::postgres::database()).await
+    }
+
+    /// Three replicas on the database `store`.
+    pub async fn on(store: &str) -> Self {
         let logs = tempfile::tempdir().unwrap();
         let mut replicas = Vec::new();
         let mut servers = Vec::new();
         for i in 1..=3 {
-            let (r, endpoint) = replica(&format!("gw-{i}"), &store, logs.path()).await;
+            let (r, endpoint) = replica(&format!("gw-{i}"), store, logs.path()).await;
             let host = endpoint
                 .trim_start_matches("http://")
                 .trim_end_matches("/mcp")
@@ -509,6 +517,213 @@ async fn kill_9_of_a_replica_under_load_loses_no_attempt_record_and_no_chain() {
         again <= retried,
         "a call runs twice only when its answer was lost and it was retried ({again} > {retried})"
     );
+    let said = verify_all(fleet.logs.path());
+    assert!(said.contains("all 3 logs intact"), "{said}");
+}
+
+/// How many times `tool` ran on each replica's upstream.
+fn ran(fleet: &Fleet, tool: &str) -> Vec<usize> {
+    (0..3)
+        .map(|i| {
+            fleet
+                .upstream_calls(i)
+                .iter()
+                .filter(|c| c["tool"] == tool)
+                .count()
+        })
+        .collect()
+}
+
+/// The replica whose log holds an approval request, once one does.
+async fn parked_on(fleet: &Fleet) -> usize {
+    for _ in 0..400 {
+        let found = (0..3).find(|i| {
+            common::read_lines(&fleet.log(*i))
+                .iter()
+                .any(|r| r["kind"] == "approval" && r["event"] == "requested")
+        });
+        if let Some(i) = found {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no replica parked the call");
+}
+
+/// `call` made through the balancer on a fresh session each time until a replica answers
+/// it (not a transport failure): the answer.
+async fn until_answered(url: &str, call: CallToolRequestParams) -> rmcp::model::CallToolResult {
+    for _ in 0..40 {
+        let opened = ()
+            .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+                url.to_string(),
+            ))
+            .await;
+        if let Ok(c) = opened {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(5), c.peer().call_tool(call.clone()))
+                    .await;
+            if let Ok(Ok(result)) = answered {
+                return result;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_parked_on_a_replica_killed_meanwhile_runs_once_when_retried_after_approval() {
+    let mut fleet = Fleet::start().await;
+    let refund = || {
+        params(
+            "demo_issue_refund",
+            json!({"order_id": "8", "amount_cents": 800, "intent": "refund the late order"}),
+        )
+    };
+    let c = client(&fleet.url).await;
+    let peer = c.peer().clone();
+    let first = tokio::spawn(async move { peer.call_tool(refund()).await });
+    let parked = parked_on(&fleet).await;
+    // The replica holding the call dies; its client gives up on that call (its stream
+    // cannot be resumed elsewhere) and will make it again.
+    fleet.replicas[parked].child.start_kill().unwrap();
+    fleet.replicas[parked].child.wait().await.unwrap();
+    first.abort();
+    drop(c);
+
+    // The request is still pending, and an approver decides on another replica.
+    let other = (parked + 1) % 3;
+    let (status, listed) = admin(
+        reqwest::Method::GET,
+        format!("{}/approvals?status=pending", fleet.replicas[other].admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let id = listed["requests"][0]["id"]
+        .as_str()
+        .expect("the request outlived its replica")
+        .to_string();
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        format!("{}/approvals/{id}/approve", fleet.replicas[other].admin),
+        json!({"comment": "checked"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The client's identical retry lands on a live replica and runs, once.
+    let retried = until_answered(&fleet.url, refund()).await;
+    assert_eq!(common::text(&retried), "refunded 8.00 for order 8");
+    let runs = ran(&fleet, "issue_refund");
+    assert_eq!(runs.iter().sum::<usize>(), 1, "ran once: {runs:?}");
+    assert_eq!(runs[parked], 0, "not on the dead replica");
+    let ran_on = runs.iter().position(|n| *n == 1).unwrap();
+    let attempt = common::read_lines(&fleet.log(ran_on))
+        .into_iter()
+        .find(|r| r["kind"] == "attempt" && r["tool"] == "issue_refund")
+        .expect("the attempt record, in the log of the replica that ran it");
+    assert_eq!(attempt["approval"]["id"], json!(id));
+    // The approval is spent: the same call again waits for a new decision.
+    let again = tokio::time::timeout(
+        Duration::from_millis(800),
+        until_answered(&fleet.url, refund()),
+    )
+    .await;
+    assert!(again.is_err(), "a second run needs a new approval");
+    assert_eq!(ran(&fleet, "issue_refund").iter().sum::<usize>(), 1);
+    let said = verify_all(fleet.logs.path());
+    assert!(said.contains("all 3 logs intact"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_database_stopped_under_load_reads_go_on_and_what_needs_it_is_refused() {
+    const CALLERS: usize = 8;
+    let cluster = common::postgres::Cluster::start();
+    let fleet = Fleet::on(&cluster.database()).await;
+    let url = fleet.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let c = client(&url).await;
+                let mut answered = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let text = format!("c{i}-{answered}");
+                    let r = c
+                        .peer()
+                        .call_tool(params("demo_echo", json!({"text": text})))
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        common::text(&r),
+                        text,
+                        "a read needs nothing from the database"
+                    );
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // An act call needs the database (its approval request): refused, said why, not run.
+    let c = client(&fleet.url).await;
+    let refund = params(
+        "demo_issue_refund",
+        json!({"order_id": "9", "amount_cents": 900, "intent": "refund during the outage"}),
+    );
+    let refused = c.peer().call_tool(refund.clone()).await.unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        common::text(&refused).contains("state database"),
+        "{}",
+        common::text(&refused)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.serve();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = 0;
+    for c in callers {
+        answered += c.await.unwrap();
+    }
+    assert!(answered >= CALLERS, "reads ran throughout: {answered}");
+    assert_eq!(ran(&fleet, "issue_refund"), [0, 0, 0], "never forwarded");
+
+    // Back: the same call parks for an approver again, as it should.
+    let peer = c.peer().clone();
+    let waiting = tokio::spawn(async move { peer.call_tool(refund).await });
+    let parked = parked_on(&fleet).await;
+    let (status, listed) = admin(
+        reqwest::Method::GET,
+        format!("{}/approvals?status=pending", fleet.replicas[parked].admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let id = listed["requests"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        format!(
+            "{}/approvals/{id}/approve",
+            fleet.replicas[(parked + 2) % 3].admin
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let result = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(common::text(&result), "refunded 9.00 for order 9");
+    assert_eq!(ran(&fleet, "issue_refund").iter().sum::<usize>(), 1);
     let said = verify_all(fleet.logs.path());
     assert!(said.contains("all 3 logs intact"), "{said}");
 }

@@ -1,4 +1,4 @@
-//! Requests, verdicts and grants in PostgreSQL: plain functions over a connection or a
+//! Requests, verdicts, grants, buckets and memories in PostgreSQL: plain functions over a connection or a
 //! transaction, which the engine opens.
 
 use tokio_postgres::{GenericClient, Row, Transaction};
@@ -321,4 +321,66 @@ pub(super) async fn take_tokens(
         .map_err(failed)?;
     }
     Ok(None)
+}
+
+/// The documents under `keys` that have not expired at `now`.
+pub(super) async fn memories(
+    c: &impl GenericClient,
+    keys: &[String],
+    now: u64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT doc FROM mcp_warden_memories WHERE key = ANY($1) AND expires > $2",
+            &[&keys, &to_sql(now)],
+        )
+        .await
+        .map_err(failed)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub(super) async fn sweep_memories(c: &impl GenericClient, now: u64) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM mcp_warden_memories WHERE expires <= $1",
+        &[&to_sql(now)],
+    )
+    .await
+    .map_err(failed)?;
+    Ok(())
+}
+
+/// Apply `rule` to the document under `key` (empty when absent or expired), the row held
+/// (made first when absent, so that two replicas making it both wait on one row).
+pub(super) async fn update_memory(
+    tx: &Transaction<'_>,
+    key: &str,
+    now: u64,
+    expires: u64,
+    rule: Rule<String>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO mcp_warden_memories (key, doc, expires) VALUES ($1, '', 0) ON CONFLICT DO NOTHING",
+        &[&key],
+    )
+    .await
+    .map_err(failed)?;
+    let kept = tx
+        .query_one(
+            "SELECT doc, expires FROM mcp_warden_memories WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )
+        .await
+        .map_err(failed)?;
+    let mut doc: String = match from_sql(kept.get(1)) > now {
+        true => kept.get(0),
+        false => String::new(),
+    };
+    rule(&mut doc);
+    tx.execute(
+        "UPDATE mcp_warden_memories SET doc = $2, expires = $3 WHERE key = $1",
+        &[&key, &doc, &to_sql(expires)],
+    )
+    .await
+    .map_err(failed)?;
+    Ok(())
 }

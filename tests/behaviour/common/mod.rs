@@ -428,6 +428,42 @@ pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String, Arc<Stat
     (dir, serve_http(state.clone()).await, state)
 }
 
+/// POST `body` to `url` as a 2025-11-25 client, in session `session`: the status, the
+/// session id it gives, and the JSON-RPC answer (from a JSON or an event-stream body).
+pub async fn post_mcp(
+    url: &str,
+    session: Option<&str>,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(s) = session {
+        request = request.header("mcp-session-id", s);
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let answer = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .chain(std::iter::once(text.trim()))
+        .find_map(|d| {
+            serde_json::from_str::<Value>(d)
+                .ok()
+                .filter(|v| v.get("jsonrpc").is_some())
+        })
+        .unwrap_or(Value::Null);
+    (status, id, answer)
+}
+
 /// Serve `state` over Streamable HTTP on a free loopback port until the test ends; its
 /// `/mcp` URL.
 pub async fn serve_http(state: Arc<State>) -> String {
