@@ -28,7 +28,9 @@ use crate::approval;
 use crate::policy::{Access, Permitted, PermittedAccess, RefusedAccess};
 pub use record::{AuditRecord, Outcome, Refusal, Stage, redacted};
 pub use show::describe;
-pub use verify::{Verified, VerifyError, Witnessed, verify, verify_with, verify_witness};
+pub use verify::{
+    Verified, VerifyError, Witnessed, verify, verify_with, verify_witness, verify_witnessed,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {

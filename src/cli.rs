@@ -236,7 +236,9 @@ pub enum AuditCommand {
         #[arg(long)]
         key: Option<String>,
         /// What a witness received: its file, a collector's export of the HEC events (JSON
-        /// lines), or a syslog server's file. The log must hold each line at its place.
+        /// lines), or a syslog server's file; or `store` (the witness table in the
+        /// configuration's `[store] url`) or a `postgres://` URL, which checks each log of a
+        /// directory against its replica's lines. The log must hold each line at its place.
         #[arg(long)]
         witness: Option<PathBuf>,
     },
@@ -316,7 +318,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     key,
                     witness,
                 },
-        } => verify(file, config.as_deref(), key.as_deref(), witness.as_deref()),
+        } => verify(file, config.as_deref(), key.as_deref(), witness.as_deref()).await,
         Command::Audit {
             command: AuditCommand::Key { config },
         } => audit_key(config.as_deref()),
@@ -787,7 +789,47 @@ fn log_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn verify(
+/// What a log is checked against: a witness's file, or its replica's lines in the witness
+/// table of a database.
+enum Against<'a> {
+    File(&'a Path),
+    Database { lines: Vec<u8>, replica: String },
+}
+
+/// The database `--witness` names: `store` (the configuration's `[store] url`) or a
+/// PostgreSQL URL; `None` for a file.
+fn witness_database(
+    witness: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<Option<String>, String> {
+    let Some(named) = witness.map(|w| w.to_string_lossy().into_owned()) else {
+        return Ok(None);
+    };
+    match named.as_str() {
+        "store" => load_config(config)?.boot.store.url.map(Some).ok_or_else(|| {
+            "`--witness store` reads the witness table of `[store] url`, and this configuration has none: give `--config`, or the database's `postgres://` URL".to_string()
+        }),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Some(named))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The replica a log is from: its first record's `replica` (empty for a gateway that is
+/// not one).
+fn replica_of(log: &Path) -> String {
+    let first = std::fs::File::open(log).ok().and_then(|f| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(f), &mut line).ok()?;
+        serde_json::from_str::<serde_json::Value>(&line).ok()
+    });
+    first
+        .and_then(|r| r.get("replica").and_then(|v| v.as_str()).map(String::from))
+        .unwrap_or_default()
+}
+
+async fn verify(
     file: Option<PathBuf>,
     config: Option<&Path>,
     key: Option<&str>,
@@ -798,7 +840,16 @@ fn verify(
         None => load_config(config)?.boot.audit_log,
     };
     let logs = logs_at(&path)?;
-    if logs.len() > 1 && witness.is_some() {
+    let database = witness_database(witness, config)?;
+    let table = match &database {
+        Some(url) => Some(
+            crate::store::WitnessTable::connect(url)
+                .await
+                .map_err(|e| format!("the witness database: {e}"))?,
+        ),
+        None => None,
+    };
+    if logs.len() > 1 && witness.is_some() && table.is_none() {
         return Err(format!(
             "`--witness` checks one log against what its witness received: name the log, not the directory `{}`",
             path.display()
@@ -810,7 +861,19 @@ fn verify(
         .map_err(|e| e.to_string())?;
     let mut failed = Vec::new();
     for log in &logs {
-        match verify_one(log, key.as_ref(), witness) {
+        let against = match (&table, witness) {
+            (Some(table), _) => {
+                let replica = replica_of(log);
+                let lines = table
+                    .lines(&replica)
+                    .await
+                    .map_err(|e| format!("the witness database: {e}"))?;
+                Some(Against::Database { lines, replica })
+            }
+            (None, Some(file)) => Some(Against::File(file)),
+            (None, None) => None,
+        };
+        match verify_one(log, key.as_ref(), against) {
             Ok(()) => {}
             Err(e) => {
                 println!("{e}");
@@ -836,7 +899,7 @@ fn verify(
 fn verify_one(
     path: &Path,
     key: Option<&ed25519_dalek::VerifyingKey>,
-    witness: Option<&Path>,
+    witness: Option<Against<'_>>,
 ) -> Result<(), String> {
     let v = crate::audit::verify_with(path, key).map_err(|e| format!("{}: {e}", path.display()))?;
     println!(
@@ -853,14 +916,23 @@ fn verify_one(
         );
     }
     if let Some(witness) = witness {
-        let proved = crate::audit::verify_witness(path, witness)
-            .map_err(|e| format!("{} against {}: {e}", path.display(), witness.display()))?;
+        let (proved, name) = match &witness {
+            Against::File(file) => (
+                crate::audit::verify_witness(path, file),
+                file.display().to_string(),
+            ),
+            Against::Database { lines, replica } => (
+                crate::audit::verify_witnessed(path, lines),
+                match replica.is_empty() {
+                    true => "the state database".to_string(),
+                    false => format!("the state database (for replica {replica})"),
+                },
+            ),
+        };
+        let proved = proved.map_err(|e| format!("{} against {name}: {e}", path.display()))?;
         println!(
-            "the log holds all {} checkpoints and {} other records {} received, in place: it vouches for the first {} records",
-            proved.checkpoints,
-            proved.records,
-            witness.display(),
-            proved.covered
+            "the log holds all {} checkpoints and {} other records {name} received, in place: it vouches for the first {} records",
+            proved.checkpoints, proved.records, proved.covered
         );
     }
     Ok(())

@@ -495,7 +495,13 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let vars = upstream::env_file_vars(env_file.as_deref(), out);
     let upstreams = upstream::check_upstreams(raw.upstream, &vars, text, file, base, out);
     let store = store::check(raw.store, &vars, text, file, out);
-    let witnesses = witness::witnesses(raw.witness, base, file, out);
+    let witnesses = witness::witnesses(
+        raw.witness,
+        base,
+        file,
+        (store.url.as_deref(), replica.as_deref()),
+        out,
+    );
     let limits = limits::limits(raw.limit, file, out);
     let (approval_boot, approval) = approval;
     Config {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
+pub use postgres::WitnessTable;
 pub use rows::{BucketAsk, GrantRow, RequestRow, VerdictRow};
 
 #[derive(Debug, thiserror::Error)]

@@ -184,13 +184,20 @@ pub struct Witnessed {
 /// deliveries may repeat lines). A log cut or rewritten before the witness's last line
 /// fails, whatever its own chain says. The chain itself is [`verify`]'s to check, first.
 pub fn verify_witness(log: &Path, witness: &Path) -> Result<Witnessed, VerifyError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| VerifyError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
-    };
-    let (log_text, witnessed) = (read(log)?, read(witness)?);
+    let witnessed = std::fs::read(witness).map_err(|e| VerifyError::Read {
+        path: witness.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    verify_witnessed(log, &witnessed)
+}
+
+/// [`verify_witness`] against what the witness received, one line each (a witness kept
+/// in a database, read out).
+pub fn verify_witnessed(log: &Path, witnessed: &[u8]) -> Result<Witnessed, VerifyError> {
+    let log_text = std::fs::read(log).map_err(|e| VerifyError::Read {
+        path: log.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let hashes: Vec<Option<String>> = log_text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())

@@ -2,8 +2,9 @@
 //! record), once durable in the log, is also sent where the log's host should not be able
 //! to rewrite it: appended to a file (a WORM mount, another machine's share), posted to a
 //! collector as Splunk HEC events (Splunk, and OpenSearch or Elastic through their
-//! HEC-compatible endpoints), or sent to a syslog server (see `syslog`), so `verify
-//! --witness` can prove a log that was cut or rewritten even when it agrees with itself.
+//! HEC-compatible endpoints), sent to a syslog server (see `syslog`), or appended to a
+//! table of the replicas' PostgreSQL database, so `verify --witness` can prove a log that
+//! was cut or rewritten even when it agrees with itself.
 //! Delivery never holds up the writer: each sink has a bounded queue and a thread of its
 //! own that retries with backoff, so a dead sink delays no other; what a full queue cannot
 //! take is logged and counted, and every sink's state is in `/healthz`.
@@ -268,6 +269,16 @@ pub fn probe(sink: &WitnessSink) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         WitnessSink::Syslog(config) => syslog::Syslog::new(config)?.probe(),
+        WitnessSink::Store { url, .. } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(crate::store::WitnessTable::connect(url))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -281,6 +292,12 @@ enum Out {
         client: reqwest::Client,
     },
     Syslog(Box<syslog::Syslog>),
+    Store {
+        url: String,
+        replica: String,
+        runtime: Option<tokio::runtime::Runtime>,
+        table: Option<crate::store::WitnessTable>,
+    },
 }
 
 impl Out {
@@ -303,6 +320,15 @@ impl Out {
                 client: reqwest::Client::new(),
             },
             WitnessSink::Syslog(config) => Out::Syslog(Box::new(syslog::Syslog::new(config)?)),
+            WitnessSink::Store { url, replica } => Out::Store {
+                url: url.clone(),
+                replica: replica.clone(),
+                runtime: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok(),
+                table: None,
+            },
         })
     }
 
@@ -325,6 +351,26 @@ impl Out {
                 None => Err("no runtime for HTTP".into()),
             },
             Out::Syslog(syslog) => syslog.deliver(lines),
+            Out::Store {
+                url,
+                replica,
+                runtime,
+                table,
+            } => {
+                let Some(rt) = runtime else {
+                    return Err("no runtime for the state database".into());
+                };
+                rt.block_on(async {
+                    if table.as_ref().is_none_or(|t| t.is_closed()) {
+                        *table = Some(crate::store::WitnessTable::connect(url).await?);
+                    }
+                    match table {
+                        Some(t) => t.append(replica, lines).await,
+                        None => Ok(()),
+                    }
+                })
+                .map_err(|e| e.to_string())
+            }
         }
     }
 }

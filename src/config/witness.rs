@@ -1,7 +1,8 @@
 //! The `[[witness]]` list of `warden.toml`: where the audit log's signed checkpoints (and,
 //! on request, every record) are also sent, so that a log rewritten on its own host can
-//! be proven wrong: a file, a Splunk HEC collector, or a syslog server (RFC 5424 over TCP,
-//! optionally TLS). It does not deliver anything: `audit::witness` does.
+//! be proven wrong: a file, a Splunk HEC collector, a syslog server (RFC 5424 over TCP,
+//! optionally TLS), or the replicas' PostgreSQL state database (`store = true`). It does
+//! not deliver anything: `audit::witness` does.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,8 @@ pub(super) struct RawWitness {
     facility: Option<String>,
     /// `checkpoints` (the default) or `all`: every record, checkpoints included.
     records: Option<String>,
+    /// The state database of `[store] url` (PostgreSQL), in a table of its own.
+    store: Option<bool>,
 }
 
 /// Where signed checkpoints (or every record) are also sent.
@@ -49,6 +52,12 @@ pub enum WitnessSink {
         token: String,
     },
     Syslog(SyslogConfig),
+    /// The PostgreSQL database of `[store] url` (never shown: it may hold a password),
+    /// and the replica whose lines these are (empty for a gateway that is not one).
+    Store {
+        url: String,
+        replica: String,
+    },
 }
 
 /// A syslog server taking RFC 5424 messages over TCP (RFC 6587 octet counting), in TLS
@@ -86,6 +95,7 @@ impl std::fmt::Display for WitnessSink {
                 let scheme = if s.tls.is_some() { "tls" } else { "tcp" };
                 write!(f, "syslog {scheme}://{}:{}", s.host, s.port)
             }
+            WitnessSink::Store { .. } => write!(f, "store (the state database)"),
         }
     }
 }
@@ -114,17 +124,19 @@ const FACILITIES: [(&str, u8); 20] = [
     ("local7", 23),
 ];
 
-/// Each `[[witness]]`: a file, an HEC collector with its token from the environment, or a
-/// syslog server.
+/// Each `[[witness]]`: a file, an HEC collector with its token from the environment, a
+/// syslog server, or the state database (`store`: the URL of `[store]`, and the replica
+/// the lines are from).
 pub(super) fn witnesses(
     raw: Vec<RawWitness>,
     base: &Path,
     file: &Path,
+    store: (Option<&str>, Option<&str>),
     out: &mut Vec<Problem>,
 ) -> Vec<WitnessConfig> {
     let mut found = Vec::new();
     for w in raw {
-        match witness(w, base) {
+        match witness(w, base, store) {
             Ok(config) => found.push(config),
             Err(message) => out.push(Problem::error(file, None, message)),
         }
@@ -132,7 +144,11 @@ pub(super) fn witnesses(
     found
 }
 
-fn witness(w: RawWitness, base: &Path) -> Result<WitnessConfig, String> {
+fn witness(
+    w: RawWitness,
+    base: &Path,
+    (url, replica): (Option<&str>, Option<&str>),
+) -> Result<WitnessConfig, String> {
     let every_record = match w.records.as_deref() {
         None | Some("checkpoints") => false,
         Some("all") => true,
@@ -143,6 +159,24 @@ fn witness(w: RawWitness, base: &Path) -> Result<WitnessConfig, String> {
         }
     };
     let syslog_only = w.ca.is_some() || w.cert.is_some() || w.key.is_some() || w.facility.is_some();
+    let store = w.store == Some(true);
+    if w.store == Some(false) {
+        return Err("`[[witness]] store = false` names no witness: leave the table out, or say `store = true`".into());
+    }
+    let alone = w.file.is_none() && w.hec.is_none() && w.syslog.is_none();
+    if store {
+        return match (alone && w.token_env.is_none() && !syslog_only, url) {
+            (false, _) => Err("`[[witness]] store = true` is a witness of its own: give it no `file`, `hec`, `syslog` or their settings".into()),
+            (true, None) => Err("`[[witness]] store = true` needs `[store] url = \"postgres://…\"`: the replicas' database, on another machine, is the witness (a SQLite file beside the log would not be)".into()),
+            (true, Some(url)) => Ok(WitnessConfig {
+                sink: WitnessSink::Store {
+                    url: url.to_string(),
+                    replica: replica.unwrap_or_default().to_string(),
+                },
+                every_record,
+            }),
+        };
+    }
     let sink = match (w.file, w.hec, w.syslog) {
         (Some(path), None, None) if w.token_env.is_none() && !syslog_only => {
             WitnessSink::File(base.join(path))
@@ -153,7 +187,7 @@ fn witness(w: RawWitness, base: &Path) -> Result<WitnessConfig, String> {
             WitnessSink::Syslog(syslog(&url, tls, w.facility.as_deref(), base)?)
         }
         _ => {
-            return Err("each `[[witness]]` is either `file = \"…\"`, `hec = \"https://…\"` with `token_env`, or `syslog = \"tcp://…\"` / `\"tls://…\"` (with `ca`, `cert`, `key`, `facility`)".into());
+            return Err("each `[[witness]]` is either `file = \"…\"`, `hec = \"https://…\"` with `token_env`, `syslog = \"tcp://…\"` / `\"tls://…\"` (with `ca`, `cert`, `key`, `facility`), or `store = true`".into());
         }
     };
     Ok(WitnessConfig { sink, every_record })
@@ -237,6 +271,13 @@ mod tests {
     use super::*;
 
     fn parse(w: &str) -> Result<Vec<WitnessConfig>, String> {
+        parse_with(w, (None, None))
+    }
+
+    fn parse_with(
+        w: &str,
+        store: (Option<&str>, Option<&str>),
+    ) -> Result<Vec<WitnessConfig>, String> {
         let raw: super::super::RawConfig =
             toml::from_str(&format!("[[witness]]\n{w}\n")).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
@@ -244,12 +285,40 @@ mod tests {
             raw.witness,
             Path::new("/base"),
             Path::new("w.toml"),
+            store,
             &mut problems,
         );
         match problems.first() {
             Some(p) => Err(p.to_string()),
             None => Ok(found),
         }
+    }
+
+    #[test]
+    fn the_state_database_is_a_witness_only_with_a_postgresql_store_and_alone() {
+        let url = "postgres://warden:secret@db:5432/warden";
+        let found =
+            parse_with("store = true\nrecords = \"all\"", (Some(url), Some("gw-1"))).unwrap();
+        assert_eq!(
+            found,
+            [WitnessConfig {
+                sink: WitnessSink::Store {
+                    url: url.into(),
+                    replica: "gw-1".into()
+                },
+                every_record: true
+            }]
+        );
+        assert!(
+            !found[0].sink.to_string().contains("secret"),
+            "never shown with its password"
+        );
+        let err = parse("store = true").unwrap_err();
+        assert!(err.contains("needs `[store] url"), "{err}");
+        let err = parse_with("store = true\nfile = \"w.jsonl\"", (Some(url), None)).unwrap_err();
+        assert!(err.contains("a witness of its own"), "{err}");
+        let err = parse_with("store = false", (Some(url), None)).unwrap_err();
+        assert!(err.contains("names no witness"), "{err}");
     }
 
     #[test]

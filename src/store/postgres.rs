@@ -75,6 +75,12 @@ CREATE TABLE mcp_warden_pins (
     pin TEXT PRIMARY KEY,
     definition TEXT NOT NULL
 );
+CREATE TABLE mcp_warden_witness (
+    seq BIGSERIAL PRIMARY KEY,
+    replica TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX mcp_warden_witness_replica ON mcp_warden_witness (replica, seq);
 ",
 ];
 
@@ -280,6 +286,71 @@ impl Postgres {
 }
 
 /// Bring the schema up to date, one replica at a time.
+/// The audit witness's table (`[[witness]] store = true`): each replica's checkpoints (or
+/// records) appended as its log makes them durable, read back by `audit verify`. One
+/// connection of its own, outside the pool: the witness delivers from a thread of its own.
+pub struct WitnessTable {
+    client: Client,
+}
+
+impl WitnessTable {
+    /// Connect to `url` (the schema is the replicas' to create: a gateway makes it at start).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let (config, _) = settings(url)?;
+        let (client, connection) = config.connect(tls()).await.map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("the witness's database connection ended: {e}");
+            }
+        });
+        Ok(Self { client })
+    }
+
+    /// Whether the connection is gone (make a new one).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Append `lines` (whole records, each with its newline) as `replica`'s, in order.
+    pub async fn append(&self, replica: &str, lines: &[&[u8]]) -> Result<(), StoreError> {
+        let texts: Vec<&str> = lines
+            .iter()
+            .map(|l| std::str::from_utf8(l).map(str::trim_end))
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        tokio::time::timeout(
+            PATIENCE,
+            self.client.execute(
+                "INSERT INTO mcp_warden_witness (replica, line) SELECT $1, l FROM unnest($2::text[]) WITH ORDINALITY AS u (l, n) ORDER BY n",
+                &[&replica, &texts],
+            ),
+        )
+        .await
+        .map_err(|_| StoreError::Postgres(format!("no answer within {} s", PATIENCE.as_secs())))?
+        .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Every line `replica`'s log gave the witness, in the order received, one a line.
+    pub async fn lines(&self, replica: &str) -> Result<Vec<u8>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT line FROM mcp_warden_witness WHERE replica = $1 ORDER BY seq",
+                &[&replica],
+            )
+            .await
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let line: &str = row.get(0);
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+}
+
 async fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

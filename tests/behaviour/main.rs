@@ -85,6 +85,7 @@ mod streamable_http_clients_and_upstreams;
 mod tasks_are_bound_to_the_caller_that_created_them;
 mod tasks_are_in_every_record_and_keep_what_they_read;
 mod the_principal_confirms_their_own_agents_calls;
+mod the_state_database_is_every_replicas_witness;
 mod third_party_servers_through_the_gateway;
 mod three_replicas_behind_a_load_balancer;
 mod tool_definition_drift_is_quarantined;

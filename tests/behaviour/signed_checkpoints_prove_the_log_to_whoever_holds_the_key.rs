@@ -10,8 +10,7 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Harness, text};
-use mcp_warden::digest::sha256;
+use common::{Harness, rechain, text};
 use serde_json::{Map, Value, json};
 
 /// A gateway whose log holds calls and a checkpoint over them (written at its clean
@@ -41,23 +40,6 @@ fn records(path: &Path) -> Vec<Map<String, Value>> {
         .into_iter()
         .map(|r| r.as_object().unwrap().clone())
         .collect()
-}
-
-/// Write `records` as a log whose hash chain is whole again: what someone who can write
-/// the file but does not hold the key can do after any edit.
-fn rechain(path: &Path, records: &[Map<String, Value>]) {
-    let mut prev = format!("sha256:{}", "0".repeat(64));
-    let mut out = String::new();
-    for record in records {
-        let mut fields = record.clone();
-        fields.remove("hash");
-        fields.insert("prev".into(), json!(prev));
-        let body = serde_json::to_string(&fields).unwrap();
-        let hash = sha256(body.as_bytes());
-        out += &format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
-        prev = hash;
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 async fn verify(path: &Path, key: Option<&str>) -> (bool, String) {

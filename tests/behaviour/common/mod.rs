@@ -428,6 +428,23 @@ pub async fn http_gateway(setup: &Setup) -> (tempfile::TempDir, String, Arc<Stat
     (dir, serve_http(state.clone()).await, state)
 }
 
+/// Write `records` as a log whose hash chain is whole again: what someone who can write
+/// the file but does not hold the key can do after any edit.
+pub fn rechain(path: &Path, records: &[Map<String, Value>]) {
+    let mut prev = format!("sha256:{}", "0".repeat(64));
+    let mut out = String::new();
+    for record in records {
+        let mut fields = record.clone();
+        fields.remove("hash");
+        fields.insert("prev".into(), json!(prev));
+        let body = serde_json::to_string(&fields).unwrap();
+        let hash = mcp_warden::digest::sha256(body.as_bytes());
+        out += &format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
+        prev = hash;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
 /// POST `body` to `url` as a 2025-11-25 client, in session `session`: the status, the
 /// session id it gives, and the JSON-RPC answer (from a JSON or an event-stream body).
 pub async fn post_mcp(

@@ -1,0 +1,107 @@
+//! With `[[witness]] store = true`, each replica's signed checkpoints go to a table of the
+//! replicas' PostgreSQL database as its log makes them durable. `audit verify DIR
+//! --witness store` proves each replica's log against the lines that replica gave the
+//! database: intact logs pass, a log cut after its last checkpoint (its chain recomputed,
+//! so it agrees with itself) fails, named, while the other replica's log still passes.
+
+use crate::common;
+
+use common::{EXE, Harness, Setup, rechain};
+use serde_json::{Map, Value, json};
+
+/// A replica named `name` on database `url`, its log in `logs`, witnessed by the database.
+async fn replica(logs: &std::path::Path, url: &str, name: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        config_extra: format!("[store]\nurl = \"{url}\"\n\n[[witness]]\nstore = true\n"),
+        ..Setup::default()
+    };
+    let path = common::write_setup(dir.path(), &setup);
+    let config = std::fs::read_to_string(&path).unwrap().replacen(
+        "audit_log = \"audit.jsonl\"\n",
+        &format!(
+            "audit_log = \"{}\"\nreplica = \"{name}\"\n",
+            logs.join("audit.jsonl").display()
+        ),
+        1,
+    );
+    std::fs::write(&path, config).unwrap();
+    Harness::at(dir, &path).await
+}
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(EXE).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replicas_log_is_proven_against_what_it_gave_the_database() {
+    let url = common::postgres::database();
+    let logs = tempfile::tempdir().unwrap();
+    for name in ["gw-1", "gw-2"] {
+        let h = replica(logs.path(), &url, name).await;
+        for n in 0..3 {
+            let said = format!("{name} note {n}");
+            let echoed = h.call("demo_echo", json!({"text": said})).await.unwrap();
+            assert_eq!(common::text(&echoed), said);
+        }
+        // A clean stop writes the last checkpoint and waits for the witness to take it.
+        h.state.audit.close().await.unwrap();
+        let config = h.dir.path().join("warden.toml");
+        let (ok, probed) = cli(&["check", "--config", config.to_str().unwrap()]);
+        assert!(ok, "check reaches the database witness: {probed}");
+    }
+    let dir = logs.path().to_str().unwrap();
+    let (ok, report) = cli(&["audit", "verify", dir, "--witness", &url]);
+    assert!(ok, "{report}");
+    assert!(report.contains("all 2 logs intact"), "{report}");
+    for name in ["gw-1", "gw-2"] {
+        assert!(
+            report.contains(&format!("the state database (for replica {name}) received")),
+            "{report}"
+        );
+    }
+    assert!(!report.contains("holds all 0 checkpoints"), "{report}");
+
+    // gw-2's log cut from its last checkpoint on, its chain made whole again.
+    let cut = logs.path().join("audit-gw-2.jsonl");
+    let records: Vec<Map<String, Value>> = common::read_lines(&cut)
+        .into_iter()
+        .map(|r| r.as_object().unwrap().clone())
+        .collect();
+    let last = records
+        .iter()
+        .rposition(|r| r["kind"] == "checkpoint")
+        .unwrap();
+    rechain(&cut, &records[..last]);
+    let (ok, alone) = cli(&["audit", "verify", cut.to_str().unwrap()]);
+    assert!(ok, "the cut log agrees with itself: {alone}");
+    let (ok, report) = cli(&["audit", "verify", dir, "--witness", &url]);
+    assert!(!ok, "{report}");
+    assert!(report.contains("the log was cut"), "{report}");
+    assert!(
+        report.contains("1 of 2 logs failed: audit-gw-2.jsonl"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_database_witness_needs_the_store_of_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        config_extra: "[[witness]]\nstore = true\n".into(),
+        ..Setup::default()
+    };
+    let path = common::write_setup(dir.path(), &setup);
+    let (ok, said) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("`[[witness]] store = true` needs `[store] url"),
+        "{said}"
+    );
+}
