@@ -110,8 +110,8 @@ pub struct Call {
     /// redacts it).
     pub intent_redacted: bool,
     /// The caller's trace context (`traceparent`, `tracestate`) and the call's
-    /// `trace_id`, kept in the audit records.
-    pub trace: Map<String, Value>,
+    /// `trace_id`, kept in the audit records (shared with them, not copied into each).
+    pub trace: Arc<Map<String, Value>>,
     /// The request's span (empty when spans are not exported).
     pub span: crate::telemetry::trace::CallSpan,
     /// When the request arrived (for the call's duration in `/metrics`).

@@ -271,8 +271,17 @@ pub struct Permit {
     pub tool: ToolFields,
     #[serde(flatten)]
     pub intent: IntentFields,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub trace: Map<String, Value>,
+    #[serde(skip_serializing_if = "is_empty", serialize_with = "shared")]
+    pub trace: Arc<Map<String, Value>>,
+}
+
+fn is_empty(map: &Arc<Map<String, Value>>) -> bool {
+    map.is_empty()
+}
+
+/// A map shared with the call, written as the map.
+fn shared<S: serde::Serializer>(map: &Arc<Map<String, Value>>, s: S) -> Result<S::Ok, S::Error> {
+    Serialize::serialize(&**map, s)
 }
 
 impl From<&Permitted> for Permit {

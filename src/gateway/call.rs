@@ -104,11 +104,11 @@ pub async fn run(
     );
     let task = task.map(|t| caller.task = t);
     let mut facts = Facts::new(&caller, &request.name);
-    let Traced { span, carried } = traced;
-    facts.trace = carried;
-    if let Some(id) = span.trace_id(&facts.trace) {
-        facts.trace.insert("trace_id".into(), Value::String(id));
+    let Traced { span, mut carried } = traced;
+    if let Some(id) = span.trace_id(&carried) {
+        carried.insert("trace_id".into(), Value::String(id));
     }
+    facts.trace = Arc::new(carried);
     facts.span = span;
     let task = task.and_then(|()| match task_key(&caller) {
         Some(key) if !state.sessions.admits(&key) => Err(
@@ -513,7 +513,7 @@ struct Facts<'a> {
     /// When the request arrived.
     arrived: Instant,
     /// The caller's trace context and the call's trace id (see `telemetry::trace`).
-    trace: Map<String, Value>,
+    trace: Arc<Map<String, Value>>,
     /// The request's span.
     span: CallSpan,
 }
@@ -522,7 +522,7 @@ impl<'a> Facts<'a> {
     fn new(caller: &'a Caller, requested: &'a str) -> Self {
         Self {
             arrived: Instant::now(),
-            trace: Map::new(),
+            trace: Arc::default(),
             span: CallSpan::default(),
             call_id: uuid::Uuid::new_v4().to_string(),
             caller,
