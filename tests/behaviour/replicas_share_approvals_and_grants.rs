@@ -4,7 +4,9 @@
 //! the database stopped, a read call that needs nothing from it still runs, while calls
 //! that need it (a grant, an approval) are refused with an error that says why, audited,
 //! and never reach the upstream; when the database is back, they work again with nothing
-//! restarted. A rate limit counts the calls of every replica together.
+//! restarted. A rate limit counts the calls of every replica together. A request nobody
+//! decides expires (on the real clock, a short timeout) and a later decision on the other
+//! replica changes nothing.
 
 use crate::common;
 use crate::common::postgres::Cluster;
@@ -307,4 +309,60 @@ async fn a_rate_limit_counts_the_calls_of_every_replica_together() {
     assert_eq!(answered, 4, "four calls an hour, not four a replica");
     let forwarded: usize = replicas.iter().map(|h| count(h, "echo")).sum();
     assert_eq!(forwarded, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undecided_request_expires_and_a_late_decision_on_the_other_replica_changes_nothing() {
+    let url = common::postgres::database();
+    let short = || Setup {
+        approval_timeout: "2s".into(),
+        ..setup()
+    };
+    let a = STORE.scope(url.clone(), Harness::with(short())).await;
+    let b = STORE.scope(url.clone(), Harness::with(short())).await;
+    let started = Instant::now();
+    let result = a.call("demo_issue_refund", refund()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("expired after 2s without a decision; the call was not made"),
+        "{}",
+        text(&result)
+    );
+    // The other replica sees it expired, and a decision there is refused.
+    let request = b.state.approvals.list(None).await.unwrap().pop().unwrap();
+    assert_eq!(request.status, mcp_warden::approval::Status::Expired);
+    let late = b
+        .state
+        .decide_approval(&request.id, "user:carol", true, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            late,
+            mcp_warden::approval::ApprovalError::Closed {
+                status: "expired",
+                ..
+            }
+        ),
+        "{late}"
+    );
+    assert_eq!(count(&a, "issue_refund") + count(&b, "issue_refund"), 0);
+    let events: Vec<String> = a
+        .audit()
+        .await
+        .iter()
+        .filter(|r| r["kind"] == "approval")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["requested", "expired"]);
+    let refused: Vec<String> = b
+        .audit()
+        .await
+        .iter()
+        .filter(|r| r["kind"] == "approval")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused, ["refused-decision"]);
 }
