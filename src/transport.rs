@@ -131,7 +131,7 @@ fn router(state: Arc<State>, ct: CancellationToken) -> axum::Router {
     if let Some(http) = &now.config.boot.http {
         origins.extend(http.allowed_origins.iter().cloned());
     }
-    let sealed = Arc::new(sealed::SealedSessions::new(state.session_sealer.clone()));
+    let sealed = sealed::SealedSessions::shared(state.session_sealer.clone(), &state.store);
     let mut config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)

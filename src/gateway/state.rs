@@ -68,7 +68,7 @@ pub struct State {
     pub grants: crate::grant::Grants,
     /// The state store approvals and grants are in (shared by replicas, or this
     /// gateway's own).
-    pub(super) store: Arc<crate::store::Store>,
+    pub(crate) store: Arc<crate::store::Store>,
     /// This gateway among the replicas sharing the store: its `replica` name, else an id
     /// of this process.
     pub origin: String,

@@ -6,7 +6,10 @@
 //! rmcp restore the session from those parameters (the `initialize` handshake replayed);
 //! an id no replica's key opens, or one past its day, is answered 404 so the client opens
 //! a new session. The caller's chain inside it binds the session to its caller (checked by
-//! `auth`).
+//! `auth`). A session its client ends (`DELETE`) is ended on every replica on a shared
+//! store: the ending is announced to the replicas listening, and kept in the database for
+//! the id's lifetime for a replica that did not hear it (checked when a replica meets the
+//! session for the first time).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,9 +55,15 @@ struct Sealed {
 pub struct SealedSessions {
     sealer: Arc<Sealer>,
     known: Mutex<HashMap<String, (InitializeRequestParams, Instant)>>,
-    /// Sessions their clients ended here (`DELETE`), refused until their ids expire.
+    /// Sessions their clients ended (`DELETE`), here or, on a shared store, on another
+    /// replica: refused until their ids expire.
     ended: Mutex<HashMap<String, Instant>>,
+    /// The state database, when replicas share it.
+    store: Option<Arc<crate::store::Store>>,
 }
+
+/// How an ended session is announced to the other replicas: this, then its id.
+const ENDED: &str = "session-ended ";
 
 impl std::fmt::Debug for SealedSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,6 +81,87 @@ impl SealedSessions {
             sealer,
             known: Mutex::default(),
             ended: Mutex::default(),
+            store: None,
+        }
+    }
+
+    /// The same, ending sessions on every replica of `store` when it is shared; hearing
+    /// the others' endings from the task this starts (it stops with the sessions).
+    pub fn shared(sealer: Arc<Sealer>, store: &Arc<crate::store::Store>) -> Arc<Self> {
+        let this = Arc::new(Self {
+            store: Some(store.clone()).filter(|s| s.shared()),
+            ..Self::new(sealer)
+        });
+        if this.store.is_some() {
+            let mut heard = store.announcements();
+            let weak = Arc::downgrade(&this);
+            tokio::spawn(async move {
+                loop {
+                    let message = match heard.recv().await {
+                        Ok(m) => m,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    };
+                    let Some(sessions) = weak.upgrade() else {
+                        return;
+                    };
+                    if let Some(id) = message.strip_prefix(ENDED) {
+                        sessions.end_here(id);
+                    }
+                }
+            });
+        }
+        this
+    }
+
+    /// Refuse session `id` here from now on.
+    fn end_here(&self, id: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        if ended.len() > 10_000 {
+            ended.retain(|_, at| at.elapsed() < LIFETIME);
+        }
+        ended.insert(id.to_string(), Instant::now());
+    }
+
+    /// Session `id` was ended by its client here: end it on every replica (announced, and
+    /// kept in the database for a replica that does not hear it). A failure is logged:
+    /// the other replicas then serve the id until it expires.
+    async fn end_everywhere(&self, id: &str) {
+        let Some(store) = &self.store else { return };
+        let kept = store
+            .update_memory(&format!("ended:{id}"), LIFETIME, |doc| {
+                *doc = "ended".into();
+            })
+            .await;
+        let told = store.announce(&format!("{ENDED}{id}")).await;
+        if let Err(e) = kept.and(told) {
+            tracing::warn!(
+                "a session its client ended could not be ended on the other replicas ({e}); they serve its id until it expires"
+            );
+        }
+    }
+
+    /// Whether another replica ended session `id` (met here for the first time). When
+    /// the database does not answer, the session is served (replicas that are up heard
+    /// the ending as it happened).
+    async fn ended_elsewhere(&self, id: &str) -> bool {
+        let Some(store) = &self.store else {
+            return false;
+        };
+        match store.memories(&[&format!("ended:{id}")]).await {
+            Ok(found) if !found.is_empty() => {
+                self.end_here(id);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!("cannot ask the state database whether a session was ended: {e}");
+                false
+            }
         }
     }
 
@@ -126,15 +216,7 @@ impl SessionStore for SealedSessions {
     }
 
     async fn delete(&self, id: &str) -> Result<(), SessionStoreError> {
-        self.known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-        let mut ended = self.ended.lock().unwrap_or_else(PoisonError::into_inner);
-        if ended.len() > 10_000 {
-            ended.retain(|_, at| at.elapsed() < LIFETIME);
-        }
-        ended.insert(id.to_string(), Instant::now());
+        self.end_here(id);
         Ok(())
     }
 }
@@ -160,6 +242,10 @@ pub async fn seal_ids(
             let Ok(inner) = HeaderValue::from_str(&opened.id) else {
                 return unknown();
             };
+            let first_here = sessions.params(&opened.id).is_none();
+            if first_here && sessions.ended_elsewhere(&opened.id).await {
+                return unknown();
+            }
             sessions.keep(&opened.id, opened.initialize);
             request.headers_mut().insert(HEADER, inner);
             request.extensions_mut().insert(Owner(opened.chain));
@@ -167,7 +253,19 @@ pub async fn seal_ids(
         Some(Err(_)) => return unknown(),
     }
     let opened_here = !request.headers().contains_key(HEADER);
+    let ending = (request.method() == axum::http::Method::DELETE)
+        .then(|| {
+            request
+                .headers()
+                .get(HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        })
+        .flatten();
     let mut response = next.run(request).await;
+    if let Some(id) = ending.filter(|_| response.status().is_success()) {
+        sessions.end_everywhere(&id).await;
+    }
     let inner = response
         .headers()
         .get(HEADER)

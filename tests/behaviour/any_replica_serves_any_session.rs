@@ -3,7 +3,9 @@
 //! `initialize` and the caller, no secret), so a request that a load balancer sends to
 //! another replica is served there, the handshake replayed from the id. A replica with
 //! another key, a changed id, or a session its client ended answer 404, so the client
-//! opens a new session; the id does not show what it carries.
+//! opens a new session; the id does not show what it carries. On a shared PostgreSQL store
+//! a session its client ends on one replica is ended on all: the replicas up at the time
+//! hear it at once, and one started later finds it in the database.
 
 use crate::common;
 
@@ -92,4 +94,51 @@ async fn a_session_opened_on_one_replica_is_served_by_another_with_the_same_key(
         .unwrap();
     assert_eq!(ended.status().as_u16(), 200);
     assert_eq!(post(&b, Some(&id), call(6, "after")).await.0, 404);
+}
+
+/// Replicas on one PostgreSQL database, sharing `KEY`.
+fn on_database(url: &str) -> Setup {
+    Setup {
+        config_extra: format!("[store]\nurl = \"{url}\"\nsession_key = \"{KEY}\"\n"),
+        ..Setup::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_one_replica_is_ended_on_every_replica() {
+    let url = common::postgres::database();
+    let (_dir_a, a, _) = common::http_gateway(&on_database(&url)).await;
+    let (_dir_b, b, _) = common::http_gateway(&on_database(&url)).await;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "ending-test-client", "version": "1"}}});
+    let (status, id, _) = post(&a, None, init).await;
+    assert_eq!(status, 200);
+    let id = id.unwrap();
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(post(&a, Some(&id), done).await.0 < 300);
+    assert_eq!(post(&b, Some(&id), call(1, "on b")).await.0, 200);
+
+    let ended = reqwest::Client::new()
+        .delete(&a)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status().as_u16(), 200);
+    // Replica b, up all along, heard it.
+    let mut status = 0;
+    for n in 0..40 {
+        status = post(&b, Some(&id), call(10 + n, "after")).await.0;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 404, "ended on b too");
+    // A replica that starts only now finds the ending in the database.
+    let (dir_c, c, _) = common::http_gateway(&on_database(&url)).await;
+    assert_eq!(post(&c, Some(&id), call(99, "on c")).await.0, 404);
+    assert!(common::read_lines(&dir_c.path().join("calls.jsonl")).is_empty());
 }
