@@ -26,6 +26,13 @@ common::on_both_stores!(
     without_elicitation_the_principal_confirms_on_the_page_and_a_repeat_needs_a_new_confirmation,
     a_rule_that_asks_for_approvers_refuses_the_principal_as_before,
 );
+common::on_both_stores!(
+    sync a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there,
+    no_decline_and_cancel_in_the_client_refuse_the_call_and_the_upstream_never_sees_it,
+    an_unanswered_question_expires_and_nothing_runs,
+    a_yes_after_the_request_expired_runs_nothing,
+    a_confirm_rule_never_asks_in_the_client,
+);
 
 const DANA: &str = "dana-secret-token";
 const CAROL: &str = "carol-secret-token";
@@ -139,7 +146,6 @@ fn events(audit: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-#[test]
 fn a_yes_in_the_client_runs_the_call_once_and_is_audited_as_confirmed_there() {
     for mode in ["auto", "legacy"] {
         a_yes_in_the_client(mode);
@@ -195,7 +201,6 @@ async fn over_streamable_http_the_question_belongs_to_its_call() {
     }
 }
 
-#[test]
 fn no_decline_and_cancel_in_the_client_refuse_the_call_and_the_upstream_never_sees_it() {
     for (answer, said) in [
         ("no", "answered no in their client"),
@@ -228,7 +233,6 @@ fn refused_in_the_client(mode: &str, answer: &str, said: &str) {
 
 /// A 2025-11-25 client that never answers: the request expires while the question is
 /// open, and the call is answered with that.
-#[test]
 fn an_unanswered_question_expires_and_nothing_runs() {
     let (seen, dir) = python_in("legacy", "never", "demo_send_message", &message(), "2s");
     assert_eq!(seen["result"]["is_error"], true, "{seen}");
@@ -241,7 +245,6 @@ fn an_unanswered_question_expires_and_nothing_runs() {
 
 /// A 2026-07-28 client holds the question as long as it likes: a yes that comes back
 /// after the request expired runs nothing, and is audited as a decision that came late.
-#[test]
 fn a_yes_after_the_request_expired_runs_nothing() {
     let (seen, dir) = python("late", "demo_send_message", &message(), "2s");
     assert_eq!(seen["result"]["is_error"], true, "{seen}");
@@ -265,7 +268,6 @@ fn a_yes_after_the_request_expired_runs_nothing() {
 
 /// Refunds are `confirm`: the page or CLI only, so the client is never asked, however
 /// willing it is.
-#[test]
 fn a_confirm_rule_never_asks_in_the_client() {
     let refund = json!({"order_id": "1001", "amount_cents": 500, "intent": "refund the order"});
     let (seen, dir) = python("yes", "demo_issue_refund", &refund, "2s");

@@ -193,8 +193,22 @@ tokio::task_local! {
 /// in parentheses after its name), run twice: `NAME::sqlite` with approvals and
 /// grants in SQLite (the default), `NAME::postgres` with them in a fresh PostgreSQL
 /// database of [`postgres::shared`]'s cluster (every config [`write_setup`] writes within
-/// the test names it in `[store] url`).
+/// the test names it in `[store] url`). A plain `fn` (one that drives a gateway process from
+/// outside) is named after `sync`.
 macro_rules! on_both_stores {
+    (sync $($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn sqlite() {
+                super::$case();
+            }
+            #[test]
+            fn postgres() {
+                let url = crate::common::postgres::database();
+                crate::common::STORE.sync_scope(url, super::$case);
+            }
+        }
+    )*};
     ($($case:ident $(($($flavor:tt)*))?),* $(,)?) => {$(
         mod $case {
             #[tokio::test$(($($flavor)*))?]
