@@ -495,13 +495,29 @@ fn check(raw: RawConfig, text: &str, file: &Path, base: &Path, out: &mut Vec<Pro
     let vars = upstream::env_file_vars(env_file.as_deref(), out);
     let upstreams = upstream::check_upstreams(raw.upstream, &vars, text, file, base, out);
     let store = store::check(raw.store, &vars, text, file, out);
-    let witnesses = witness::witnesses(
+    let mut witnesses = witness::witnesses(
         raw.witness,
         base,
         file,
         (store.url.as_deref(), replica.as_deref()),
         out,
     );
+    // Replicas on PostgreSQL keep their checkpoints there too, unasked: a witness each
+    // replica's host alone cannot rewrite (`[[witness]] store = true` says more, such as
+    // `records = "all"`).
+    if let Some(url) = &store.url
+        && !witnesses
+            .iter()
+            .any(|w| matches!(w.sink, WitnessSink::Store { .. }))
+    {
+        witnesses.push(WitnessConfig {
+            sink: WitnessSink::Store {
+                url: url.clone(),
+                replica: replica.clone().unwrap_or_default(),
+            },
+            every_record: false,
+        });
+    }
     let limits = limits::limits(raw.limit, file, out);
     let (approval_boot, approval) = approval;
     Config {

@@ -1,5 +1,6 @@
-//! With `[[witness]] store = true`, each replica's signed checkpoints go to a table of the
-//! replicas' PostgreSQL database as its log makes them durable. `audit verify DIR
+//! With `[store] url`, each replica's signed checkpoints go to a table of the replicas'
+//! PostgreSQL database as its log makes them durable (unasked, or as `[[witness]] store =
+//! true` says). `audit verify DIR
 //! --witness store` proves each replica's log against the lines that replica gave the
 //! database: intact logs pass, a log cut after its last checkpoint (its chain recomputed,
 //! so it agrees with itself) fails, named, while the other replica's log still passes.
@@ -9,11 +10,16 @@ use crate::common;
 use common::{EXE, Harness, Setup, rechain};
 use serde_json::{Map, Value, json};
 
-/// A replica named `name` on database `url`, its log in `logs`, witnessed by the database.
-async fn replica(logs: &std::path::Path, url: &str, name: &str) -> Harness {
+/// A replica named `name` on database `url`, its log in `logs`, witnessed by the database
+/// (named as a witness in its configuration when `named`).
+async fn replica(logs: &std::path::Path, url: &str, name: &str, named: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let witness = match named {
+        true => "\n[[witness]]\nstore = true\n",
+        false => "",
+    };
     let setup = Setup {
-        config_extra: format!("[store]\nurl = \"{url}\"\n\n[[witness]]\nstore = true\n"),
+        config_extra: format!("[store]\nurl = \"{url}\"\n{witness}"),
         ..Setup::default()
     };
     let path = common::write_setup(dir.path(), &setup);
@@ -43,8 +49,8 @@ fn cli(args: &[&str]) -> (bool, String) {
 async fn each_replicas_log_is_proven_against_what_it_gave_the_database() {
     let url = common::postgres::database();
     let logs = tempfile::tempdir().unwrap();
-    for name in ["gw-1", "gw-2"] {
-        let h = replica(logs.path(), &url, name).await;
+    for (name, named) in [("gw-1", true), ("gw-2", false)] {
+        let h = replica(logs.path(), &url, name, named).await;
         for n in 0..3 {
             let said = format!("{name} note {n}");
             let echoed = h.call("demo_echo", json!({"text": said})).await.unwrap();
