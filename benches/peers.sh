@@ -260,7 +260,9 @@ crash_check() {
   stop_all
   echo "after a restart on that log and one more run: $("$BIN" audit verify "$WORK/durable/audit.jsonl" 2>&1 | tail -1)"
   echo "tmpfs log: $("$BIN" audit verify /dev/shm/mcp-warden-peers/audit.jsonl 2>&1 | tail -1)"
-  echo "replicas' logs: $(mkdir -p "$WORK/replica-logs" && cp "$WORK"/replica*/audit-gw-*.jsonl "$WORK/replica-logs/" && "$BIN" audit verify "$WORK/replica-logs" 2>&1 | tail -1)"
+  # Fresh each run: the copies of an earlier run would match the replicas' own glob.
+  rm -rf "$WORK/replica-logs"
+  echo "replicas' logs: $(mkdir -p "$WORK/replica-logs" && cp "$WORK"/replica[0-9]*/audit-gw-*.jsonl "$WORK/replica-logs/" && "$BIN" audit verify "$WORK/replica-logs" 2>&1 | tail -1)"
 }
 
 main

@@ -169,9 +169,52 @@ impl Sessions {
         // counts), but a record in use is written now and then, so that it does not
         // expire there while it is read.
         match self.touch(session, task, |view| noted.onto(view)) {
-            true => share(store, session, task, noted).await,
+            true => self.share(store, session, task, noted).await,
             false => Ok(()),
         }
+    }
+
+    /// Write `noted`, and what this replica holds for each record, to the records every
+    /// replica reads (so a write that failed before is made good by the next); when it
+    /// fails, the records are marked as not written, so that the next call writes them (it
+    /// would otherwise find nothing changed here).
+    async fn share(
+        &self,
+        store: Option<&Store>,
+        session: &str,
+        task: Option<&str>,
+        noted: Noted<'_>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<&str> = shared_keys(store, session, task).collect();
+        let Some(store) = store.filter(|_| !keys.is_empty()) else {
+            return Ok(());
+        };
+        let here: Vec<(&str, SessionView)> = {
+            let all = self
+                .by_session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let view = |key: &str| match key.starts_with("task:") {
+                true => all.tasks.get(key),
+                false => all.sessions.get(key),
+            };
+            keys.iter()
+                .map(|k| (*k, view(k).map(|m| m.view.clone()).unwrap_or_default()))
+                .collect()
+        };
+        let shared = share(store, here, noted).await;
+        if shared.is_err() {
+            let mut all = self
+                .by_session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                if let Some(memory) = all.get_mut(key) {
+                    memory.shared = None;
+                }
+            }
+        }
+        shared
     }
 
     /// The data labels `call`'s tool brings, acquired by its caller's session (and task)
@@ -191,7 +234,7 @@ impl Sessions {
         let task = call.caller.task.as_ref().map(|t| task_key(&chain, t));
         let session = call.caller.session.as_str();
         match self.touch(session, task.as_deref(), |view| noted.onto(view)) {
-            true => share(store, session, task.as_deref(), noted).await,
+            true => self.share(store, session, task.as_deref(), noted).await,
             false => Ok(()),
         }
     }
@@ -248,20 +291,16 @@ fn shared_keys<'a>(
         .filter(move |k| shared && (k.starts_with("http:") || k.starts_with("task:")))
 }
 
-/// Add `noted` to the shared records of `session` and `task`, each in one transaction
-/// that holds its row (two replicas adding at once both count). A record this version
-/// cannot read is left as it is (reading it refuses the session's calls).
+/// Add `noted` to each shared record, with the labels and upstreams this replica holds
+/// for it, each in one transaction that holds its row (two replicas adding at once both
+/// count). A record this version cannot read is left as it is (reading it refuses the
+/// session's calls).
 async fn share(
-    store: Option<&Store>,
-    session: &str,
-    task: Option<&str>,
+    store: &Store,
+    records: Vec<(&str, SessionView)>,
     noted: Noted<'_>,
 ) -> Result<(), StoreError> {
-    let keys: Vec<&str> = shared_keys(store, session, task).collect();
-    let Some(store) = store.filter(|_| !keys.is_empty()) else {
-        return Ok(());
-    };
-    for key in keys {
+    for (key, here) in records {
         let keep = match key.starts_with("task:") {
             true => TASK_IDLE,
             false => HTTP_IDLE,
@@ -273,11 +312,12 @@ async fn share(
                     true => Ok(SessionView::default()),
                     false => serde_json::from_str::<SessionView>(doc),
                 };
-                if let Ok(mut view) = view
-                    && owned.borrowed().onto(&mut view)
-                    && let Ok(changed) = serde_json::to_string(&view)
-                {
-                    *doc = changed;
+                if let Ok(mut view) = view {
+                    owned.borrowed().onto(&mut view);
+                    merge(&mut view, &here);
+                    if let Ok(changed) = serde_json::to_string(&view) {
+                        *doc = changed;
+                    }
                 }
             })
             .await?;

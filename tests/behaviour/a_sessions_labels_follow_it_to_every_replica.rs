@@ -269,5 +269,25 @@ async fn with_the_database_stopped_what_a_flow_could_stop_is_refused_and_the_lab
     }
     let (why, is_error) = outcome(&answer);
     assert!(is_error && why.contains("flow `internal-out`"), "{answer}");
+    // The withheld read's label, which A could not write then, is written with A's next
+    // call in that session (an echo, which brings no label of its own): B then knows it.
+    let (_, _, echoed) = post_mcp(
+        &a,
+        Some(&fresh),
+        call(70, "demo_echo", json!({"text": "back"})),
+    )
+    .await;
+    assert_eq!(outcome(&echoed), ("back".into(), false), "{echoed}");
+    let (_, _, held_back) = post_mcp(
+        &b,
+        Some(&fresh),
+        call(71, "demo_send_message", message("fresh")),
+    )
+    .await;
+    let (why, is_error) = outcome(&held_back);
+    assert!(
+        is_error && why.contains("flow `internal-out`"),
+        "{held_back}"
+    );
     assert!(sent(&dir_a).is_empty() && sent(&dir_b).is_empty());
 }
