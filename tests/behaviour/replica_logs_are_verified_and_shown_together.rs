@@ -5,33 +5,14 @@
 
 use crate::common;
 
-use common::{EXE, Harness, Setup};
+use common::{Harness, Setup, run_exe};
 use serde_json::json;
 
 /// A gateway named `replica` whose log goes into `logs` (as `audit-<replica>.jsonl`).
 async fn replica(logs: &std::path::Path, name: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let path = common::write_setup(dir.path(), &Setup::default());
-    let config = std::fs::read_to_string(&path).unwrap().replacen(
-        "audit_log = \"audit.jsonl\"\n",
-        &format!(
-            "audit_log = \"{}\"\nreplica = \"{name}\"\n",
-            logs.join("audit.jsonl").display()
-        ),
-        1,
-    );
-    std::fs::write(&path, config).unwrap();
+    let path = common::replica_config(dir.path(), logs, name, &Setup::default());
     Harness::at(dir, &path).await
-}
-
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(EXE).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +41,7 @@ async fn each_replica_writes_its_own_chain_and_the_cli_reads_them_as_one() {
     r2.state.audit.close().await.unwrap();
     let dir = logs.path().to_str().unwrap();
 
-    let (ok, said) = cli(&["audit", "verify", dir]);
+    let (ok, said) = run_exe(&["audit", "verify", dir]);
     assert!(ok, "{said}");
     assert!(
         said.contains("audit-gw-1.jsonl") && said.contains("audit-gw-2.jsonl"),
@@ -68,7 +49,7 @@ async fn each_replica_writes_its_own_chain_and_the_cli_reads_them_as_one() {
     );
     assert!(said.contains("all 2 logs intact"), "{said}");
 
-    let (ok, shown) = cli(&["audit", "show", dir, "--tool", "echo"]);
+    let (ok, shown) = run_exe(&["audit", "show", dir, "--tool", "echo"]);
     assert!(ok, "{shown}");
     // Each call's attempt and outcome, from the replica that served it.
     let mut order: Vec<&str> = shown
@@ -90,13 +71,13 @@ async fn each_replica_writes_its_own_chain_and_the_cli_reads_them_as_one() {
     let second = logs.path().join("audit-gw-2.jsonl");
     let text = std::fs::read_to_string(&second).unwrap();
     std::fs::write(&second, text.replacen("second", "sekond", 1)).unwrap();
-    let (ok, said) = cli(&["audit", "verify", dir]);
+    let (ok, said) = run_exe(&["audit", "verify", dir]);
     assert!(!ok, "{said}");
     assert!(
         said.contains("1 of 2 logs failed: audit-gw-2.jsonl"),
         "{said}"
     );
     assert!(said.contains("audit-gw-1.jsonl: "), "{said}");
-    let (ok, said) = cli(&["audit", "verify", dir, "--witness", dir]);
+    let (ok, said) = run_exe(&["audit", "verify", dir, "--witness", dir]);
     assert!(!ok && said.contains("name the log"), "{said}");
 }

@@ -349,20 +349,14 @@ async fn an_undecided_request_expires_and_a_late_decision_on_the_other_replica_c
         "{late}"
     );
     assert_eq!(count(&a, "issue_refund") + count(&b, "issue_refund"), 0);
-    let events: Vec<String> = a
-        .audit()
-        .await
-        .iter()
-        .filter(|r| r["kind"] == "approval")
-        .map(|r| r["event"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(events, ["requested", "expired"]);
-    let refused: Vec<String> = b
-        .audit()
-        .await
-        .iter()
-        .filter(|r| r["kind"] == "approval")
-        .map(|r| r["event"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(refused, ["refused-decision"]);
+    let events = async |h: &Harness| -> Vec<String> {
+        h.audit()
+            .await
+            .iter()
+            .filter(|r| r["kind"] == "approval")
+            .map(|r| r["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(events(&a).await, ["requested", "expired"]);
+    assert_eq!(events(&b).await, ["refused-decision"]);
 }

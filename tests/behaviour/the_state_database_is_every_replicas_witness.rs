@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use common::{EXE, Harness, Setup, rechain};
+use common::{Harness, Setup, rechain, run_exe};
 use serde_json::{Map, Value, json};
 
 /// A replica named `name` on database `url`, its log in `logs`, witnessed by the database
@@ -22,27 +22,8 @@ async fn replica(logs: &std::path::Path, url: &str, name: &str, named: bool) -> 
         config_extra: format!("[store]\nurl = \"{url}\"\n{witness}"),
         ..Setup::default()
     };
-    let path = common::write_setup(dir.path(), &setup);
-    let config = std::fs::read_to_string(&path).unwrap().replacen(
-        "audit_log = \"audit.jsonl\"\n",
-        &format!(
-            "audit_log = \"{}\"\nreplica = \"{name}\"\n",
-            logs.join("audit.jsonl").display()
-        ),
-        1,
-    );
-    std::fs::write(&path, config).unwrap();
+    let path = common::replica_config(dir.path(), logs, name, &setup);
     Harness::at(dir, &path).await
-}
-
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(EXE).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,11 +40,11 @@ async fn each_replicas_log_is_proven_against_what_it_gave_the_database() {
         // A clean stop writes the last checkpoint and waits for the witness to take it.
         h.state.audit.close().await.unwrap();
         let config = h.dir.path().join("warden.toml");
-        let (ok, probed) = cli(&["check", "--config", config.to_str().unwrap()]);
+        let (ok, probed) = run_exe(&["check", "--config", config.to_str().unwrap()]);
         assert!(ok, "check reaches the database witness: {probed}");
     }
     let dir = logs.path().to_str().unwrap();
-    let (ok, report) = cli(&["audit", "verify", dir, "--witness", &url]);
+    let (ok, report) = run_exe(&["audit", "verify", dir, "--witness", &url]);
     assert!(ok, "{report}");
     assert!(report.contains("all 2 logs intact"), "{report}");
     for name in ["gw-1", "gw-2"] {
@@ -85,9 +66,9 @@ async fn each_replicas_log_is_proven_against_what_it_gave_the_database() {
         .rposition(|r| r["kind"] == "checkpoint")
         .unwrap();
     rechain(&cut, &records[..last]);
-    let (ok, alone) = cli(&["audit", "verify", cut.to_str().unwrap()]);
+    let (ok, alone) = run_exe(&["audit", "verify", cut.to_str().unwrap()]);
     assert!(ok, "the cut log agrees with itself: {alone}");
-    let (ok, report) = cli(&["audit", "verify", dir, "--witness", &url]);
+    let (ok, report) = run_exe(&["audit", "verify", dir, "--witness", &url]);
     assert!(!ok, "{report}");
     assert!(report.contains("the log was cut"), "{report}");
     assert!(
@@ -104,7 +85,7 @@ fn a_database_witness_needs_the_store_of_postgresql() {
         ..Setup::default()
     };
     let path = common::write_setup(dir.path(), &setup);
-    let (ok, said) = cli(&["check", "--config", path.to_str().unwrap()]);
+    let (ok, said) = run_exe(&["check", "--config", path.to_str().unwrap()]);
     assert!(!ok, "{said}");
     assert!(
         said.contains("`[[witness]] store = true` needs `[store] url"),

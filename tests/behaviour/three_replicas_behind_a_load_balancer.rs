@@ -66,16 +66,7 @@ async fn replica(name: &str, store: &str, logs: &Path) -> (Replica, String) {
         ),
         ..Setup::default()
     };
-    let path = common::write_setup(dir.path(), &setup);
-    let config = std::fs::read_to_string(&path).unwrap().replacen(
-        "audit_log = \"audit.jsonl\"\n",
-        &format!(
-            "audit_log = \"{}\"\nreplica = \"{name}\"\n",
-            logs.join("audit.jsonl").display()
-        ),
-        1,
-    );
-    std::fs::write(&path, config).unwrap();
+    let path = common::replica_config(dir.path(), logs, name, &setup);
     let (child, endpoint, admin, _) = common::serve_exe_with(&path, &[], &[]).await;
     (Replica { child, admin, dir }, endpoint)
 }

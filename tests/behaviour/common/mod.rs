@@ -459,6 +459,22 @@ pub fn rechain(path: &Path, records: &[Map<String, Value>]) {
     std::fs::write(path, out).unwrap();
 }
 
+/// A configuration for a replica named `name` (written into `dir` from `setup`), whose
+/// audit log goes into `logs` as `audit-<name>.jsonl`: its path.
+pub fn replica_config(dir: &Path, logs: &Path, name: &str, setup: &Setup) -> PathBuf {
+    let path = write_setup(dir, setup);
+    let config = std::fs::read_to_string(&path).unwrap().replacen(
+        "audit_log = \"audit.jsonl\"\n",
+        &format!(
+            "audit_log = \"{}\"\nreplica = \"{name}\"\n",
+            logs.join("audit.jsonl").display()
+        ),
+        1,
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 /// POST `body` to `url` as a 2025-11-25 client, in session `session`: the status, the
 /// session id it gives, and the JSON-RPC answer (from a JSON or an event-stream body).
 pub async fn post_mcp(
