@@ -227,35 +227,8 @@ async fn a_session_is_served_by_every_replica_and_a_parked_call_is_approved_on_a
         ))
         .await
     });
-    let mut parked = None;
-    for _ in 0..200 {
-        parked = (0..3).find(|i| {
-            common::read_lines(&fleet.log(*i))
-                .iter()
-                .any(|r| r["kind"] == "approval" && r["event"] == "requested")
-        });
-        if parked.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let parked = parked.expect("a replica parked the call");
-    let other = (parked + 1) % 3;
-    let (status, listed) = admin(
-        reqwest::Method::GET,
-        format!("{}/approvals", fleet.replicas[other].admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{listed}");
-    let id = listed["requests"][0]["id"].as_str().unwrap().to_string();
-    let (status, body) = admin(
-        reqwest::Method::POST,
-        format!("{}/approvals/{id}/approve", fleet.replicas[other].admin),
-        json!({"comment": "checked"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let parked = parked_on(&fleet).await;
+    let id = approve_through(&fleet, (parked + 1) % 3).await;
     let result = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("the parked call is released")
@@ -541,6 +514,31 @@ async fn parked_on(fleet: &Fleet) -> usize {
     panic!("no replica parked the call");
 }
 
+/// Approve the one pending request, listed and decided through replica `on`'s admin API:
+/// its id.
+async fn approve_through(fleet: &Fleet, on: usize) -> String {
+    let admin_url = &fleet.replicas[on].admin;
+    let (status, listed) = admin(
+        reqwest::Method::GET,
+        format!("{admin_url}/approvals?status=pending"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let id = listed["requests"][0]["id"]
+        .as_str()
+        .expect("a pending request, in the database every replica reads")
+        .to_string();
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        format!("{admin_url}/approvals/{id}/approve"),
+        json!({"comment": "checked"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    id
+}
+
 /// `call` made through the balancer on a fresh session each time until a replica answers
 /// it (not a transport failure): the answer.
 async fn until_answered(url: &str, call: CallToolRequestParams) -> rmcp::model::CallToolResult {
@@ -584,25 +582,7 @@ async fn a_call_parked_on_a_replica_killed_meanwhile_runs_once_when_retried_afte
     drop(c);
 
     // The request is still pending, and an approver decides on another replica.
-    let other = (parked + 1) % 3;
-    let (status, listed) = admin(
-        reqwest::Method::GET,
-        format!("{}/approvals?status=pending", fleet.replicas[other].admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{listed}");
-    let id = listed["requests"][0]["id"]
-        .as_str()
-        .expect("the request outlived its replica")
-        .to_string();
-    let (status, body) = admin(
-        reqwest::Method::POST,
-        format!("{}/approvals/{id}/approve", fleet.replicas[other].admin),
-        json!({"comment": "checked"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let id = approve_through(&fleet, (parked + 1) % 3).await;
 
     // The client's identical retry lands on a live replica and runs, once.
     let retried = until_answered(&fleet.url, refund()).await;
@@ -690,24 +670,7 @@ async fn with_the_database_stopped_under_load_reads_go_on_and_what_needs_it_is_r
     let peer = c.peer().clone();
     let waiting = tokio::spawn(async move { peer.call_tool(refund).await });
     let parked = parked_on(&fleet).await;
-    let (status, listed) = admin(
-        reqwest::Method::GET,
-        format!("{}/approvals?status=pending", fleet.replicas[parked].admin),
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{listed}");
-    let id = listed["requests"][0]["id"].as_str().unwrap().to_string();
-    let (status, body) = admin(
-        reqwest::Method::POST,
-        format!(
-            "{}/approvals/{id}/approve",
-            fleet.replicas[(parked + 2) % 3].admin
-        ),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    approve_through(&fleet, (parked + 2) % 3).await;
     let result = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .unwrap()
