@@ -165,7 +165,7 @@ impl std::fmt::Debug for CallSpan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let id = self.0.as_ref().map(|r| {
             let span = r.span.lock().unwrap_or_else(PoisonError::into_inner);
-            hex::encode(span.context.span_id)
+            w3c::hex(&span.context.span_id)
         });
         f.debug_tuple("CallSpan").field(&id).finish()
     }
@@ -239,7 +239,7 @@ impl CallSpan {
             .context()
             .map(|(cx, _)| cx)
             .or_else(|| parent_of(carried));
-        cx.map(|cx| hex::encode(cx.trace_id))
+        cx.map(|cx| w3c::hex(&cx.trace_id))
     }
 
     /// The context to pass on outside a stage span: this span's, else the caller's.

@@ -326,10 +326,22 @@ struct Queue {
 }
 
 impl Queue {
-    fn take(&self) -> Vec<Finished> {
+    /// The next batch, into `out` (empty): the queue's own vector swapped with it when the
+    /// queue holds no more than a batch (the usual case: nothing allocated or copied),
+    /// else the first batch moved out.
+    fn take_into(&self, out: &mut Vec<Finished>) {
         let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = spans.len().min(self.batch);
-        spans.drain(..n).collect()
+        match spans.len() <= self.batch {
+            true => std::mem::swap(&mut *spans, out),
+            false => out.extend(spans.drain(..self.batch)),
+        }
+    }
+
+    #[cfg(test)]
+    fn take(&self) -> Vec<Finished> {
+        let mut out = Vec::new();
+        self.take_into(&mut out);
+        out
     }
 }
 
@@ -386,6 +398,10 @@ impl Exporter {
 /// when stopped.
 async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: CancellationToken) {
     let mut failing = false;
+    // The batch and the body are made in the same two buffers every time: nothing the
+    // size of a batch is allocated (and given back to the system) per export.
+    let mut batch = Vec::new();
+    let mut body = Vec::new();
     loop {
         let last = tokio::select! {
             _ = tokio::time::sleep(otlp.delay) => false,
@@ -393,12 +409,13 @@ async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: Canc
             _ = stop.cancelled() => true,
         };
         loop {
-            let batch = queue.take();
+            queue.take_into(&mut batch);
             if batch.is_empty() {
                 break;
             }
             let whole = batch.len() == queue.batch;
-            post(&otlp, &client, batch, &mut failing).await;
+            body = post(&otlp, &client, &batch, body, &mut failing).await;
+            batch.clear();
             if !whole && !last {
                 break;
             }
@@ -409,12 +426,21 @@ async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: Canc
     }
 }
 
-async fn post(otlp: &Otlp, client: &reqwest::Client, batch: Vec<Finished>, failing: &mut bool) {
-    let body = super::wire::request(&otlp.resource, &batch);
+/// Send `batch`, its body written into `buf`: the buffer back, to write the next into
+/// (a new one if the client still holds it).
+async fn post(
+    otlp: &Otlp,
+    client: &reqwest::Client,
+    batch: &[Finished],
+    mut buf: Vec<u8>,
+    failing: &mut bool,
+) -> Vec<u8> {
+    let start = super::wire::request_into(&mut buf, &otlp.resource, batch);
+    let whole = axum::body::Bytes::from(buf);
     let sent = client
         .post(&otlp.url)
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-        .body(body)
+        .body(whole.slice(start..))
         .send()
         .await;
     let refused = match sent {
@@ -436,6 +462,7 @@ async fn post(otlp: &Otlp, client: &reqwest::Client, batch: Vec<Finished>, faili
             }
         }
     }
+    whole.try_into_mut().map(Vec::from).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -14,6 +14,27 @@ pub struct SpanContext {
 /// The `sampled` bit of the trace flags.
 pub const SAMPLED: u8 = 1;
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` as lowercase hex, appended to `out` (every traced call writes ids: this makes
+/// no string of its own per byte).
+fn hex_into(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            if let Some(&c) = HEX.get(usize::from(nibble)) {
+                out.push(char::from(c));
+            }
+        }
+    }
+}
+
+/// `bytes` as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    hex_into(&mut out, bytes);
+    out
+}
+
 impl SpanContext {
     /// A `traceparent` value, or `None` when it is not a valid one (W3C trace context,
     /// level 1: lowercase hex, ids not all zero, version `ff` invalid, a later version
@@ -46,12 +67,14 @@ impl SpanContext {
 
     /// This context as a `traceparent` value (version 00).
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.span_id),
-            self.flags
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        hex_into(&mut out, &self.trace_id);
+        out.push('-');
+        hex_into(&mut out, &self.span_id);
+        out.push('-');
+        hex_into(&mut out, &[self.flags]);
+        out
     }
 
     pub fn sampled(&self) -> bool {
@@ -153,7 +176,17 @@ mod tests {
     #[test]
     fn a_valid_traceparent_reads_back_as_it_was_written() {
         let cx = SpanContext::parse(PARENT).unwrap();
-        assert_eq!(hex::encode(cx.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&cx.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&cx.trace_id), hex::encode(cx.trace_id));
+        assert_eq!(
+            cx.header(),
+            format!(
+                "00-{}-{}-{:02x}",
+                hex::encode(cx.trace_id),
+                hex::encode(cx.span_id),
+                cx.flags
+            )
+        );
         assert_eq!(hex::encode(cx.span_id), "00f067aa0ba902b7");
         assert!(cx.sampled());
         assert_eq!(cx.header(), PARENT);

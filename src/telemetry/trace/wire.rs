@@ -144,25 +144,53 @@ fn span(buf: &mut Vec<u8>, s: &Finished) {
 
 /// The body of one export: `resource` (its attributes), the scope `mcp-warden` at this
 /// build's version, and `spans`.
+#[cfg(test)]
 pub fn request(resource: &[(String, String)], spans: &[Finished]) -> Vec<u8> {
-    let mut scope_spans = Vec::with_capacity(spans.len() * 400 + 64);
-    message(&mut scope_spans, 1, |scope| {
+    let mut buf = Vec::new();
+    let start = request_into(&mut buf, resource, spans);
+    buf.split_off(start)
+}
+
+/// The same, written into `buf` (its bytes replaced), starting at the offset returned.
+/// The spans are written once, in place: the messages around them (whose lengths are
+/// known only after) go into room left in front of them, so no byte of the spans is
+/// copied again.
+pub fn request_into(buf: &mut Vec<u8>, resource: &[(String, String)], spans: &[Finished]) -> usize {
+    let mut attributes = Vec::new();
+    for (name, value) in resource {
+        attribute(&mut attributes, 1, name, Value::Str(value));
+    }
+    // Three keys and three lengths (at most 10 bytes each) besides the attributes.
+    let room = attributes.len() + 33;
+    buf.clear();
+    buf.reserve(room + spans.len() * 400 + 64);
+    buf.resize(room, 0);
+    // ScopeSpans: its scope, then the spans.
+    message(buf, 1, |scope| {
         bytes(scope, 1, b"mcp-warden");
         bytes(scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
     });
     for s in spans {
-        span(&mut scope_spans, s);
+        span(buf, s);
     }
-    let mut resource_spans = Vec::with_capacity(scope_spans.len() + 256);
-    message(&mut resource_spans, 1, |r| {
-        for (name, value) in resource {
-            attribute(r, 1, name, Value::Str(value));
-        }
-    });
-    bytes(&mut resource_spans, 2, &scope_spans);
-    let mut body = Vec::with_capacity(resource_spans.len() + 8);
-    bytes(&mut body, 1, &resource_spans);
-    body
+    let scope_spans = buf.len() - room;
+    // ResourceSpans: the resource (field 1), then the ScopeSpans (field 2); the request
+    // holds it as field 1.
+    let mut inner = Vec::with_capacity(attributes.len() + 24);
+    key(&mut inner, 1, LEN);
+    varint(&mut inner, attributes.len() as u64);
+    inner.extend_from_slice(&attributes);
+    key(&mut inner, 2, LEN);
+    varint(&mut inner, scope_spans as u64);
+    let mut head = Vec::with_capacity(inner.len() + 11);
+    key(&mut head, 1, LEN);
+    varint(&mut head, (inner.len() + scope_spans) as u64);
+    head.extend_from_slice(&inner);
+    let start = room - head.len();
+    if let Some(front) = buf.get_mut(start..room) {
+        front.copy_from_slice(&head);
+    }
+    start
 }
 
 #[cfg(test)]
