@@ -226,12 +226,11 @@ impl Otlp {
             .default_headers(headers)
             .build()
             .map_err(|e| format!("cannot make the OTLP client: {e}"))?;
-        let queue = Arc::new(Queue {
-            spans: Mutex::new(Vec::with_capacity(self.batch)),
-            full: Notify::new(),
-            limit: self.queue,
-            batch: self.batch,
-        });
+        let queue = Arc::new(Queue::new(
+            self.queue,
+            self.batch,
+            super::wire::room(&self.resource),
+        ));
         let stop = CancellationToken::new();
         let task = tokio::spawn(send(self.clone(), client, queue.clone(), stop.clone()));
         Ok(Exporter {
@@ -318,28 +317,73 @@ fn resource(var: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
 
 /// The spans waiting to be sent.
 struct Queue {
-    spans: Mutex<Vec<Finished>>,
+    pending: Mutex<Pending>,
     /// Woken when a batch is full.
     full: Notify,
     limit: usize,
     batch: usize,
+    /// The room an export's body keeps in front of its spans (see `wire::begin`).
+    room: usize,
 }
 
-impl Queue {
-    /// The next batch, into `out` (empty): the queue's own vector swapped with it when the
-    /// queue holds no more than a batch (the usual case: nothing allocated or copied),
-    /// else the first batch moved out.
-    fn take_into(&self, out: &mut Vec<Finished>) {
-        let mut spans = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        match spans.len() <= self.batch {
-            true => std::mem::swap(&mut *spans, out),
-            false => out.extend(spans.drain(..self.batch)),
+/// Spans queued for export, already encoded, in the body of the next export (so nothing
+/// a call allocated for its span is freed by the exporter, on another thread).
+#[derive(Default)]
+struct Pending {
+    /// An export's body begun (`wire::begin`), the spans added.
+    body: Vec<u8>,
+    /// Where each span ends in `body`.
+    ends: Vec<usize>,
+}
+
+impl Pending {
+    fn begun(room: usize) -> Self {
+        let mut body = Vec::new();
+        super::wire::begin(&mut body, room);
+        Self {
+            body,
+            ends: Vec::new(),
         }
     }
 
+    fn spans(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+impl Queue {
+    fn new(limit: usize, batch: usize, room: usize) -> Self {
+        Self {
+            pending: Mutex::new(Pending::begun(room)),
+            full: Notify::new(),
+            limit,
+            batch,
+            room,
+        }
+    }
+
+    /// The next batch, into `out` (begun, empty): the queue's own body swapped with it
+    /// when it holds no more than a batch (the usual case: nothing allocated or copied),
+    /// else the spans after the first batch moved into `out`'s, and the two swapped.
+    fn take_into(&self, out: &mut Pending) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.spans() > self.batch
+            && let Some(&cut) = pending.ends.get(self.batch - 1)
+        {
+            let rest = pending.body.get(cut..).unwrap_or_default();
+            let at = out.body.len();
+            out.body.extend_from_slice(rest);
+            out.ends
+                .extend(pending.ends.iter().skip(self.batch).map(|e| e - cut + at));
+            pending.body.truncate(cut);
+            pending.ends.truncate(self.batch);
+        }
+        std::mem::swap(&mut *pending, out);
+    }
+
     #[cfg(test)]
-    fn take(&self) -> Vec<Finished> {
-        let mut out = Vec::new();
+    fn take(&self) -> Pending {
+        let mut out = Pending::begun(self.room);
         self.take_into(&mut out);
         out
     }
@@ -363,18 +407,21 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
-    /// Queue a finished span: never waits; a full queue drops it (counted).
+    /// Queue a finished span, encoded now (its parts are freed here, where the call made
+    /// them): never waits for the export; a full queue drops it (counted).
     pub fn push(&self, span: Finished) {
         let q = &self.queue;
-        let mut spans = q.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        if spans.len() >= q.limit {
-            drop(spans);
+        let mut pending = q.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.spans() >= q.limit {
+            drop(pending);
             count("dropped", 1);
             return;
         }
-        spans.push(span);
-        let full = spans.len() == q.batch;
-        drop(spans);
+        super::wire::add(&mut pending.body, &span);
+        let end = pending.body.len();
+        pending.ends.push(end);
+        let full = pending.spans() == q.batch;
+        drop(pending);
         if full {
             q.full.notify_one();
         }
@@ -398,10 +445,9 @@ impl Exporter {
 /// when stopped.
 async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: CancellationToken) {
     let mut failing = false;
-    // The batch and the body are made in the same two buffers every time: nothing the
-    // size of a batch is allocated (and given back to the system) per export.
-    let mut batch = Vec::new();
-    let mut body = Vec::new();
+    // Two bodies take turns: one fills in the queue while the other is sent, and comes
+    // back to be begun again (nothing the size of a batch is allocated per export).
+    let mut batch = Pending::begun(queue.room);
     loop {
         let last = tokio::select! {
             _ = tokio::time::sleep(otlp.delay) => false,
@@ -410,12 +456,16 @@ async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: Canc
         };
         loop {
             queue.take_into(&mut batch);
-            if batch.is_empty() {
+            if batch.spans() == 0 {
                 break;
             }
-            let whole = batch.len() == queue.batch;
-            body = post(&otlp, &client, &batch, body, &mut failing).await;
-            batch.clear();
+            let whole = batch.spans() == queue.batch;
+            let spans = batch.spans();
+            let body = std::mem::take(&mut batch.body);
+            let body = post(&otlp, &client, body, queue.room, spans, &mut failing).await;
+            batch.body = body;
+            batch.ends.clear();
+            super::wire::begin(&mut batch.body, queue.room);
             if !whole && !last {
                 break;
             }
@@ -426,17 +476,18 @@ async fn send(otlp: Otlp, client: reqwest::Client, queue: Arc<Queue>, stop: Canc
     }
 }
 
-/// Send `batch`, its body written into `buf`: the buffer back, to write the next into
-/// (a new one if the client still holds it).
+/// Send a body of `spans` spans (begun with `room`): the buffer back, to begin the next
+/// in (a new one if the client still holds it).
 async fn post(
     otlp: &Otlp,
     client: &reqwest::Client,
-    batch: &[Finished],
-    mut buf: Vec<u8>,
+    mut body: Vec<u8>,
+    room: usize,
+    spans: usize,
     failing: &mut bool,
 ) -> Vec<u8> {
-    let start = super::wire::request_into(&mut buf, &otlp.resource, batch);
-    let whole = axum::body::Bytes::from(buf);
+    let start = super::wire::finish(&mut body, room, &otlp.resource);
+    let whole = axum::body::Bytes::from(body);
     let sent = client
         .post(&otlp.url)
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
@@ -450,13 +501,13 @@ async fn post(
     };
     match refused {
         None => {
-            count("exported", batch.len());
+            count("exported", spans);
             if std::mem::take(failing) {
                 tracing::info!(url = %otlp.url, "spans reach the OTLP receiver again");
             }
         }
         Some(why) => {
-            count("failed", batch.len());
+            count("failed", spans);
             if !std::mem::replace(failing, true) {
                 tracing::warn!(url = %otlp.url, "spans are not exported ({why}); calls go on, spans are dropped until it answers");
             }
@@ -614,12 +665,7 @@ mod tests {
         };
         let before = dropped();
         let exporter = Exporter {
-            queue: Arc::new(Queue {
-                spans: Mutex::new(Vec::new()),
-                full: Notify::new(),
-                limit: 2,
-                batch: 2,
-            }),
+            queue: Arc::new(Queue::new(2, 2, 40)),
             stop: CancellationToken::new(),
             task: Mutex::new(None),
             sampler: Sampler {
@@ -630,9 +676,51 @@ mod tests {
         for _ in 0..5 {
             exporter.push(Finished::default());
         }
-        assert_eq!(exporter.queue.spans.lock().unwrap().len(), 2);
+        assert_eq!(exporter.queue.pending.lock().unwrap().spans(), 2);
         assert_eq!(dropped() - before, 3);
-        assert_eq!(exporter.queue.take().len(), 2, "a batch at most");
+        assert_eq!(exporter.queue.take().spans(), 2);
+    }
+
+    /// Spans are encoded as they are queued; each export takes at most a batch of them, in
+    /// order, and its body is a request the protocol's own definitions read back.
+    #[test]
+    fn each_export_takes_a_batch_at_most_in_order_and_reads_back() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let resource = vec![("service.name".to_string(), "gw".to_string())];
+        let room = super::super::wire::room(&resource);
+        let exporter = Exporter {
+            queue: Arc::new(Queue::new(10, 3, room)),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+            sampler: Sampler {
+                parent_based: true,
+                ratio: 1.0,
+            },
+        };
+        for n in 0..7u8 {
+            let mut span = Finished::default();
+            span.context.span_id = [n + 1; 8];
+            span.method = "tools/call";
+            span.target = format!("tool-{n}");
+            exporter.push(span);
+        }
+        let mut seen = Vec::new();
+        for expected in [3, 3, 1] {
+            let mut batch = exporter.queue.take();
+            assert_eq!(batch.spans(), expected);
+            let start = super::super::wire::finish(&mut batch.body, room, &resource);
+            let body = batch.body.get(start..).unwrap();
+            let decoded = ExportTraceServiceRequest::decode(body).unwrap();
+            let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+            assert_eq!(spans.len(), expected);
+            seen.extend(spans.iter().map(|s| (s.span_id[0], s.name.clone())));
+        }
+        let expected: Vec<(u8, String)> = (0..7u8)
+            .map(|n| (n + 1, format!("tools/call tool-{n}")))
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(exporter.queue.take().spans(), 0);
     }
 
     #[test]

@@ -109,11 +109,20 @@ fn span(buf: &mut Vec<u8>, s: &Finished) {
             bytes(sp, 4, parent);
             flags |= IS_REMOTE;
         }
-        let name = match s.target.is_empty() {
-            true => s.method.to_string(),
-            false => format!("{} {}", s.method, s.target),
-        };
-        bytes(sp, 5, name.as_bytes());
+        // The name, `method target`, written without a string of its own.
+        key(sp, 5, LEN);
+        match s.target.is_empty() {
+            true => {
+                varint(sp, s.method.len() as u64);
+                sp.extend_from_slice(s.method.as_bytes());
+            }
+            false => {
+                varint(sp, (s.method.len() + 1 + s.target.len()) as u64);
+                sp.extend_from_slice(s.method.as_bytes());
+                sp.push(b' ');
+                sp.extend_from_slice(s.target.as_bytes());
+            }
+        }
         key(sp, 6, VARINT);
         varint(sp, SERVER);
         fixed64(sp, 7, s.start_ns);
@@ -152,30 +161,54 @@ pub fn request(resource: &[(String, String)], spans: &[Finished]) -> Vec<u8> {
 }
 
 /// The same, written into `buf` (its bytes replaced), starting at the offset returned.
-/// The spans are written once, in place: the messages around them (whose lengths are
-/// known only after) go into room left in front of them, so no byte of the spans is
-/// copied again.
+#[cfg(test)]
 pub fn request_into(buf: &mut Vec<u8>, resource: &[(String, String)], spans: &[Finished]) -> usize {
-    let mut attributes = Vec::new();
-    for (name, value) in resource {
-        attribute(&mut attributes, 1, name, Value::Str(value));
+    let room = room(resource);
+    begin(buf, room);
+    for s in spans {
+        span(buf, s);
     }
-    // Three keys and three lengths (at most 10 bytes each) besides the attributes.
-    let room = attributes.len() + 33;
+    finish(buf, room, resource)
+}
+
+/// The resource's attributes, as the `Resource` message's fields.
+fn attributes(resource: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in resource {
+        attribute(&mut out, 1, name, Value::Str(value));
+    }
+    out
+}
+
+/// The room an export's spans need in front of them for the messages around them (known
+/// only once every span is written): the resource, and three keys and three lengths.
+pub fn room(resource: &[(String, String)]) -> usize {
+    attributes(resource).len() + 33
+}
+
+/// Start an export's body in `buf` (its bytes replaced): `room`, then the scope
+/// `mcp-warden` at this build's version; spans follow, each added with [`add`], written
+/// once, in place.
+pub fn begin(buf: &mut Vec<u8>, room: usize) {
     buf.clear();
-    buf.reserve(room + spans.len() * 400 + 64);
     buf.resize(room, 0);
-    // ScopeSpans: its scope, then the spans.
     message(buf, 1, |scope| {
         bytes(scope, 1, b"mcp-warden");
         bytes(scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
     });
-    for s in spans {
-        span(buf, s);
-    }
-    let scope_spans = buf.len() - room;
-    // ResourceSpans: the resource (field 1), then the ScopeSpans (field 2); the request
-    // holds it as field 1.
+}
+
+/// Add a span to a body [`begin`] started.
+pub fn add(buf: &mut Vec<u8>, s: &Finished) {
+    span(buf, s);
+}
+
+/// End a body [`begin`] started with `room`: the messages around the spans (the request's
+/// `ResourceSpans`, its `Resource` and the length of its `ScopeSpans`) written into the
+/// room; where the body starts.
+pub fn finish(buf: &mut [u8], room: usize, resource: &[(String, String)]) -> usize {
+    let attributes = attributes(resource);
+    let scope_spans = buf.len().saturating_sub(room);
     let mut inner = Vec::with_capacity(attributes.len() + 24);
     key(&mut inner, 1, LEN);
     varint(&mut inner, attributes.len() as u64);
@@ -186,7 +219,7 @@ pub fn request_into(buf: &mut Vec<u8>, resource: &[(String, String)], spans: &[F
     key(&mut head, 1, LEN);
     varint(&mut head, (inner.len() + scope_spans) as u64);
     head.extend_from_slice(&inner);
-    let start = room - head.len();
+    let start = room.saturating_sub(head.len());
     if let Some(front) = buf.get_mut(start..room) {
         front.copy_from_slice(&head);
     }
