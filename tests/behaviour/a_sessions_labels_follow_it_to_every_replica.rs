@@ -14,7 +14,7 @@ use crate::common::postgres::Cluster;
 
 use std::sync::Arc;
 
-use common::{Setup, modern, post_mcp};
+use common::{Setup, modern, open_session, post_mcp};
 use mcp_warden::gateway::State;
 use serde_json::{Value, json};
 
@@ -39,19 +39,6 @@ async fn replica(url: &str) -> (tempfile::TempDir, String, Arc<State>) {
     state.reload("test").await.unwrap();
     assert!(state.current().policy.has_flows());
     (dir, mcp, state)
-}
-
-/// A 2025-11-25 session opened on `url`: its (sealed) id.
-async fn open_session(url: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "flow-replica-test", "version": "1"}}});
-    let (status, id, answer) = post_mcp(url, None, init).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = id.unwrap();
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert!(post_mcp(url, Some(&id), done).await.0 < 300);
-    id
 }
 
 fn call(id: u64, name: &str, arguments: Value) -> Value {

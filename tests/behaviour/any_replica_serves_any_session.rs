@@ -85,14 +85,7 @@ async fn a_session_opened_on_one_replica_is_served_by_another_with_the_same_key(
     assert!(!echoed(&dir_b).iter().any(|t| t == "on c" || t == "bent"));
 
     // Ended on one replica: gone there.
-    let ended = reqwest::Client::new()
-        .delete(&b)
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status().as_u16(), 200);
+    assert_eq!(common::end_session(&b, &id).await, 200);
     assert_eq!(post(&b, Some(&id), call(6, "after")).await.0, 404);
 }
 
@@ -109,24 +102,9 @@ async fn a_session_ended_on_one_replica_is_ended_on_every_replica() {
     let url = common::postgres::database();
     let (_dir_a, a, _) = common::http_gateway(&on_database(&url)).await;
     let (_dir_b, b, _) = common::http_gateway(&on_database(&url)).await;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "ending-test-client", "version": "1"}}});
-    let (status, id, _) = post(&a, None, init).await;
-    assert_eq!(status, 200);
-    let id = id.unwrap();
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert!(post(&a, Some(&id), done).await.0 < 300);
+    let id = common::open_session(&a).await;
     assert_eq!(post(&b, Some(&id), call(1, "on b")).await.0, 200);
-
-    let ended = reqwest::Client::new()
-        .delete(&a)
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status().as_u16(), 200);
+    assert_eq!(common::end_session(&a, &id).await, 200);
     // Replica b, up all along, heard it.
     let mut status = 0;
     for n in 0..40 {

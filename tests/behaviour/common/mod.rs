@@ -511,6 +511,33 @@ pub async fn post_mcp(
     (status, id, answer)
 }
 
+/// A 2025-11-25 session opened on `url` (`initialize`, then `notifications/initialized`):
+/// the id the gateway gave it.
+pub async fn open_session(url: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw-http-test-client", "version": "1"}}});
+    let (status, id, answer) = post_mcp(url, None, init).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = id.expect("a session id");
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(post_mcp(url, Some(&id), done).await.0 < 300);
+    id
+}
+
+/// End session `id` on `url` (`DELETE`): the status.
+pub async fn end_session(url: &str, id: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(url)
+        .header("mcp-session-id", id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Serve `state` over Streamable HTTP on a free loopback port until the test ends; its
 /// `/mcp` URL.
 pub async fn serve_http(state: Arc<State>) -> String {
