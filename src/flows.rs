@@ -251,11 +251,15 @@ impl Flows {
     /// Whether any rule or budget could apply to a call to `tool`, whatever its session
     /// has done (when none could, the session's record is not needed to decide it).
     pub fn could_hit(&self, tool: &ToolRef) -> bool {
-        let object = crate::policy::object_of(tool);
+        // The tool's object (`server/tool`) is made only if a rule names tools by pattern.
+        let mut object = None;
         let rules = self.rules.iter().any(|rule| {
             let targets = match &rule.target {
                 Target::Egress => tool.egress,
-                Target::Tools(pattern) => crate::grant::matches(pattern, &object),
+                Target::Tools(pattern) => {
+                    let object = object.get_or_insert_with(|| crate::policy::object_of(tool));
+                    crate::grant::matches(pattern, object)
+                }
             };
             targets && rule.tier.is_none_or(|t| t == tool.tier)
         });

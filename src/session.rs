@@ -59,6 +59,13 @@ struct Records {
 }
 
 impl Records {
+    fn get(&self, key: &str) -> Option<&Memory> {
+        match key.starts_with("task:") {
+            true => self.tasks.get(key),
+            false => self.sessions.get(key),
+        }
+    }
+
     fn get_mut(&mut self, key: &str) -> Option<&mut Memory> {
         match key.starts_with("task:") {
             true => self.tasks.get_mut(key),
@@ -194,12 +201,8 @@ impl Sessions {
                 .by_session
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let view = |key: &str| match key.starts_with("task:") {
-                true => all.tasks.get(key),
-                false => all.sessions.get(key),
-            };
             keys.iter()
-                .map(|k| (*k, view(k).map(|m| m.view.clone()).unwrap_or_default()))
+                .map(|k| (*k, all.get(k).map(|m| m.view.clone()).unwrap_or_default()))
                 .collect()
         };
         let shared = share(store, here, noted).await;

@@ -179,8 +179,8 @@ impl Store {
 
     /// What other gateways on this database announce (and this one: the sender hears
     /// itself too), from now on.
-    pub fn announcements(&self) -> broadcast::Receiver<String> {
-        self.heard.subscribe()
+    pub fn announcements(&self) -> Announcements {
+        Announcements(self.heard.subscribe())
     }
 
     /// Take one token from each bucket of `asks` (rate limits every replica counts
@@ -313,6 +313,23 @@ impl Store {
     /// believes it).
     pub async fn pin(&self, pin: &str) -> Result<Option<String>, StoreError> {
         self.engine.pin(pin.to_string()).await
+    }
+}
+
+/// Announcements heard on the database, in order (see [`Store::announcements`]).
+pub struct Announcements(broadcast::Receiver<String>);
+
+impl Announcements {
+    /// The next one; `None` once the store is gone. Announcements missed while the
+    /// listener fell behind are passed over (each says what to do, not what changed).
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            match self.0.recv().await {
+                Ok(message) => return Some(message),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 

@@ -407,6 +407,12 @@ fn new_request(now: &Snapshot, call: &Call, decision: &Decision) -> NewRequest {
 }
 
 impl State {
+    /// The state store, for what sessions have done, while flow rules or budgets read it
+    /// (with none, a session's record stays in this process).
+    pub(super) fn flow_store(&self) -> Option<&crate::store::Store> {
+        Some(&*self.store).filter(|_| self.current().policy.has_flows())
+    }
+
     /// Close every pending request whose time is up, each with an audit record.
     pub async fn expire_approvals(&self) {
         let expired = match self.approvals.expire_due(now_ms()).await {

@@ -153,7 +153,7 @@ pub(super) async fn finish(
     let got = matches!(&result, Ok(CallToolResponse::Complete(r)) if r.is_error != Some(true));
     let task = task_key(&call.caller);
     // Shared with the other replicas while flow rules or budgets read it.
-    let store = Some(&*state.store).filter(|_| state.current().policy.has_flows());
+    let store = state.flow_store();
     let (session, tool) = (&call.caller.session, &call.tool);
     let recorded = state
         .sessions

@@ -262,10 +262,8 @@ pub(super) async fn follow_reloads(state: std::sync::Weak<State>) {
         return;
     };
     loop {
-        let message = match heard.recv().await {
-            Ok(m) => m,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        let Some(message) = heard.next().await else {
+            return;
         };
         let Some(state) = state.upgrade() else { return };
         let Some(from) = message.strip_prefix(ANNOUNCED) else {

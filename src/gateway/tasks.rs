@@ -218,20 +218,23 @@ pub async fn get(
         other => {
             if let Some(outcome) = terminal(&other) {
                 // The result reaches its caller now: its data labels come with it.
-                if matches!(
+                let got = matches!(
                     outcome,
                     Outcome::Result {
                         is_error: false,
                         ..
                     }
-                ) {
-                    let store = Some(&*state.store).filter(|_| state.current().policy.has_flows());
-                    if let Err(e) = state.sessions.acquired(store, &kept.call).await {
-                        tracing::warn!(
-                            "the labels task {} brought its session are not in the state database ({e}): another replica serving it will not see them",
-                            kept.call.id
-                        );
-                    }
+                );
+                if got
+                    && let Err(e) = state
+                        .sessions
+                        .acquired(state.flow_store(), &kept.call)
+                        .await
+                {
+                    tracing::warn!(
+                        "the labels task {} brought its session are not in the state database ({e}): another replica serving it will not see them",
+                        kept.call.id
+                    );
                 }
                 end(state, &kept, outcome).await;
             }

@@ -122,17 +122,7 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
 
 impl Pool {
     async fn connect(&self) -> Result<Client, StoreError> {
-        let (client, connection) = self
-            .config
-            .connect(self.tls.clone())
-            .await
-            .map_err(failed)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("a state database connection ended: {e}");
-            }
-        });
-        Ok(client)
+        open(&self.config, self.tls.clone()).await
     }
 
     async fn take(&self) -> Result<Client, StoreError> {
@@ -160,6 +150,17 @@ impl Pool {
 
 /// The connection settings in `url`, with the password from `PGPASSWORD` when the URL
 /// has none; and the URL as it may be shown (no password).
+/// A connection to the database `config` names, its I/O driven by a task of its own.
+async fn open(config: &Config, tls: Tls) -> Result<Client, StoreError> {
+    let (client, connection) = config.connect(tls).await.map_err(failed)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("a state database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
 fn settings(url: &str) -> Result<(Config, String), StoreError> {
     let mut config: Config = url.parse().map_err(|e| StoreError::Open {
         path: "[store] url".into(),
@@ -297,13 +298,9 @@ impl WitnessTable {
     /// Connect to `url` (the schema is the replicas' to create: a gateway makes it at start).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let (config, _) = settings(url)?;
-        let (client, connection) = config.connect(tls()).await.map_err(failed)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("the witness's database connection ended: {e}");
-            }
-        });
-        Ok(Self { client })
+        Ok(Self {
+            client: open(&config, tls()).await?,
+        })
     }
 
     /// Whether the connection is gone (make a new one).

@@ -96,12 +96,7 @@ impl SealedSessions {
             let mut heard = store.announcements();
             let weak = Arc::downgrade(&this);
             tokio::spawn(async move {
-                loop {
-                    let message = match heard.recv().await {
-                        Ok(m) => m,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    };
+                while let Some(message) = heard.next().await {
                     let Some(sessions) = weak.upgrade() else {
                         return;
                     };
