@@ -120,3 +120,27 @@ async fn a_session_ended_on_one_replica_is_ended_on_every_replica() {
     assert_eq!(post(&c, Some(&id), call(99, "on c")).await.0, 404);
     assert!(common::read_lines(&dir_c.path().join("calls.jsonl")).is_empty());
 }
+
+/// With the database down, a replica meeting a session for the first time cannot ask
+/// whether another replica ended it: it serves the session (those that were up heard any
+/// ending as it happened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_a_replica_still_serves_a_session_it_meets_first() {
+    let cluster = common::postgres::Cluster::start();
+    let url = cluster.database();
+    let (_dir_a, a, _) = common::http_gateway(&on_database(&url)).await;
+    let (dir_b, b, _) = common::http_gateway(&on_database(&url)).await;
+    let id = common::open_session(&a).await;
+    cluster.stop();
+    let (status, _, answer) = post(&b, Some(&id), call(1, "while down")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "while down",
+        "{answer}"
+    );
+    assert_eq!(
+        common::read_lines(&dir_b.path().join("calls.jsonl")).len(),
+        1
+    );
+    cluster.serve();
+}
